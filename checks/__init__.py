@@ -1,0 +1,1 @@
+"""Whole datasets: ingest, schemas, linking, detection, ledger, synthetic data."""

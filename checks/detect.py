@@ -1,0 +1,471 @@
+"""Every finding of SPEC §2 over the canonical frame: one findings frame.
+
+Stages (each pure, frames in, findings out):
+    1. record level     — the GB 32100 rules on each code (validators)
+    2. in context       — department / category / region against the record
+    3. across records   — duplicate codes, duplicate records, one entity with
+                          many codes, names that disagree (checks.linking)
+    4. repairs          — suggestions backed by evidence from other registries
+
+Ownership (SPEC §2, §8): a finding goes to the record that must change; the
+registry whose department matches a code's position 1 is presumed right;
+when none can be presumed right every holder gets the finding, with no
+suggestion (待核).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from checks.categories import expected_category
+from checks.linking import build_groups, candidate_pairs, score_pairs
+from checks.names import name_core, normalize_name
+from checks.settings import Settings
+from validators import regions
+from validators.column import BIT, ERROR_MASK, classify
+from validators.tables import DEPARTMENTS, KINDS, TERMINAL_KINDS
+from validators.uscc import calc_check_char, check, mask, single_edit_neighbors
+
+FINDING_COLUMNS = (
+    "finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message", "positions",
+    "suggested_code", "confidence", "suggestion_reason", "related", "related_detail", "group_size",
+    "weakest_score", "evidence", "status", "file", "row",
+)
+FINDING_SCHEMA = {
+    "finding_id": pl.String, "source": pl.String, "record_id": pl.String, "uscc": pl.String, "name": pl.String,
+    "kind": pl.String, "severity": pl.String, "message": pl.String, "positions": pl.String,
+    "suggested_code": pl.String, "confidence": pl.String, "suggestion_reason": pl.String, "related": pl.String,
+    "related_detail": pl.String, "group_size": pl.Int64, "weakest_score": pl.Float64, "evidence": pl.String,
+    "status": pl.String, "file": pl.String, "row": pl.Int64,
+}
+_TERMINAL_BITS = sum(BIT[k] for k in TERMINAL_KINDS)
+_INDIVIDUAL_WORDS = ("个体",)
+
+
+@dataclass
+class Suggestion:
+    code: str
+    reason: str
+    confidence: str
+
+
+@dataclass
+class Finding:
+    idx: int
+    kind: str
+    message: str
+    severity: str | None = None
+    positions: tuple[int, ...] = ()
+    suggestion: Suggestion | None = None
+    related: list[int] = field(default_factory=list)
+    group_size: int | None = None
+    weakest_score: float | None = None
+    evidence: str = ""
+
+
+def finding_id(source: str, record_id: str, kind: str, code: str) -> str:
+    """Stable id: the same problem on the same record has the same id every night."""
+    return hashlib.sha1(f"{source}\x1f{record_id}\x1f{kind}\x1f{code}".encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- preparation
+
+def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """Records with the normalized code, its flags, and the keys used for linking."""
+    classified = classify(records["uscc_raw"], records["uscc_numeric"], settings.allowlist)
+    prefixes = settings.city.name_prefixes
+    frame = records.with_columns(
+        idx=pl.int_range(pl.len(), dtype=pl.Int64),
+        norm=classified["code"],
+        flags=classified["flags"],
+        valid=classified["valid"],
+    )
+    terminal = (pl.col("flags") & _TERMINAL_BITS) != 0
+    is18 = (pl.col("norm").str.len_chars() == 18) & ~terminal
+    org_ok = is18 & ((pl.col("flags") & (BIT["bad_org_check"] | BIT["bad_charset"])) == 0)
+    names = frame["name"].to_list()
+    frame = frame.with_columns(
+        code=pl.when(is18).then(pl.col("norm")),
+        org=pl.when(org_ok).then(pl.col("norm").str.slice(8, 9)),
+        legacy_org=pl.when(((pl.col("flags") & BIT["legacy_number"]) != 0) & (pl.col("norm").str.len_chars() == 9))
+        .then(pl.col("norm")),
+        name_norm=pl.Series([normalize_name(n, prefixes) for n in names], dtype=pl.String),
+        rep=pl.col("legal_rep").str.replace_all(r"\s", ""),
+        address_norm=pl.col("address").map_elements(lambda a: normalize_name(a, prefixes), return_dtype=pl.String),
+    )
+    weak = (pl.col("entity_type").fill_null("").str.contains("个体")
+            | (pl.col("code").str.slice(0, 2) == "92").fill_null(False)
+            | (pl.col("name_norm").str.len_chars() <= 4)
+            | (pl.col("name_norm") == pl.col("rep")).fill_null(False))
+    return frame.with_columns(weak=weak, name_core=pl.col("name_norm").map_elements(name_core, return_dtype=pl.String))
+
+
+# --------------------------------------------------------------------------- stage 1: record level
+
+def record_level(frame: pl.DataFrame, allowlist: dict[str, str] | None = None) -> list[Finding]:
+    """The validator's findings on every flagged code (one scalar check per distinct cell)."""
+    flagged = frame.filter(pl.col("flags") != 0).select("idx", "uscc_raw", "uscc_numeric")
+    findings: list[Finding] = []
+    reports: dict[tuple, object] = {}
+    for idx, raw, numeric in flagged.iter_rows():
+        report = reports.get((raw, numeric))
+        if report is None:
+            report = reports[(raw, numeric)] = check(raw, numeric=numeric, allowlist=allowlist, suggest=False)
+        for f in report.findings:
+            findings.append(Finding(idx, f.kind, f.message, f.severity, f.positions))
+    return findings
+
+
+# --------------------------------------------------------------------------- stage 2: in context
+
+def context_level(frame: pl.DataFrame, settings: Settings) -> list[Finding]:
+    findings: list[Finding] = []
+    departments = {s.key: s.departments for s in settings.sources}
+    prefix = settings.city.jurisdiction_prefix
+    candidates = frame.filter(pl.col("code").is_not_null()).select(
+        "idx", "source", "code", "flags", "entity_type", "name")
+    for idx, source, code, flags, entity_type, name in candidates.iter_rows():
+        dept, cat = code[0], code[1]
+        if dept in DEPARTMENTS and dept not in departments[source]:
+            owners = "、".join(departments[source])
+            findings.append(Finding(idx, "department_mismatch",
+                                    f"代码第 1 位“{dept}”表示{DEPARTMENTS[dept][0]}部门登记，"
+                                    f"而本单位登记的主体应为“{owners}”开头", positions=(1,)))
+        expected = expected_category(entity_type, name)
+        if (expected and dept == expected.dept and cat != expected.cat and not flags & BIT["bad_category"]
+                and cat in DEPARTMENTS[dept][1]):
+            findings.append(Finding(idx, "category_mismatch",
+                                    f"主体为“{expected.label}”，代码第 2 位应为“{expected.cat}”"
+                                    f"（{DEPARTMENTS[dept][1][expected.cat]}），现为“{cat}”"
+                                    f"（{DEPARTMENTS[dept][1][cat]}）", positions=(2,)))
+        region = code[2:8]
+        if region.isdigit() and not flags & BIT["bad_region"] and not region.startswith(prefix):
+            where = regions.region_name(region) or region
+            findings.append(Finding(idx, "region_outside",
+                                    f"代码第 3–8 位“{region}”（{where}）不在本市辖区（{prefix}）", positions=range(3, 9)))
+    return findings
+
+
+# --------------------------------------------------------------------------- stage 3: across records
+
+def neighbor_pairs(frame: pl.DataFrame) -> pl.DataFrame:
+    """Invalid codes one edit away from a valid code held by another record."""
+    valid_codes = frame.filter(pl.col("valid") & pl.col("code").is_not_null()).group_by("code").agg(
+        pl.col("idx").first().alias("holder"))
+    holders = dict(valid_codes.iter_rows())
+    rows_a, rows_b = [], []
+    invalid = frame.filter(~pl.col("valid") & pl.col("code").is_not_null()).select("idx", "code")
+    for idx, code in invalid.iter_rows():
+        for candidate, _ in single_edit_neighbors(code):
+            holder = holders.get(candidate)
+            if holder is not None:
+                rows_a.append(idx)
+                rows_b.append(holder)
+    legacy = frame.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org")
+    if legacy.height:
+        by_org = frame.filter(pl.col("valid") & pl.col("org").is_not_null()).select("idx", "org")
+        joined = legacy.join(by_org, left_on="legacy_org", right_on="org", suffix="_b")
+        rows_a += joined["idx"].to_list()
+        rows_b += joined["idx_b"].to_list()
+    return pl.DataFrame({"a": rows_a, "b": rows_b}, schema={"a": pl.Int64, "b": pl.Int64})
+
+
+@dataclass
+class Context:
+    frame: pl.DataFrame
+    settings: Settings
+    rows: list[dict]
+    groups: dict[int, tuple[int, ...]]
+    links: dict[tuple[int, int], dict]
+
+    def link(self, a: int, b: int) -> dict | None:
+        return self.links.get((min(a, b), max(a, b)))
+
+    def presumed_right(self, idx: int) -> bool:
+        """The record's code is valid and was issued by its own registry's department."""
+        r = self.rows[idx]
+        return r["valid"] and r["code"] is not None and r["code"][0] in self.settings.source(r["source"]).departments
+
+
+def cross_level(frame: pl.DataFrame, settings: Settings) -> tuple[list[Finding], Context]:
+    pairs = candidate_pairs(frame, neighbor_pairs(frame))
+    scored = score_pairs(frame, pairs)
+    links = {(r["a"], r["b"]): r for r in scored.select("a", "b", "score", "same", "reason", "blocks").iter_rows(named=True)}
+    rows = frame.select("idx", "source", "record_id", "code", "valid", "name", "name_norm", "flags").to_dicts()
+    ctx = Context(frame, settings, rows, build_groups(scored), links)
+    findings: list[Finding] = []
+    findings += _duplicate_codes(ctx)
+    for members in set(ctx.groups.values()):
+        findings += _group_findings(ctx, members)
+    return findings, ctx
+
+
+def _group_stats(ctx: Context, members) -> tuple[int, float | None, str]:
+    scores, reasons = [], []
+    for i, a in enumerate(members):
+        for b in members[i + 1:]:
+            link = ctx.link(a, b)
+            if link:
+                scores.append(link["score"])
+                reasons.append(link["reason"])
+    weakest = min(scores) if scores else None
+    return len(members), weakest, (min(zip(scores, reasons))[1] if scores else "")
+
+
+def _duplicate_codes(ctx: Context) -> list[Finding]:
+    """重码: one code on records that are different entities."""
+    findings = []
+    by_code: dict[str, list[int]] = defaultdict(list)
+    for r in ctx.rows:
+        if r["code"] is not None:
+            by_code[r["code"]].append(r["idx"])
+    for code, holders in by_code.items():
+        if len(holders) < 2:
+            continue
+        entities: list[list[int]] = []
+        for idx in holders:
+            for entity in entities:
+                link = ctx.link(entity[0], idx)
+                if link and link["same"]:
+                    entity.append(idx)
+                    break
+            else:
+                entities.append([idx])
+        if len(entities) < 2:
+            continue
+        owner = ctx.settings.owner_of_department(code[0])
+        right = [e for e in entities if any(ctx.rows[i]["source"] == owner for i in e)] if owner else []
+        must_change = [e for e in entities if e not in right] if len(right) == 1 else entities
+        names = "；".join(f"{ctx.settings.source_names[ctx.rows[e[0]]['source']]} {ctx.rows[e[0]]['record_id']} "
+                         f"{ctx.rows[e[0]]['name'] or ''}" for e in entities[:5])
+        doubt = [ctx.link(a[0], b[0]) for i, a in enumerate(entities) for b in entities[i + 1:]]
+        evidence = "；".join(sorted({d["reason"] for d in doubt if d}))[:300]
+        for entity in must_change:
+            for idx in entity:
+                others = [i for i in holders if i not in entity]
+                note = ("本代码按第 1 位应由"
+                        f"{ctx.settings.source_names[owner]}登记，以其记录为准，请核实本单位记录的正确代码"
+                        if len(right) == 1 else "无法判断哪一方正确，请各持有单位核实")
+                findings.append(Finding(idx, "duplicate_code",
+                                        f"代码同时被 {len(entities)} 个不同主体使用（{names}）。{note}",
+                                        related=others, group_size=len(holders), evidence=evidence))
+    return findings
+
+
+def _group_findings(ctx: Context, members: tuple[int, ...]) -> list[Finding]:
+    """Findings inside one group of records that are the same entity."""
+    findings = []
+    size, weakest, weakest_reason = _group_stats(ctx, members)
+    rows = [ctx.rows[i] for i in members]
+    valid_codes = {r["code"] for r in rows if r["valid"] and r["code"]}
+    anchors = {r["code"] for r in rows if ctx.presumed_right(r["idx"])}
+
+    def related(idx):
+        return [m for m in members if m != idx]
+
+    # 重复记录: same code twice in one registry; every copy after the first must go.
+    by_key: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["code"]:
+            by_key[(r["source"], r["code"])].append(r)
+    for (source, code), copies in by_key.items():
+        copies.sort(key=lambda r: r["record_id"])
+        for r in copies[1:]:
+            findings.append(Finding(r["idx"], "duplicate_record",
+                                    f"与本单位记录 {copies[0]['record_id']}（{copies[0]['name']}）为同一主体、同一代码，"
+                                    "请合并或删除重复记录", related=[c["idx"] for c in copies if c is not r],
+                                    group_size=size, weakest_score=weakest, evidence=weakest_reason))
+
+    # 名称不一致: same code in two registries, names differ after normalization.
+    by_code: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["code"]:
+            by_code[r["code"]].append(r)
+    for code, holders in by_code.items():
+        sources = {r["source"] for r in holders}
+        if len(sources) < 2 or len({r["name_norm"] for r in holders}) < 2:
+            continue
+        owner = ctx.settings.owner_of_department(code[0])
+        reference = [r for r in holders if r["source"] == owner]
+        for r in holders:
+            if r["source"] == owner:
+                continue
+            if reference and r["name_norm"] == reference[0]["name_norm"]:
+                continue
+            if reference:
+                ref = reference[0]
+                message = (f"本单位登记名称“{r['name']}”与{ctx.settings.source_names[owner]}（该代码的登记管理部门）"
+                           f"登记的“{ref['name']}”不一致，请核实现用名称")
+            else:
+                others = "、".join(f"“{h['name']}”" for h in holders if h is not r)
+                message = f"同一代码在其他部门登记的名称为{others}，与本单位“{r['name']}”不一致，请各方核实"
+            findings.append(Finding(r["idx"], "name_mismatch", message, related=related(r["idx"]),
+                                    group_size=size, weakest_score=weakest, evidence=weakest_reason))
+
+    # 一主体多码: the same entity under two or more valid codes.
+    if len(valid_codes) > 1:
+        single_anchor = next(iter(anchors)) if len(anchors) == 1 else None
+        for r in rows:
+            if not (r["valid"] and r["code"]) or r["code"] == single_anchor:
+                continue
+            listed = "、".join(sorted(valid_codes - {r["code"]}))
+            if single_anchor:
+                holder = next(x for x in rows if x["code"] == single_anchor and ctx.presumed_right(x["idx"]))
+                suggestion = Suggestion(single_anchor, f"同一主体在{ctx.settings.source_names[holder['source']]}"
+                                                       f"（该代码的登记管理部门）登记的代码，记录 {holder['record_id']}",
+                                        "high" if _strong(ctx, r["idx"], holder["idx"]) else "medium")
+                message = f"同一主体还以代码 {listed} 登记；按登记管理部门，应以 {single_anchor} 为准"
+            else:
+                suggestion = None
+                message = f"同一主体还以代码 {listed} 登记，无法判断哪个代码正确，请各方核实"
+            findings.append(Finding(r["idx"], "multiple_codes", message, suggestion=suggestion,
+                                    related=related(r["idx"]), group_size=size, weakest_score=weakest,
+                                    evidence=weakest_reason))
+    return findings
+
+
+def _strong(ctx: Context, a: int, b: int) -> bool:
+    link = ctx.link(a, b)
+    return bool(link) and link["same"] and (link["score"] >= 100 or "org" in link["blocks"]
+                                            or "neighbor" in link["blocks"])
+
+
+# --------------------------------------------------------------------------- stage 4: repairs
+
+def attach_repairs(findings: list[Finding], ctx: Context) -> None:
+    """Give record-level and context findings the best suggestion there is, with its reason."""
+    by_record: dict[int, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_record[f.idx].append(f)
+    cross_listed = _cross_listed(ctx)
+    for idx, items in by_record.items():
+        kinds = {f.kind for f in items}
+        if "department_mismatch" in kinds and idx in cross_listed:
+            items[:] = [f for f in items if f.kind != "department_mismatch"]
+            kinds.discard("department_mismatch")
+        if not kinds & _REPAIRABLE:
+            continue
+        suggestion, related = _evidence_suggestion(ctx, idx) or (_computed_suggestion(ctx, idx, kinds), [])
+        for f in items:
+            if f.kind in _REPAIRABLE and (KINDS[f.kind].severity == "error"):
+                f.suggestion = f.suggestion or suggestion
+                f.related = f.related or related
+    findings[:] = [f for items in by_record.values() for f in items]
+
+
+_REPAIRABLE = {"missing", "excel_mangled", "personal_id", "legacy_number", "bad_length", "bad_charset",
+               "bad_department", "bad_category", "bad_region", "bad_org_check", "bad_check_char",
+               "department_mismatch", "category_mismatch"}
+
+
+def _cross_listed(ctx: Context) -> set[int]:
+    """Records whose code's owning registry holds the same entity (SPEC §8: no department_mismatch)."""
+    out = set()
+    for members in set(ctx.groups.values()):
+        for m in members:
+            code = ctx.rows[m]["code"]
+            owner = ctx.settings.owner_of_department(code[0]) if code else None
+            if owner and any(ctx.rows[o]["source"] == owner for o in members if o != m):
+                out.add(m)
+    return out
+
+
+def _evidence_suggestion(ctx: Context, idx: int) -> tuple[Suggestion, list[int]] | None:
+    """The same entity's valid code elsewhere: high when one edit away or the org code matches."""
+    members = ctx.groups.get(idx)
+    r = ctx.rows[idx]
+    if members:
+        candidates = [m for m in members if m != idx and ctx.rows[m]["valid"] and ctx.rows[m]["code"]
+                      and ctx.rows[m]["code"] != r["code"]]
+        right = [m for m in candidates if ctx.presumed_right(m)] or candidates
+        codes = {ctx.rows[m]["code"] for m in right}
+        if len(codes) == 1:
+            m = right[0]
+            other = ctx.rows[m]
+            near = r["code"] is not None and any(c == other["code"] for c, _ in single_edit_neighbors(r["code"]))
+            strong = _strong(ctx, idx, m)
+            why = "与本代码仅差一个字符" if near else ("组织机构代码相同" if strong else "名称等信息一致")
+            confidence = "high" if (near or strong) else "medium"
+            link = ctx.link(idx, m) or {}
+            return Suggestion(other["code"], f"{ctx.settings.source_names[other['source']]}记录 {other['record_id']}"
+                                             f"（{other['name']}）为同一主体，持有此代码，{why}。{link.get('reason', '')}",
+                              confidence), [m]
+    return None
+
+
+def _computed_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestion | None:
+    """No evidence elsewhere: fix what the rules can fix, never above `medium`."""
+    r = ctx.rows[idx]
+    frame_row = ctx.frame.row(idx, named=True)
+    if kinds & {"department_mismatch", "category_mismatch"} and r["code"] and r["valid"]:
+        expected = expected_category(frame_row["entity_type"], frame_row["name"])
+        if expected:
+            first17 = expected.dept + expected.cat + r["code"][2:17]
+            return Suggestion(first17 + calc_check_char(first17),
+                              f"按主体类型“{expected.label}”，第 1–2 位应为“{expected.dept}{expected.cat}”，"
+                              "并重新计算校验码；请以证照为准", "medium")
+        return None
+    if kinds & set(TERMINAL_KINDS):
+        return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (SPEC §8)
+    report = check(frame_row["uscc_raw"], allowlist=ctx.settings.allowlist)
+    medium = [s for s in report.suggestions if s.confidence == "medium"]
+    if len(medium) == 1:
+        return Suggestion(medium[0].code, medium[0].reason, "medium")
+    return None
+
+
+# --------------------------------------------------------------------------- assembly
+
+def detect(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """The findings frame (columns `FINDING_COLUMNS`) of a canonical frame."""
+    if records.height == 0:
+        return pl.DataFrame(schema=FINDING_SCHEMA)
+    frame = prepare(records, settings)
+    findings = record_level(frame, settings.allowlist) + context_level(frame, settings)
+    cross, ctx = cross_level(frame, settings)
+    attach_repairs(findings, ctx)
+    findings += cross
+    return to_frame(findings, ctx)
+
+
+def to_frame(findings: list[Finding], ctx: Context) -> pl.DataFrame:
+    frame = ctx.frame
+    raw = frame["uscc_raw"].to_list()
+    meta = frame.select("source", "record_id", "name", "file", "row", "norm", "flags").to_dicts()
+    names = ctx.settings.source_names
+    personal = {i for i, m in enumerate(meta) if m["flags"] & BIT["personal_id"]}
+
+    def shown(i: int) -> str:
+        value = raw[i] or ""
+        return mask(value.strip()) if i in personal else value
+
+    out = []
+    for f in sorted(findings, key=lambda f: (f.idx, list(KINDS).index(f.kind))):
+        m = meta[f.idx]
+        code_key = mask(m["norm"]) if f.idx in personal else m["norm"]
+        related = [meta[i] for i in f.related]
+        detail = [{"source": x["source"], "source_name": names.get(x["source"], x["source"]),
+                   "record_id": x["record_id"], "name": x["name"], "code": shown(i)}
+                  for i, x in zip(f.related, related)]
+        s = f.suggestion
+        out.append({
+            "finding_id": finding_id(m["source"], m["record_id"], f.kind, code_key),
+            "source": m["source"], "record_id": m["record_id"], "uscc": shown(f.idx), "name": m["name"],
+            "kind": f.kind, "severity": f.severity or KINDS[f.kind].severity, "message": f.message,
+            "positions": ",".join(str(p) for p in f.positions),
+            "suggested_code": s.code if s else None, "confidence": s.confidence if s else None,
+            "suggestion_reason": s.reason if s else None,
+            "related": ";".join(f"{x['source']}:{x['record_id']}" for x in related),
+            "related_detail": json.dumps(detail, ensure_ascii=False),
+            "group_size": f.group_size, "weakest_score": f.weakest_score, "evidence": f.evidence,
+            "status": "open", "file": m["file"], "row": m["row"],
+        })
+    return pl.DataFrame(out, schema=FINDING_SCHEMA) if out else pl.DataFrame(schema=FINDING_SCHEMA)
+
+
+__all__ = ["detect", "prepare", "finding_id", "FINDING_COLUMNS", "FINDING_SCHEMA", "ERROR_MASK"]

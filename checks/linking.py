@@ -1,0 +1,196 @@
+"""Which records are the same entity: blocking, pair evidence, groups.
+
+Pairs are proposed only inside blocks (never all pairs):
+    same code · same organization code (positions 9–17) · same normalized
+    name · same legal representative with similar names · an invalid code one
+    edit away from a code held elsewhere.
+Each pair gets evidence (name score, distinguishing parts, legal
+representative, address, date) and a decision with its reason. Groups are
+cliques of "same" links: A~B and B~C make a group with C only if A~C holds
+on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+from rapidfuzz import fuzz, process
+
+from checks.names import distinguishers
+
+#: Pairs from one block at most (a bigger block is sub-sampled to its first members).
+MAX_BLOCK = 200
+#: Name similarity at which a name alone (with no contradicting evidence) links two records.
+SAME_NAME = 100.0
+#: Similarity that links with supporting evidence (legal representative or address).
+SIMILAR_NAME = 85.0
+#: Similarity that links, with one more piece of evidence, when the codes are the same (renamed names).
+SAME_CODE_NAME = 50.0
+#: Similarity that links when the org-code part or a single-edit code says so.
+CODE_EVIDENCE_NAME = 60.0
+ADDRESS_SAME = 90.0
+
+
+@dataclass(frozen=True)
+class Link:
+    a: int
+    b: int
+    score: float
+    reason: str
+
+
+def _pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: str) -> pl.DataFrame:
+    """Index pairs (a < b) of records sharing `key`."""
+    keyed = frame.filter(pl.col(key).is_not_null() & (pl.col(key) != ""))
+    keyed = keyed.filter(pl.len().over(key) > 1).select(list(dict.fromkeys(["idx", key, "code"])))
+    if keyed.height == 0:
+        return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
+    keyed = keyed.with_columns(rank=pl.col("idx").rank("ordinal").over(key)).filter(pl.col("rank") <= MAX_BLOCK)
+    pairs = keyed.join(keyed, on=key, suffix="_b").filter(pl.col("idx") < pl.col("idx_b"))
+    if different_code:
+        pairs = pairs.filter(pl.col("code") != pl.col("code_b"))
+    return pairs.select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"), pl.lit(block).alias("block"))
+
+
+def _fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
+    """Same legal representative, similar names (rapidfuzz cdist inside each block)."""
+    keyed = frame.filter(pl.col("rep").is_not_null() & (pl.col("rep") != ""))
+    keyed = keyed.filter(pl.len().over("rep") > 1)
+    rows_a, rows_b = [], []
+    for _, group in keyed.group_by("rep"):
+        if group.height > MAX_BLOCK:
+            group = group.head(MAX_BLOCK)
+        names = group["name_core"].to_list()
+        idx = group["idx"].to_list()
+        scores = process.cdist(names, names, scorer=fuzz.ratio, score_cutoff=SIMILAR_NAME, workers=1)
+        for i in range(len(idx)):
+            for j in range(i + 1, len(idx)):
+                if scores[i, j] >= SIMILAR_NAME:
+                    rows_a.append(idx[i])
+                    rows_b.append(idx[j])
+    return pl.DataFrame({"a": rows_a, "b": rows_b, "block": ["rep"] * len(rows_a)},
+                        schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
+
+
+def candidate_pairs(frame: pl.DataFrame, neighbor_pairs: pl.DataFrame) -> pl.DataFrame:
+    """All proposed pairs with the blocks that proposed them."""
+    parts = [
+        _pairs_within(frame, "code", different_code=False, block="code"),
+        _pairs_within(frame, "org", different_code=True, block="org"),
+        _pairs_within(frame, "name_norm", different_code=True, block="name"),
+        _fuzzy_rep_pairs(frame),
+        neighbor_pairs.select("a", "b", pl.lit("neighbor").alias("block")),
+    ]
+    pairs = pl.concat(parts).with_columns(
+        a=pl.min_horizontal("a", "b"), b=pl.max_horizontal("a", "b")).filter(pl.col("a") != pl.col("b"))
+    return pairs.group_by("a", "b").agg(pl.col("block").unique().sort().str.join(",").alias("blocks"))
+
+
+def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+    """Evidence of every pair and the decision "same entity" with its reason."""
+    cols = ["idx", "code", "name_norm", "name_core", "rep", "address_norm", "established", "org", "weak", "source"]
+    left = frame.select(cols)
+    right = frame.select(cols).rename({c: f"{c}_b" for c in cols})
+    joined = pairs.join(left, left_on="a", right_on="idx").join(right, left_on="b", right_on="idx_b")
+    if joined.height == 0:
+        return joined.with_columns(score=pl.lit(None, pl.Float64), address_score=pl.lit(None, pl.Float64),
+                                   same=pl.lit(None, pl.Boolean), reason=pl.lit(None, pl.String))
+    name_score = process.cpdist(joined["name_core"].to_list(), joined["name_core_b"].to_list(), scorer=fuzz.ratio,
+                                workers=1)
+    address_score = process.cpdist(joined["address_norm"].fill_null("").to_list(),
+                                   joined["address_norm_b"].fill_null("").to_list(), scorer=fuzz.ratio, workers=1)
+    joined = joined.with_columns(score=pl.Series(name_score, dtype=pl.Float64),
+                                 address_score=pl.Series(address_score, dtype=pl.Float64))
+    same, reasons = [], []
+    for r in joined.iter_rows(named=True):
+        decision, reason = decide(r)
+        same.append(decision)
+        reasons.append(reason)
+    return joined.with_columns(same=pl.Series(same, dtype=pl.Boolean), reason=pl.Series(reasons, dtype=pl.String))
+
+
+def decide(r: dict) -> tuple[bool, str]:
+    """Same entity or not, and why (in Chinese): the explanation a reviewer reads."""
+    conflict = distinguishers(r["name_norm"]).conflict(distinguishers(r["name_norm_b"]))
+    score = r["score"]
+    rep_same = bool(r["rep"]) and r["rep"] == r["rep_b"]
+    rep_conflict = bool(r["rep"]) and bool(r["rep_b"]) and r["rep"] != r["rep_b"]
+    address_same = bool(r["address_norm"]) and bool(r["address_norm_b"]) and r["address_score"] >= ADDRESS_SAME
+    date_same = r["established"] is not None and r["established"] == r["established_b"]
+    same_code = r["code"] is not None and r["code"] == r["code_b"]
+    org_same = r["org"] is not None and r["org"] == r["org_b"]
+    neighbor = "neighbor" in r["blocks"]
+    evidence = [f"名称相似度 {score:.0f}"]
+    if rep_same:
+        evidence.append("法定代表人/负责人相同")
+    elif rep_conflict:
+        evidence.append("法定代表人/负责人不同")
+    if address_same:
+        evidence.append("地址相同")
+    if date_same:
+        evidence.append("成立日期相同")
+    if org_same and not same_code:
+        evidence.append("代码第 9–17 位（组织机构代码）相同")
+    if neighbor:
+        evidence.append("两个代码仅差一个字符")
+    text = "；".join(evidence)
+    if conflict:
+        return False, f"不是同一主体：{conflict}（{text}）"
+    if r["weak"] or r["weak_b"]:
+        # Individual businesses and person-named entities: a name proves nothing.
+        ok = address_same and (rep_same or date_same or same_code)
+        return ok, ("同一主体：" if ok else "不能认定为同一主体（个体户或以人名命名，需地址等佐证）：") + text
+    if same_code:
+        ok = (score >= SIMILAR_NAME or (rep_same and address_same)
+              or (score >= SAME_CODE_NAME and (rep_same or address_same or date_same)))
+        return ok, ("同一主体：" if ok else "不是同一主体（名称不同且无其他佐证）：") + text
+    if r["name_norm"] == r["name_norm_b"] or score >= SAME_NAME:
+        ok = not (rep_conflict and not address_same)
+        return ok, ("同一主体：" if ok else "不能认定为同一主体（同名但负责人、地址均不同）：") + text
+    if (org_same or neighbor) and score >= CODE_EVIDENCE_NAME:
+        return True, "同一主体：" + text
+    if score >= SIMILAR_NAME and (rep_same or address_same) and not (rep_conflict and not address_same):
+        return True, "同一主体：" + text
+    return False, "证据不足，不认定为同一主体：" + text
+
+
+def build_groups(scored: pl.DataFrame) -> dict[int, tuple[int, ...]]:
+    """Groups of records that are pairwise the same entity (no chaining through weak links).
+
+    Connected components of "same" links are split greedily into cliques: a
+    record joins a clique only if it is linked to every member.
+    """
+    same = scored.filter(pl.col("same"))
+    edges: dict[int, set[int]] = {}
+    for a, b in same.select("a", "b").iter_rows():
+        edges.setdefault(a, set()).add(b)
+        edges.setdefault(b, set()).add(a)
+    seen: set[int] = set()
+    groups: dict[int, tuple[int, ...]] = {}
+    for start in sorted(edges):
+        if start in seen:
+            continue
+        component, stack = [], [start]
+        seen.add(start)
+        while stack:
+            node = stack.pop()
+            component.append(node)
+            for nxt in edges[node]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        cliques: list[list[int]] = []
+        for node in sorted(component, key=lambda n: (-len(edges[n]), n)):
+            for clique in cliques:
+                if all(m in edges[node] for m in clique):
+                    clique.append(node)
+                    break
+            else:
+                cliques.append([node])
+        for clique in cliques:
+            if len(clique) > 1:
+                members = tuple(sorted(clique))
+                for m in members:
+                    groups[m] = members
+    return groups

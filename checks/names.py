@@ -1,0 +1,122 @@
+"""Chinese organization names: normalization, distinguishing parts, similarity.
+
+Normalization sees through what does not change the entity: full-width vs
+half-width, bracket styles, whitespace, province/city prefixes and legal-form
+variants. It keeps what does: branch suffixes, ordinal numbers, district and
+county names, operator names. Two names whose distinguishing parts differ are
+never the same entity, however similar they look.
+
+>>> normalize_name("黑龙江省鹤岗市 宏发商贸有限责任公司", ("黑龙江省", "鹤岗市"))
+'宏发商贸有限公司'
+>>> distinguishers("鹤岗市第十一中学").ordinals, distinguishers("鹤岗一中").ordinals
+((11,), (1,))
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rapidfuzz import fuzz
+
+#: Legal-form variants → one spelling (longest first).
+LEGAL_FORMS = (
+    ("股份有限公司", "股份公司"),
+    ("有限责任公司", "有限公司"),
+    ("有限公司", "有限公司"),
+)
+#: Suffixes that make a different entity of the same name (a branch is not its head office).
+BRANCH_RE = re.compile(r"([^()司]{0,6}?)(分公司|分店|分所|分厂|分院|分行|支行|营业部|分部|分中心|办事处|分社|门市部|经营部|分理处|服务站)")
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_NUM = "零〇一二两三四五六七八九十百千"
+ORDINAL_RE = re.compile(rf"第([0-9{_CN_NUM}]+)|([0-9{_CN_NUM}]+)(?=中学|小学|中(?!心|国|华|医|学)|小(?!学)|幼儿园|医院|分局|派出所|连队|大队|中队)")
+_BRACKETS = str.maketrans({ch: "" for ch in "()（）[]【】〔〕{}「」『』<>《》\"'“”‘’"})
+#: District and county names anywhere in the name (generic: any …区/…县/…市/…镇/…乡 before a unit word).
+PLACE_RE = re.compile(r"([\u4e00-\u9fff]{2,3}?(?:区|县|旗|镇|乡|街道))")
+
+
+def chinese_number(text: str) -> int | None:
+    """`十一` → 11, `一百零二` → 102, `12` → 12; None when it isn't a number."""
+    if text.isdigit():
+        return int(text)
+    total, section, current = 0, 0, 0
+    for ch in text:
+        if ch in _CN_DIGITS:
+            current = _CN_DIGITS[ch]
+        elif ch in "十百千":
+            unit = {"十": 10, "百": 100, "千": 1000}[ch]
+            section += (current or 1) * unit
+            current = 0
+        else:
+            return None
+    return total + section + current
+
+
+def normalize_name(name: str | None, prefixes: tuple[str, ...] = ()) -> str:
+    """The name as compared: NFKC, no whitespace or brackets, no leading province/city
+    prefixes, one spelling per legal form."""
+    if not name:
+        return ""
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(ch for ch in text if not ch.isspace()).translate(_BRACKETS)
+    changed = True
+    while changed:
+        changed = False
+        for prefix in sorted(prefixes, key=len, reverse=True):
+            if prefix and text.startswith(prefix) and len(text) > len(prefix) + 1:
+                text = text[len(prefix):]
+                changed = True
+    for variant, canonical in LEGAL_FORMS:
+        text = text.replace(variant, canonical)
+    return text
+
+
+_LEGAL_SUFFIX_RE = re.compile(r"(股份公司|有限公司|公司|有限合伙|合伙企业|个人独资企业)$")
+
+
+def name_core(normalized: str) -> str:
+    """A normalized name without its trailing legal form: what similarity is scored on,
+    so that `…有限公司` shared by every company does not make two of them alike."""
+    core = _LEGAL_SUFFIX_RE.sub("", normalized)
+    return core or normalized
+
+
+@dataclass(frozen=True)
+class Distinguishers:
+    """Parts of a name that tell two similar names apart."""
+
+    branch: str  # "向阳分公司", or "" for a head office
+    ordinals: tuple[int, ...]
+    places: tuple[str, ...]
+
+    def conflict(self, other: "Distinguishers") -> str | None:
+        """Why two names are different entities, in Chinese; None if nothing tells them apart."""
+        if self.branch != other.branch:
+            a, b = self.branch or "总机构", other.branch or "总机构"
+            return f"分支机构不同（{a} / {b}）"
+        if self.ordinals != other.ordinals:
+            return f"序号不同（{'、'.join(map(str, self.ordinals)) or '无'} / {'、'.join(map(str, other.ordinals)) or '无'}）"
+        if self.places != other.places:
+            return f"所含区县不同（{'、'.join(self.places) or '无'} / {'、'.join(other.places) or '无'}）"
+        return None
+
+
+@lru_cache(maxsize=200_000)
+def distinguishers(normalized: str) -> Distinguishers:
+    branch_match = None
+    for branch_match in BRANCH_RE.finditer(normalized):
+        pass  # the last branch suffix is the one that names this unit
+    branch = branch_match.group(0) if branch_match else ""
+    ordinals = tuple(n for n in (chinese_number(a or b) for a, b in ORDINAL_RE.findall(normalized)) if n is not None)
+    places = tuple(sorted(set(PLACE_RE.findall(normalized))))
+    return Distinguishers(branch, ordinals, places)
+
+
+def similarity(a: str, b: str) -> float:
+    """0–100 similarity of two normalized names (rapidfuzz ratio)."""
+    return fuzz.ratio(a, b)
+
+
+__all__ = ["normalize_name", "name_core", "distinguishers", "Distinguishers", "similarity", "chinese_number"]

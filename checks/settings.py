@@ -1,0 +1,103 @@
+"""The project configuration (`config/steward.toml`): city, registries, allowlist.
+
+Registries are data: a fourth one (say 民政局, department 5) is a new
+`[[sources]]` entry, never code.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from validators.tables import DEPARTMENTS
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "steward.toml"
+#: Canonical fields of an extract; the first three are required (SPEC §4).
+FIELDS = ("record_id", "uscc", "name", "entity_type", "legal_rep", "established", "status", "address")
+REQUIRED_FIELDS = ("record_id", "uscc", "name")
+
+
+class ConfigError(ValueError):
+    """The configuration file is wrong; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    key: str
+    name: str
+    departments: tuple[str, ...]
+    columns: dict[str, tuple[str, ...]]  # canonical field → accepted headers
+
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    province: str
+    jurisdiction_prefix: str
+    name_prefixes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    city: City
+    sources: tuple[Source, ...]
+    allowlist: dict[str, str] = field(default_factory=dict)
+
+    def source(self, key: str) -> Source:
+        for source in self.sources:
+            if source.key == key:
+                return source
+        raise KeyError(key)
+
+    @property
+    def source_names(self) -> dict[str, str]:
+        return {s.key: s.name for s in self.sources}
+
+    def owner_of_department(self, dept: str) -> str | None:
+        """Key of the registry that issues codes of this department, if configured."""
+        for source in self.sources:
+            if dept in source.departments:
+                return source.key
+        return None
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Read and check the configuration (default: `config/steward.toml`, or $USCC_CONFIG)."""
+    path = Path(path or os.environ.get("USCC_CONFIG") or DEFAULT_CONFIG)
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"找不到配置文件 {path}。") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"配置文件 {path} 格式错误：{exc}") from None
+    return parse_settings(raw, where=str(path))
+
+
+def parse_settings(raw: dict, where: str = "配置") -> Settings:
+    try:
+        c = raw["city"]
+        city = City(c["name"], c.get("province", ""), str(c["jurisdiction_prefix"]),
+                    tuple(c.get("name_prefixes", ())))
+        sources = []
+        for i, s in enumerate(raw["sources"], 1):
+            departments = tuple(str(d) for d in s["departments"])
+            unknown = [d for d in departments if d not in DEPARTMENTS]
+            if unknown:
+                raise ConfigError(f"{where}：第 {i} 个 [[sources]]（{s['key']}）的部门代码 {unknown} 不是 GB 32100 的登记管理部门码。")
+            columns = {k: tuple([v] if isinstance(v, str) else v) for k, v in s.get("columns", {}).items()}
+            missing = [f for f in REQUIRED_FIELDS if not columns.get(f)]
+            if missing:
+                raise ConfigError(f"{where}：来源 {s['key']} 缺少必需字段 {missing} 的列名配置。")
+            extra = sorted(set(columns) - set(FIELDS))
+            if extra:
+                raise ConfigError(f"{where}：来源 {s['key']} 有未知字段 {extra}，可用字段为 {list(FIELDS)}。")
+            sources.append(Source(str(s["key"]), s["name"], departments, columns))
+        keys = [s.key for s in sources]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"{where}：来源 key 重复：{keys}")
+        allowlist = {str(e["code"]).strip().upper(): e["reason"] for e in raw.get("allowlist", [])}
+    except KeyError as exc:
+        raise ConfigError(f"{where}：缺少配置项 {exc}。") from None
+    return Settings(city, tuple(sources), allowlist)

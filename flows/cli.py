@@ -1,0 +1,207 @@
+"""`uscc` command line: check codes, run the nightly job, make synthetic data.
+
+Exit codes: 0 all good, 1 some code invalid (check) / some source rejected (run),
+2 usage or input error (with a message, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line, exit 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uscc", description="统一社会信用代码（GB 32100）重错码治理工具")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="校验代码（参数、文件或标准输入 -）")
+    check.add_argument("codes", nargs="*", help="要校验的代码；- 表示从标准输入逐行读取")
+    check.add_argument("--input", "-i", help="每行一个代码的文本文件，或配合 --column 的 CSV 文件")
+    check.add_argument("--column", help="CSV 文件中代码所在列的列名")
+    output = check.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="每个代码输出一行 JSON")
+    output.add_argument("--summary", action="store_true", help="只输出各类问题的数量（适合百万级文件）")
+    check.add_argument("--config", help="配置文件（白名单），默认 config/steward.toml")
+
+    run = sub.add_parser("run", help="运行夜间任务")
+    run.add_argument("--data-dir", default="data", help="数据目录（extracts/、returns/、reports/、state/）")
+    run.add_argument("--date", help="运行日期 YYYY-MM-DD（默认今天，重跑某晚时指定）")
+    run.add_argument("--config", help="配置文件，默认 config/steward.toml")
+    run.add_argument("--no-prefect", action="store_true", help="不经 Prefect 直接运行（调试用）")
+
+    synth = sub.add_parser("synth", help="生成合成数据（含标准答案）")
+    synth.add_argument("--out", required=True, help="输出的数据目录")
+    synth.add_argument("--records", type=int, default=3000, help="记录总数")
+    synth.add_argument("--seed", type=int, default=1, help="随机种子")
+    synth.add_argument("--xlsx-max", type=int, default=200_000,
+                       help="市场监管局超过该记录数时改写 CSV（XLSX 单表上限约 104 万行）")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return _check(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "synth":
+            return _synth(args)
+    except UsageError as exc:
+        print(f"uscc {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+# --------------------------------------------------------------------------- check
+
+def _read_codes(args) -> list[str]:
+    from checks.textfile import read_text_file, TextFileError
+
+    codes: list[str] = []
+    for code in args.codes:
+        if code == "-":
+            codes.extend(line.rstrip("\r\n") for line in sys.stdin)
+        else:
+            codes.append(code)
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise UsageError(f"找不到输入文件 {path}")
+        try:
+            text = read_text_file(path)
+        except TextFileError as exc:
+            raise UsageError(str(exc)) from None
+        if args.column:
+            import csv
+            import io
+
+            rows = csv.reader(io.StringIO(text))
+            header = [h.strip().lstrip("\ufeff") for h in next(rows, [])]
+            if args.column not in header:
+                raise UsageError(f"{path} 中没有列“{args.column}”；文件中的列：{'、'.join(header)}")
+            col = header.index(args.column)
+            codes.extend(row[col] if col < len(row) else "" for row in rows if any(cell.strip() for cell in row))
+        else:
+            codes.extend(line for line in text.splitlines())
+    elif args.column:
+        raise UsageError("--column 需要与 --input 一起使用")
+    if not codes:
+        raise UsageError("没有要校验的代码：请给出代码、--input 文件或 -（标准输入）")
+    return codes
+
+
+def _check(args) -> int:
+    import polars as pl
+
+    from checks.settings import ConfigError, load_settings
+    from validators import uscc
+    from validators.column import BIT, classify
+
+    try:
+        allowlist = load_settings(args.config).allowlist
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    codes = _read_codes(args)
+    classified = classify(pl.Series(codes, dtype=pl.String), allowlist=allowlist)
+    valid = classified["valid"].to_list()
+    flags = classified["flags"].to_list()
+
+    if args.summary:
+        counts: Counter[str] = Counter()
+        for bits in flags:
+            for kind, bit in BIT.items():
+                if bits & bit:
+                    counts[kind] += 1
+        n_valid = sum(valid)
+        print(f"共 {len(codes)} 个代码：有效 {n_valid}，无效 {len(codes) - n_valid}")
+        for kind, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            from validators.tables import KINDS
+            print(f"  {kind:<16} {KINDS[kind].label:<12} {n}")
+        return 0 if all(valid) else 1
+
+    out = sys.stdout
+    for code, bits in zip(codes, flags):
+        report = uscc.check(code, allowlist=allowlist) if bits else uscc.Report(code, uscc.compact(code), True)
+        if args.json:
+            out.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+        else:
+            out.write(_describe(report) + "\n")
+    return 0 if all(valid) else 1
+
+
+def _describe(report) -> str:
+    from validators.tables import CONFIDENCE_LABELS, SEVERITY_LABELS
+
+    shown = report.to_dict()
+    head = f"{shown['input']}: {'有效' if report.valid else '无效'}"
+    lines = [head]
+    for f in report.findings:
+        lines.append(f"  [{SEVERITY_LABELS[f.severity]}] {f.kind}: {f.message}")
+    for s in report.suggestions[:8]:
+        lines.append(f"  建议（{CONFIDENCE_LABELS[s.confidence]}）{s.code}：{s.reason}")
+    if len(report.suggestions) > 8:
+        lines.append(f"  ……另有 {len(report.suggestions) - 8} 个候选，用 --json 查看全部")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- run / synth
+
+def _run(args) -> int:
+    from checks.settings import ConfigError, load_settings
+
+    data_dir = Path(args.data_dir)
+    if not (data_dir / "extracts").is_dir():
+        raise UsageError(f"数据目录 {data_dir} 下没有 extracts/ 文件夹（应为 extracts/<来源>/<文件>）")
+    try:
+        load_settings(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    run_date = _parse_date(args.date)
+    if args.no_prefect:
+        from flows.stages import run_all
+
+        result = run_all(data_dir, run_date=run_date, config=args.config)
+    else:
+        from flows.nightly import nightly
+
+        result = nightly(data_dir=str(data_dir), run_date=run_date, config=args.config)
+    print(f"总览：{Path(result['overview']).resolve()}")
+    print(f"本次发现问题 {result['open_findings']} 条；被拒收文件 {len(result['rejected'])} 个。")
+    for source, reason in result["rejected"].items():
+        print(f"  被拒收：{source}：{reason}", file=sys.stderr)
+    return 1 if result["rejected"] else 0
+
+
+def _parse_date(text: str | None):
+    import datetime as dt
+
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise UsageError(f"日期“{text}”格式不对，应为 YYYY-MM-DD") from None
+
+
+def _synth(args) -> int:
+    from checks.synth import generate
+
+    if args.records < 100:
+        raise UsageError("--records 至少为 100")
+    truth = generate(Path(args.out), records=args.records, seed=args.seed, xlsx_max=args.xlsx_max)
+    print(f"已生成 {args.records} 条记录到 {args.out}（标准答案：{truth}）")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
