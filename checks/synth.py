@@ -101,7 +101,8 @@ class Truth:
         """Record-level kinds of a damaged code, as the GB 32100 rules name them."""
         for finding in check(record.code, numeric=numeric, suggest=False).findings:
             if finding.severity != "info" or finding.kind == "formatting":
-                self.add(record, finding.kind, expected if finding.severity == "error" else "", derivable)
+                is_error = finding.severity == "error"
+                self.add(record, finding.kind, expected if is_error else "", derivable and is_error)
 
 
 class Generator:
@@ -197,8 +198,13 @@ def _plant_record_level(record: Record, truth: Truth, rng: random.Random, has_ev
     """Damage one record's code the ways registries do; record what must be found."""
     good = record.entity.code
     kind = rng.choice(["missing", "legacy", "bad_length", "charset", "check_char", "typo", "transpose",
-                       "department", "category", "region", "formatting", "excel"])
-    if kind == "missing":
+                       "department", "category", "region", "formatting", "excel", "personal_id"])
+    if kind == "personal_id":
+        if record.entity.cat != "2":  # operators of individual businesses type their ID number
+            return _plant_record_level(record, truth, rng, has_evidence)
+        record.code = _personal_id(rng, record.entity.region if record.entity.region in DISTRICTS else "230402")
+        truth.add(record, "personal_id", good, has_evidence)
+    elif kind == "missing":
         record.code = rng.choice(["", "无", "/", "-", "000000000000000000"])
         truth.add(record, "missing", good, has_evidence)
     elif kind == "legacy":
@@ -408,6 +414,14 @@ def _plant_cross_record(batch, truth: Truth, gen: Generator, new_record) -> None
     n = max(1, (len(market) + len(editorial) + len(justice)) // 100)
     clean = lambda items: [r for r in items if not getattr(r, "_planted", False)]  # noqa: E731
 
+    if counters_first_chunk(batch):
+        # A code confirmed legitimate although it fails the check (config allowlist): info only.
+        pilot = new_record("market", gen.entity("9", "1", "厦门鹭江贸易有限公司", "有限责任公司", region="350100"))
+        pilot.code = ALLOWLISTED_PILOT_CODE
+        _mark(pilot)
+        truth.add(pilot, "allowlisted")
+        truth.add(pilot, "region_outside")
+
     # Notary offices and forensic institutes are 事业单位: editorial registers them
     # (12… code) and justice lists them under the same code (SPEC §8 cross-listing).
     for r in [r for r in justice if r.entity.dept == "1"]:
@@ -497,6 +511,13 @@ def _plant_cross_record(batch, truth: Truth, gen: Generator, new_record) -> None
         _mark(r, r._twin)
         truth.add(r, "multiple_codes")
         truth.add(r._twin, "multiple_codes")
+
+
+ALLOWLISTED_PILOT_CODE = "91350100M0001TGQXM"
+
+
+def counters_first_chunk(batch) -> bool:
+    return any(r.record_id.endswith("00000001") for items in batch.values() for r in items)
 
 
 def _plant_near_misses(batch, truth: Truth, gen: Generator, new_record) -> None:

@@ -172,6 +172,10 @@ def _run(args) -> int:
 
         result = run_all(data_dir, run_date=run_date, config=args.config)
     else:
+        import os
+
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         from flows.nightly import nightly
 
         result = nightly(data_dir=str(data_dir), run_date=run_date, config=args.config)

@@ -1,0 +1,57 @@
+"""The road-to-zero chart: open findings per run as inline SVG (no JS, no network)."""
+
+from __future__ import annotations
+
+from markupsafe import Markup, escape
+
+WIDTH, HEIGHT = 760, 260
+LEFT, RIGHT, TOP, BOTTOM = 56, 20, 20, 44
+
+
+def trend_svg(history: list[dict]) -> Markup:
+    """Line of `open` per `run_date`, with the target line at zero."""
+    if not history:
+        return Markup('<p class="small">暂无历史运行记录。</p>')
+    values = [h["open"] for h in history]
+    top = max(max(values), 1)
+    step = _nice_step(top)
+    top = step * -(-top // step)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    n = len(history)
+
+    def x(i: int) -> float:
+        return LEFT + (plot_w / 2 if n == 1 else plot_w * i / (n - 1))
+
+    def y(v: float) -> float:
+        return TOP + plot_h * (1 - v / top)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" '
+             f'aria-label="待处理问题数趋势" style="max-width:100%;height:auto;font-size:11px">']
+    for v in range(0, int(top) + 1, int(step)):
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeded"/>'
+                     f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#566573">{v}</text>')
+    parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#1e8449" '
+                 f'stroke-width="2" stroke-dasharray="6 4"/><text x="{WIDTH - RIGHT}" y="{y(0) - 6:.1f}" '
+                 'text-anchor="end" fill="#1e8449">目标：清零（0）</text>')
+    points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+    parts.append(f'<polyline points="{points}" fill="none" stroke="#c0392b" stroke-width="2.5"/>')
+    label_every = max(1, n // 8)
+    for i, h in enumerate(history):
+        date = escape(h["run_date"])
+        parts.append(f'<circle cx="{x(i):.1f}" cy="{y(values[i]):.1f}" r="3.5" fill="#c0392b">'
+                     f'<title>{date}：待处理 {values[i]} 条</title></circle>')
+        if i % label_every == 0 or i == n - 1:
+            parts.append(f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" '
+                         f'fill="#566573">{date}</text>')
+    parts.append(f'<text x="{x(n - 1):.1f}" y="{y(values[-1]) - 8:.1f}" text-anchor="middle" '
+                 f'font-weight="bold">{values[-1]}</text></svg>')
+    return Markup("".join(parts))
+
+
+def _nice_step(top: int) -> int:
+    raw = max(top / 5, 1)
+    magnitude = 10 ** (len(str(int(raw))) - 1)
+    for factor in (1, 2, 5, 10):
+        if factor * magnitude >= raw:
+            return factor * magnitude
+    return 10 * magnitude

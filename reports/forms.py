@@ -1,0 +1,145 @@
+"""The correction form a department fills in and returns: `<source>.xlsx` and `<source>.csv`.
+
+Read-only columns (what we found) are grey and locked; the three answer
+columns are yellow and open. Codes survive Excel: text cells in XLSX, and in
+CSV a leading tab, which Excel keeps as text instead of turning an 18-digit
+code into 9.12304E+17. Any cell from data starting with `=`, `+`, `-`, `@`
+(or tab / CR) is prefixed with `'` so no spreadsheet runs it as a formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import polars as pl
+
+from validators.tables import CONFIDENCE_LABELS, KINDS, SEVERITY_LABELS, STATUS_LABELS
+
+#: Answers a department may give in 处理结果 (SPEC §5).
+ANSWERS = ("已更正", "确认无误", "已注销", "非本单位")
+#: (header, finding column or callable) of the read-only part, in order.
+READ_ONLY = (
+    ("问题编号", "finding_id"),
+    ("记录编号", "record_id"),
+    ("名称", "name"),
+    ("当前代码", "uscc"),
+    ("问题类型", "kind_label"),
+    ("严重程度", "severity_label"),
+    ("问题说明", "message"),
+    ("建议代码", "suggested_code"),
+    ("建议可信度", "confidence_label"),
+    ("建议依据", "suggestion_reason"),
+    ("相关记录", "related_text"),
+    ("状态", "status_label"),
+)
+ANSWER_COLUMNS = ("处理结果", "更正后代码", "处理说明")
+#: Columns holding codes or ids: kept as text in both forms.
+TEXT_COLUMNS = {"问题编号", "记录编号", "当前代码", "建议代码", "更正后代码"}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(value: object) -> str:
+    """A cell value no spreadsheet will execute (OWASP CSV-injection advice)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def form_rows(findings: pl.DataFrame, source_names: dict[str, str]) -> list[list[str]]:
+    """The read-only part of the form, one list per finding, already neutralized."""
+    import json
+
+    rows = []
+    for f in findings.iter_rows(named=True):
+        related = json.loads(f["related_detail"] or "[]")
+        values = {
+            **f,
+            "kind_label": KINDS[f["kind"]].label,
+            "severity_label": SEVERITY_LABELS[f["severity"]],
+            "confidence_label": CONFIDENCE_LABELS.get(f["confidence"] or "", ""),
+            "related_text": "；".join(f"{r['source_name']} {r['record_id']} {r['name'] or ''} {r['code']}"
+                                      for r in related),
+            "status_label": STATUS_LABELS.get(f["status"], f["status"]),
+        }
+        rows.append([neutralize(values[col]) for _, col in READ_ONLY])
+    return rows
+
+
+def write_csv(path: Path, findings: pl.DataFrame, source_names: dict[str, str]) -> None:
+    """UTF-8 with BOM (Excel opens it as UTF-8); code columns kept as text by a leading tab."""
+    headers = [h for h, _ in READ_ONLY] + list(ANSWER_COLUMNS)
+    text_at = [i for i, h in enumerate(headers) if h in TEXT_COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(headers)
+    for row in form_rows(findings, source_names):
+        row = row + ["", "", ""]
+        for i in text_at:
+            if row[i] and not row[i].startswith("'"):
+                row[i] = "\t" + row[i]
+        writer.writerow(row)
+    path.write_text(buffer.getvalue(), encoding="utf-8-sig", newline="")
+
+
+def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: str,
+               source_names: dict[str, str]) -> None:
+    """The form as a protected workbook: answer columns open, drop-down for 处理结果."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "strings_to_formulas": False,
+                                           "strings_to_urls": False})
+    sheet = book.add_worksheet("更正清单")
+    guide = book.add_worksheet("填写说明")
+    head_ro = book.add_format({"bold": True, "bg_color": "#D9D9D9", "border": 1, "text_wrap": True, "locked": True})
+    head_rw = book.add_format({"bold": True, "bg_color": "#FFE699", "border": 1, "text_wrap": True, "locked": True})
+    cell_ro = book.add_format({"bg_color": "#F2F2F2", "border": 1, "text_wrap": True, "valign": "top",
+                               "num_format": "@", "locked": True})
+    cell_rw = book.add_format({"bg_color": "#FFF9E5", "border": 1, "text_wrap": True, "valign": "top",
+                               "num_format": "@", "locked": False})
+    divider = book.add_format({"bg_color": "#FFE699", "border": 1, "left": 5, "num_format": "@", "locked": False,
+                               "valign": "top"})
+    headers = [h for h, _ in READ_ONLY] + list(ANSWER_COLUMNS)
+    widths = [18, 14, 28, 22, 14, 8, 48, 22, 10, 40, 40, 10, 12, 22, 30]
+    n_ro = len(READ_ONLY)
+    for col, (header, width) in enumerate(zip(headers, widths)):
+        sheet.set_column(col, col, width)
+        sheet.write_string(0, col, header, head_ro if col < n_ro else head_rw)
+    rows = form_rows(findings, source_names)
+    for r, row in enumerate(rows, start=1):
+        for col, value in enumerate(row):
+            sheet.write_string(r, col, value, cell_ro)
+        sheet.write_blank(r, n_ro, None, divider)
+        sheet.write_blank(r, n_ro + 1, None, cell_rw)
+        sheet.write_blank(r, n_ro + 2, None, cell_rw)
+    last = max(len(rows), 1)
+    sheet.data_validation(1, n_ro, max(last, 1000), n_ro, {
+        "validate": "list", "source": list(ANSWERS),
+        "input_title": "处理结果", "input_message": "请从下拉列表选择：" + "、".join(ANSWERS),
+        "error_title": "处理结果无效", "error_message": "只能选择：" + "、".join(ANSWERS),
+    })
+    sheet.freeze_panes(1, 3)
+    sheet.autofilter(0, 0, last, len(headers) - 1)
+    sheet.protect("", {"autofilter": True, "sort": False, "format_columns": True, "format_rows": True,
+                       "select_locked_cells": True, "select_unlocked_cells": True})
+    sheet.set_landscape()
+    sheet.set_paper(9)
+    sheet.repeat_rows(0)
+
+    bold = book.add_format({"bold": True, "font_size": 14})
+    wrap = book.add_format({"text_wrap": True, "valign": "top"})
+    guide.set_column(0, 0, 100)
+    lines = [
+        (f"{source_name} 统一社会信用代码更正清单（{run_date}）", bold),
+        ("1. 灰色列为检查结果，已锁定，请勿修改；黄色三列由贵单位填写。", wrap),
+        ("2. “处理结果”请从下拉列表选择：已更正 / 确认无误 / 已注销 / 非本单位。", wrap),
+        ("3. 选择“已更正”时，请在“更正后代码”填写更正后的 18 位代码（单元格已设为文本格式，可直接粘贴）。", wrap),
+        ("4. 选择“确认无误”时，请在“处理说明”写明依据（如证照核对情况）。", wrap),
+        ("5. 请保留“问题编号”列，保存为 .xlsx 或 .csv 后报送市信用办。", wrap),
+        ("建议可信度：确定 = 有其他部门记录佐证；疑似 = 按校验规则推算；待核 = 仅供参考，须核对证照。", wrap),
+    ]
+    for i, (text, fmt) in enumerate(lines):
+        guide.write_string(i, 0, text, fmt)
+    guide.protect()
+    sheet.activate()
+    book.close()

@@ -1,0 +1,161 @@
+"""Render one run's reports into `DATA_DIR/reports/<run date>/`, atomically.
+
+Everything is written into a temporary folder beside the target and moved into
+place at the end, so a steward never opens a half-written report. Templates
+are jinja2 with autoescape on: every value from data is text, never markup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from reports import forms
+from reports.chart import trend_svg
+from validators.tables import CONFIDENCE_LABELS, KINDS, SEVERITY_LABELS, STATUS_LABELS
+
+_ENV = Environment(loader=PackageLoader("reports", "templates"),
+                   autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=False)
+KIND_ORDER = list(KINDS)
+QUARANTINE_SHOWN = 200
+#: Columns of findings.csv (SPEC §5 plus what a machine needs to explain a finding).
+FINDINGS_CSV_COLUMNS = (
+    "finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message", "positions",
+    "suggested_code", "confidence", "suggestion_reason", "related", "status", "group_size", "weakest_score",
+    "evidence", "file", "row",
+)
+
+
+@dataclass
+class RunView:
+    """Everything a run's reports show; built by the flow, rendered here."""
+
+    run_date: str
+    city: str
+    sources: list[dict]  # key, name, departments and the SourceReport fields
+    findings: pl.DataFrame  # FINDING_COLUMNS with status
+    quarantine: pl.DataFrame
+    history: list[dict]
+    changes: dict
+    stage_seconds: dict[str, float]
+    receipts: list[str] | None = None
+
+
+def highlight(code: str | None, positions: str | None) -> Markup:
+    """The code with the wrong positions (1-based, comma-separated) marked, escaped."""
+    code = code or ""
+    wanted = {int(p) for p in (positions or "").split(",") if p}
+    if not wanted or len(code) != 18:
+        return escape(code)
+    return Markup("").join(Markup("<mark>{}</mark>").format(ch) if i + 1 in wanted else escape(ch)
+                           for i, ch in enumerate(code))
+
+
+def summary(view: RunView) -> dict:
+    """summary.json (SPEC §5)."""
+    f = view.findings
+    return {
+        "run_date": view.run_date,
+        "sources": {s["key"]: {k: s[k] for k in ("status", "reason", "file", "rows_read", "rows_checked",
+                                                 "rows_quarantined", "rows_blank")} for s in view.sources},
+        "findings_by_kind": {k: n for k, n in f.group_by("kind").len().sort("kind").rows()},
+        "findings_by_status": {k: n for k, n in f.group_by("status").len().sort("status").rows()},
+        "findings_by_severity": {k: n for k, n in f.group_by("severity").len().sort("severity").rows()},
+        "changes": {k: view.changes.get(k, 0) for k in ("new", "fixed", "reopened")},
+        "stage_seconds": {k: round(v, 3) for k, v in view.stage_seconds.items()},
+    }
+
+
+def _finding_rows(findings: pl.DataFrame) -> list[dict]:
+    rows = []
+    for f in findings.iter_rows(named=True):
+        f["code_html"] = highlight(f["uscc"], f["positions"])
+        f["kind_label"] = KINDS[f["kind"]].label
+        f["kind_rank"] = f"{KIND_ORDER.index(f['kind']):02d}"
+        f["advice"] = KINDS[f["kind"]].advice
+        f["severity_label"] = SEVERITY_LABELS[f["severity"]]
+        f["confidence_label"] = CONFIDENCE_LABELS.get(f["confidence"] or "", "")
+        f["status_label"] = STATUS_LABELS.get(f["status"], f["status"])
+        f["related_list"] = json.loads(f["related_detail"] or "[]")
+        rows.append(f)
+    return rows
+
+
+def _by_kind(findings: pl.DataFrame) -> list[dict]:
+    counts = dict(findings.group_by("kind").len().rows())
+    return [{"key": k, "label": KINDS[k].label, "count": counts[k], "advice": KINDS[k].advice}
+            for k in KIND_ORDER if k in counts]
+
+
+def render_department(view: RunView, source: dict, findings: pl.DataFrame) -> str:
+    by_severity = dict(findings.group_by("severity").len().rows())
+    return _ENV.get_template("department.html.j2").render(
+        source=source["key"], source_name=source["name"], run_date=view.run_date, city=view.city,
+        file=source.get("file"), total=findings.height, by_severity=by_severity, severity_labels=SEVERITY_LABELS,
+        by_kind=_by_kind(findings), findings=_finding_rows(findings))
+
+
+def render_index(view: RunView) -> str:
+    f = view.findings
+    keys = [s["key"] for s in view.sources]
+    cells = dict(((k, s), n) for k, s, n in f.group_by("kind", "source").len().rows())
+    matrix = []
+    for kind in KIND_ORDER:
+        counts = [cells.get((kind, key), 0) for key in keys]
+        if sum(counts):
+            severity = f.filter(pl.col("kind") == kind)["severity"].mode().sort()[0]
+            matrix.append({"kind": kind, "label": KINDS[kind].label, "severity": severity,
+                           "severity_label": SEVERITY_LABELS[severity], "counts": counts, "total": sum(counts)})
+    per_source = {}
+    for key, sev, n in f.group_by("source", "severity").len().rows():
+        per_source.setdefault(key, {})[sev] = n
+    sources = [{**s, "counts": per_source.get(s["key"], {})} for s in view.sources]
+    names = {s["key"]: s["name"] for s in view.sources}
+    notes = [{**n, "source_name": s["name"]} for s in view.sources for n in s.get("notes", [])]
+    unresolved = f.filter(pl.col("status").is_in(["open", "reopened", "responded", "rejected-response"])
+                          & (pl.col("severity") != "info")).height
+    return _ENV.get_template("index.html.j2").render(
+        city=view.city, run_date=view.run_date,
+        generated_at=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        unresolved=unresolved, by_severity=dict(f.group_by("severity").len().rows()), changes=view.changes,
+        chart=trend_svg(view.history), sources=sources, matrix=matrix,
+        quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
+        source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=view.receipts or [])
+
+
+def write_run(reports_root: Path, view: RunView) -> Path:
+    """Write every file of the run into `reports_root/<run_date>/`; return that folder."""
+    reports_root.mkdir(parents=True, exist_ok=True)
+    final = reports_root / view.run_date
+    tmp = reports_root / f".{view.run_date}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        names = {s["key"]: s["name"] for s in view.sources}
+        for source in view.sources:
+            own = view.findings.filter(pl.col("source") == source["key"])
+            (tmp / f"{source['key']}.html").write_text(render_department(view, source, own), encoding="utf-8")
+            forms.write_xlsx(tmp / f"{source['key']}.xlsx", own, source["name"], view.run_date, names)
+            forms.write_csv(tmp / f"{source['key']}.csv", own, names)
+        view.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp / "findings.csv")
+        (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
+        (tmp / "index.html").write_text(render_index(view), encoding="utf-8")
+        old = reports_root / f".{view.run_date}.old-{os.getpid()}"
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
