@@ -350,11 +350,18 @@ def attach_repairs(findings: list[Finding], ctx: Context) -> None:
             kinds.discard("department_mismatch")
         if not kinds & _REPAIRABLE:
             continue
-        suggestion, related = _evidence_suggestion(ctx, idx) or (_computed_suggestion(ctx, idx, kinds), [])
+        evidence = _evidence_suggestion(ctx, idx)
+        structural = None if evidence else _structural_suggestion(ctx, idx, kinds)
+        expected = None if evidence else _expected_category_suggestion(ctx, idx)
         for f in items:
-            if f.kind in _REPAIRABLE and (KINDS[f.kind].severity == "error"):
-                f.suggestion = f.suggestion or suggestion
-                f.related = f.related or related
+            if f.kind not in _REPAIRABLE or KINDS[f.kind].severity != "error" or f.suggestion:
+                continue
+            if evidence:
+                f.suggestion, f.related = evidence[0], f.related or evidence[1]
+            elif f.kind in ("department_mismatch", "category_mismatch"):
+                f.suggestion = expected
+            else:
+                f.suggestion = structural
     findings[:] = [f for items in by_record.values() for f in items]
 
 
@@ -398,21 +405,25 @@ def _evidence_suggestion(ctx: Context, idx: int) -> tuple[Suggestion, list[int]]
     return None
 
 
-def _computed_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestion | None:
-    """No evidence elsewhere: fix what the rules can fix, never above `medium`."""
+def _expected_category_suggestion(ctx: Context, idx: int) -> Suggestion | None:
+    """Positions 1–2 as the record's type or name calls for, check character recomputed (medium)."""
     r = ctx.rows[idx]
-    frame_row = ctx.frame.row(idx, named=True)
-    if kinds & {"department_mismatch", "category_mismatch"} and r["code"] and r["valid"]:
-        expected = expected_category(frame_row["entity_type"], frame_row["name"])
-        if expected:
-            first17 = expected.dept + expected.cat + r["code"][2:17]
-            return Suggestion(first17 + calc_check_char(first17),
-                              f"按主体类型“{expected.label}”，第 1–2 位应为“{expected.dept}{expected.cat}”，"
-                              "并重新计算校验码；请以证照为准", "medium")
+    row = ctx.frame.row(idx, named=True)
+    expected = expected_category(row["entity_type"], row["name"])
+    if not expected or not r["code"] or any(ch not in "0123456789ABCDEFGHJKLMNPQRTUWXY" for ch in r["code"]):
         return None
+    first17 = expected.dept + expected.cat + r["code"][2:17]
+    return Suggestion(first17 + calc_check_char(first17),
+                      f"按主体类型“{expected.label}”，第 1–2 位应为“{expected.dept}{expected.cat}”，并重新计算校验码；"
+                      "请以证照为准", "medium")
+
+
+def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestion | None:
+    """No evidence elsewhere: what the rules alone can fix, never above `medium`."""
     if kinds & set(TERMINAL_KINDS):
         return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (SPEC §8)
-    report = check(frame_row["uscc_raw"], allowlist=ctx.settings.allowlist)
+    row = ctx.frame.row(idx, named=True)
+    report = check(row["uscc_raw"], allowlist=ctx.settings.allowlist)
     medium = [s for s in report.suggestions if s.confidence == "medium"]
     if len(medium) == 1:
         return Suggestion(medium[0].code, medium[0].reason, "medium")

@@ -1,0 +1,47 @@
+"""Shared fixtures: settings, small synthetic data directories, Prefect in local mode."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(__file__).parent / "corpus"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from checks.settings import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """A 3,000-record synthetic data directory (with truth), generated once per session."""
+    from checks.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, records=3000, seed=7)
+    return out
+
+
+@pytest.fixture
+def sample_copy(tmp_path) -> Path:
+    """A writable copy of sample_data/ (what `make run` starts from)."""
+    target = tmp_path / "data"
+    shutil.copytree(ROOT / "sample_data", target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

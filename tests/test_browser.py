@@ -1,0 +1,105 @@
+"""The correction list as a clerk uses it, in a real browser from file:// with no network."""
+
+import shutil
+
+import polars as pl
+import pytest
+
+from flows.stages import run_all
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium 未安装：运行 `make browser-deps`（.ci/run 会安装）"),
+]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from tests.conftest import ROOT
+
+    data = tmp_path_factory.mktemp("browser") / "data"
+    shutil.copytree(ROOT / "sample_data", data)
+    # a clerk-typed name that must stay text
+    market = data / "extracts" / "justice" / "司法行政机构名录.csv"
+    text = market.read_text("utf-8-sig").splitlines()
+    text.append("SF99999999,91230400MA1C4B0P6X,<script>alert(1)</script>律师事务所,律师事务所,王五,2020-01-01,存续,鹤岗市")
+    market.write_text("\n".join(text) + "\n", encoding="utf-8-sig")
+    run_all(data, run_date="2026-11-27")
+    return data / "reports" / "2026-11-27"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, path):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    requests, dialogs = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page, requests, dialogs
+
+
+def visible_rows(page):
+    return page.locator("#findings tbody tr:visible")
+
+
+def test_list_sorts_filters_and_keeps_data_as_text(browser, report, artifacts):
+    page, requests, dialogs = open_page(browser, report / "justice.html")
+    assert page.locator("h1").inner_text().startswith("市司法局")
+    total = page.locator("#findings tbody tr").count()
+    assert total == pl.read_csv(report / "findings.csv").filter(pl.col("source") == "justice").height
+
+    assert "<script>alert(1)</script>律师事务所" in page.locator("#findings").inner_text()
+    assert dialogs == []
+
+    page.select_option("#f-kind", "bad_check_char")
+    shown = visible_rows(page)
+    assert 0 < shown.count() < total
+    assert all("校验码错误" in t for t in shown.locator("td:nth-child(5)").all_inner_texts())
+    page.click("#f-clear")
+    page.fill("#f-text", "SF99999999")
+    page.wait_for_timeout(300)
+    assert visible_rows(page).count() >= 1
+    assert all("SF99999999" in t for t in visible_rows(page).locator("td:nth-child(2)").all_inner_texts())
+    page.click("#f-clear")
+
+    page.click("th:has-text('记录编号')")
+    ids = page.locator("#findings tbody tr td:nth-child(2)").all_inner_texts()
+    assert ids == sorted(ids)
+    page.click("th:has-text('记录编号')")
+    ids = page.locator("#findings tbody tr td:nth-child(2)").all_inner_texts()
+    assert ids == sorted(ids, reverse=True)
+    page.screenshot(path=str(artifacts / "justice-list.png"))
+    assert all(u.startswith(("file://", "data:")) for u in requests), requests
+    page.close()
+
+
+def test_overview_renders_chart_and_links_offline(browser, report, artifacts):
+    page, requests, _ = open_page(browser, report / "index.html")
+    assert page.locator("svg polyline").count() == 1
+    assert "目标：清零" in page.locator("svg").text_content()
+    for key in ("editorial", "market", "justice"):
+        assert page.locator(f"a[href='{key}.html']").count() == 1
+        assert page.locator(f"a[href='{key}.xlsx']").count() == 1
+    page.screenshot(path=str(artifacts / "overview.png"), full_page=True)
+    assert all(u.startswith(("file://", "data:")) for u in requests), requests
+    page.close()
+
+
+def test_list_prints_on_a4_landscape(browser, report, artifacts):
+    page, _, _ = open_page(browser, report / "editorial.html")
+    pdf = page.pdf(path=str(artifacts / "editorial.pdf"), prefer_css_page_size=True)
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    page.close()

@@ -1,0 +1,45 @@
+"""Name normalization keeps what tells entities apart and drops what does not."""
+
+import pytest
+
+from checks.names import chinese_number, distinguishers, normalize_name, similarity
+
+PREFIXES = ("黑龙江省", "黑龙江", "鹤岗市", "鹤岗")
+
+
+@pytest.mark.parametrize("a,b", [
+    ("黑龙江省鹤岗市宏发商贸有限责任公司", "宏发商贸有限公司"),
+    ("鹤岗市 宏发（鹤岗）商贸有限公司", "宏发(鹤岗)商贸有限公司"),
+    ("鹤岗市宏发商贸有限公司", "鹤岗市宏发商贸有限公司\u3000"),
+])
+def test_same_entity_spellings_normalize_equal(a, b):
+    assert normalize_name(a, PREFIXES) == normalize_name(b, PREFIXES)
+
+
+@pytest.mark.parametrize("a,b,why", [
+    ("鹤岗市宏发商贸有限公司", "鹤岗市宏发商贸有限公司向阳分公司", "分支机构"),
+    ("鹤岗市第一中学", "鹤岗市第十一中学", "序号"),
+    ("鹤岗市第1中学", "鹤岗市第十一中学", "序号"),
+    ("鹤岗市向阳区人民法院", "鹤岗市工农区人民法院", "区县"),
+    ("向阳区张伟烧烤店", "工农区张伟烧烤店", "区县"),
+])
+def test_near_miss_names_conflict(a, b, why):
+    da = distinguishers(normalize_name(a, PREFIXES))
+    db = distinguishers(normalize_name(b, PREFIXES))
+    assert why in da.conflict(db)
+
+
+def test_arabic_and_chinese_ordinals_agree():
+    a = distinguishers(normalize_name("鹤岗市第1中学", PREFIXES))
+    b = distinguishers(normalize_name("鹤岗市第一中学", PREFIXES))
+    assert a.conflict(b) is None
+
+
+@pytest.mark.parametrize("text,value", [("十一", 11), ("一百零二", 102), ("二十", 20), ("12", 12), ("两", 2)])
+def test_chinese_numbers(text, value):
+    assert chinese_number(text) == value
+
+
+def test_similarity_is_a_rapidfuzz_ratio():
+    assert similarity("宏发商贸", "宏发商贸") == 100
+    assert similarity("宏发司法鉴定所", "宏发司法鉴定中心") == pytest.approx(80)

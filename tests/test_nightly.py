@@ -1,0 +1,74 @@
+"""The nightly job on the sample data, as the steward runs it."""
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from flows.stages import run_all
+from tests.conftest import CORPUS
+
+
+def test_nightly_on_sample_data_writes_every_report(sample_copy):
+    result = run_all(sample_copy, run_date="2026-11-27")
+    folder = sample_copy / "reports" / "2026-11-27"
+    assert result["overview"] == str(folder / "index.html") and not result["rejected"]
+    for key in ("editorial", "market", "justice"):
+        for ext in ("html", "xlsx", "csv"):
+            assert (folder / f"{key}.{ext}").stat().st_size > 0
+    summary = json.loads((folder / "summary.json").read_text("utf-8"))
+    for s in summary["sources"].values():
+        assert s["rows_read"] == s["rows_checked"] + s["rows_quarantined"] + s["rows_blank"]
+    truth = pl.read_csv(sample_copy / "truth" / "findings.csv", infer_schema=False)
+    assert set(summary["findings_by_kind"]) == set(truth["kind"])
+    assert result["open_findings"] > 0
+
+
+def test_the_next_night_shows_fixes_and_the_trend(sample_copy):
+    first = run_all(sample_copy, run_date="2026-11-27")
+    before = pl.read_csv(sample_copy / "reports" / "2026-11-27" / "findings.csv", infer_schema=False)
+    # editorial sends a new, clean extract: the newest file wins, the old one is listed as unused
+    shutil.copy(CORPUS / "utf8.csv", sample_copy / "extracts" / "editorial" / "zz_newer.csv")
+    run_all(sample_copy, run_date="2026-11-28")
+    after = pl.read_csv(sample_copy / "reports" / "2026-11-28" / "findings.csv", infer_schema=False)
+    summary = json.loads((sample_copy / "reports" / "2026-11-28" / "summary.json").read_text("utf-8"))
+    resolved = set(before["finding_id"]) - set(after["finding_id"])
+    assert set(before.filter(pl.col("source") == "editorial")["finding_id"]) <= resolved
+    assert summary["changes"]["fixed"] == len(resolved)
+    html = (sample_copy / "reports" / "2026-11-28" / "index.html").read_text("utf-8")
+    assert "2026-11-27：待处理 %d 条" % first["open_findings"] in html  # the trend keeps last night
+    assert "编办_机构名录.csv（不是最新文件，本次未使用）" in html
+
+
+def test_a_rejected_file_is_reported_and_the_others_still_run(sample_copy):
+    target = sample_copy / "extracts" / "justice"
+    shutil.rmtree(target)
+    target.mkdir()
+    shutil.copy(CORPUS / "binary.csv", target / "binary.csv")
+    result = run_all(sample_copy, run_date="2026-11-27")
+    assert set(result["rejected"]) == {"justice"}
+    html = (sample_copy / "reports" / "2026-11-27" / "index.html").read_text("utf-8")
+    assert "被拒收" in html and "不是文本文件" in html
+    assert (sample_copy / "reports" / "2026-11-27" / "market.html").exists()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One ephemeral Prefect server for the session, stopped before pytest closes its streams."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.mark.prefect
+def test_the_prefect_flow_runs_the_same_job(prefect_server, sample_copy):
+    """One real flow run through Prefect (what `make run` and the deployment do)."""
+    from flows.nightly import nightly
+
+    result = nightly(data_dir=str(sample_copy), run_date="2026-11-27")
+    assert not result["rejected"]
+    assert (sample_copy / "reports" / "2026-11-27" / "index.html").exists()
+    local = run_all(sample_copy, run_date="2026-11-27")
+    assert local["open_findings"] == result["open_findings"]

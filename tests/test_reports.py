@@ -1,0 +1,117 @@
+"""Reports show findings faithfully: escaped, highlighted, printable, and forms that survive Excel."""
+
+import json
+
+import openpyxl
+import polars as pl
+import pytest
+
+from checks.detect import FINDING_SCHEMA
+from checks.returns import read_return
+from reports import forms
+from reports.render import RunView, highlight, render_department, write_run
+
+XSS = "<script>alert(1)</script>"
+
+
+def finding(**over):
+    base = {c: None for c in FINDING_SCHEMA} | {
+        "finding_id": "f1", "source": "market", "record_id": "SC001", "uscc": "912304001234567890",
+        "name": "宏发商贸有限公司", "kind": "bad_check_char", "severity": "error", "message": "第 18 位校验码不符",
+        "positions": "18", "suggested_code": "91230400123456789X", "confidence": "medium",
+        "suggestion_reason": "按校验规则计算", "related": "", "related_detail": "[]", "status": "open",
+        "file": "m.xlsx", "row": 2}
+    return base | over
+
+
+def findings_frame(*rows):
+    return pl.DataFrame(list(rows), schema=FINDING_SCHEMA)
+
+
+def view(frame, sources=None):
+    sources = sources or [{"key": "market", "name": "市市场监督管理局", "status": "ok", "reason": None, "file": "m.xlsx",
+                           "encoding": "xlsx", "rows_read": 1, "rows_checked": 1, "rows_quarantined": 0,
+                           "rows_blank": 0, "ignored_files": [], "extra_columns": [], "notes": [], "notes_total": 0}]
+    return RunView("2026-11-28", "鹤岗市", sources, frame, pl.DataFrame(), [{"run_date": "2026-11-28", "open": 1}],
+                   {"new": 1, "fixed": 0, "reopened": 0}, {"读取": 0.1})
+
+
+def test_highlight_marks_wrong_positions_and_escapes():
+    assert str(highlight("91110000600037341X", "18")).endswith("<mark>X</mark>")
+    assert "<script>" not in str(highlight(XSS, "1"))
+
+
+def test_names_from_data_are_escaped_in_the_list():
+    html = render_department(view(findings_frame(finding(name=XSS))), {"key": "market", "name": "市场监管局"},
+                             findings_frame(finding(name=XSS)))
+    assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_list_has_counts_labels_and_no_external_resources():
+    f = findings_frame(finding(), finding(finding_id="f2", kind="region_outside", severity="warning"))
+    html = render_department(view(f), {"key": "market", "name": "市市场监督管理局"}, f)
+    assert "市市场监督管理局" in html and "校验码错误" in html and "疑似" in html
+    assert "http://" not in html and "https://" not in html and "src=" not in html
+    assert "@page { size: A4 landscape" in html
+
+
+def test_csv_form_keeps_codes_as_text_and_neutralizes_formulas(tmp_path):
+    path = tmp_path / "market.csv"
+    f = findings_frame(finding(name="=HYPERLINK(\"http://evil\")"), finding(finding_id="f2", uscc="-1"))
+    forms.write_csv(path, f, {"market": "市市场监督管理局"})
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    text = raw.decode("utf-8-sig")
+    assert "\t912304001234567890" in text and "'=HYPERLINK" in text and "'-1" in text
+    back = read_return(path)
+    assert back["当前代码"].to_list() == ["912304001234567890", "-1"]
+    assert back["名称"][0] == "=HYPERLINK(\"http://evil\")"  # the reader undoes the neutralizing apostrophe
+
+
+def test_xlsx_form_is_protected_with_a_drop_down_and_text_cells(tmp_path):
+    path = tmp_path / "market.xlsx"
+    forms.write_xlsx(path, findings_frame(finding()), "市市场监督管理局", "2026-11-28", {"market": "市市场监督管理局"})
+    book = openpyxl.load_workbook(path)
+    sheet = book["更正清单"]
+    headers = [c.value for c in sheet[1]]
+    assert headers[-3:] == ["处理结果", "更正后代码", "处理说明"]
+    assert sheet.protection.sheet
+    assert sheet.cell(2, headers.index("当前代码") + 1).data_type == "s"
+    assert sheet.cell(2, headers.index("更正后代码") + 1).number_format == "@"
+    assert not sheet.cell(2, headers.index("处理结果") + 1).protection.locked
+    assert sheet.cell(2, 1).protection.locked
+    validation = sheet.data_validations.dataValidation[0]
+    assert validation.formula1 == '"已更正,确认无误,已注销,非本单位"'
+    back = read_return(path)
+    assert back["当前代码"].to_list() == ["912304001234567890"]
+    assert back["问题编号"].to_list() == ["f1"]
+
+
+def test_write_run_is_atomic_and_complete(tmp_path):
+    root = tmp_path / "reports"
+    folder = write_run(root, view(findings_frame(finding())))
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["findings.csv", "index.html", "market.csv", "market.html", "market.xlsx", "summary.json"]
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+    summary = json.loads((folder / "summary.json").read_text("utf-8"))
+    assert set(summary) >= {"run_date", "sources", "findings_by_kind", "findings_by_status", "stage_seconds"}
+    assert summary["sources"]["market"]["rows_read"] == 1
+
+
+def test_a_failed_render_leaves_the_previous_report_in_place(tmp_path, monkeypatch):
+    root = tmp_path / "reports"
+    write_run(root, view(findings_frame(finding())))
+    before = (root / "2026-11-28" / "index.html").read_text("utf-8")
+    monkeypatch.setattr(forms, "write_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_run(root, view(findings_frame(finding(name="新名称"))))
+    assert (root / "2026-11-28" / "index.html").read_text("utf-8") == before
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+def test_findings_csv_has_the_spec_columns(tmp_path):
+    folder = write_run(tmp_path, view(findings_frame(finding())))
+    header = (folder / "findings.csv").read_text("utf-8").splitlines()[0].split(",")
+    for column in ("finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message",
+                   "suggested_code", "confidence", "related", "status"):
+        assert column in header
