@@ -12,12 +12,13 @@ on its own.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import polars as pl
 from rapidfuzz import fuzz, process
 
-from checks.names import distinguishers
+from checks.names import distinctive_similarity, distinguishers
 
 #: Pairs from one block at most (a bigger block is sub-sampled to its first members).
 MAX_BLOCK = 200
@@ -110,13 +111,19 @@ def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
     return joined.with_columns(same=pl.Series(same, dtype=pl.Boolean), reason=pl.Series(reasons, dtype=pl.String))
 
 
+def _numbers(text: str) -> list[str]:
+    """House, building and room numbers: two addresses that differ in one are different places."""
+    return re.findall(r"\d+", text)
+
+
 def decide(r: dict) -> tuple[bool, str]:
     """Same entity or not, and why (in Chinese): the explanation a reviewer reads."""
     conflict = distinguishers(r["name_norm"]).conflict(distinguishers(r["name_norm_b"]))
     score = r["score"]
     rep_same = bool(r["rep"]) and r["rep"] == r["rep_b"]
     rep_conflict = bool(r["rep"]) and bool(r["rep_b"]) and r["rep"] != r["rep_b"]
-    address_same = bool(r["address_norm"]) and bool(r["address_norm_b"]) and r["address_score"] >= ADDRESS_SAME
+    address_same = (bool(r["address_norm"]) and bool(r["address_norm_b"]) and r["address_score"] >= ADDRESS_SAME
+                    and _numbers(r["address_norm"]) == _numbers(r["address_norm_b"]))
     date_same = r["established"] is not None and r["established"] == r["established_b"]
     same_code = r["code"] is not None and r["code"] == r["code_b"]
     org_same = r["org"] is not None and r["org"] == r["org_b"]
@@ -151,7 +158,10 @@ def decide(r: dict) -> tuple[bool, str]:
     if (org_same or neighbor) and score >= CODE_EVIDENCE_NAME:
         return True, "同一主体：" + text
     if score >= SIMILAR_NAME and (rep_same or address_same) and not (rep_conflict and not address_same):
-        return True, "同一主体：" + text
+        distinct = distinctive_similarity(r["name_core"], r["name_core_b"])
+        if distinct >= SIMILAR_NAME:
+            return True, "同一主体：" + text
+        return False, f"不是同一主体：名称的区别部分（字号）相似度仅 {distinct:.0f}（{text}）"
     return False, "证据不足，不认定为同一主体：" + text
 
 

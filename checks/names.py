@@ -114,9 +114,21 @@ def distinguishers(normalized: str) -> Distinguishers:
     return Distinguishers(branch, ordinals, places)
 
 
+def distinctive_similarity(a: str, b: str) -> float:
+    """Similarity of what two names do not share at their end (the 字号 before a common
+    industry/type suffix): `春兴村大豆种植专业合作社` vs `兴达恒村大豆种植专业合作社` → 春兴 vs 兴达恒."""
+    k = 0
+    while k < min(len(a), len(b)) and a[-1 - k] == b[-1 - k]:
+        k += 1
+    rest_a, rest_b = a[: len(a) - k], b[: len(b) - k]
+    if not rest_a or not rest_b:
+        return fuzz.ratio(a, b)
+    return fuzz.ratio(rest_a, rest_b)
+
+
 def similarity(a: str, b: str) -> float:
     """0–100 similarity of two normalized names (rapidfuzz ratio)."""
     return fuzz.ratio(a, b)
 
 
-__all__ = ["normalize_name", "name_core", "distinguishers", "Distinguishers", "similarity", "chinese_number"]
+__all__ = ["normalize_name", "name_core", "distinctive_similarity", "distinguishers", "Distinguishers", "similarity", "chinese_number"]

@@ -29,6 +29,18 @@ from validators.tables import ALPHABET, DEPARTMENTS
 from validators.uscc import calc_check_char, calc_org_check_char, check
 
 CHUNK = 50_000
+
+
+class _Flag:
+    """Whether tonight's market extract is XLSX (number cells exist only there)."""
+
+    value = True
+
+    def get(self) -> bool:
+        return self.value
+
+
+MARKET_AS_XLSX = _Flag()
 REGIONS = ["230402", "230403", "230404", "230405", "230406", "230407", "230421", "230422", "230400", "230401"]
 DISTRICTS = {"230402": "向阳区", "230403": "工农区", "230404": "南山区", "230405": "兴安区", "230406": "东山区",
              "230407": "兴山区", "230421": "萝北县", "230422": "绥滨县"}
@@ -260,7 +272,7 @@ def _plant_record_level(record: Record, truth: Truth, rng: random.Random, has_ev
             record.code = f"{good[:8]}-{good[8:17]}-{good[17]}"
         truth.add(record, "formatting")
     elif kind == "excel":
-        if record.source == "market" and good.isdigit():
+        if record.source == "market" and good.isdigit() and MARKET_AS_XLSX.get():
             record.numeric = True  # the XLSX writer stores it as a number
             truth.add(record, "excel_mangled", good, False)
         else:
@@ -327,6 +339,7 @@ def generate(out: Path, records: int = 3000, seed: int = 1, xlsx_max: int = 200_
     n_market, n_editorial = int(records * 0.85), int(records * 0.10)
     n_justice = records - n_market - n_editorial
     market_as_xlsx = n_market <= xlsx_max
+    MARKET_AS_XLSX.value = market_as_xlsx
     (out / "returns").mkdir(parents=True, exist_ok=True)
     sinks = {
         "editorial": _CsvSink(out / "extracts/editorial" / FILES["editorial"], HEADERS["editorial"], "gb18030"),
@@ -407,12 +420,26 @@ def _mark(*records: Record) -> None:
         r._planted = True
 
 
+class _Pool:
+    """Untouched records of one kind, drawn without replacement (keeps planting linear)."""
+
+    def __init__(self, rng: random.Random, records):
+        self.items = [r for r in records if not getattr(r, "_planted", False)]
+        rng.shuffle(self.items)
+
+    def take(self) -> Record | None:
+        while self.items:
+            r = self.items.pop()
+            if not getattr(r, "_planted", False):
+                return r
+        return None
+
+
 def _plant_cross_record(batch, truth: Truth, gen: Generator, new_record) -> None:
     """Cross-record problems, about 1 % of records each kind."""
     rng = gen.rng
     market, editorial, justice = batch["market"], batch["editorial"], batch["justice"]
     n = max(1, (len(market) + len(editorial) + len(justice)) // 100)
-    clean = lambda items: [r for r in items if not getattr(r, "_planted", False)]  # noqa: E731
 
     if counters_first_chunk(batch):
         # A code confirmed legitimate although it fails the check (config allowlist): info only.
@@ -428,83 +455,81 @@ def _plant_cross_record(batch, truth: Truth, gen: Generator, new_record) -> None
         twin = new_record("editorial", r.entity)
         r._twin, twin._twin = twin, r
 
+    companies = _Pool(rng, [r for r in market if r.entity.cat == "1"])
+    shops = _Pool(rng, [r for r in market if r.entity.cat == "2"])
+    anyone = _Pool(rng, market)
+    units = _Pool(rng, [r for r in editorial if getattr(r, "_twin", None) is None])
+    firms = _Pool(rng, [r for r in justice if r.entity.dept == "3" and r.entity.cat == "1"])
     for _ in range(n):
-        companies = [r for r in clean(market) if r.entity.cat == "1"]
-        if len(companies) < 4:
+        a, b = companies.take(), companies.take()
+        if a is None or b is None:
             break
         # duplicate_code inside market: company B carries company A's code → both must check.
-        a, b = rng.sample(companies, 2)
         b.code = a.code
         _mark(a, b)
         truth.add(a, "duplicate_code")
         truth.add(b, "duplicate_code")
         # duplicate_record: the same company entered twice under the same code.
-        c = rng.choice(clean(market))
-        d = new_record("market", c.entity)
-        d.name = c.entity.name.replace("(", "（").replace(")", "）") + ("" if rng.random() < 0.5 else " ")
-        _mark(c, d)
-        truth.add(d, "duplicate_record")
+        c = anyone.take()
+        if c is not None:
+            d = new_record("market", c.entity)
+            d.name = c.entity.name.replace("(", "（").replace(")", "）") + ("" if rng.random() < 0.5 else " ")
+            _mark(c, d)
+            truth.add(d, "duplicate_record")
         # multiple_codes inside market: re-registered under a new code, old record kept.
-        e = rng.choice([r for r in clean(market) if r.entity.cat == "1"] or [c])
-        renewed = replace(e.entity, body=gen._body(False))
-        f = new_record("market", renewed)
-        _mark(e, f)
-        truth.add(e, "multiple_codes")
-        truth.add(f, "multiple_codes")
+        e = companies.take()
+        if e is not None:
+            f = new_record("market", replace(e.entity, body=gen._body(False)))
+            _mark(e, f)
+            truth.add(e, "multiple_codes")
+            truth.add(f, "multiple_codes")
         # region_outside: registered by another city's authority (legitimate, a warning).
-        g = rng.choice(clean(market))
-        outside = replace(g.entity, region=rng.choice(OUTSIDE_REGIONS))
-        g.entity = outside
-        g.code = outside.code
-        _mark(g)
-        truth.add(g, "region_outside")
+        g = anyone.take()
+        if g is not None:
+            g.entity = replace(g.entity, region=rng.choice(OUTSIDE_REGIONS))
+            g.code = g.entity.code
+            _mark(g)
+            truth.add(g, "region_outside")
 
     for _ in range(max(1, n // 3)):
-        units = clean(editorial)
-        companies = [r for r in clean(market) if r.entity.cat == "1"]
-        if not units or not companies:
+        unit, company = units.take(), companies.take()
+        if unit is None or company is None:
             break
         # duplicate_code across registries: a company carries a public institution's code.
-        unit, company = rng.choice(units), rng.choice(companies)
         company.code = unit.code
         _mark(unit, company)
         truth.add(company, "duplicate_code")
         truth.add(company, "department_mismatch")
 
     for _ in range(max(1, n // 3)):
-        firms = [r for r in clean(justice) if r.entity.dept == "3"]
-        if len(firms) < 2:
-            break
-        # department_mismatch: a law firm coded as a market enterprise (9…).
-        a = rng.choice(firms)
-        wrong = replace(a.entity, dept="9", cat="1")
-        a.code = wrong.code
-        _mark(a)
-        truth.add(a, "department_mismatch", a.entity.code, True)
-        # category_mismatch: a law firm coded as a notary (32).
-        b = rng.choice([r for r in clean(justice) if r.entity.dept == "3" and r.entity.cat == "1"] or [a])
-        if b is not a:
-            wrong = replace(b.entity, cat="2")
-            b.code = wrong.code
+        a, b = firms.take(), firms.take()
+        if a is not None:
+            # department_mismatch: a law firm coded as a market enterprise (9…).
+            a.code = replace(a.entity, dept="9", cat="1").code
+            _mark(a)
+            truth.add(a, "department_mismatch", a.entity.code, True)
+        if b is not None:
+            # category_mismatch: a law firm coded as a notary (32).
+            b.code = replace(b.entity, cat="2").code
             _mark(b)
             truth.add(b, "category_mismatch", b.entity.code, True)
-        # category_mismatch in market: an individual business coded as an enterprise (91).
-        shops = [r for r in clean(market) if r.entity.cat == "2"]
-        if shops:
-            s = rng.choice(shops)
+        s = shops.take()
+        if s is not None:
+            # category_mismatch in market: an individual business coded as an enterprise (91).
             s.code = replace(s.entity, cat="1").code
             _mark(s)
             truth.add(s, "category_mismatch", s.entity.code, True)
 
-    twins = [r for r in clean(justice) if getattr(r, "_twin", None) is not None
-             and not getattr(r._twin, "_planted", False)]
+    twins = [r for r in justice if getattr(r, "_twin", None) is not None
+             and not getattr(r, "_planted", False) and not getattr(r._twin, "_planted", False)]
     rng.shuffle(twins)
-    for r in twins[: max(1, n // 3)]:
+    k = max(1, n // 3)
+    for r in twins[:k]:
         # name_mismatch: justice still lists a forensic institute under its old name.
         r.name = r.entity.name.replace("司法鉴定所", "司法鉴定中心").replace("公证处", "公证中心")
         _mark(r, r._twin)
         truth.add(r, "name_mismatch")
-    for r in twins[max(1, n // 3): max(1, n // 3) * 2]:
+    for r in twins[k: 2 * k]:
         # multiple_codes across registries: justice issued its own code for the same institute.
         other = replace(r.entity, dept="3", cat="4" if "鉴定" in r.entity.name else "2", body=gen._body(False))
         r.code = other.code
@@ -525,11 +550,11 @@ def _plant_near_misses(batch, truth: Truth, gen: Generator, new_record) -> None:
     rng = gen.rng
     market, editorial = batch["market"], batch["editorial"]
     k = max(1, len(market) // 400)
+    companies = _Pool(rng, [r for r in market if r.entity.cat == "1"])
     for i in range(k):
-        companies = [r for r in market if r.entity.cat == "1" and not getattr(r, "_planted", False)]
-        if not companies:
+        head = companies.take()
+        if head is None:
             break
-        head = rng.choice(companies)
         region = rng.choice(list(DISTRICTS))
         branch = gen.entity("9", "1", head.entity.name + DISTRICTS[region][:2] + "分公司", "有限责任公司分公司",
                             region=region, legal_rep=head.entity.legal_rep)
