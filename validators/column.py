@@ -8,7 +8,9 @@ paths read the same tables, and property tests hold them equal.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -48,84 +50,130 @@ _NOT_ALPHABET_RE = f"[^{ALPHABET}]"
 _LEGACY_ORG_RE = r"^[0-9A-Z]{8}[0-9X]$"
 
 
-def _lookup_tables():
-    value = np.full(256, -1, dtype=np.int16)
+_NOT_IN_ALPHABET = 1 << 15  # added to the check sum by a character outside the alphabet
+_REGION_LETTER = 1 << 24  # an alphabet letter in positions 3–8: not a region (error)
+_REGION_FOREIGN = 1 << 28  # a character outside the alphabet there: rule skipped (charset covers it)
+_ORG_FOREIGN = 1 << 20
+
+
+def _position_tables():
+    """Per-position lookup tables folding value × weight, with sentinels for foreign bytes.
+
+    One sum of table lookups then gives the mod-31 check (GB 32100), whether
+    every byte is in the alphabet, the region as an integer, and the GB 11714 sum.
+    """
+    in_alphabet = np.zeros(256, dtype=bool)
+    value = np.zeros(256, dtype=np.int64)
     for i, ch in enumerate(ALPHABET):
+        in_alphabet[ord(ch)] = True
         value[ord(ch)] = i
-    department = np.zeros(256, dtype=bool)
-    category = np.zeros((256, 256), dtype=bool)
-    for dept, (_, categories) in DEPARTMENTS.items():
-        department[ord(dept)] = True
-        for cat in categories:
-            category[ord(dept), ord(cat)] = True
+    check = np.full((18, 256), _NOT_IN_ALPHABET, dtype=np.uint32)
+    for pos, weight in enumerate(CHECK_WEIGHTS + (1,)):
+        check[pos, in_alphabet] = value[in_alphabet] * weight
+    region = np.full((6, 256), _REGION_FOREIGN, dtype=np.uint32)
+    for k in range(6):
+        region[k, in_alphabet] = _REGION_LETTER
+        for d in range(10):
+            region[k, 48 + d] = d * 10 ** (5 - k)
     org_value = np.zeros(256, dtype=np.int64)
-    for ch in "0123456789":
-        org_value[ord(ch)] = int(ch)
-    for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-        org_value[ord(ch)] = ord(ch) - 55
-    org_check = np.array([ord(c) for c in "0123456789X0"], dtype=np.uint8)  # index = 11 - sum%11 … see below
-    return value, department, category, org_value, org_check
+    org_value[48:58] = np.arange(10)
+    org_value[65:91] = np.arange(10, 36)
+    org = np.full((8, 256), _ORG_FOREIGN, dtype=np.uint32)
+    for k, weight in enumerate(ORG_WEIGHTS):
+        org[k, in_alphabet] = org_value[in_alphabet] * weight
+    # positions 1–2: 0 fine or skipped, 1 bad department, 2 bad category
+    dept_cat = np.zeros((256, 256), dtype=np.uint8)
+    for b0 in range(256):
+        if not in_alphabet[b0]:
+            continue
+        dept = chr(b0)
+        if dept not in DEPARTMENTS:
+            dept_cat[b0, :] = 1
+            continue
+        for b1 in range(256):
+            if in_alphabet[b1] and chr(b1) not in DEPARTMENTS[dept][1]:
+                dept_cat[b0, b1] = 2
+    org_check = np.array([ord(c) for c in "0123456789X0"], dtype=np.uint8)  # by 11 - sum % 11
+    return in_alphabet, check, region, org, dept_cat.reshape(-1), org_check
 
 
-_VALUE, _DEPARTMENT, _CATEGORY, _ORG_VALUE, _ORG_CHECK = _lookup_tables()
-_W = np.array(CHECK_WEIGHTS, dtype=np.int64)
-_OW = np.array(ORG_WEIGHTS, dtype=np.int64)
+_IN_ALPHABET, _CHECK_T, _REGION_T, _ORG_T, _DEPT_CAT, _ORG_CHECK = _position_tables()
 _IW = np.array(ID_WEIGHTS, dtype=np.int64)
 _ID_CHECK = np.array([ord(c) for c in ID_CHECK_CHARS], dtype=np.uint8)
 _DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+#: Rows per block of the fast path: keeps temporaries small at 10^7 codes.
+BLOCK = 1 << 19
 
 
-def _byte_matrix(series: pl.Series, width: int) -> np.ndarray:
-    """(n, width) uint8 matrix of a column whose every value is `width` ASCII bytes."""
-    if len(series) == 0:
-        return np.zeros((0, width), dtype=np.uint8)
+def _buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and bytes of a large_string array, without copying."""
+    _, offsets, data = array.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64)[array.offset: array.offset + len(array) + 1]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    return offsets, data
+
+
+def _columns(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """(18, n) bytes of the 18-byte values starting at `starts`: one gather per position."""
+    cols = np.empty((18, len(starts)), dtype=np.uint8)
+    for pos in range(18):
+        np.take(data, starts + pos, out=cols[pos])
+    return cols
+
+
+def _columns_of(series: pl.Series) -> np.ndarray:
+    """(18, n) bytes of a column whose every value is 18 bytes."""
+    offsets, data = _buffers(_large_strings(series))
+    return _columns(data, offsets[:-1])
+
+
+def _large_strings(series: pl.Series) -> pa.Array:
     array = series.to_arrow()
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    array = array.cast(pa.large_string())
-    _, offsets, data = array.buffers()
-    offsets = np.frombuffer(offsets, dtype=np.int64)[array.offset: array.offset + len(array) + 1]
-    return np.frombuffer(data, dtype=np.uint8)[offsets[0]: offsets[-1]].reshape(-1, width)
+    return array if array.type == pa.large_string() else array.cast(pa.large_string())
 
 
-def _structure_flags(matrix: np.ndarray) -> np.ndarray:
-    """Flags of the positional rules (and the personal-ID / zeroed-float forms) for 18-byte codes."""
-    n = len(matrix)
-    flags = np.zeros(n, dtype=np.int64)
-    value = _VALUE[matrix]
-    bad = value < 0
-    any_bad = bad.any(axis=1)
-    flags |= np.where(any_bad, BIT["bad_charset"], 0)
+def _structure_flags(cols: np.ndarray) -> np.ndarray:
+    """Flags of the positional rules (and the personal-ID / zeroed-float forms) of 18-byte codes.
 
-    dept_char_ok = ~bad[:, 0]
-    is_dept = _DEPARTMENT[matrix[:, 0]]
-    flags |= np.where(dept_char_ok & ~is_dept, BIT["bad_department"], 0)
-    flags |= np.where(is_dept & ~bad[:, 1] & ~_CATEGORY[matrix[:, 0], matrix[:, 1]], BIT["bad_category"], 0)
+    Args:
+        cols: (18, n) uint8, one row per position (`_columns` / `_columns_of`).
+    """
+    total = _CHECK_T[0][cols[0]].copy()
+    for pos in range(1, 18):
+        total += _CHECK_T[pos][cols[pos]]
+    any_bad = total >= _NOT_IN_ALPHABET
+    flags = np.where(any_bad, BIT["bad_charset"], 0).astype(np.int64)
+    flags |= np.where(~any_bad & (total % 31 != 0), BIT["bad_check_char"], 0)
 
-    region_chars = matrix[:, 2:8]
-    region_ok_chars = ~bad[:, 2:8].any(axis=1)
-    digits = (region_chars >= 48) & (region_chars <= 57)
-    region_is_digits = digits.all(axis=1)
-    region_int = ((region_chars.astype(np.int64) - 48) * np.array([100000, 10000, 1000, 100, 10, 1])).sum(axis=1)
-    status = np.where(region_is_digits, regions.status_table()[np.clip(region_int, 0, 999_999)], regions.NOT_DIGITS)
-    region_flagged = region_ok_chars & (status != regions.OK)
-    region_error = region_ok_chars & ((status == regions.UNKNOWN_PROVINCE) | (status == regions.NOT_DIGITS))
-    flags |= np.where(region_flagged, BIT["bad_region"], 0) | np.where(region_error, REGION_ERROR_BIT, 0)
+    dept_cat = _DEPT_CAT[cols[0].astype(np.int64) * 256 + cols[1]]
+    flags |= np.where(dept_cat == 1, BIT["bad_department"], 0) | np.where(dept_cat == 2, BIT["bad_category"], 0)
 
-    org_ok_chars = ~bad[:, 8:17].any(axis=1)
-    remainder = 11 - (_ORG_VALUE[matrix[:, 8:16]] * _OW).sum(axis=1) % 11
-    expected_org = _ORG_CHECK[remainder]
-    flags |= np.where(org_ok_chars & (expected_org != matrix[:, 16]), BIT["bad_org_check"], 0)
+    region = _REGION_T[0][cols[2]].copy()
+    for k in range(1, 6):
+        region += _REGION_T[k][cols[2 + k]]
+    digits = region < _REGION_LETTER
+    status = np.where(digits, regions.status_table()[np.minimum(region, 999_999)], regions.NOT_DIGITS)
+    checked = region < _REGION_FOREIGN
+    flags |= np.where(checked & (status != regions.OK), BIT["bad_region"], 0)
+    flags |= np.where(checked & ((status == regions.UNKNOWN_PROVINCE) | (status == regions.NOT_DIGITS)),
+                      REGION_ERROR_BIT, 0)
 
-    total = ((value[:, :17].astype(np.int64) * _W).sum(axis=1) + value[:, 17]) % 31
-    flags |= np.where(~any_bad & (total != 0), BIT["bad_check_char"], 0)
+    org = _ORG_T[0][cols[8]].copy()
+    for k in range(1, 8):
+        org += _ORG_T[k][cols[8 + k]]
+    org_checked = (org < _ORG_FOREIGN) & _IN_ALPHABET[cols[16]]
+    expected = _ORG_CHECK[11 - (org % 11)]
+    flags |= np.where(org_checked & (expected != cols[16]), BIT["bad_org_check"], 0)
 
-    has_error = (flags & ERROR_MASK) != 0
-    all_digits = ((matrix >= 48) & (matrix <= 57)).all(axis=1)
-    personal = has_error & _looks_like_personal_id(matrix)
-    zeroed = has_error & ~personal & all_digits & (matrix[:, 15:18] == 48).all(axis=1)
-    flags = np.where(personal, BIT["personal_id"], flags)
-    flags = np.where(zeroed, BIT["excel_mangled"], flags)
+    errors = np.flatnonzero(flags & ERROR_MASK)
+    if len(errors):
+        sub = np.ascontiguousarray(cols[:, errors].T)
+        personal = _looks_like_personal_id(sub)
+        zeroed = ~personal & ((sub >= 48) & (sub <= 57)).all(axis=1) & (sub[:, 15:18] == 48).all(axis=1)
+        flags[errors[personal]] = BIT["personal_id"]
+        flags[errors[zeroed]] = BIT["excel_mangled"]
     return flags
 
 
@@ -152,7 +200,7 @@ def personal_id_checksum_ok(matrix: np.ndarray) -> np.ndarray:
 
 
 def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str]) -> tuple[pl.Series, np.ndarray]:
-    """Normalized code and flags for ASCII-only cells."""
+    """Normalized code and flags for ASCII-only cells that need clean-up or are not 18 characters."""
     frame = pl.DataFrame({"trimmed": trimmed, "numeric": numeric})
     frame = frame.with_columns(
         normalized=pl.col("trimmed").str.replace_all(f"[{_re_escape(_ASCII_STRIP)}]", "").str.to_uppercase(),
@@ -186,7 +234,7 @@ def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str]) 
     flags |= np.where(short, BIT["bad_length"], 0) | np.where(short & frame["foreign"].to_numpy(), BIT["bad_charset"], 0)
     idx18 = np.flatnonzero(is18)
     if len(idx18):
-        flags[idx18] = _structure_flags(_byte_matrix(frame["normalized"].gather(idx18), 18))
+        flags[idx18] = _structure_flags(_columns_of(frame["normalized"].gather(idx18)))
     became_terminal = (flags & (BIT["personal_id"] | BIT["excel_mangled"])) != 0
     open_ = ~terminal & ~became_terminal
     allowed = open_ & frame["allowlisted"].to_numpy()
@@ -216,6 +264,37 @@ def _scalar_flags(values: list[str], numerics: list[bool], allow: Mapping[str, s
     return codes, flags
 
 
+def _fast_rows(array: pa.Array, numeric: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows that are exactly 18 alphabet bytes (nearly all): their indexes and flags.
+
+    Such a cell needs no clean-up, so its code is the cell itself and the
+    positional rules decide everything. Blocks of `BLOCK` rows bound memory
+    and run on both cores (numpy releases the GIL here).
+    """
+    offsets, data = _buffers(array)
+    candidates = np.flatnonzero(np.diff(offsets) == 18)
+    if numeric is not None:
+        candidates = candidates[~numeric[candidates]]
+    if len(candidates) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+
+    def block(start: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = candidates[start: start + BLOCK]
+        cols = _columns(data, offsets[idx])
+        flags = _structure_flags(cols)
+        # foreign bytes need clean-up; a leading "0" may be the placeholder 000…0: both go the exact way
+        fast = ((flags & BIT["bad_charset"]) == 0) & (cols[0] != ord("0"))
+        return idx[fast], flags[fast]
+
+    starts = range(0, len(candidates), BLOCK)
+    if len(starts) == 1:
+        parts = [block(0)]
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
+            parts = list(pool.map(block, starts))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def classify(series: pl.Series, numeric: pl.Series | None = None,
              allowlist: Mapping[str, str] | None = None) -> pl.DataFrame:
     """Normalized code and kind flags of every cell (internal form of `check_column`).
@@ -223,43 +302,50 @@ def classify(series: pl.Series, numeric: pl.Series | None = None,
     Returns:
         Frame with `code` (normalized), `flags` (bit per kind, see `BIT`) and `valid`.
     """
-    values = series.cast(pl.String).fill_null("")
-    numeric = (numeric if numeric is not None else pl.Series([False] * len(values))).cast(pl.Boolean).fill_null(False)
-    trimmed = values.str.strip_chars(TRIM_CHARS)
-    ascii_rows = trimmed.str.contains(r"^[\x00-\x7F]*$").to_numpy()
-    codes = np.empty(len(values), dtype=object)
-    flags = np.zeros(len(values), dtype=np.int64)
+    values = series.cast(pl.String).rename("code")
+    n = len(values)
+    numeric_np = numeric.cast(pl.Boolean).fill_null(False).to_numpy() if numeric is not None else None
+    flags = np.zeros(n, dtype=np.int64)
+    fast_idx, fast_flags = _fast_rows(_large_strings(values), numeric_np)
+    flags[fast_idx] = fast_flags
+    if allowlist and len(fast_idx):
+        errors = fast_idx[(fast_flags & ERROR_MASK) != 0]
+        listed = errors[values.gather(errors).is_in(list(allowlist)).to_numpy()]
+        flags[listed] = BIT["allowlisted"]
 
-    idx = np.flatnonzero(ascii_rows)
-    if len(idx):
-        norm, bits = _ascii_flags(trimmed.gather(idx), numeric.gather(idx), frozenset(allowlist or ()))
-        flags[idx] = bits
-        codes_ascii = norm
-    else:
-        codes_ascii = pl.Series([], dtype=pl.String)
-    other = np.flatnonzero(~ascii_rows)
-    if len(other):
-        pairs = pl.DataFrame({"v": values.gather(other), "n": numeric.gather(other)})
-        distinct = pairs.unique(maintain_order=True)
-        c, f = _scalar_flags(distinct["v"].to_list(), distinct["n"].to_list(), allowlist)
-        joined = pairs.join(distinct.with_columns(code=pl.Series(c, dtype=pl.String), flags=pl.Series(f, dtype=pl.Int64)),
-                            on=["v", "n"], how="left", maintain_order="left")
-        flags[other] = joined["flags"].to_numpy()
-    # assemble the code column without a Python loop over ASCII rows
-    code = pl.repeat(None, len(values), dtype=pl.String, eager=True) if len(other) else codes_ascii
-    if len(other):
-        code = code.scatter(idx, codes_ascii).scatter(other, joined["code"])
-    return pl.DataFrame({
-        "code": code.alias("code"),
-        "flags": flags,
-        "valid": (flags & ERROR_MASK) == 0,
-    })
+    slow = np.ones(n, dtype=bool)
+    slow[fast_idx] = False
+    slow_idx = np.flatnonzero(slow)
+    code = values
+    if len(slow_idx):
+        raw = values.gather(slow_idx).fill_null("")
+        numeric_slow = pl.Series(numeric_np[slow_idx] if numeric_np is not None else np.zeros(len(slow_idx), bool))
+        trimmed = raw.str.strip_chars(TRIM_CHARS)
+        ascii_rows = trimmed.str.contains(r"^[\x00-\x7F]*$").to_numpy()
+        slow_codes = pl.Series("code", [None] * len(slow_idx), dtype=pl.String)
+        idx = np.flatnonzero(ascii_rows)
+        if len(idx):
+            norm, bits = _ascii_flags(trimmed.gather(idx), numeric_slow.gather(idx), frozenset(allowlist or ()))
+            flags[slow_idx[idx]] = bits
+            slow_codes = slow_codes.scatter(idx, norm)
+        other = np.flatnonzero(~ascii_rows)
+        if len(other):
+            c, f = _scalar_flags(raw.gather(other).to_list(), numeric_slow.gather(other).to_list(), allowlist)
+            flags[slow_idx[other]] = f
+            slow_codes = slow_codes.scatter(other, pl.Series(c, dtype=pl.String))
+        code = values.clone().scatter(slow_idx, slow_codes)
+    return pl.DataFrame({"code": code, "flags": flags, "valid": (flags & ERROR_MASK) == 0})
 
 
-def kinds_expr(flags: pl.Expr) -> pl.Expr:
-    """List of kind keys from a flags column, in `KIND_ORDER`."""
-    parts = [pl.when((flags & BIT[k]) != 0).then(pl.lit(k)) for k in KIND_ORDER]
-    return pl.concat_list(parts).list.drop_nulls()
+def kinds_of_flags(bits: int) -> list[str]:
+    """Kind keys set in one flags value, in `KIND_ORDER`."""
+    return [k for k in KIND_ORDER if bits & BIT[k]]
+
+
+def kinds_column(flags: pl.Series) -> pl.Series:
+    """List of kind keys per flags value (few distinct values: mapped once each)."""
+    mapping = {int(v): kinds_of_flags(int(v)) for v in flags.unique().to_list()}
+    return flags.replace_strict(mapping, return_dtype=pl.List(pl.String)).alias("kinds")
 
 
 def is_valid_column(series: pl.Series, *, allowlist: Mapping[str, str] | None = None) -> pl.Series:
@@ -271,7 +357,5 @@ def check_column(series: pl.Series, *, numeric: pl.Series | None = None,
                  allowlist: Mapping[str, str] | None = None) -> pl.DataFrame:
     """One row per input: `input`, normalized `code`, `valid`, `kinds` (list of kind keys)."""
     result = classify(series, numeric, allowlist)
-    return pl.DataFrame({"input": series.cast(pl.String)}).with_columns(
-        code=result["code"], valid=result["valid"],
-        kinds=kinds_expr(pl.lit(result["flags"])),
-    )
+    return pl.DataFrame({"input": series.cast(pl.String), "code": result["code"], "valid": result["valid"],
+                         "kinds": kinds_column(result["flags"])})
