@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -432,16 +433,44 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
 
 # --------------------------------------------------------------------------- assembly
 
-def detect(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """The findings frame (columns `FINDING_COLUMNS`) of a canonical frame."""
+def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None) -> pl.DataFrame:
+    """The findings frame (columns `FINDING_COLUMNS`) of a canonical frame.
+
+    Args:
+        stats: if given, filled with seconds per stage and the number of candidate pairs.
+    """
     if records.height == 0:
         return pl.DataFrame(schema=FINDING_SCHEMA)
+    clock = _Clock(stats)
     frame = prepare(records, settings)
-    findings = record_level(frame, settings.allowlist) + context_level(frame, settings)
+    clock.lap("prepare (validate + keys)")
+    findings = record_level(frame, settings.allowlist)
+    clock.lap("record level")
+    findings += context_level(frame, settings)
+    clock.lap("in context")
     cross, ctx = cross_level(frame, settings)
+    clock.lap("across records")
     attach_repairs(findings, ctx)
+    clock.lap("repairs")
     findings += cross
-    return to_frame(findings, ctx)
+    result = to_frame(findings, ctx)
+    clock.lap("findings frame")
+    if stats is not None:
+        stats["pairs"] = len(ctx.links)
+        stats["same_links"] = sum(1 for link in ctx.links.values() if link["same"])
+    return result
+
+
+class _Clock:
+    def __init__(self, stats: dict | None):
+        self.stats = stats
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.stats is not None:
+            self.stats.setdefault("seconds", {})[stage] = now - self.last
+        self.last = now
 
 
 def to_frame(findings: list[Finding], ctx: Context) -> pl.DataFrame:

@@ -116,3 +116,19 @@ def test_exhaustive_department_category_pairs_validate():
 def test_null_cells_are_missing():
     frame = check_column(pl.Series([None, "91110000600037341L"], dtype=pl.String))
     assert frame["kinds"].to_list() == [["missing"], []]
+
+
+@settings(max_examples=150)
+@given(st.lists(st.one_of(valid_codes(), mutated_codes().filter(lambda c: len(c) == 18)), min_size=1, max_size=60))
+def test_agree_when_every_cell_is_18_bytes(values):
+    """The in-place fast path (every cell 18 bytes) agrees with the scalar truth too."""
+    _agree(values)
+
+
+@settings(max_examples=100)
+@given(st.lists(valid_codes(), min_size=2, max_size=30), st.text(max_size=3))
+def test_agree_on_a_sliced_column_with_an_odd_byte_offset(values, head):
+    series = pl.Series([head] + values, dtype=pl.String)[1:]
+    frame = check_column(series)
+    assert frame["kinds"].to_list() == [uscc.check(v, suggest=False).kinds for v in values]
+    assert frame["code"].to_list() == values

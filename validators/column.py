@@ -98,6 +98,41 @@ def _position_tables():
 
 
 _IN_ALPHABET, _CHECK_T, _REGION_T, _ORG_T, _DEPT_CAT, _ORG_CHECK = _position_tables()
+
+
+def _pair_tables():
+    """The position tables combined for two adjacent bytes read as one little-endian uint16:
+    half as many lookups. Pair k holds positions 2k+1 and 2k+2 (1-based)."""
+    lo = np.arange(65536) & 0xFF
+    hi = np.arange(65536) >> 8
+    check = np.stack([_CHECK_T[2 * k][lo] + _CHECK_T[2 * k + 1][hi] for k in range(9)]).astype(np.uint32)
+    region = np.stack([_REGION_T[2 * k][lo] + _REGION_T[2 * k + 1][hi] for k in range(3)]).astype(np.uint32)
+    org = np.stack([_ORG_T[2 * k][lo] + _ORG_T[2 * k + 1][hi] for k in range(4)]).astype(np.uint32)
+    dept_cat = _DEPT_CAT.reshape(256, 256)[lo, hi]
+    return check, region, org, dept_cat
+
+
+_CHECK_P, _REGION_P, _ORG_P, _DEPT_CAT_P = _pair_tables()
+
+
+def _result_tables():
+    """Tables from a sum straight to flag bits (uint16), so no rule needs a modulo or a compare."""
+    max_total = 18 * _NOT_IN_ALPHABET + 18 * 30 * 30
+    total = np.arange(max_total + 1)
+    check = np.where(total >= _NOT_IN_ALPHABET, BIT["bad_charset"],
+                     np.where(total % 31 != 0, BIT["bad_check_char"], 0)).astype(np.uint16)
+    dept_cat = np.select([_DEPT_CAT_P == 1, _DEPT_CAT_P == 2], [BIT["bad_department"], BIT["bad_category"]], 0)
+    max_org = 35 * sum(ORG_WEIGHTS)
+    org_sum = np.arange(max_org + 2)
+    expected = _ORG_CHECK[11 - (org_sum % 11)]
+    expected[max_org + 1] = 0  # foreign characters in positions 9–16: rule skipped
+    status = np.zeros(6, dtype=np.uint16)  # by region status; 5 = skipped
+    status[regions.ABOLISHED_EARLY] = status[regions.UNKNOWN_COUNTY] = BIT["bad_region"]
+    status[regions.UNKNOWN_PROVINCE] = status[regions.NOT_DIGITS] = BIT["bad_region"] | REGION_ERROR_BIT
+    return check, dept_cat.astype(np.uint16), expected.astype(np.uint8), max_org, status
+
+
+_CHECK_FLAGS, _DEPT_CAT_FLAGS, _ORG_EXPECTED, _MAX_ORG, _REGION_FLAGS = _result_tables()
 _IW = np.array(ID_WEIGHTS, dtype=np.int64)
 _ID_CHECK = np.array([ord(c) for c in ID_CHECK_CHARS], dtype=np.uint8)
 _DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
@@ -113,18 +148,12 @@ def _buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
-def _columns(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """(18, n) bytes of the 18-byte values starting at `starts`: one gather per position."""
-    cols = np.empty((18, len(starts)), dtype=np.uint8)
-    for pos in range(18):
-        np.take(data, starts + pos, out=cols[pos])
-    return cols
-
-
-def _columns_of(series: pl.Series) -> np.ndarray:
-    """(18, n) bytes of a column whose every value is 18 bytes."""
+def _pairs_of(series: pl.Series) -> np.ndarray:
+    """(9, n) byte pairs of a column whose every value is 18 bytes."""
     offsets, data = _buffers(_large_strings(series))
-    return _columns(data, offsets[:-1])
+    start, n = int(offsets[0]) if len(offsets) else 0, len(series)
+    chunk = np.ascontiguousarray(data[start: start + 18 * n])
+    return chunk.view("<u2").reshape(n, 9).T
 
 
 def _large_strings(series: pl.Series) -> pa.Array:
@@ -134,42 +163,38 @@ def _large_strings(series: pl.Series) -> pa.Array:
     return array if array.type == pa.large_string() else array.cast(pa.large_string())
 
 
-def _structure_flags(cols: np.ndarray) -> np.ndarray:
-    """Flags of the positional rules (and the personal-ID / zeroed-float forms) of 18-byte codes.
+def _structure_flags(pairs: np.ndarray) -> np.ndarray:
+    """Flags (uint16) of the positional rules, and the personal-ID / zeroed-float forms, of 18-byte codes.
 
     Args:
-        cols: (18, n) uint8, one row per position (`_columns` / `_columns_of`).
+        pairs: (9, n) uint16, pair k = bytes 2k and 2k+1 of each code, little-endian (`_pairs`).
     """
-    total = _CHECK_T[0][cols[0]].copy()
-    for pos in range(1, 18):
-        total += _CHECK_T[pos][cols[pos]]
-    any_bad = total >= _NOT_IN_ALPHABET
-    flags = np.where(any_bad, BIT["bad_charset"], 0).astype(np.int64)
-    flags |= np.where(~any_bad & (total % 31 != 0), BIT["bad_check_char"], 0)
+    total = _CHECK_P[0][pairs[0]]
+    for k in range(1, 9):
+        total += _CHECK_P[k][pairs[k]]
+    flags = _CHECK_FLAGS[total]
+    flags |= _DEPT_CAT_FLAGS[pairs[0]]
 
-    dept_cat = _DEPT_CAT[cols[0].astype(np.int64) * 256 + cols[1]]
-    flags |= np.where(dept_cat == 1, BIT["bad_department"], 0) | np.where(dept_cat == 2, BIT["bad_category"], 0)
+    region = _REGION_P[0][pairs[1]]
+    region += _REGION_P[1][pairs[2]]
+    region += _REGION_P[2][pairs[3]]
+    state = regions.status_table()[np.minimum(region, 999_999)]
+    odd = region >= _REGION_LETTER
+    if odd.any():
+        state[odd] = np.where(region[odd] >= _REGION_FOREIGN, 5, regions.NOT_DIGITS)
+    flags |= _REGION_FLAGS[state]
 
-    region = _REGION_T[0][cols[2]].copy()
-    for k in range(1, 6):
-        region += _REGION_T[k][cols[2 + k]]
-    digits = region < _REGION_LETTER
-    status = np.where(digits, regions.status_table()[np.minimum(region, 999_999)], regions.NOT_DIGITS)
-    checked = region < _REGION_FOREIGN
-    flags |= np.where(checked & (status != regions.OK), BIT["bad_region"], 0)
-    flags |= np.where(checked & ((status == regions.UNKNOWN_PROVINCE) | (status == regions.NOT_DIGITS)),
-                      REGION_ERROR_BIT, 0)
-
-    org = _ORG_T[0][cols[8]].copy()
-    for k in range(1, 8):
-        org += _ORG_T[k][cols[8 + k]]
-    org_checked = (org < _ORG_FOREIGN) & _IN_ALPHABET[cols[16]]
-    expected = _ORG_CHECK[11 - (org % 11)]
-    flags |= np.where(org_checked & (expected != cols[16]), BIT["bad_org_check"], 0)
+    org = _ORG_P[0][pairs[4]]
+    for k in range(1, 4):
+        org += _ORG_P[k][pairs[4 + k]]
+    expected = _ORG_EXPECTED[np.minimum(org, _MAX_ORG + 1)]
+    pos17 = (pairs[8] & 0xFF).astype(np.uint8)
+    flags |= ((expected != pos17) & (expected != 0) & _IN_ALPHABET[pos17]).astype(np.uint16) * np.uint16(
+        BIT["bad_org_check"])
 
     errors = np.flatnonzero(flags & ERROR_MASK)
     if len(errors):
-        sub = np.ascontiguousarray(cols[:, errors].T)
+        sub = np.ascontiguousarray(pairs[:, errors].T).astype("<u2").view(np.uint8).reshape(-1, 18)
         personal = _looks_like_personal_id(sub)
         zeroed = ~personal & ((sub >= 48) & (sub <= 57)).all(axis=1) & (sub[:, 15:18] == 48).all(axis=1)
         flags[errors[personal]] = BIT["personal_id"]
@@ -234,7 +259,7 @@ def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str]) 
     flags |= np.where(short, BIT["bad_length"], 0) | np.where(short & frame["foreign"].to_numpy(), BIT["bad_charset"], 0)
     idx18 = np.flatnonzero(is18)
     if len(idx18):
-        flags[idx18] = _structure_flags(_columns_of(frame["normalized"].gather(idx18)))
+        flags[idx18] = _structure_flags(_pairs_of(frame["normalized"].gather(idx18)))
     became_terminal = (flags & (BIT["personal_id"] | BIT["excel_mangled"])) != 0
     open_ = ~terminal & ~became_terminal
     allowed = open_ & frame["allowlisted"].to_numpy()
@@ -264,35 +289,60 @@ def _scalar_flags(values: list[str], numerics: list[bool], allow: Mapping[str, s
     return codes, flags
 
 
-def _fast_rows(array: pa.Array, numeric: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Rows that are exactly 18 alphabet bytes (nearly all): their indexes and flags.
+def _judge_dense(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Flags (uint16) and "fast" marks of an array whose every value is 18 bytes.
 
-    Such a cell needs no clean-up, so its code is the cell itself and the
-    positional rules decide everything. Blocks of `BLOCK` rows bound memory
-    and run on both cores (numpy releases the GIL here).
+    The bytes are read in place as byte pairs (no copy). Blocks of `BLOCK`
+    rows bound memory and run on both cores (numpy releases the GIL here).
     """
     offsets, data = _buffers(array)
-    candidates = np.flatnonzero(np.diff(offsets) == 18)
-    if numeric is not None:
-        candidates = candidates[~numeric[candidates]]
-    if len(candidates) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    n = len(array)
+    flags = np.zeros(n, dtype=np.uint16)
+    fast = np.zeros(n, dtype=bool)
+    if n == 0:
+        return flags, fast
+    start = int(offsets[0])
+    if start % 2:  # keep byte pairs aligned with positions 1–2, 3–4, …
+        data = np.ascontiguousarray(data[start: start + 18 * n])
+        start = 0
+    matrix = data[start: start + 18 * n].view("<u2").reshape(n, 9)
 
-    def block(start: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = candidates[start: start + BLOCK]
-        cols = _columns(data, offsets[idx])
-        flags = _structure_flags(cols)
+    def block(i: int) -> None:
+        rows = slice(i, min(i + BLOCK, n))
+        pairs = matrix[rows].T
+        flags[rows] = _structure_flags(pairs)
         # foreign bytes need clean-up; a leading "0" may be the placeholder 000…0: both go the exact way
-        fast = ((flags & BIT["bad_charset"]) == 0) & (cols[0] != ord("0"))
-        return idx[fast], flags[fast]
+        fast[rows] = ((flags[rows] & BIT["bad_charset"]) == 0) & ((pairs[0] & 0xFF) != ord("0"))
 
-    starts = range(0, len(candidates), BLOCK)
+    starts = range(0, n, BLOCK)
     if len(starts) == 1:
-        parts = [block(0)]
+        block(0)
     else:
         with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
-            parts = list(pool.map(block, starts))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            list(pool.map(block, starts))
+    return flags, fast
+
+
+def _fast_rows(values: pl.Series, numeric: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Judge every cell that is exactly 18 alphabet bytes (nearly all): flags and a "handled" mark.
+
+    Such a cell needs no clean-up: its code is the cell itself and the
+    positional rules decide everything. Other cells are left for the exact path.
+    """
+    array = _large_strings(values)
+    offsets, _ = _buffers(array)
+    is18 = np.diff(offsets) == 18
+    if numeric is not None:
+        is18 &= ~numeric
+    if is18.all():
+        return _judge_dense(array)
+    flags = np.zeros(len(values), dtype=np.uint16)
+    handled = np.zeros(len(values), dtype=bool)
+    if is18.any():
+        sub_flags, sub_fast = _judge_dense(_large_strings(values.filter(pl.Series(is18))))
+        flags[is18] = sub_flags
+        handled[is18] = sub_fast
+    return flags, handled
 
 
 def classify(series: pl.Series, numeric: pl.Series | None = None,
@@ -305,17 +355,15 @@ def classify(series: pl.Series, numeric: pl.Series | None = None,
     values = series.cast(pl.String).rename("code")
     n = len(values)
     numeric_np = numeric.cast(pl.Boolean).fill_null(False).to_numpy() if numeric is not None else None
-    flags = np.zeros(n, dtype=np.int64)
-    fast_idx, fast_flags = _fast_rows(_large_strings(values), numeric_np)
-    flags[fast_idx] = fast_flags
-    if allowlist and len(fast_idx):
-        errors = fast_idx[(fast_flags & ERROR_MASK) != 0]
+    fast_flags, handled = _fast_rows(values, numeric_np)
+    fast_flags[~handled] = 0
+    flags = fast_flags.astype(np.int64)
+    if allowlist:
+        errors = np.flatnonzero(handled & ((fast_flags & ERROR_MASK) != 0))
         listed = errors[values.gather(errors).is_in(list(allowlist)).to_numpy()]
         flags[listed] = BIT["allowlisted"]
 
-    slow = np.ones(n, dtype=bool)
-    slow[fast_idx] = False
-    slow_idx = np.flatnonzero(slow)
+    slow_idx = np.flatnonzero(~handled)
     code = values
     if len(slow_idx):
         raw = values.gather(slow_idx).fill_null("")
