@@ -42,6 +42,7 @@ KIND_ORDER = (
 BIT = {kind: 1 << i for i, kind in enumerate(KIND_ORDER)}
 #: bad_region is an error or a warning depending on the region; this bit marks "error".
 REGION_ERROR_BIT = 1 << len(KIND_ORDER)
+assert REGION_ERROR_BIT < 1 << 16, "flags are uint16"
 ERROR_MASK = sum(BIT[k] for k in KIND_ORDER if KINDS[k].severity == "error" and k != "bad_region") | REGION_ERROR_BIT
 
 _ASCII_STRIP = "".join(ch for ch in STRIP_CHARS if ord(ch) < 128)
@@ -251,20 +252,20 @@ def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str]) 
     length = frame["length"].to_numpy()
     is18 = (length == 18) & ~terminal
 
-    flags = np.zeros(n, dtype=np.int64)
+    flags = np.zeros(n, dtype=np.uint16)
     flags[missing] = BIT["missing"]
     flags[excel_form | numeric_lost] = BIT["excel_mangled"]
     flags[legacy] = BIT["legacy_number"]
     short = ~terminal & ~is18
-    flags |= np.where(short, BIT["bad_length"], 0) | np.where(short & frame["foreign"].to_numpy(), BIT["bad_charset"], 0)
+    flags |= (np.where(short, BIT["bad_length"], 0) | np.where(short & frame["foreign"].to_numpy(), BIT["bad_charset"], 0)).astype(np.uint16)
     idx18 = np.flatnonzero(is18)
     if len(idx18):
         flags[idx18] = _structure_flags(_pairs_of(frame["normalized"].gather(idx18)))
     became_terminal = (flags & (BIT["personal_id"] | BIT["excel_mangled"])) != 0
     open_ = ~terminal & ~became_terminal
     allowed = open_ & frame["allowlisted"].to_numpy()
-    flags = np.where(allowed, BIT["allowlisted"], flags)
-    flags |= np.where(open_ & frame["changed"].to_numpy(), BIT["formatting"], 0)
+    flags = np.where(allowed, BIT["allowlisted"], flags).astype(np.uint16)
+    flags |= (open_ & frame["changed"].to_numpy()).astype(np.uint16) * np.uint16(BIT["formatting"])
     return frame["normalized"], flags
 
 
@@ -345,43 +346,46 @@ def _fast_rows(values: pl.Series, numeric: np.ndarray | None) -> tuple[np.ndarra
     return flags, handled
 
 
+def _flags(values: pl.Series, numeric: np.ndarray | None, allowlist: Mapping[str, str] | None,
+           with_codes: bool) -> tuple[np.ndarray, pl.Series | None]:
+    """Flags (uint16) of every cell, and the normalized codes when asked for."""
+    flags, handled = _fast_rows(values, numeric)
+    flags[~handled] = 0
+    if allowlist:
+        errors = np.flatnonzero(handled & ((flags & ERROR_MASK) != 0))
+        listed = errors[values.gather(errors).is_in(list(allowlist)).to_numpy()]
+        flags[listed] = BIT["allowlisted"]
+    slow_idx = np.flatnonzero(~handled)
+    if not len(slow_idx):
+        return flags, values if with_codes else None
+    raw = values.gather(slow_idx).fill_null("")
+    numeric_slow = pl.Series(numeric[slow_idx] if numeric is not None else np.zeros(len(slow_idx), bool))
+    trimmed = raw.str.strip_chars(TRIM_CHARS)
+    ascii_rows = trimmed.str.contains(r"^[\x00-\x7F]*$").to_numpy()
+    slow_codes = pl.Series("code", [None] * len(slow_idx), dtype=pl.String)
+    idx = np.flatnonzero(ascii_rows)
+    if len(idx):
+        norm, bits = _ascii_flags(trimmed.gather(idx), numeric_slow.gather(idx), frozenset(allowlist or ()))
+        flags[slow_idx[idx]] = bits
+        slow_codes = slow_codes.scatter(idx, norm)
+    other = np.flatnonzero(~ascii_rows)
+    if len(other):
+        c, f = _scalar_flags(raw.gather(other).to_list(), numeric_slow.gather(other).to_list(), allowlist)
+        flags[slow_idx[other]] = f
+        slow_codes = slow_codes.scatter(other, pl.Series(c, dtype=pl.String))
+    return flags, values.clone().scatter(slow_idx, slow_codes) if with_codes else None
+
+
 def classify(series: pl.Series, numeric: pl.Series | None = None,
              allowlist: Mapping[str, str] | None = None) -> pl.DataFrame:
     """Normalized code and kind flags of every cell (internal form of `check_column`).
 
     Returns:
-        Frame with `code` (normalized), `flags` (bit per kind, see `BIT`) and `valid`.
+        Frame with `code` (normalized), `flags` (UInt16, bit per kind, see `BIT`) and `valid`.
     """
     values = series.cast(pl.String).rename("code")
-    n = len(values)
     numeric_np = numeric.cast(pl.Boolean).fill_null(False).to_numpy() if numeric is not None else None
-    fast_flags, handled = _fast_rows(values, numeric_np)
-    fast_flags[~handled] = 0
-    flags = fast_flags.astype(np.int64)
-    if allowlist:
-        errors = np.flatnonzero(handled & ((fast_flags & ERROR_MASK) != 0))
-        listed = errors[values.gather(errors).is_in(list(allowlist)).to_numpy()]
-        flags[listed] = BIT["allowlisted"]
-
-    slow_idx = np.flatnonzero(~handled)
-    code = values
-    if len(slow_idx):
-        raw = values.gather(slow_idx).fill_null("")
-        numeric_slow = pl.Series(numeric_np[slow_idx] if numeric_np is not None else np.zeros(len(slow_idx), bool))
-        trimmed = raw.str.strip_chars(TRIM_CHARS)
-        ascii_rows = trimmed.str.contains(r"^[\x00-\x7F]*$").to_numpy()
-        slow_codes = pl.Series("code", [None] * len(slow_idx), dtype=pl.String)
-        idx = np.flatnonzero(ascii_rows)
-        if len(idx):
-            norm, bits = _ascii_flags(trimmed.gather(idx), numeric_slow.gather(idx), frozenset(allowlist or ()))
-            flags[slow_idx[idx]] = bits
-            slow_codes = slow_codes.scatter(idx, norm)
-        other = np.flatnonzero(~ascii_rows)
-        if len(other):
-            c, f = _scalar_flags(raw.gather(other).to_list(), numeric_slow.gather(other).to_list(), allowlist)
-            flags[slow_idx[other]] = f
-            slow_codes = slow_codes.scatter(other, pl.Series(c, dtype=pl.String))
-        code = values.clone().scatter(slow_idx, slow_codes)
+    flags, code = _flags(values, numeric_np, allowlist, with_codes=True)
     return pl.DataFrame({"code": code, "flags": flags, "valid": (flags & ERROR_MASK) == 0})
 
 
@@ -398,7 +402,8 @@ def kinds_column(flags: pl.Series) -> pl.Series:
 
 def is_valid_column(series: pl.Series, *, allowlist: Mapping[str, str] | None = None) -> pl.Series:
     """True per cell when the code has no error-severity finding."""
-    return classify(series, allowlist=allowlist)["valid"].alias(series.name or "valid")
+    flags, _ = _flags(series.cast(pl.String), None, allowlist, with_codes=False)
+    return pl.Series(series.name or "valid", (flags & ERROR_MASK) == 0)
 
 
 def check_column(series: pl.Series, *, numeric: pl.Series | None = None,
