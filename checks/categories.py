@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import polars as pl
+
 
 @dataclass(frozen=True)
 class Expectation:
@@ -59,3 +61,13 @@ def expected_category(entity_type: str | None, name: str | None) -> Expectation 
                 if pattern.search(text):
                     return Expectation(dept, cat, label)
     return None
+
+
+def expected_category_expr(entity_type: pl.Expr, name: pl.Expr) -> pl.Expr:
+    """Polars form of `expected_category` over whole columns, from the same tables:
+    `"<dept><cat><label>"` or null."""
+    result = pl.lit(None, dtype=pl.String)
+    for table, column in ((NAME_TABLE, name), (TYPE_TABLE, entity_type)):  # built inside out: types win
+        for pattern, dept, cat, label in reversed(table):
+            result = pl.when(column.fill_null("").str.contains(pattern)).then(pl.lit(dept + cat + label)).otherwise(result)
+    return result

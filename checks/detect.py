@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from checks.categories import expected_category
+from checks.categories import expected_category, expected_category_expr
 from checks.linking import build_groups, candidate_pairs, score_pairs
-from checks.names import name_core, normalize_name
+from checks.names import name_core_expr, normalize_name_expr
 from checks.settings import Settings
 from validators import regions
 from validators.column import BIT, ERROR_MASK, classify
@@ -89,21 +89,20 @@ def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     terminal = (pl.col("flags") & _TERMINAL_BITS) != 0
     is18 = (pl.col("norm").str.len_chars() == 18) & ~terminal
     org_ok = is18 & ((pl.col("flags") & (BIT["bad_org_check"] | BIT["bad_charset"])) == 0)
-    names = frame["name"].to_list()
     frame = frame.with_columns(
         code=pl.when(is18).then(pl.col("norm")),
         org=pl.when(org_ok).then(pl.col("norm").str.slice(8, 9)),
         legacy_org=pl.when(((pl.col("flags") & BIT["legacy_number"]) != 0) & (pl.col("norm").str.len_chars() == 9))
         .then(pl.col("norm")),
-        name_norm=pl.Series([normalize_name(n, prefixes) for n in names], dtype=pl.String),
+        name_norm=normalize_name_expr(pl.col("name"), prefixes),
         rep=pl.col("legal_rep").str.replace_all(r"\s", ""),
-        address_norm=pl.col("address").map_elements(lambda a: normalize_name(a, prefixes), return_dtype=pl.String),
+        address_norm=normalize_name_expr(pl.col("address"), prefixes),
     )
     weak = (pl.col("entity_type").fill_null("").str.contains("个体")
             | (pl.col("code").str.slice(0, 2) == "92").fill_null(False)
             | (pl.col("name_norm").str.len_chars() <= 4)
             | (pl.col("name_norm") == pl.col("rep")).fill_null(False))
-    return frame.with_columns(weak=weak, name_core=pl.col("name_norm").map_elements(name_core, return_dtype=pl.String))
+    return frame.with_columns(weak=weak, name_core=name_core_expr(pl.col("name_norm")))
 
 
 # --------------------------------------------------------------------------- stage 1: record level
@@ -125,30 +124,44 @@ def record_level(frame: pl.DataFrame, allowlist: dict[str, str] | None = None) -
 # --------------------------------------------------------------------------- stage 2: in context
 
 def context_level(frame: pl.DataFrame, settings: Settings) -> list[Finding]:
-    findings: list[Finding] = []
-    departments = {s.key: s.departments for s in settings.sources}
+    """department_mismatch, category_mismatch, region_outside: decided over the whole
+    column at once, worded for the few rows they flag."""
     prefix = settings.city.jurisdiction_prefix
-    candidates = frame.filter(pl.col("code").is_not_null()).select(
-        "idx", "source", "code", "flags", "entity_type", "name")
-    for idx, source, code, flags, entity_type, name in candidates.iter_rows():
-        dept, cat = code[0], code[1]
-        if dept in DEPARTMENTS and dept not in departments[source]:
-            owners = "、".join(departments[source])
+    dept, cat = pl.col("code").str.slice(0, 1), pl.col("code").str.slice(1, 1)
+    own = pl.lit(False)
+    for source in settings.sources:
+        own = pl.when(pl.col("source") == source.key).then(dept.is_in(list(source.departments))).otherwise(own)
+    expected = expected_category_expr(pl.col("entity_type"), pl.col("name"))
+    valid_pairs = [d + c for d, (_, cats) in DEPARTMENTS.items() for c in cats]
+    region = pl.col("code").str.slice(2, 6)
+    flagged = frame.filter(pl.col("code").is_not_null()).with_columns(
+        _dept=dept.is_in(list(DEPARTMENTS)) & ~own,
+        _expected=expected,
+    ).with_columns(
+        _cat=(pl.col("_expected").str.slice(0, 1) == dept) & (pl.col("_expected").str.slice(1, 1) != cat)
+        & ((pl.col("flags") & BIT["bad_category"]) == 0) & pl.col("code").str.slice(0, 2).is_in(valid_pairs),
+        _region=region.str.contains(r"^[0-9]{6}$") & ((pl.col("flags") & BIT["bad_region"]) == 0)
+        & ~region.str.starts_with(prefix),
+    ).filter(pl.col("_dept") | pl.col("_cat").fill_null(False) | pl.col("_region"))
+    departments = {s.key: s.departments for s in settings.sources}
+    findings: list[Finding] = []
+    for r in flagged.iter_rows(named=True):
+        code, idx = r["code"], r["idx"]
+        if r["_dept"]:
+            owners = "、".join(departments[r["source"]])
             findings.append(Finding(idx, "department_mismatch",
-                                    f"代码第 1 位“{dept}”表示{DEPARTMENTS[dept][0]}部门登记，"
+                                    f"代码第 1 位“{code[0]}”表示{DEPARTMENTS[code[0]][0]}部门登记，"
                                     f"而本单位登记的主体应为“{owners}”开头", positions=(1,)))
-        expected = expected_category(entity_type, name)
-        if (expected and dept == expected.dept and cat != expected.cat and not flags & BIT["bad_category"]
-                and cat in DEPARTMENTS[dept][1]):
+        if r["_cat"]:
+            exp_cat, label = r["_expected"][1], r["_expected"][2:]
+            names = DEPARTMENTS[code[0]][1]
             findings.append(Finding(idx, "category_mismatch",
-                                    f"主体为“{expected.label}”，代码第 2 位应为“{expected.cat}”"
-                                    f"（{DEPARTMENTS[dept][1][expected.cat]}），现为“{cat}”"
-                                    f"（{DEPARTMENTS[dept][1][cat]}）", positions=(2,)))
-        region = code[2:8]
-        if region.isdigit() and not flags & BIT["bad_region"] and not region.startswith(prefix):
-            where = regions.region_name(region) or region
+                                    f"主体为“{label}”，代码第 2 位应为“{exp_cat}”（{names[exp_cat]}），"
+                                    f"现为“{code[1]}”（{names[code[1]]}）", positions=(2,)))
+        if r["_region"]:
+            where = regions.region_name(code[2:8]) or code[2:8]
             findings.append(Finding(idx, "region_outside",
-                                    f"代码第 3–8 位“{region}”（{where}）不在本市辖区（{prefix}）", positions=range(3, 9)))
+                                    f"代码第 3–8 位“{code[2:8]}”（{where}）不在本市辖区（{prefix}）", positions=range(3, 9)))
     return findings
 
 
@@ -176,13 +189,26 @@ def neighbor_pairs(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame({"a": rows_a, "b": rows_b}, schema={"a": pl.Int64, "b": pl.Int64})
 
 
+#: Columns of the records that findings, links and repairs read.
+ROW_COLUMNS = ("idx", "source", "record_id", "code", "norm", "valid", "flags", "name", "name_norm", "entity_type",
+               "uscc_raw", "file", "row")
+
+
+def row_store(frame: pl.DataFrame, indexes) -> dict[int, dict]:
+    """The rows that are involved in something, by index (never the whole registry as dicts)."""
+    wanted = pl.DataFrame({"idx": sorted(set(indexes))}, schema={"idx": pl.Int64})
+    rows = frame.select(ROW_COLUMNS).join(wanted, on="idx", how="semi")
+    return {r["idx"]: r for r in rows.iter_rows(named=True)}
+
+
 @dataclass
 class Context:
     frame: pl.DataFrame
     settings: Settings
-    rows: list[dict]
+    rows: dict[int, dict]
     groups: dict[int, tuple[int, ...]]
     links: dict[tuple[int, int], dict]
+    shared_codes: dict[str, list[int]]
 
     def link(self, a: int, b: int) -> dict | None:
         return self.links.get((min(a, b), max(a, b)))
@@ -193,12 +219,16 @@ class Context:
         return r["valid"] and r["code"] is not None and r["code"][0] in self.settings.source(r["source"]).departments
 
 
-def cross_level(frame: pl.DataFrame, settings: Settings) -> tuple[list[Finding], Context]:
+def cross_level(frame: pl.DataFrame, settings: Settings, involved: set[int]) -> tuple[list[Finding], Context]:
+    """Findings across records; `involved` are the records that already have findings."""
     pairs = candidate_pairs(frame, neighbor_pairs(frame))
     scored = score_pairs(frame, pairs)
     links = {(r["a"], r["b"]): r for r in scored.select("a", "b", "score", "same", "reason", "blocks").iter_rows(named=True)}
-    rows = frame.select("idx", "source", "record_id", "code", "valid", "name", "name_norm", "flags").to_dicts()
-    ctx = Context(frame, settings, rows, build_groups(scored), links)
+    shared = (frame.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1))
+              .group_by("code").agg(pl.col("idx").sort()))
+    shared_codes = dict(shared.iter_rows())
+    indexes = involved | {i for pair in links for i in pair} | {i for ids in shared_codes.values() for i in ids}
+    ctx = Context(frame, settings, row_store(frame, indexes), build_groups(scored), links, shared_codes)
     findings: list[Finding] = []
     findings += _duplicate_codes(ctx)
     for members in set(ctx.groups.values()):
@@ -221,13 +251,7 @@ def _group_stats(ctx: Context, members) -> tuple[int, float | None, str]:
 def _duplicate_codes(ctx: Context) -> list[Finding]:
     """重码: one code on records that are different entities."""
     findings = []
-    by_code: dict[str, list[int]] = defaultdict(list)
-    for r in ctx.rows:
-        if r["code"] is not None:
-            by_code[r["code"]].append(r["idx"])
-    for code, holders in by_code.items():
-        if len(holders) < 2:
-            continue
+    for code, holders in ctx.shared_codes.items():
         entities: list[list[int]] = []
         for idx in holders:
             for entity in entities:
@@ -409,8 +433,7 @@ def _evidence_suggestion(ctx: Context, idx: int) -> tuple[Suggestion, list[int]]
 def _expected_category_suggestion(ctx: Context, idx: int) -> Suggestion | None:
     """Positions 1–2 as the record's type or name calls for, check character recomputed (medium)."""
     r = ctx.rows[idx]
-    row = ctx.frame.row(idx, named=True)
-    expected = expected_category(row["entity_type"], row["name"])
+    expected = expected_category(r["entity_type"], r["name"])
     if not expected or not r["code"] or any(ch not in "0123456789ABCDEFGHJKLMNPQRTUWXY" for ch in r["code"]):
         return None
     first17 = expected.dept + expected.cat + r["code"][2:17]
@@ -423,8 +446,7 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
     """No evidence elsewhere: what the rules alone can fix, never above `medium`."""
     if kinds & set(TERMINAL_KINDS):
         return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (SPEC §8)
-    row = ctx.frame.row(idx, named=True)
-    report = check(row["uscc_raw"], allowlist=ctx.settings.allowlist)
+    report = check(ctx.rows[idx]["uscc_raw"], allowlist=ctx.settings.allowlist)
     medium = [s for s in report.suggestions if s.confidence == "medium"]
     if len(medium) == 1:
         return Suggestion(medium[0].code, medium[0].reason, "medium")
@@ -448,7 +470,7 @@ def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None)
     clock.lap("record level")
     findings += context_level(frame, settings)
     clock.lap("in context")
-    cross, ctx = cross_level(frame, settings)
+    cross, ctx = cross_level(frame, settings, {f.idx for f in findings})
     clock.lap("across records")
     attach_repairs(findings, ctx)
     clock.lap("repairs")
@@ -474,24 +496,24 @@ class _Clock:
 
 
 def to_frame(findings: list[Finding], ctx: Context) -> pl.DataFrame:
-    frame = ctx.frame
-    raw = frame["uscc_raw"].to_list()
-    meta = frame.select("source", "record_id", "name", "file", "row", "norm", "flags").to_dicts()
+    rows = ctx.rows
     names = ctx.settings.source_names
-    personal = {i for i, m in enumerate(meta) if m["flags"] & BIT["personal_id"]}
+
+    def personal(i: int) -> bool:
+        return bool(rows[i]["flags"] & BIT["personal_id"])
 
     def shown(i: int) -> str:
-        value = raw[i] or ""
-        return mask(value.strip()) if i in personal else value
+        value = rows[i]["uscc_raw"] or ""
+        return mask(value.strip()) if personal(i) else value
 
     out = []
-    for f in sorted(findings, key=lambda f: (f.idx, list(KINDS).index(f.kind))):
-        m = meta[f.idx]
-        code_key = mask(m["norm"]) if f.idx in personal else m["norm"]
-        related = [meta[i] for i in f.related]
+    kind_order = list(KINDS)
+    for f in sorted(findings, key=lambda f: (f.idx, kind_order.index(f.kind))):
+        m = rows[f.idx]
+        code_key = mask(m["norm"]) if personal(f.idx) else m["norm"]
+        related = [rows[i] for i in f.related]
         detail = [{"source": x["source"], "source_name": names.get(x["source"], x["source"]),
-                   "record_id": x["record_id"], "name": x["name"], "code": shown(i)}
-                  for i, x in zip(f.related, related)]
+                   "record_id": x["record_id"], "name": x["name"], "code": shown(x["idx"])} for x in related]
         s = f.suggestion
         out.append({
             "finding_id": finding_id(m["source"], m["record_id"], f.kind, code_key),

@@ -15,10 +15,10 @@ never the same entity, however similar they look.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+import polars as pl
 from rapidfuzz import fuzz
 
 #: Legal-form variants → one spelling (longest first).
@@ -32,7 +32,6 @@ BRANCH_RE = re.compile(r"([^()司]{0,6}?)(分公司|分店|分所|分厂|分院|
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_NUM = "零〇一二两三四五六七八九十百千"
 ORDINAL_RE = re.compile(rf"第([0-9{_CN_NUM}]+)|([0-9{_CN_NUM}]+)(?=中学|小学|中(?!心|国|华|医|学)|小(?!学)|幼儿园|医院|分局|派出所|连队|大队|中队)")
-_BRACKETS = str.maketrans({ch: "" for ch in "()（）[]【】〔〕{}「」『』<>《》\"'“”‘’"})
 #: District and county names anywhere in the name (generic: any …区/…县/…市/…镇/…乡 before a unit word).
 PLACE_RE = re.compile(r"([\u4e00-\u9fff]{2,3}?(?:区|县|旗|镇|乡|街道))")
 
@@ -54,33 +53,41 @@ def chinese_number(text: str) -> int | None:
     return total + section + current
 
 
+_BRACKETS_RE = r"[()（）\[\]【】〔〕{}「」『』<>《》\"'“”‘’]"
+_LEGAL_SUFFIX_RE = r"(股份公司|有限公司|公司|有限合伙|合伙企业|个人独资企业)$"
+
+
+def normalize_name_expr(name: pl.Expr, prefixes: tuple[str, ...] = ()) -> pl.Expr:
+    """Polars expression of `normalize_name` (the one definition; the scalar evaluates it)."""
+    text = name.str.normalize("NFKC").str.replace_all(r"\s", "").str.replace_all(_BRACKETS_RE, "")
+    if prefixes:
+        alternatives = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
+        stripped = text.str.replace(f"^(?:{alternatives})+", "")
+        text = pl.when(stripped.str.len_chars() >= 2).then(stripped).otherwise(text)
+    for variant, canonical in LEGAL_FORMS:
+        if variant != canonical:
+            text = text.str.replace_all(variant, canonical, literal=True)
+    return text.fill_null("")
+
+
+def name_core_expr(normalized: pl.Expr) -> pl.Expr:
+    """A normalized name without its trailing legal form: what similarity is scored on,
+    so that `…有限公司` shared by every company does not make two of them alike."""
+    core = normalized.str.replace(_LEGAL_SUFFIX_RE, "")
+    return pl.when(core != "").then(core).otherwise(normalized)
+
+
 def normalize_name(name: str | None, prefixes: tuple[str, ...] = ()) -> str:
     """The name as compared: NFKC, no whitespace or brackets, no leading province/city
-    prefixes, one spelling per legal form."""
+    prefixes (unless fewer than two characters would be left), one spelling per legal form."""
     if not name:
         return ""
-    text = unicodedata.normalize("NFKC", name)
-    text = "".join(ch for ch in text if not ch.isspace()).translate(_BRACKETS)
-    changed = True
-    while changed:
-        changed = False
-        for prefix in sorted(prefixes, key=len, reverse=True):
-            if prefix and text.startswith(prefix) and len(text) > len(prefix) + 1:
-                text = text[len(prefix):]
-                changed = True
-    for variant, canonical in LEGAL_FORMS:
-        text = text.replace(variant, canonical)
-    return text
-
-
-_LEGAL_SUFFIX_RE = re.compile(r"(股份公司|有限公司|公司|有限合伙|合伙企业|个人独资企业)$")
+    return pl.select(normalize_name_expr(pl.lit(name, dtype=pl.String), prefixes)).item()
 
 
 def name_core(normalized: str) -> str:
-    """A normalized name without its trailing legal form: what similarity is scored on,
-    so that `…有限公司` shared by every company does not make two of them alike."""
-    core = _LEGAL_SUFFIX_RE.sub("", normalized)
-    return core or normalized
+    """Scalar `name_core_expr`."""
+    return pl.select(name_core_expr(pl.lit(normalized, dtype=pl.String))).item()
 
 
 @dataclass(frozen=True)
@@ -131,4 +138,4 @@ def similarity(a: str, b: str) -> float:
     return fuzz.ratio(a, b)
 
 
-__all__ = ["normalize_name", "name_core", "distinctive_similarity", "distinguishers", "Distinguishers", "similarity", "chinese_number"]
+__all__ = ["normalize_name", "normalize_name_expr", "name_core", "name_core_expr", "distinctive_similarity", "distinguishers", "Distinguishers", "similarity", "chinese_number"]

@@ -207,3 +207,16 @@ def test_quality_on_synthetic_truth(settings, synth_dir):
     for r in near.iter_rows(named=True):
         a, b = f"{r['source_a']}:{r['record_a']}", f"{r['source_b']}:{r['record_b']}"
         assert (a, b) not in related and (b, a) not in related, r
+
+
+def test_category_expectation_is_one_table_for_rows_and_columns():
+    from checks.categories import expected_category, expected_category_expr
+
+    cases = [("律师事务所", "黑龙江宏发律师事务所"), ("个体工商户", "向阳区张伟烧烤店"), (None, "鹤岗市宏发公证处"),
+             ("有限责任公司分公司", "宏发商贸有限公司向阳分公司"), ("机关", "鹤岗市某局"), ("其他", "鹤岗市围棋协会"),
+             (None, "鹤岗市宏发司法鉴定中心"), ("事业单位", "鹤岗市第一中学"), ("", ""), ("公证处", "鹤岗市宏发公证中心")]
+    frame = pl.DataFrame({"t": [c[0] for c in cases], "n": [c[1] for c in cases]}, schema={"t": pl.String, "n": pl.String})
+    column = frame.select(expected_category_expr(pl.col("t"), pl.col("n")))[:, 0].to_list()
+    for (entity_type, name), got in zip(cases, column):
+        e = expected_category(entity_type, name)
+        assert got == (e.dept + e.cat + e.label if e else None), (entity_type, name)
