@@ -154,6 +154,10 @@ def read_csv(path: Path, data: bytes | None = None) -> RawTable:
         raise IngestError(str(exc)) from None
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = max(",\t;|", key=first.count) if any(d in first for d in ",\t;|") else ","
+    payload = data[3:] if encoding == "utf-8-sig" else data if encoding == "utf-8" else text.encode("utf-8")
+    fast = _read_csv_polars(payload, delimiter, text, encoding)
+    if fast is not None:
+        return fast
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows: list[list[str]] = []
@@ -184,6 +188,30 @@ def read_csv(path: Path, data: bytes | None = None) -> RawTable:
     cells = pl.DataFrame(rows, schema={n: pl.String for n in names}, orient="row") if rows else \
         pl.DataFrame(schema={n: pl.String for n in names})
     return RawTable(header, cells, lines, overflow, None, encoding)
+
+
+def _read_csv_polars(payload: bytes, delimiter: str, text: str, encoding: str) -> RawTable | None:
+    """polars' reader when every record is one line (then line numbers are exact); None otherwise.
+
+    Ragged rows and fields spanning lines go to the exact (slower) Python reader.
+    """
+    try:
+        frame = pl.read_csv(io.BytesIO(payload), has_header=False, infer_schema=False, separator=delimiter,
+                            truncate_ragged_lines=False, raise_if_empty=True)
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if frame.height != len(text.splitlines()):
+        return None
+    present = frame.select(pl.any_horizontal(pl.all().fill_null("").str.strip_chars() != ""))[:, 0]
+    first = present.arg_true()
+    if len(first) == 0:
+        return None
+    header_at = int(first[0])
+    header = ["" if v is None else v for v in frame.row(header_at)]
+    cells = frame.slice(header_at + 1)
+    cells = cells.rename({c: f"column_{i}" for i, c in enumerate(cells.columns)})
+    rows = list(range(header_at + 2, header_at + 2 + cells.height))
+    return RawTable(header, cells, rows, [], None, encoding)
 
 
 def read_xlsx(path: Path, source: Source) -> RawTable:
@@ -236,18 +264,17 @@ def _excel_number_text(value: str | None) -> str | None:
     return text[:-2] if text.endswith(".0") else text
 
 
-_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y-%m", "%Y")
+_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d")
 
 
 def parse_dates(raw: pl.Expr) -> pl.Expr:
     """Dates as departments write them: 2020-01-02, 2020/1/2, 2020.01.02, 20200102,
     2020年1月2日, with or without a time, or an Excel serial number."""
-    text = (raw.str.replace_all(r"[年/.]", "-").str.replace_all(r"月", "-").str.replace_all(r"[日号]", "")
-            .str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "").str.strip_chars())
-    padded = text.str.replace(r"^(\d{4})-(\d)-", "$1-0$2-").str.replace(r"^(\d{4})-(\d{2})-(\d)$", "$1-$2-0$3")
-    serial = pl.when(text.str.contains(r"^\d{5}(\.0+)?$")).then(
-        pl.lit(dt.date(1899, 12, 30)) + pl.duration(days=text.str.extract(r"^(\d{5})").cast(pl.Int64)))
-    parsed = pl.coalesce([padded.str.to_date(f, strict=False) for f in _DATE_FORMATS[:2]] + [serial])
+    text = (raw.str.replace_many(["年", "月", "/", "."], ["-", "-", "-", "-"])
+            .str.replace_many(["日", "号"], ["", ""]).str.replace(r"[ T].*$", "").str.strip_chars())
+    serial = pl.when(raw.str.contains(r"^\d{5}(\.0+)?$")).then(
+        pl.lit(dt.date(1899, 12, 30)) + pl.duration(days=raw.str.slice(0, 5).cast(pl.Int64, strict=False)))
+    parsed = pl.coalesce([text.str.to_date(f, strict=False) for f in _DATE_FORMATS] + [serial])
     return pl.when(parsed.is_between(dt.date(1900, 1, 1), dt.date(2100, 12, 31))).then(parsed)
 
 
