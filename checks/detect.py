@@ -218,6 +218,21 @@ class Context:
         r = self.rows[idx]
         return r["valid"] and r["code"] is not None and r["code"][0] in self.settings.source(r["source"]).departments
 
+    def trusted_code(self, members) -> tuple[str, int, str] | None:
+        """The one code of a group to be trusted, its holder and why; None when nobody can be presumed right.
+
+        A valid code with no warning that its own registry issued comes first; failing
+        that, the only valid code without a warning (the others' region parts are
+        unknown to GB/T 2260).
+        """
+        clean = [m for m in members if self.rows[m]["valid"] and self.rows[m]["code"]
+                 and not self.rows[m]["flags"] & BIT["bad_region"]]
+        owned = [m for m in clean if self.presumed_right(m)]
+        for pool, why in ((owned, "该代码的登记管理部门"), (clean, "唯一没有警告的有效代码")):
+            if len({self.rows[m]["code"] for m in pool}) == 1:
+                return self.rows[pool[0]]["code"], pool[0], why
+        return None
+
 
 def cross_level(frame: pl.DataFrame, settings: Settings, involved: set[int]) -> tuple[list[Finding], Context]:
     """Findings across records; `involved` are the records that already have findings."""
@@ -288,7 +303,6 @@ def _group_findings(ctx: Context, members: tuple[int, ...]) -> list[Finding]:
     size, weakest, weakest_reason = _group_stats(ctx, members)
     rows = [ctx.rows[i] for i in members]
     valid_codes = {r["code"] for r in rows if r["valid"] and r["code"]}
-    anchors = {r["code"] for r in rows if ctx.presumed_right(r["idx"])}
 
     def related(idx):
         return [m for m in members if m != idx]
@@ -334,17 +348,19 @@ def _group_findings(ctx: Context, members: tuple[int, ...]) -> list[Finding]:
 
     # 一主体多码: the same entity under two or more valid codes.
     if len(valid_codes) > 1:
-        single_anchor = next(iter(anchors)) if len(anchors) == 1 else None
+        trusted = ctx.trusted_code(members)
+        single_anchor = trusted[0] if trusted else None
         for r in rows:
             if not (r["valid"] and r["code"]) or r["code"] == single_anchor:
                 continue
             listed = "、".join(sorted(valid_codes - {r["code"]}))
-            if single_anchor:
-                holder = next(x for x in rows if x["code"] == single_anchor and ctx.presumed_right(x["idx"]))
-                suggestion = Suggestion(single_anchor, f"同一主体在{ctx.settings.source_names[holder['source']]}"
-                                                       f"（该代码的登记管理部门）登记的代码，记录 {holder['record_id']}",
-                                        "high" if _strong(ctx, r["idx"], holder["idx"]) else "medium")
-                message = f"同一主体还以代码 {listed} 登记；按登记管理部门，应以 {single_anchor} 为准"
+            if trusted:
+                code, holder_idx, why = trusted
+                holder = ctx.rows[holder_idx]
+                suggestion = Suggestion(code, f"同一主体在{ctx.settings.source_names[holder['source']]}"
+                                              f"登记的代码（{why}），记录 {holder['record_id']}",
+                                        "high" if _strong(ctx, r["idx"], holder_idx) else "medium")
+                message = f"同一主体还以代码 {listed} 登记；应以 {code} 为准（{why}）"
             else:
                 suggestion = None
                 message = f"同一主体还以代码 {listed} 登记，无法判断哪个代码正确，请各方核实"
@@ -412,12 +428,9 @@ def _evidence_suggestion(ctx: Context, idx: int) -> tuple[Suggestion, list[int]]
     members = ctx.groups.get(idx)
     r = ctx.rows[idx]
     if members:
-        candidates = [m for m in members if m != idx and ctx.rows[m]["valid"] and ctx.rows[m]["code"]
-                      and ctx.rows[m]["code"] != r["code"]]
-        right = [m for m in candidates if ctx.presumed_right(m)] or candidates
-        codes = {ctx.rows[m]["code"] for m in right}
-        if len(codes) == 1:
-            m = right[0]
+        trusted = ctx.trusted_code([m for m in members if m != idx])
+        if trusted and trusted[0] != r["code"]:
+            m = trusted[1]
             other = ctx.rows[m]
             near = r["code"] is not None and any(c == other["code"] for c, _ in single_edit_neighbors(r["code"]))
             strong = _strong(ctx, idx, m)

@@ -49,29 +49,30 @@ def _pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block:
         return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
     keyed = keyed.with_columns(rank=pl.col("idx").rank("ordinal").over(key)).filter(pl.col("rank") <= MAX_BLOCK)
     pairs = keyed.join(keyed, on=key, suffix="_b").filter(pl.col("idx") < pl.col("idx_b"))
-    if different_code:
-        pairs = pairs.filter(pl.col("code") != pl.col("code_b"))
+    if different_code:  # a record without a code differs from every code
+        pairs = pairs.filter(pl.col("code").ne_missing(pl.col("code_b")))
     return pairs.select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"), pl.lit(block).alias("block"))
 
 
 def _fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
-    """Same legal representative, similar names (rapidfuzz cdist inside each block)."""
-    keyed = frame.filter(pl.col("rep").is_not_null() & (pl.col("rep") != ""))
-    keyed = keyed.filter(pl.len().over("rep") > 1)
-    rows_a, rows_b = [], []
-    for _, group in keyed.group_by("rep"):
-        if group.height > MAX_BLOCK:
-            group = group.head(MAX_BLOCK)
-        names = group["name_core"].to_list()
-        idx = group["idx"].to_list()
-        scores = process.cdist(names, names, scorer=fuzz.ratio, score_cutoff=SIMILAR_NAME, workers=1)
-        for i in range(len(idx)):
-            for j in range(i + 1, len(idx)):
-                if scores[i, j] >= SIMILAR_NAME:
-                    rows_a.append(idx[i])
-                    rows_b.append(idx[j])
-    return pl.DataFrame({"a": rows_a, "b": rows_b, "block": ["rep"] * len(rows_a)},
-                        schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
+    """Same legal representative and similar names, scored in one rapidfuzz batch (`cpdist`).
+
+    A representative's name is shared by hundreds of people in a province, so the
+    block is the representative together with the first or the last two characters
+    of the name: names similar enough to link share one of them.
+    """
+    keyed = frame.filter(pl.col("rep").is_not_null() & (pl.col("rep") != "")).with_columns(
+        _head=pl.col("rep") + "|" + pl.col("name_core").str.slice(0, 2),
+        _tail=pl.col("rep") + "|" + pl.col("name_core").str.slice(-2, 2))
+    pairs = pl.concat([_pairs_within(keyed, "_head", different_code=True, block="rep"),
+                       _pairs_within(keyed, "_tail", different_code=True, block="rep")]).unique(["a", "b"])
+    if pairs.height == 0:
+        return pairs
+    names = frame.select("idx", "name_core")
+    joined = pairs.join(names, left_on="a", right_on="idx").join(names, left_on="b", right_on="idx", suffix="_b")
+    scores = process.cpdist(joined["name_core"].to_list(), joined["name_core_b"].to_list(), scorer=fuzz.ratio,
+                            workers=-1)
+    return joined.filter(pl.Series(scores >= SIMILAR_NAME)).select("a", "b", "block")
 
 
 def candidate_pairs(frame: pl.DataFrame, neighbor_pairs: pl.DataFrame) -> pl.DataFrame:
@@ -149,6 +150,11 @@ def decide(r: dict) -> tuple[bool, str]:
         ok = address_same and (rep_same or date_same or same_code)
         return ok, ("同一主体：" if ok else "不能认定为同一主体（个体户或以人名命名，需地址等佐证）：") + text
     if same_code:
+        contradicted = rep_conflict and not address_same
+        if contradicted and score >= SIMILAR_NAME:
+            distinct = distinctive_similarity(r["name_core"], r["name_core_b"])
+            if distinct < SIMILAR_NAME:
+                return False, f"不是同一主体：字号相似度仅 {distinct:.0f}，负责人、地址均不同（{text}）"
         ok = (score >= SIMILAR_NAME or (rep_same and address_same)
               or (score >= SAME_CODE_NAME and (rep_same or address_same or date_same)))
         return ok, ("同一主体：" if ok else "不是同一主体（名称不同且无其他佐证）：") + text

@@ -122,14 +122,19 @@ def distinguishers(normalized: str) -> Distinguishers:
 
 
 def distinctive_similarity(a: str, b: str) -> float:
-    """Similarity of what two names do not share at their end (the 字号 before a common
-    industry/type suffix): `春兴村大豆种植专业合作社` vs `兴达恒村大豆种植专业合作社` → 春兴 vs 兴达恒."""
+    """Similarity of what two names do not share at their ends (the 字号 between a shared
+    place prefix and a shared industry suffix): `萝北县春兴村大豆种植专业合作社` vs
+    `萝北县兴达恒村大豆种植专业合作社` → 春兴 vs 兴达恒."""
     k = 0
     while k < min(len(a), len(b)) and a[-1 - k] == b[-1 - k]:
         k += 1
-    rest_a, rest_b = a[: len(a) - k], b[: len(b) - k]
+    a, b = a[: len(a) - k], b[: len(b) - k]
+    j = 0
+    while j < min(len(a), len(b)) and a[j] == b[j]:
+        j += 1
+    rest_a, rest_b = a[j:], b[j:]
     if not rest_a or not rest_b:
-        return fuzz.ratio(a, b)
+        return fuzz.ratio(a, b) if a and b else 100.0
     return fuzz.ratio(rest_a, rest_b)
 
 

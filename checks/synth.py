@@ -402,6 +402,18 @@ def _write_csv(path: Path, header: list[str], rows: list) -> None:
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
+def _still_valid_with_twin(record: Record, truth: Truth) -> None:
+    """A damaged code that still passes every error rule (a region typo the check
+    character happens to accept) beside a twin holding the right code: one entity, two
+    valid codes. The twin's clean code is the one to trust."""
+    twin = getattr(record, "_twin", None)
+    if twin is None:
+        return
+    report = check(record.code, suggest=False)
+    if report.valid and report.code != twin.code and len(report.code) == 18:
+        truth.add(record, "multiple_codes", twin.code, True)
+
+
 def _plant_damage(items: list[Record], truth: Truth, rng: random.Random, source: str) -> None:
     """Record-level damage on about 6 % of the untouched records of a source."""
     for record in items:
@@ -410,6 +422,7 @@ def _plant_damage(items: list[Record], truth: Truth, rng: random.Random, source:
         if rng.random() < 0.06:
             evidence = getattr(record, "_twin", None) is not None
             _plant_record_level(record, truth, rng, evidence)
+            _still_valid_with_twin(record, truth)
             record._planted = True
             if evidence:  # keep the twin intact: it is the evidence
                 record._twin._planted = True
