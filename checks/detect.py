@@ -134,7 +134,8 @@ def context_level(frame: pl.DataFrame, settings: Settings) -> list[Finding]:
     expected = expected_category_expr(pl.col("entity_type"), pl.col("name"))
     valid_pairs = [d + c for d, (_, cats) in DEPARTMENTS.items() for c in cats]
     region = pl.col("code").str.slice(2, 6)
-    flagged = frame.filter(pl.col("code").is_not_null()).with_columns(
+    columns = frame.select("idx", "source", "code", "flags", "entity_type", "name")
+    flagged = columns.filter(pl.col("code").is_not_null()).with_columns(
         _dept=dept.is_in(list(DEPARTMENTS)) & ~own,
         _expected=expected,
     ).with_columns(

@@ -8,12 +8,13 @@ other sources go on.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import pandera.polars as pa
@@ -29,7 +30,7 @@ from checks.schema import (
     empty_quarantine,
 )
 from checks.settings import FIELDS, REQUIRED_FIELDS, Settings, Source
-from checks.textfile import TextFileError, decode
+from checks.textfile import TextFileError, detect
 from validators.tables import TRIM_CHARS
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
@@ -88,7 +89,7 @@ class RawTable:
 
     header: list[str]
     cells: pl.DataFrame  # columns column_0 … column_{n-1}, all String
-    rows: list[int]  # file row (line or sheet row) of each data row
+    rows: range | list[int]  # file row (line or sheet row) of each data row
     overflow: list[int] = field(default_factory=list)  # data row indexes with more fields than the header
     numeric_code_rows: set[int] | None = None  # sheet rows whose code cell is a number (XLSX)
     encoding: str | None = None
@@ -143,21 +144,39 @@ def _missing_required(index: dict[str, int], source: Source) -> list[str]:
     return [source.columns[f][0] for f in REQUIRED_FIELDS if f not in index]
 
 
-def read_csv(path: Path, data: bytes | None = None) -> RawTable:
-    """A CSV file's cells; row numbers are the file lines where each record starts."""
-    data = path.read_bytes() if data is None else data
-    if not data.strip():
+def read_csv(path: Path) -> RawTable:
+    """A CSV file's cells; row numbers are the file lines where each record starts.
+
+    UTF-8 files go to polars by path (never held as text); GB18030 and UTF-16 are
+    transcoded once. Files whose records are not one line each, or with ragged rows,
+    are read by the exact Python reader.
+    """
+    data = path.read_bytes()
+    if len(data) < (1 << 20) and not data.replace(codecs.BOM_UTF8, b"").strip():
         raise IngestError(f"{path.name} 是空文件（0 行）。请确认导出是否成功后重新提交。")
     try:
-        text, encoding = decode(data, path.name)
+        encoding, text = detect(data, path.name)
     except TextFileError as exc:
         raise IngestError(str(exc)) from None
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    head = text[:65536] if text is not None else data[:65536].decode("utf-8-sig", errors="ignore")
+    first = next((line for line in head.splitlines() if line.strip()), "")
     delimiter = max(",\t;|", key=first.count) if any(d in first for d in ",\t;|") else ","
-    payload = data[3:] if encoding == "utf-8-sig" else data if encoding == "utf-8" else text.encode("utf-8")
-    fast = _read_csv_polars(payload, delimiter, text, encoding)
+    if text is None:
+        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        del data  # the exact reader reads the file again if it is needed
+        fast = _read_csv_polars(path, delimiter, lines, encoding)
+    else:
+        lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+        fast = _read_csv_polars(text.encode("utf-8"), delimiter, lines, encoding)
     if fast is not None:
         return fast
+    if text is None:
+        text = path.read_bytes().decode(encoding)
+    return _read_csv_python(path, text, delimiter, encoding)
+
+
+def _read_csv_python(path: Path, text: str, delimiter: str, encoding: str) -> RawTable:
+    """Python's csv reader: exact line numbers whatever the quoting; ragged rows kept aside."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows: list[list[str]] = []
@@ -190,17 +209,17 @@ def read_csv(path: Path, data: bytes | None = None) -> RawTable:
     return RawTable(header, cells, lines, overflow, None, encoding)
 
 
-def _read_csv_polars(payload: bytes, delimiter: str, text: str, encoding: str) -> RawTable | None:
+def _read_csv_polars(source: Path | bytes, delimiter: str, lines: int, encoding: str) -> RawTable | None:
     """polars' reader when every record is one line (then line numbers are exact); None otherwise.
 
     Ragged rows and fields spanning lines go to the exact (slower) Python reader.
     """
     try:
-        frame = pl.read_csv(io.BytesIO(payload), has_header=False, infer_schema=False, separator=delimiter,
+        frame = pl.read_csv(source, has_header=False, infer_schema=False, separator=delimiter,
                             truncate_ragged_lines=False, raise_if_empty=True)
     except (pl.exceptions.PolarsError, ValueError):
         return None
-    if frame.height != len(text.splitlines()):
+    if frame.height != lines:
         return None
     present = frame.select(pl.any_horizontal(pl.all().fill_null("").str.strip_chars() != ""))[:, 0]
     first = present.arg_true()
@@ -210,7 +229,7 @@ def _read_csv_polars(payload: bytes, delimiter: str, text: str, encoding: str) -
     header = ["" if v is None else v for v in frame.row(header_at)]
     cells = frame.slice(header_at + 1)
     cells = cells.rename({c: f"column_{i}" for i, c in enumerate(cells.columns)})
-    rows = list(range(header_at + 2, header_at + 2 + cells.height))
+    rows = range(header_at + 2, header_at + 2 + cells.height)
     return RawTable(header, cells, rows, [], None, encoding)
 
 

@@ -13,27 +13,31 @@ class TextFileError(ValueError):
     """The file is not text we can decode; the message says why and what to do."""
 
 
-def decode(data: bytes, name: str = "文件") -> tuple[str, str]:
-    """Decoded text and the encoding used.
+#: UTF-8 is validated in chunks of this many bytes, so a large file is never held as text.
+CHUNK = 16 << 20
 
-    GBK-looking files are decoded as GB18030 (a superset: real exports hold
-    characters GBK lacks, SPEC §8).
+
+def detect(data: bytes, name: str = "文件") -> tuple[str, str | None]:
+    """The encoding of a file's bytes, and its text when finding out needed it anyway.
+
+    UTF-8 (with or without BOM) is validated chunk by chunk and its text is not built;
+    GBK-looking files are decoded as GB18030 (a superset: real exports hold characters
+    GBK lacks, SPEC §8). Raises TextFileError with the reason and what to do.
     """
     if data.startswith(codecs.BOM_UTF8):
-        try:
-            return data[3:].decode("utf-8"), "utf-8-sig"
-        except UnicodeDecodeError as exc:
-            raise TextFileError(_bad_bytes(name, "UTF-8（带 BOM）", exc)) from None
+        _validate_utf8(data, 3, name, "UTF-8（带 BOM）")
+        return "utf-8-sig", None
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
-            return data.decode("utf-16"), "utf-16"
+            return "utf-16", data.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise TextFileError(_bad_bytes(name, "UTF-16", exc)) from None
     if b"\x00" in data[:65536]:
         raise TextFileError(f"{name} 含有二进制内容（NUL 字节），不是文本文件。"
                             "请确认导出的是 CSV 或 XLSX，而不是其他格式改了扩展名。")
     try:
-        return data.decode("utf-8"), "utf-8"
+        _validate_utf8(data, 0, name, None)
+        return "utf-8", None
     except UnicodeDecodeError:
         pass
     try:
@@ -44,7 +48,28 @@ def decode(data: bytes, name: str = "文件") -> tuple[str, str]:
     if _looks_binary(text):
         raise TextFileError(f"{name} 的编码无法识别：按 GB18030 解码后含大量控制字符，可能不是文本文件。"
                             "请用 Excel 另存为“CSV UTF-8”后重新提交。")
-    return text, "gb18030"
+    return "gb18030", text
+
+
+def _validate_utf8(data: bytes, start: int, name: str, declared: str | None) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for i in range(start, len(data), CHUNK):
+            decoder.decode(view[i: i + CHUNK])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        if declared is None:
+            raise
+        raise TextFileError(_bad_bytes(name, declared, exc)) from None
+
+
+def decode(data: bytes, name: str = "文件") -> tuple[str, str]:
+    """Decoded text and the encoding used (see `detect`)."""
+    encoding, text = detect(data, name)
+    if text is None:
+        text = data.decode(encoding)
+    return text, encoding
 
 
 def _bad_bytes(name: str, encoding: str, exc: UnicodeDecodeError) -> str:

@@ -6,7 +6,6 @@ Runs in Prefect's local (ephemeral) mode when no server is configured.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -50,12 +49,11 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
     settings = load_settings(config)
     run_date = run_date or stages.today()
     work = str(stages.work_dir(Path(data_dir), run_date))
-    seconds: dict[str, float] = {}
+    clock = stages.StageClock()
 
-    started = time.perf_counter()
-    futures = [ingest_source.submit(data_dir, work, s.key, config) for s in settings.sources]
-    sources = [f.result() for f in futures]
-    seconds["读取与校验格式"] = time.perf_counter() - started
+    with clock.stage(stages.INGEST):
+        futures = [ingest_source.submit(data_dir, work, s.key, config) for s in settings.sources]
+        sources = [f.result() for f in futures]
     for s in sources:
         if s["status"] == "rejected":
             logger.warning("%s 本期数据被拒收：%s", s["name"], s["reason"])
@@ -63,15 +61,12 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
             logger.info("%s：读取 %d 行，检查 %d 行，隔离 %d 行，空行 %d 行", s["name"], s["rows_read"],
                         s["rows_checked"], s["rows_quarantined"], s["rows_blank"])
 
-    started = time.perf_counter()
-    counts = detect_findings(work, config)
-    seconds["问题检测"] = time.perf_counter() - started
-    started = time.perf_counter()
-    changes = update_ledger(data_dir, work, run_date)
-    seconds["状态台账"] = time.perf_counter() - started
-    started = time.perf_counter()
-    folder = render_reports(data_dir, work, run_date, sources, changes, seconds, config)
-    seconds["生成报告"] = time.perf_counter() - started
+    with clock.stage(stages.DETECT):
+        counts = detect_findings(work, config)
+    with clock.stage(stages.LEDGER):
+        changes = update_ledger(data_dir, work, run_date)
+    with clock.stage(stages.RENDER):
+        folder = render_reports(data_dir, work, run_date, sources, changes, clock.seconds, config)
 
     result = stages.result_of(Path(folder), sources, Path(work) / "findings.status.parquet")
     _publish(run_date, result, sources, counts, changes)

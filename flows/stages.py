@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,23 @@ from checks.settings import Settings, load_settings
 from reports.render import RunView, write_run
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
+#: Stage labels as the overview shows them, in order.
+INGEST, DETECT, LEDGER, RENDER = "读取与校验格式", "问题检测", "状态台账", "生成报告"
+
+
+class StageClock:
+    """Seconds per stage of one run, for the overview and summary.json."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, label: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[label] = time.perf_counter() - started
 
 
 def today() -> str:
@@ -104,18 +122,13 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
     settings = load_settings(config)
     run_date = run_date or today()
     work = work_dir(data_dir, run_date)
-    seconds: dict[str, float] = {}
-
-    started = time.perf_counter()
-    sources = [ingest_one(settings, data_dir, work, s.key) for s in settings.sources]
-    seconds["读取与校验格式"] = time.perf_counter() - started
-    started = time.perf_counter()
-    detect_all(settings, work)
-    seconds["问题检测"] = time.perf_counter() - started
-    started = time.perf_counter()
-    changes = update_ledger(data_dir, work, run_date)
-    seconds["状态台账"] = time.perf_counter() - started
-    started = time.perf_counter()
-    folder = render(settings, data_dir, work, run_date, sources, changes, seconds)
-    seconds["生成报告"] = time.perf_counter() - started
+    clock = StageClock()
+    with clock.stage(INGEST):
+        sources = [ingest_one(settings, data_dir, work, s.key) for s in settings.sources]
+    with clock.stage(DETECT):
+        detect_all(settings, work)
+    with clock.stage(LEDGER):
+        changes = update_ledger(data_dir, work, run_date)
+    with clock.stage(RENDER):
+        folder = render(settings, data_dir, work, run_date, sources, changes, clock.seconds)
     return result_of(folder, sources, work / "findings.status.parquet")

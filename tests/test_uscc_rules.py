@@ -183,3 +183,14 @@ def test_validate_raises_a_typed_error_with_every_kind():
 
 def test_compact_normalizes():
     assert compact(" ９１-1100.00600037341l ") == "91110000600037341L"
+
+
+def test_huge_exponent_is_excel_mangled_without_spelling_it_out():
+    report = check("1E100000000")  # must not build a hundred-million-digit string
+    assert report.kinds == ["excel_mangled"] and report.suggestions == ()
+
+
+def test_scientific_form_with_15_digits_left_offers_low_candidates():
+    report = check("9.12304001234567E+17")
+    assert report.kinds == ["excel_mangled"]
+    assert report.suggestions and all(s.code.startswith("912304001234") for s in report.suggestions)

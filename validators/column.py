@@ -1,9 +1,14 @@
 """Vectorized GB 32100 checks over a polars column: the hot path of every run.
 
-ASCII cells (nearly all) are judged here with string expressions and numpy
-lookup tables over a fixed-width byte matrix; the rare non-ASCII cell goes
-through the scalar `validators.uscc.check` once per distinct value. Both
-paths read the same tables, and property tests hold them equal.
+Three paths, one truth:
+  * a cell of exactly 18 alphabet bytes (nearly all) needs no clean-up: its bytes
+    are read in place as byte pairs and judged with lookup tables (`_judge_dense`);
+  * other ASCII cells are cleaned with string expressions, then judged the same way
+    (`_ascii_flags`);
+  * the rare non-ASCII cell goes through the scalar `validators.uscc.check` once per
+    distinct value.
+All read the tables of `validators.tables`; property tests hold them equal to the
+scalar API on every input.
 """
 
 from __future__ import annotations
@@ -23,8 +28,6 @@ from validators.tables import (
     DEPARTMENTS,
     EXCEL_FLOAT_RE,
     EXCEL_SCIENTIFIC_RE,
-    ID_CHECK_CHARS,
-    ID_WEIGHTS,
     KINDS,
     ORG_WEIGHTS,
     PLACEHOLDER_REPEATED_RE,
@@ -134,8 +137,6 @@ def _result_tables():
 
 
 _CHECK_FLAGS, _DEPT_CAT_FLAGS, _ORG_EXPECTED, _MAX_ORG, _REGION_FLAGS = _result_tables()
-_IW = np.array(ID_WEIGHTS, dtype=np.int64)
-_ID_CHECK = np.array([ord(c) for c in ID_CHECK_CHARS], dtype=np.uint8)
 _DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 #: Rows per block of the fast path: keeps temporaries small at 10^7 codes.
 BLOCK = 1 << 19
@@ -218,11 +219,6 @@ def _looks_like_personal_id(matrix: np.ndarray) -> np.ndarray:
     days = _DAYS[np.clip(month, 0, 12)] + np.where((month == 2) & leap, 1, 0)
     date_ok = (year >= 1900) & (year <= 2099) & month_ok & (day >= 1) & (day <= days)
     return shape_ok & province_ok & date_ok
-
-
-def personal_id_checksum_ok(matrix: np.ndarray) -> np.ndarray:
-    total = ((matrix[:, :17].astype(np.int64) - 48) * _IW).sum(axis=1) % 11
-    return _ID_CHECK[total] == matrix[:, 17]
 
 
 def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str]) -> tuple[pl.Series, np.ndarray]:

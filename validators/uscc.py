@@ -29,7 +29,6 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from itertools import product
 
 from validators import regions
@@ -284,16 +283,21 @@ def _zeroed_candidates(digits: str) -> list[Suggestion]:
     return out
 
 
+_SCIENTIFIC_PARTS = re.compile(r"^([0-9])(?:\.([0-9]+))?[eE]\+?([0-9]{1,3})$")
+
+
 def _excel_digits(text: str) -> str | None:
-    """The integer digits behind an Excel float form (`…000.0`), if 18 long."""
+    """The 18 integer digits behind an Excel number form (`…000.0`, `9.12304001234568E+17`).
+
+    Parsed by hand: `Decimal("1E100000000")` would spell out a hundred million zeros.
+    """
     if _FLOAT.match(text):
         return text.split(".")[0]
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
+    match = _SCIENTIFIC_PARTS.match(text)
+    if not match or int(match.group(3)) != 17:
         return None
-    digits = format(value, "f").split(".")[0]
-    return digits if len(digits) == 18 else None
+    mantissa = match.group(1) + (match.group(2) or "")
+    return mantissa.ljust(18, "0") if len(mantissa) <= 18 else None
 
 
 def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] | None = None,
@@ -325,7 +329,8 @@ def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] |
 
     if _SCIENTIFIC.match(spaceless) or _FLOAT.match(spaceless):
         digits = _excel_digits(spaceless)
-        if suggest and digits and _FLOAT.match(spaceless):
+        significant = len(digits.rstrip("0")) if digits else 0
+        if suggest and digits and (_FLOAT.match(spaceless) or significant >= EXCEL_SIGNIFICANT_DIGITS):
             suggestions.extend(_zeroed_candidates(digits))
         return report([_finding("excel_mangled", f"代码“{trimmed}”是 Excel 把代码当作数字保存后的形式，末几位已丢失")])
 
