@@ -43,8 +43,9 @@ class Link:
 
 def _pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: str) -> pl.DataFrame:
     """Index pairs (a < b) of records sharing `key`."""
-    keyed = frame.filter(pl.col(key).is_not_null() & (pl.col(key) != ""))
-    keyed = keyed.filter(pl.len().over(key) > 1).select(list(dict.fromkeys(["idx", key, "code"])))
+    keyed = frame.select(list(dict.fromkeys(["idx", key, "code"])))  # never copy the wide frame
+    keyed = keyed.filter(pl.col(key).is_not_null() & (pl.col(key) != ""))
+    keyed = keyed.filter(pl.len().over(key) > 1)
     if keyed.height == 0:
         return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
     keyed = keyed.with_columns(rank=pl.col("idx").rank("ordinal").over(key)).filter(pl.col("rank") <= MAX_BLOCK)
@@ -58,14 +59,15 @@ def _fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
     """Same legal representative and similar names, scored in one rapidfuzz batch (`cpdist`).
 
     A representative's name is shared by hundreds of people in a province, so the
-    block is the representative together with the first or the last two characters
-    of the name: names similar enough to link share one of them.
+    block is the representative together with the first and the last two characters
+    of the name. A link across different codes needs the 字号 and the whole name to
+    agree at 85 or more (`decide`), which such names do at both ends.
     """
-    keyed = frame.filter(pl.col("rep").is_not_null() & (pl.col("rep") != "")).with_columns(
-        _head=pl.col("rep") + "|" + pl.col("name_core").str.slice(0, 2),
-        _tail=pl.col("rep") + "|" + pl.col("name_core").str.slice(-2, 2))
-    pairs = pl.concat([_pairs_within(keyed, "_head", different_code=True, block="rep"),
-                       _pairs_within(keyed, "_tail", different_code=True, block="rep")]).unique(["a", "b"])
+    keyed = frame.select("idx", "code", "rep", "name_core").filter(
+        pl.col("rep").is_not_null() & (pl.col("rep") != "") & (pl.col("name_core").str.len_chars() >= 4)
+    ).with_columns(_block=pl.col("rep") + "|" + pl.col("name_core").str.slice(0, 2) + "|"
+                   + pl.col("name_core").str.slice(-2, 2))
+    pairs = _pairs_within(keyed, "_block", different_code=True, block="rep")
     if pairs.height == 0:
         return pairs
     names = frame.select("idx", "name_core")
