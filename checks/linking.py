@@ -115,7 +115,8 @@ def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
 
 
 def _numbers(text: str) -> list[str]:
-    """House, building and room numbers: two addresses that differ in one are different places."""
+    """House, building and room numbers: two addresses that differ in one are different places
+    (as are two that name different districts or counties, see `decide`)."""
     return re.findall(r"\d+", text)
 
 
@@ -126,7 +127,8 @@ def decide(r: dict) -> tuple[bool, str]:
     rep_same = bool(r["rep"]) and r["rep"] == r["rep_b"]
     rep_conflict = bool(r["rep"]) and bool(r["rep_b"]) and r["rep"] != r["rep_b"]
     address_same = (bool(r["address_norm"]) and bool(r["address_norm_b"]) and r["address_score"] >= ADDRESS_SAME
-                    and _numbers(r["address_norm"]) == _numbers(r["address_norm_b"]))
+                    and _numbers(r["address_norm"]) == _numbers(r["address_norm_b"])
+                    and distinguishers(r["address_norm"]).places == distinguishers(r["address_norm_b"]).places)
     date_same = r["established"] is not None and r["established"] == r["established_b"]
     same_code = r["code"] is not None and r["code"] == r["code_b"]
     org_same = r["org"] is not None and r["org"] == r["org_b"]

@@ -220,3 +220,12 @@ def test_category_expectation_is_one_table_for_rows_and_columns():
     for (entity_type, name), got in zip(cases, column):
         e = expected_category(entity_type, name)
         assert got == (e.dept + e.cat + e.label if e else None), (entity_type, name)
+
+
+def test_addresses_in_different_districts_are_not_the_same_place(settings):
+    shop_a = code("92", "230405", "MA9W3X8Y")
+    shop_b = code("92", "230407", "MAAB4C9D")
+    f = detect(frame(("market", "M1", shop_a, "夏磊勇", "个体工商户", "夏磊勇", "黑龙江省鹤岗市兴安区振兴路166号"),
+                     ("market", "M2", shop_b, "夏磊勇", "个体工商户", "夏磊勇", "黑龙江省鹤岗市兴山区振兴路166号")),
+               settings)
+    assert f.height == 0
