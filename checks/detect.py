@@ -28,15 +28,11 @@ from checks.linking import build_groups, candidate_pairs, score_pairs
 from checks.names import name_core_expr, normalize_name_expr
 from checks.settings import Settings
 from validators import regions
-from validators.column import BIT, ERROR_MASK, classify
-from validators.tables import DEPARTMENTS, KINDS, TERMINAL_KINDS
-from validators.uscc import calc_check_char, check, mask, single_edit_neighbors
+from validators.column import BIT, classify
+from validators.tables import DEPARTMENTS, KINDS, TERMINAL_KINDS, VALUE
+from validators.uscc import Suggestion, calc_check_char, check, mask, single_edit_neighbors
 
-FINDING_COLUMNS = (
-    "finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message", "positions",
-    "suggested_code", "confidence", "suggestion_reason", "related", "related_detail", "group_size",
-    "weakest_score", "evidence", "status", "file", "row",
-)
+#: Columns of the findings frame (findings.csv carries them, SPEC §5) and their types.
 FINDING_SCHEMA = {
     "finding_id": pl.String, "source": pl.String, "record_id": pl.String, "uscc": pl.String, "name": pl.String,
     "kind": pl.String, "severity": pl.String, "message": pl.String, "positions": pl.String,
@@ -44,15 +40,8 @@ FINDING_SCHEMA = {
     "related_detail": pl.String, "group_size": pl.Int64, "weakest_score": pl.Float64, "evidence": pl.String,
     "status": pl.String, "file": pl.String, "row": pl.Int64,
 }
+FINDING_COLUMNS = tuple(FINDING_SCHEMA)
 _TERMINAL_BITS = sum(BIT[k] for k in TERMINAL_KINDS)
-_INDIVIDUAL_WORDS = ("个体",)
-
-
-@dataclass
-class Suggestion:
-    code: str
-    reason: str
-    confidence: str
 
 
 @dataclass
@@ -393,17 +382,18 @@ def attach_repairs(findings: list[Finding], ctx: Context) -> None:
         if not kinds & _REPAIRABLE:
             continue
         evidence = _evidence_suggestion(ctx, idx)
-        structural = None if evidence else _structural_suggestion(ctx, idx, kinds)
-        expected = None if evidence else _expected_category_suggestion(ctx, idx)
+        fallback: dict[bool, Suggestion | None] = {}  # by "is a department/category finding", computed once
         for f in items:
             if f.kind not in _REPAIRABLE or KINDS[f.kind].severity != "error" or f.suggestion:
                 continue
             if evidence:
                 f.suggestion, f.related = evidence[0], f.related or evidence[1]
-            elif f.kind in ("department_mismatch", "category_mismatch"):
-                f.suggestion = expected
-            else:
-                f.suggestion = structural
+                continue
+            by_type = f.kind in ("department_mismatch", "category_mismatch")
+            if by_type not in fallback:
+                fallback[by_type] = (_expected_category_suggestion(ctx, idx) if by_type
+                                     else _structural_suggestion(ctx, idx, kinds))
+            f.suggestion = fallback[by_type]
     findings[:] = [f for items in by_record.values() for f in items]
 
 
@@ -448,7 +438,7 @@ def _expected_category_suggestion(ctx: Context, idx: int) -> Suggestion | None:
     """Positions 1–2 as the record's type or name calls for, check character recomputed (medium)."""
     r = ctx.rows[idx]
     expected = expected_category(r["entity_type"], r["name"])
-    if not expected or not r["code"] or any(ch not in "0123456789ABCDEFGHJKLMNPQRTUWXY" for ch in r["code"]):
+    if not expected or not r["code"] or any(ch not in VALUE for ch in r["code"]):
         return None
     first17 = expected.dept + expected.cat + r["code"][2:17]
     return Suggestion(first17 + calc_check_char(first17),
@@ -463,7 +453,7 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
     report = check(ctx.rows[idx]["uscc_raw"], allowlist=ctx.settings.allowlist)
     medium = [s for s in report.suggestions if s.confidence == "medium"]
     if len(medium) == 1:
-        return Suggestion(medium[0].code, medium[0].reason, "medium")
+        return medium[0]
     return None
 
 
@@ -544,4 +534,4 @@ def to_frame(findings: list[Finding], ctx: Context) -> pl.DataFrame:
     return pl.DataFrame(out, schema=FINDING_SCHEMA) if out else pl.DataFrame(schema=FINDING_SCHEMA)
 
 
-__all__ = ["detect", "prepare", "finding_id", "FINDING_COLUMNS", "FINDING_SCHEMA", "ERROR_MASK"]
+__all__ = ["detect", "prepare", "finding_id", "FINDING_COLUMNS", "FINDING_SCHEMA"]

@@ -336,11 +336,10 @@ def to_canonical(raw: RawTable, source: Source, file_name: str) -> tuple[pl.Data
         pl.max_horizontal([pl.col(c).fill_null("").str.len_chars() for c in data_cols]).alias("_longest"),
         pl.col("_i").is_in(raw.overflow).alias("_overflow"),
     )
-    if numeric_rows:
-        frame = frame.with_columns(
-            pl.when(pl.col("uscc_numeric")).then(
-                pl.col("uscc_raw").map_elements(_excel_number_text, return_dtype=pl.String))
-            .otherwise(pl.col("uscc_raw")).alias("uscc_raw"))
+    if numeric_rows:  # only number cells are rewritten, as Excel shows them
+        at = frame["uscc_numeric"].arg_true()
+        shown = [_excel_number_text(v) for v in frame["uscc_raw"].gather(at).to_list()]
+        frame = frame.with_columns(frame["uscc_raw"].clone().scatter(at, pl.Series(shown, dtype=pl.String)))
     frame = frame.with_columns(established=parse_dates(pl.col("established_raw")))
 
     problems = []
@@ -381,7 +380,6 @@ def _clean(expr: pl.Expr) -> pl.Expr:
 
 def _validate(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, list[tuple]]:
     """pandera, lazily collecting every failure; failing rows become quarantine entries."""
-    frame = frame.with_columns(pl.col("record_id"))
     try:
         CANONICAL_SCHEMA.validate(frame.select(CANONICAL_COLUMNS), lazy=True)
         return frame, []

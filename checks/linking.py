@@ -13,7 +13,6 @@ on its own.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import polars as pl
 from rapidfuzz import fuzz, process
@@ -31,14 +30,6 @@ SAME_CODE_NAME = 50.0
 #: Similarity that links when the org-code part or a single-edit code says so.
 CODE_EVIDENCE_NAME = 60.0
 ADDRESS_SAME = 90.0
-
-
-@dataclass(frozen=True)
-class Link:
-    a: int
-    b: int
-    score: float
-    reason: str
 
 
 def _pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: str) -> pl.DataFrame:
@@ -130,6 +121,7 @@ def decide(r: dict) -> tuple[bool, str]:
                     and _numbers(r["address_norm"]) == _numbers(r["address_norm_b"])
                     and distinguishers(r["address_norm"]).places == distinguishers(r["address_norm_b"]).places)
     date_same = r["established"] is not None and r["established"] == r["established_b"]
+    contradicted = rep_conflict and not address_same  # different people at different places
     same_code = r["code"] is not None and r["code"] == r["code_b"]
     org_same = r["org"] is not None and r["org"] == r["org_b"]
     neighbor = "neighbor" in r["blocks"]
@@ -154,7 +146,6 @@ def decide(r: dict) -> tuple[bool, str]:
         ok = address_same and (rep_same or date_same or same_code)
         return ok, ("同一主体：" if ok else "不能认定为同一主体（个体户或以人名命名，需地址等佐证）：") + text
     if same_code:
-        contradicted = rep_conflict and not address_same
         if contradicted and score >= SIMILAR_NAME:
             distinct = distinctive_similarity(r["name_core"], r["name_core_b"])
             if distinct < SIMILAR_NAME:
@@ -163,11 +154,11 @@ def decide(r: dict) -> tuple[bool, str]:
               or (score >= SAME_CODE_NAME and (rep_same or address_same or date_same)))
         return ok, ("同一主体：" if ok else "不是同一主体（名称不同且无其他佐证）：") + text
     if r["name_norm"] == r["name_norm_b"] or score >= SAME_NAME:
-        ok = not (rep_conflict and not address_same)
-        return ok, ("同一主体：" if ok else "不能认定为同一主体（同名但负责人、地址均不同）：") + text
+        return not contradicted, ("同一主体：" if not contradicted else
+                                  "不能认定为同一主体（同名但负责人、地址均不同）：") + text
     if (org_same or neighbor) and score >= CODE_EVIDENCE_NAME:
         return True, "同一主体：" + text
-    if score >= SIMILAR_NAME and (rep_same or address_same) and not (rep_conflict and not address_same):
+    if score >= SIMILAR_NAME and (rep_same or address_same) and not contradicted:
         distinct = distinctive_similarity(r["name_core"], r["name_core_b"])
         if distinct >= SIMILAR_NAME:
             return True, "同一主体：" + text

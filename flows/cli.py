@@ -105,7 +105,8 @@ def _check(args) -> int:
 
     from checks.settings import ConfigError, load_settings
     from validators import uscc
-    from validators.column import BIT, classify
+    from validators.column import classify, kinds_of_flags
+    from validators.tables import KINDS
 
     try:
         allowlist = load_settings(args.config).allowlist
@@ -113,22 +114,20 @@ def _check(args) -> int:
         raise UsageError(str(exc)) from None
     codes = _read_codes(args)
     classified = classify(pl.Series(codes, dtype=pl.String), allowlist=allowlist)
-    valid = classified["valid"].to_list()
-    flags = classified["flags"].to_list()
+    all_valid = bool(classified["valid"].all())
 
     if args.summary:
         counts: Counter[str] = Counter()
-        for bits in flags:
-            for kind, bit in BIT.items():
-                if bits & bit:
-                    counts[kind] += 1
-        n_valid = sum(valid)
+        for bits, n in classified["flags"].value_counts().iter_rows():  # few distinct values
+            for kind in kinds_of_flags(bits):
+                counts[kind] += n
+        n_valid = int(classified["valid"].sum())
         print(f"共 {len(codes)} 个代码：有效 {n_valid}，无效 {len(codes) - n_valid}")
         for kind, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-            from validators.tables import KINDS
             print(f"  {kind:<16} {KINDS[kind].label:<12} {n}")
-        return 0 if all(valid) else 1
+        return 0 if all_valid else 1
 
+    flags = classified["flags"].to_list()
     out = sys.stdout
     for code, bits in zip(codes, flags):
         report = uscc.check(code, allowlist=allowlist) if bits else uscc.Report(code, uscc.compact(code), True)
@@ -136,7 +135,7 @@ def _check(args) -> int:
             out.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
         else:
             out.write(_describe(report) + "\n")
-    return 0 if all(valid) else 1
+    return 0 if all_valid else 1
 
 
 def _describe(report) -> str:
