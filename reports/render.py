@@ -26,6 +26,8 @@ _ENV = Environment(loader=PackageLoader("reports", "templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=False)
 KIND_ORDER = list(KINDS)
 QUARANTINE_SHOWN = 200
+#: Rows of a department list shown at once (the rest one click away; filters see all).
+PAGE_SIZE = 200
 #: Columns of findings.csv (SPEC §5 plus what a machine needs to explain a finding).
 FINDINGS_CSV_COLUMNS = (
     "finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message", "positions",
@@ -80,7 +82,6 @@ def _finding_rows(findings: pl.DataFrame) -> list[dict]:
         f["code_html"] = highlight(f["uscc"], f["positions"])
         f["kind_label"] = KINDS[f["kind"]].label
         f["kind_rank"] = f"{KIND_ORDER.index(f['kind']):02d}"
-        f["advice"] = KINDS[f["kind"]].advice
         f["severity_label"] = SEVERITY_LABELS[f["severity"]]
         f["confidence_label"] = CONFIDENCE_LABELS.get(f["confidence"] or "", "")
         f["status_label"] = STATUS_LABELS.get(f["status"], f["status"])
@@ -100,7 +101,7 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame) -> st
     return _ENV.get_template("department.html.j2").render(
         source=source["key"], source_name=source["name"], run_date=view.run_date, city=view.city,
         file=source.get("file"), total=findings.height, by_severity=by_severity, severity_labels=SEVERITY_LABELS,
-        by_kind=_by_kind(findings), findings=_finding_rows(findings))
+        by_kind=_by_kind(findings), findings=_finding_rows(findings), page_size=PAGE_SIZE)
 
 
 def render_index(view: RunView) -> str:

@@ -103,3 +103,26 @@ def test_list_prints_on_a4_landscape(browser, report, artifacts):
     pdf = page.pdf(path=str(artifacts / "editorial.pdf"), prefer_css_page_size=True)
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
     page.close()
+
+
+def test_a_long_list_shows_200_rows_at_a_time_but_filters_all(browser, tmp_path):
+    from checks.detect import FINDING_SCHEMA
+    from reports.render import PAGE_SIZE, RunView, render_department
+
+    rows = [{c: None for c in FINDING_SCHEMA} | {
+        "finding_id": f"{i:016x}", "source": "market", "record_id": f"SC{i:08d}", "uscc": "91110000600037341X",
+        "name": f"宏发{i}商贸有限公司", "kind": "missing" if i % 5 == 0 else "bad_check_char", "severity": "error",
+        "message": "校验码不符", "positions": "18", "status": "open", "related_detail": "[]", "row": i + 2}
+        for i in range(3 * PAGE_SIZE)]
+    frame = pl.DataFrame(rows, schema=FINDING_SCHEMA)
+    view = RunView("2026-11-28", "鹤岗市", [], frame, pl.DataFrame(), [], {}, {})
+    path = tmp_path / "market.html"
+    path.write_text(render_department(view, {"key": "market", "name": "市场监管局"}, frame), "utf-8")
+    page, _, _ = open_page(browser, path)
+    assert visible_rows(page).count() == PAGE_SIZE
+    page.click("#f-more")
+    assert visible_rows(page).count() == 3 * PAGE_SIZE
+    page.select_option("#f-kind", "missing")  # every fifth row: 120 of 600, all within one screen
+    assert visible_rows(page).count() == 3 * PAGE_SIZE // 5
+    assert "显示 120 / 120 条（共 600 条）" in page.inner_text("#f-count")
+    page.close()
