@@ -133,8 +133,10 @@ def distinctive_similarity(a: str, b: str) -> float:
     while j < min(len(a), len(b)) and a[j] == b[j]:
         j += 1
     rest_a, rest_b = a[j:], b[j:]
+    if not rest_a and not rest_b:
+        return 100.0
     if not rest_a or not rest_b:
-        return fuzz.ratio(a, b) if a and b else 100.0
+        return 0.0  # one 字号 extends the other (丰昌诚 / 丰昌诚通): two different 字号
     return fuzz.ratio(rest_a, rest_b)
 
 

@@ -584,11 +584,11 @@ def _plant_near_misses(batch, truth: Truth, gen: Generator, new_record) -> None:
         truth.near_miss.append(("market", s1.record_id, "market", s2.record_id, "同一经营者在不同区的两家店"))
 
         namesake = gen._person()
-        p1 = new_record("market", gen.entity("9", "2", namesake, "个体工商户", legal_rep=namesake))
+        # two people, two places: house numbers unique to the plant, never the same door
+        first = gen.entity("9", "2", namesake, "个体工商户", legal_rep=namesake)
+        p1 = new_record("market", replace(first, address=first.address.replace("号", f"-{gen.serial}号")))
         second = gen.entity("9", "2", namesake, "个体工商户", legal_rep=namesake)
-        if second.address == p1.entity.address:  # two people, two places: never the same door
-            second = replace(second, address=second.address.replace("号", "-1号"))
-        p2 = new_record("market", second)
+        p2 = new_record("market", replace(second, address=second.address.replace("号", f"-{gen.serial}号")))
         _mark(p1, p2)
         truth.near_miss.append(("market", p1.record_id, "market", p2.record_id, "以经营者姓名命名的同名个体户"))
 

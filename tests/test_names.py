@@ -43,3 +43,11 @@ def test_chinese_numbers(text, value):
 def test_similarity_is_a_rapidfuzz_ratio():
     assert similarity("宏发商贸", "宏发商贸") == 100
     assert similarity("宏发司法鉴定所", "宏发司法鉴定中心") == pytest.approx(80)
+
+
+def test_a_trade_name_that_extends_another_is_a_different_trade_name():
+    from checks.names import distinctive_similarity
+
+    assert distinctive_similarity("丰昌诚文化传媒", "丰昌诚通文化传媒") == 0
+    assert distinctive_similarity("春兴村大豆种植专业合作社", "春兴村大豆种植专业合作社") == 100
+    assert distinctive_similarity("萝北县春兴村大豆种植专业合作社", "萝北县兴达恒村大豆种植专业合作社") < 50
