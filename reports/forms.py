@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from validators.tables import CONFIDENCE_LABELS, KINDS, SEVERITY_LABELS, STATUS_LABELS
+from reports.labels import with_labels
 
 #: Answers a department may give in 处理结果 (SPEC §5).
 ANSWERS = ("已更正", "确认无误", "已注销", "非本单位")
@@ -46,34 +46,25 @@ def neutralize(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def form_rows(findings: pl.DataFrame, source_names: dict[str, str]) -> list[list[str]]:
+def form_rows(findings: pl.DataFrame) -> list[list[str]]:
     """The read-only part of the form, one list per finding, already neutralized."""
-    import json
-
     rows = []
     for f in findings.iter_rows(named=True):
-        related = json.loads(f["related_detail"] or "[]")
-        values = {
-            **f,
-            "kind_label": KINDS[f["kind"]].label,
-            "severity_label": SEVERITY_LABELS[f["severity"]],
-            "confidence_label": CONFIDENCE_LABELS.get(f["confidence"] or "", ""),
-            "related_text": "；".join(f"{r['source_name']} {r['record_id']} {r['name'] or ''} {r['code']}"
-                                      for r in related),
-            "status_label": STATUS_LABELS.get(f["status"], f["status"]),
-        }
+        values = with_labels(f)
+        values["related_text"] = "；".join(f"{r['source_name']} {r['record_id']} {r['name'] or ''} {r['code']}"
+                                          for r in values["related_list"])
         rows.append([neutralize(values[col]) for _, col in READ_ONLY])
     return rows
 
 
-def write_csv(path: Path, findings: pl.DataFrame, source_names: dict[str, str]) -> None:
+def write_csv(path: Path, findings: pl.DataFrame) -> None:
     """UTF-8 with BOM (Excel opens it as UTF-8); code columns kept as text by a leading tab."""
     headers = [h for h, _ in READ_ONLY] + list(ANSWER_COLUMNS)
     text_at = [i for i, h in enumerate(headers) if h in TEXT_COLUMNS]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(headers)
-    for row in form_rows(findings, source_names):
+    for row in form_rows(findings):
         row = row + ["", "", ""]
         for i in text_at:
             if row[i] and not row[i].startswith("'"):
@@ -82,8 +73,7 @@ def write_csv(path: Path, findings: pl.DataFrame, source_names: dict[str, str]) 
     path.write_text(buffer.getvalue(), encoding="utf-8-sig", newline="")
 
 
-def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: str,
-               source_names: dict[str, str]) -> None:
+def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: str) -> None:
     """The form as a protected workbook: answer columns open, drop-down for 处理结果."""
     import xlsxwriter
 
@@ -105,7 +95,7 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     for col, (header, width) in enumerate(zip(headers, widths)):
         sheet.set_column(col, col, width)
         sheet.write_string(0, col, header, head_ro if col < n_ro else head_rw)
-    rows = form_rows(findings, source_names)
+    rows = form_rows(findings)
     for r, row in enumerate(rows, start=1):
         for col, value in enumerate(row):
             sheet.write_string(r, col, value, cell_ro)

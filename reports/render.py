@@ -20,7 +20,8 @@ from markupsafe import Markup, escape
 
 from reports import forms
 from reports.chart import trend_svg
-from validators.tables import CONFIDENCE_LABELS, KINDS, SEVERITY_LABELS, STATUS_LABELS
+from reports.labels import with_labels
+from validators.tables import KINDS, SEVERITY_LABELS
 
 _ENV = Environment(loader=PackageLoader("reports", "templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=False)
@@ -79,13 +80,9 @@ def summary(view: RunView) -> dict:
 def _finding_rows(findings: pl.DataFrame) -> list[dict]:
     rows = []
     for f in findings.iter_rows(named=True):
+        f = with_labels(f)
         f["code_html"] = highlight(f["uscc"], f["positions"])
-        f["kind_label"] = KINDS[f["kind"]].label
         f["kind_rank"] = f"{KIND_ORDER.index(f['kind']):02d}"
-        f["severity_label"] = SEVERITY_LABELS[f["severity"]]
-        f["confidence_label"] = CONFIDENCE_LABELS.get(f["confidence"] or "", "")
-        f["status_label"] = STATUS_LABELS.get(f["status"], f["status"])
-        f["related_list"] = json.loads(f["related_detail"] or "[]")
         rows.append(f)
     return rows
 
@@ -141,12 +138,11 @@ def write_run(reports_root: Path, view: RunView) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        names = {s["key"]: s["name"] for s in view.sources}
         for source in view.sources:
             own = view.findings.filter(pl.col("source") == source["key"])
             (tmp / f"{source['key']}.html").write_text(render_department(view, source, own), encoding="utf-8")
-            forms.write_xlsx(tmp / f"{source['key']}.xlsx", own, source["name"], view.run_date, names)
-            forms.write_csv(tmp / f"{source['key']}.csv", own, names)
+            forms.write_xlsx(tmp / f"{source['key']}.xlsx", own, source["name"], view.run_date)
+            forms.write_csv(tmp / f"{source['key']}.csv", own)
         view.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp / "findings.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view), encoding="utf-8")

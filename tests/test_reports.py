@@ -58,7 +58,7 @@ def test_list_has_counts_labels_and_no_external_resources():
 def test_csv_form_keeps_codes_as_text_and_neutralizes_formulas(tmp_path):
     path = tmp_path / "market.csv"
     f = findings_frame(finding(name="=HYPERLINK(\"http://evil\")"), finding(finding_id="f2", uscc="-1"))
-    forms.write_csv(path, f, {"market": "市市场监督管理局"})
+    forms.write_csv(path, f)
     raw = path.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     text = raw.decode("utf-8-sig")
@@ -70,7 +70,7 @@ def test_csv_form_keeps_codes_as_text_and_neutralizes_formulas(tmp_path):
 
 def test_xlsx_form_is_protected_with_a_drop_down_and_text_cells(tmp_path):
     path = tmp_path / "market.xlsx"
-    forms.write_xlsx(path, findings_frame(finding()), "市市场监督管理局", "2026-11-28", {"market": "市市场监督管理局"})
+    forms.write_xlsx(path, findings_frame(finding()), "市市场监督管理局", "2026-11-28")
     book = openpyxl.load_workbook(path)
     sheet = book["更正清单"]
     headers = [c.value for c in sheet[1]]
