@@ -75,7 +75,8 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, actor: str = "ni
     """Bring the ledger up to tonight's findings; return the findings' statuses and tonight's changes.
 
     Returns:
-        {"status": {finding_id: status}, "new": int, "fixed": int, "reopened": int, "historical": bool}
+        {"status": {finding_id: status}, "new": int, "fixed": int, "reopened": int, "historical": bool,
+         "open": int (unresolved errors and warnings: the road-to-zero count)}
     """
     with closing(connect(db)) as conn, conn:
         latest = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
@@ -121,7 +122,7 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, actor: str = "ni
             .filter(pl.col("status").is_in(UNRESOLVED)).group_by("source", "severity").len().rows()
         conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?)",
                      (run_date, now, None, open_count, json.dumps({f"{s}|{v}": n for s, v, n in counts})))
-    return {"status": statuses, **changes, "historical": historical}
+    return {"status": statuses, **changes, "historical": historical, "open": open_count}
 
 
 def finish_run(db: Path, run_date: str) -> None:

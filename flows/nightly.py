@@ -68,7 +68,7 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
     with clock.stage(stages.RENDER):
         folder = render_reports(data_dir, work, run_date, sources, changes, clock.seconds, config)
 
-    result = stages.result_of(Path(folder), sources, Path(work) / "findings.status.parquet")
+    result = stages.result_of(Path(folder), sources, changes)
     _publish(run_date, result, sources, counts, changes)
     return result
 

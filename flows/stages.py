@@ -106,13 +106,12 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
     return folder
 
 
-def result_of(folder: Path, sources: list[dict], findings_path: Path) -> dict:
-    findings = pl.read_parquet(findings_path)
-    unresolved = findings.filter(pl.col("status").is_in(ledger.UNRESOLVED) & (pl.col("severity") != "info")).height
+def result_of(folder: Path, sources: list[dict], changes: dict) -> dict:
+    """What the run tells its caller; the open count is the ledger's."""
     return {
         "overview": str(folder / "index.html"),
         "report_dir": str(folder),
-        "open_findings": unresolved,
+        "open_findings": changes["open"],
         "rejected": {s["key"]: s["reason"] for s in sources if s["status"] == "rejected"},
     }
 
@@ -131,4 +130,4 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
         changes = update_ledger(data_dir, work, run_date)
     with clock.stage(RENDER):
         folder = render(settings, data_dir, work, run_date, sources, changes, clock.seconds)
-    return result_of(folder, sources, work / "findings.status.parquet")
+    return result_of(folder, sources, changes)

@@ -47,7 +47,7 @@ class RunView:
     findings: pl.DataFrame  # FINDING_COLUMNS with status
     quarantine: pl.DataFrame
     history: list[dict]
-    changes: dict
+    changes: dict  # from the ledger: new, fixed, reopened, historical, open
     stage_seconds: dict[str, float]
     receipts: list[str] | None = None
 
@@ -118,12 +118,10 @@ def render_index(view: RunView) -> str:
     sources = [{**s, "counts": per_source.get(s["key"], {})} for s in view.sources]
     names = {s["key"]: s["name"] for s in view.sources}
     notes = [{**n, "source_name": s["name"]} for s in view.sources for n in s.get("notes", [])]
-    unresolved = f.filter(pl.col("status").is_in(["open", "reopened", "responded", "rejected-response"])
-                          & (pl.col("severity") != "info")).height
     return _ENV.get_template("index.html.j2").render(
         city=view.city, run_date=view.run_date,
         generated_at=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        unresolved=unresolved, by_severity=dict(f.group_by("severity").len().rows()), changes=view.changes,
+        unresolved=view.changes["open"], by_severity=dict(f.group_by("severity").len().rows()), changes=view.changes,
         chart=trend_svg(view.history), sources=sources, matrix=matrix,
         quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
         source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=view.receipts or [])

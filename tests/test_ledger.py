@@ -45,5 +45,5 @@ def test_rerunning_an_older_night_does_not_move_statuses_backwards(tmp_path):
 
 def test_info_notes_do_not_count_toward_the_open_total(tmp_path):
     db = tmp_path / "state.sqlite3"
-    ledger.record_run(db, "2026-11-01", pl.concat([findings("a"), findings("f", severity="info")]))
-    assert ledger.history(db)[0]["open"] == 1
+    result = ledger.record_run(db, "2026-11-01", pl.concat([findings("a"), findings("f", severity="info")]))
+    assert ledger.history(db)[0]["open"] == 1 == result["open"]

@@ -33,7 +33,7 @@ def view(frame, sources=None):
                            "encoding": "xlsx", "rows_read": 1, "rows_checked": 1, "rows_quarantined": 0,
                            "rows_blank": 0, "ignored_files": [], "extra_columns": [], "notes": [], "notes_total": 0}]
     return RunView("2026-11-28", "鹤岗市", sources, frame, pl.DataFrame(), [{"run_date": "2026-11-28", "open": 1}],
-                   {"new": 1, "fixed": 0, "reopened": 0}, {"读取": 0.1})
+                   {"new": 1, "fixed": 0, "reopened": 0, "open": 1}, {"读取": 0.1})
 
 
 def test_highlight_marks_wrong_positions_and_escapes():
