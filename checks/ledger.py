@@ -81,8 +81,7 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, actor: str = "ni
     with closing(connect(db)) as conn, conn:
         latest = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         historical = latest is not None and run_date < latest
-        known = {fid: (status, last) for fid, status, last in
-                 conn.execute("SELECT finding_id, status, last_seen FROM findings")}
+        known = dict(conn.execute("SELECT finding_id, status FROM findings").fetchall())
         tonight = findings.select("finding_id", "source", "record_id", "kind", "severity").rows()
         now = _now()
         changes = {"new": 0, "fixed": 0, "reopened": 0}
@@ -92,7 +91,7 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, actor: str = "ni
             seen.add(fid)
             old = known.get(fid)
             if historical:
-                statuses[fid] = old[0] if old else "open"
+                statuses[fid] = old or "open"
                 continue
             if old is None:
                 conn.execute("INSERT INTO findings VALUES (?,?,?,?,?,?,?,?,?)",
@@ -101,7 +100,7 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, actor: str = "ni
                 changes["new"] += 1
                 statuses[fid] = "open"
                 continue
-            status = old[0]
+            status = old
             if status == "fixed":
                 status = "reopened"
                 _audit(conn, run_date, fid, "fixed", status, actor, "已更正的问题再次出现")
@@ -111,10 +110,10 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, actor: str = "ni
                          (status, run_date, severity, status, now, fid))
             statuses[fid] = status
         if not historical:
-            gone = [fid for fid, (status, _) in known.items() if status in UNRESOLVED and fid not in seen]
+            gone = [fid for fid, status in known.items() if status in UNRESOLVED and fid not in seen]
             for fid in gone:
                 conn.execute("UPDATE findings SET status='fixed', status_changed=? WHERE finding_id=?", (now, fid))
-                _audit(conn, run_date, fid, known[fid][0], "fixed", actor, "本期数据中已不存在该问题")
+                _audit(conn, run_date, fid, known[fid], "fixed", actor, "本期数据中已不存在该问题")
             changes["fixed"] = len(gone)
         severity = {fid: sev for fid, _, _, _, sev in tonight}
         open_count = sum(1 for fid in seen if statuses[fid] in UNRESOLVED and severity[fid] != "info")
