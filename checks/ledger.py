@@ -1,14 +1,22 @@
 """The findings ledger: lifecycle of every finding across nightly runs (SPEC §6).
 
-SQLite by default (`DATA_DIR/state/steward.sqlite3`). Tables:
-    runs      one row per run date: counts, summary JSON
-    findings  one row per finding id: status, first/last seen
-    audit     every status change, with run, actor and note
+SQLite by default (`DATA_DIR/state/steward.sqlite3`, or `[state] database` in
+the configuration). Tables:
+    runs          one row per run date: counts for the trend
+    findings      one row per finding id: owner, record, status, first/last seen,
+                  the department's last accepted answer
+    return_files  every returned file seen, by content hash: outcome and counts
+    responses     every row of every returned file, accepted or rejected, and why
+    audit         every status change, and every refused attempt, with actor and note
 
 Statuses: open → responded → fixed | rejected-response | waived; a fixed
-finding that comes back is reopened. Rerunning the same night changes
-nothing that did not change in the data; rerunning an older night only
-rewrites that night's counts (statuses move forward in time only).
+finding that comes back is reopened. Each step is one transaction: a crash
+leaves the ledger as it was before the step. Rerunning the same night
+changes nothing that did not change in the data; rerunning an older night
+only rewrites that night's counts (statuses move forward in time only).
+
+The schema is versioned (`PRAGMA user_version`); `MIGRATIONS` upgrades an
+older file in place, one transaction per version.
 """
 
 from __future__ import annotations
@@ -17,121 +25,461 @@ import datetime as dt
 import json
 import sqlite3
 from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_date TEXT PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    open_count INTEGER NOT NULL,
-    counts_json TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS findings (
-    finding_id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    status TEXT NOT NULL,
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    status_changed TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS findings_status ON findings(status);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    run_date TEXT NOT NULL,
-    finding_id TEXT NOT NULL,
-    old_status TEXT,
-    new_status TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    note TEXT
-);
-"""
+from validators.column import compact_expr
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, findings, audit (the first release)
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_date TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        open_count INTEGER NOT NULL,
+        counts_json TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS findings (
+        finding_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        status_changed TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS findings_status ON findings(status);
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        run_date TEXT NOT NULL,
+        finding_id TEXT NOT NULL,
+        old_status TEXT,
+        new_status TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        note TEXT
+    );
+    """,
+    # 2: the correction loop — the record a finding is about, answers, returned files
+    """
+    ALTER TABLE findings ADD COLUMN uscc TEXT;
+    ALTER TABLE findings ADD COLUMN name TEXT;
+    ALTER TABLE findings ADD COLUMN related TEXT;
+    ALTER TABLE findings ADD COLUMN answer TEXT;
+    ALTER TABLE findings ADD COLUMN answer_code TEXT;
+    ALTER TABLE findings ADD COLUMN answer_note TEXT;
+    ALTER TABLE findings ADD COLUMN answered_on TEXT;
+    ALTER TABLE findings ADD COLUMN waived_record TEXT;
+    ALTER TABLE findings ADD COLUMN rejection TEXT;
+    CREATE INDEX IF NOT EXISTS findings_answer_code ON findings(answer_code);
+    CREATE TABLE IF NOT EXISTS return_files (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        run_date TEXT NOT NULL,
+        processed_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        rows_total INTEGER NOT NULL DEFAULT 0,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        archived_as TEXT
+    );
+    CREATE INDEX IF NOT EXISTS return_files_hash ON return_files(source, sha256);
+    CREATE INDEX IF NOT EXISTS return_files_night ON return_files(run_date);
+    CREATE TABLE IF NOT EXISTS responses (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        return_file INTEGER NOT NULL REFERENCES return_files(id),
+        row INTEGER NOT NULL,
+        finding_id TEXT,
+        record_id TEXT,
+        name TEXT,
+        answer TEXT,
+        corrected_code TEXT,
+        note TEXT,
+        verdict TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS responses_file ON responses(return_file);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 #: Statuses that still need work (counted on the road to zero).
 UNRESOLVED = ("open", "reopened", "responded", "rejected-response")
 CLOSED = ("fixed", "waived")
+#: Statuses a department may answer (SPEC §6: the finding must be open).
+ANSWERABLE = ("open", "reopened", "rejected-response")
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating or upgrading) the ledger."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN/COMMIT below
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.executescript(SCHEMA)
+    migrate(conn)
     return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations this file lacks, each in its own transaction; return the version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"ledger schema version {version} is newer than this program ({SCHEMA_VERSION})")
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        statements = [s for s in MIGRATIONS[number - 1].split(";") if s.strip()]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+class _Transaction:
+    """`with _Transaction(conn):` one BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def record_run(db: Path, run_date: str, findings: pl.DataFrame, actor: str = "nightly") -> dict:
-    """Bring the ledger up to tonight's findings; return the findings' statuses and tonight's changes.
+def _record(uscc: str | None, name: str | None) -> str:
+    """The record as a department's decision is tied to it: its code and name."""
+    return f"{uscc or ''}\x1f{name or ''}"
+
+
+# --------------------------------------------------------------------------- the nightly update
+
+@dataclass(frozen=True)
+class Tonight:
+    """What tonight's extracts hold, for deciding why a finding disappeared.
+
+    Args:
+        sources_read: sources whose extract was read tonight; findings of the others are left alone.
+        records: one row per record of those extracts: `source`, `record_id`, `code` (`compact_expr`) and
+            `checked` (False for a quarantined row: its findings are left alone too).
+    """
+
+    sources_read: frozenset[str]
+    records: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
+        schema={"source": pl.String, "record_id": pl.String, "code": pl.String, "checked": pl.Boolean}))
+
+
+#: Why a finding that is no longer found is closed as fixed (audit notes, shown to the steward).
+GONE_NOTES = {
+    "problem_gone": "本期数据中该问题已消除",
+    "cancelled": "部门报已注销，记录已不在本期数据中",
+    "record_and_code_gone": "记录及其代码均已不在本期数据中",
+}
+
+
+def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight | None = None,
+               actor: str = "nightly") -> dict:
+    """Bring the ledger up to tonight's findings, in one transaction.
+
+    Args:
+        findings: tonight's findings (`finding_id, source, record_id, kind, severity, uscc, name`).
+        tonight: tonight's extracts; None means every source was read and no record was quarantined
+            (then a finding not found tonight is fixed).
 
     Returns:
-        {"status": {finding_id: status}, "new": int, "fixed": int, "reopened": int, "historical": bool,
-         "open": int (unresolved errors and warnings: the road-to-zero count)}
+        {"statuses": frame (finding_id, status, response), "new", "fixed", "reopened", "waived_kept",
+         "historical": bool, "open": int (unresolved errors and warnings: the road-to-zero count)}
     """
-    with closing(connect(db)) as conn, conn:
+    tonight_rows = findings.select("finding_id", "source", "record_id", "kind", "severity", "uscc", "name", "related")
+    now = _now()
+    with closing(connect(db)) as conn, _Transaction(conn):
         latest = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         historical = latest is not None and run_date < latest
-        known = dict(conn.execute("SELECT finding_id, status FROM findings").fetchall())
-        tonight = findings.select("finding_id", "source", "record_id", "kind", "severity").rows()
-        now = _now()
+        conn.execute("CREATE TEMP TABLE tonight (finding_id TEXT PRIMARY KEY, source TEXT, record_id TEXT, "
+                     "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT)")
+        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?)", tonight_rows.iter_rows())
         changes = {"new": 0, "fixed": 0, "reopened": 0}
-        statuses: dict[str, str] = {}
-        seen = set()
-        for fid, source, record_id, kind, severity in tonight:
-            seen.add(fid)
-            old = known.get(fid)
-            if historical:
-                statuses[fid] = old or "open"
-                continue
-            if old is None:
-                conn.execute("INSERT INTO findings VALUES (?,?,?,?,?,?,?,?,?)",
-                             (fid, source, record_id, kind, severity, "open", run_date, run_date, now))
-                _audit(conn, run_date, fid, None, "open", actor, "首次发现")
-                changes["new"] += 1
-                statuses[fid] = "open"
-                continue
-            status = old
-            if status == "fixed":
-                status = "reopened"
-                _audit(conn, run_date, fid, "fixed", status, actor, "已更正的问题再次出现")
-                changes["reopened"] += 1
-            conn.execute("UPDATE findings SET status=?, last_seen=?, severity=?, status_changed="
-                         "CASE WHEN status=? THEN status_changed ELSE ? END WHERE finding_id=?",
-                         (status, run_date, severity, status, now, fid))
-            statuses[fid] = status
         if not historical:
-            gone = [fid for fid, status in known.items() if status in UNRESOLVED and fid not in seen]
-            for fid in gone:
-                conn.execute("UPDATE findings SET status='fixed', status_changed=? WHERE finding_id=?", (now, fid))
-                _audit(conn, run_date, fid, known[fid], "fixed", actor, "本期数据中已不存在该问题")
-            changes["fixed"] = len(gone)
-        severity = {fid: sev for fid, _, _, _, sev in tonight}
-        open_count = sum(1 for fid in seen if statuses[fid] in UNRESOLVED and severity[fid] != "info")
-        counts = findings.with_columns(status=pl.col("finding_id").replace_strict(statuses, default="open")) \
-            .filter(pl.col("status").is_in(UNRESOLVED)).group_by("source", "severity").len().rows()
+            changes.update(_move_seen(conn, run_date, now, actor))
+            changes["fixed"] = _close_gone(conn, run_date, now, actor, tonight)
+        statuses = _statuses(conn, historical)
+        conn.execute("DROP TABLE tonight")
+        labelled = findings.select("finding_id", "source", "severity").join(statuses, on="finding_id", how="left")
+        unresolved = labelled.filter(pl.col("status").is_in(UNRESOLVED))
+        open_count = unresolved.filter(pl.col("severity") != "info").height
+        counts = unresolved.group_by("source", "severity").len().rows()
         conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?)",
                      (run_date, now, None, open_count, json.dumps({f"{s}|{v}": n for s, v, n in counts})))
-    return {"status": statuses, **changes, "historical": historical, "open": open_count}
+    return {"statuses": statuses, **changes, "historical": historical, "open": open_count}
+
+
+def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str) -> dict:
+    """New findings, and the status moves of findings seen again tonight."""
+    conn.execute("CREATE TEMP TABLE fresh AS SELECT finding_id FROM tonight "
+                 "WHERE finding_id NOT IN (SELECT finding_id FROM findings)")
+    new = conn.execute("INSERT INTO findings (finding_id, source, record_id, kind, severity, status, first_seen, "
+                       "last_seen, status_changed, uscc, name, related) SELECT finding_id, source, record_id, kind, "
+                       "severity, 'open', ?, ?, ?, uscc, name, related FROM tonight JOIN fresh USING (finding_id)",
+                       (run_date, run_date, now)).rowcount
+    conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
+                 "SELECT ?, ?, finding_id, NULL, 'open', ?, '首次发现' FROM fresh", (now, run_date, actor))
+    conn.execute("DROP TABLE fresh")
+    conn.execute(
+        """CREATE TEMP TABLE moves AS
+           SELECT finding_id, old, new, note FROM (
+             SELECT f.finding_id, f.status AS old,
+               CASE
+                 WHEN f.status = 'fixed' THEN 'reopened'
+                 WHEN f.status = 'waived' AND f.waived_record IS NOT NULL
+                      AND f.waived_record != (coalesce(t.uscc, '') || char(31) || coalesce(t.name, '')) THEN 'open'
+                 WHEN f.status = 'responded' AND f.answer = '已更正' AND f.answered_on < ? THEN 'open'
+               END AS new,
+               CASE
+                 WHEN f.status = 'fixed' THEN '已更正的问题再次出现'
+                 WHEN f.status = 'waived' THEN '确认无误后记录（代码或名称）已变化，重新判定'
+                 ELSE '部门报已更正，但本期数据中问题仍在'
+               END AS note
+             FROM tonight t JOIN findings f USING (finding_id))
+           WHERE new IS NOT NULL""", (run_date,))
+    conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
+                 "SELECT ?, ?, finding_id, old, new, ?, note FROM moves", (now, run_date, actor))
+    conn.execute("UPDATE findings SET status = m.new, status_changed = ?, waived_record = NULL, "
+                 "answer = CASE WHEN m.old = 'fixed' THEN NULL ELSE findings.answer END "
+                 "FROM moves m WHERE findings.finding_id = m.finding_id", (now,))
+    reopened = conn.execute("SELECT count(*) FROM moves WHERE old = 'fixed'").fetchone()[0]
+    conn.execute("DROP TABLE moves")
+    conn.execute("UPDATE findings SET last_seen = ?, severity = t.severity, uscc = t.uscc, name = t.name, "
+                 "related = t.related "
+                 "FROM tonight t WHERE findings.finding_id = t.finding_id", (run_date,))
+    return {"new": new, "reopened": reopened}
+
+
+def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, tonight: Tonight | None) -> int:
+    """Close as fixed the unresolved findings tonight's extracts no longer show, saying why."""
+    rows = conn.execute(
+        "SELECT finding_id, source, record_id, uscc, status, answer FROM findings WHERE status IN (%s) "
+        "AND finding_id NOT IN (SELECT finding_id FROM tonight)" % ",".join("?" * len(UNRESOLVED)),
+        UNRESOLVED).fetchall()
+    if not rows:
+        return 0
+    gone = pl.DataFrame(rows, schema=["finding_id", "source", "record_id", "uscc", "status", "answer"], orient="row")
+    if tonight is None:
+        gone = gone.with_columns(note=pl.lit(GONE_NOTES["problem_gone"]))
+    else:
+        records = tonight.records
+        gone = gone.filter(pl.col("source").is_in(list(tonight.sources_read))) \
+            .with_columns(code=compact_expr(pl.col("uscc").fill_null(""))) \
+            .join(records.group_by("source", "record_id").agg(pl.col("checked").all()), on=["source", "record_id"],
+                  how="left") \
+            .join(records.select("source", "code").unique().with_columns(code_held=pl.lit(True)),
+                  on=["source", "code"], how="left") \
+            .filter(pl.col("checked").is_not_null().not_() | pl.col("checked")) \
+            .with_columns(note=pl.when(pl.col("checked")).then(pl.lit(GONE_NOTES["problem_gone"]))
+                          .when(pl.col("answer") == "已注销").then(pl.lit(GONE_NOTES["cancelled"]))
+                          .when(pl.col("code_held").is_null()).then(pl.lit(GONE_NOTES["record_and_code_gone"])))
+        # A record gone while its code stays in the extract under another record id is not a fix.
+        gone = gone.filter(pl.col("note").is_not_null())
+    moves = gone.select("finding_id", "status", "note").rows()
+    conn.executemany("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
+                     "VALUES (?, ?, ?, ?, 'fixed', ?, ?)", [(now, run_date, f, s, actor, n) for f, s, n in moves])
+    conn.executemany("UPDATE findings SET status = 'fixed', status_changed = ? WHERE finding_id = ?",
+                     [(now, f) for f, _, _ in moves])
+    return len(moves)
+
+
+def _statuses(conn: sqlite3.Connection, historical: bool) -> pl.DataFrame:
+    """Status of each of tonight's findings and what the department last said about it."""
+    rows = conn.execute("SELECT t.finding_id, coalesce(f.status, 'open'), f.answer, f.answer_code, f.answer_note, "
+                        "f.answered_on, f.rejection FROM tonight t LEFT JOIN findings f USING (finding_id)").fetchall()
+    frame = pl.DataFrame(rows, orient="row", schema={
+        "finding_id": pl.String, "status": pl.String, "answer": pl.String, "answer_code": pl.String,
+        "answer_note": pl.String, "answered_on": pl.String, "rejection": pl.String})
+    return frame.select("finding_id", "status", response=response_text_expr())
+
+
+def response_text_expr() -> pl.Expr:
+    """What the department said last, in one line for the list and the form."""
+    answered = pl.concat_str([
+        pl.col("answered_on"), pl.lit(" 答复“"), pl.col("answer"), pl.lit("”"),
+        pl.when(pl.col("answer_code").is_not_null()).then(pl.lit("，更正后代码 ") + pl.col("answer_code"))
+        .otherwise(pl.lit("")),
+        pl.when(pl.col("answer_note").is_not_null() & (pl.col("answer_note") != ""))
+        .then(pl.lit("，说明：") + pl.col("answer_note")).otherwise(pl.lit("")),
+    ])
+    return (pl.when(pl.col("status") == "rejected-response").then(pl.lit("上次答复未通过：") + pl.col("rejection"))
+            .when(pl.col("answer").is_not_null() & pl.col("status").is_in(["responded", "waived"])).then(answered)
+            .otherwise(pl.lit(None, pl.String)))
+
+
+def latest_run(db: Path) -> str | None:
+    """The newest run date in the ledger (None before the first run)."""
+    with closing(connect(db)) as conn:
+        return conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
 
 
 def finish_run(db: Path, run_date: str) -> None:
-    with closing(connect(db)) as conn, conn:
+    with closing(connect(db)) as conn, _Transaction(conn):
         conn.execute("UPDATE runs SET finished_at=? WHERE run_date=?", (_now(), run_date))
 
 
-def _audit(conn, run_date, fid, old, new, actor, note) -> None:
+# --------------------------------------------------------------------------- returned forms
+
+@dataclass(frozen=True)
+class Known:
+    """A finding as the ledger holds it, for judging a returned row."""
+
+    finding_id: str
+    source: str
+    record_id: str
+    kind: str
+    status: str
+    uscc: str | None
+    name: str | None
+    status_changed: str
+    answered_on: str | None
+    answer: str | None
+    related: str | None = None  # `source:record_id;…` of the records tied to this finding
+
+
+def known_findings(db: Path, ids: list[str]) -> dict[str, Known]:
+    """The ledger's entries for these finding ids (unknown ids are absent)."""
+    with closing(connect(db)) as conn:
+        conn.execute("CREATE TEMP TABLE wanted (finding_id TEXT PRIMARY KEY)")
+        conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
+        rows = conn.execute("SELECT f.finding_id, source, record_id, kind, status, uscc, name, status_changed, "
+                            "answered_on, answer, related FROM findings f JOIN wanted USING (finding_id)").fetchall()
+    return {r[0]: Known(*r) for r in rows}
+
+
+def pending_codes(db: Path, codes: list[str]) -> list[tuple[str, str, str, str | None]]:
+    """Codes departments have already reported as corrections, awaiting the next extract.
+
+    Returns (code, source, record_id, name) for each accepted correction to one of `codes`.
+    """
+    if not codes:
+        return []
+    with closing(connect(db)) as conn:
+        return conn.execute("SELECT answer_code, source, record_id, name FROM findings WHERE status = 'responded' "
+                            "AND answer_code IN (%s)" % ",".join("?" * len(codes)), codes).fetchall()
+
+
+def handled_return(db: Path, source: str, sha256: str) -> dict | None:
+    """The earlier processing of this exact file for this source, if any."""
+    with closing(connect(db)) as conn:
+        row = conn.execute("SELECT id, file_name, run_date, outcome, reason, archived_as FROM return_files "
+                           "WHERE source = ? AND sha256 = ? AND outcome != 'duplicate' ORDER BY id LIMIT 1",
+                           (source, sha256)).fetchone()
+    keys = ("id", "file_name", "run_date", "outcome", "reason", "archived_as")
+    return dict(zip(keys, row)) if row else None
+
+
+@dataclass(frozen=True)
+class ReturnedFile:
+    """One returned file as processed tonight: the receipt's header."""
+
+    source: str
+    sha256: str
+    file_name: str
+    outcome: str  # processed | rejected (file-level) | duplicate (same content seen before)
+    reason: str | None
+    archived_as: str | None
+
+
+def apply_return(db: Path, run_date: str, returned: ReturnedFile, verdicts: pl.DataFrame) -> int:
+    """Record one returned file and apply its accepted rows, in one transaction; return its id.
+
+    Args:
+        verdicts: one row per form row (`checks.returns.VERDICT_SCHEMA`): the row's answer, `verdict`
+            (accepted | rejected | skipped), `reason`, and `new_status` (None: the finding does not move).
+    """
+    now = _now()
+    counts = {v: n for v, n in verdicts.group_by("verdict").len().rows()} if verdicts.height else {}
+    with closing(connect(db)) as conn, _Transaction(conn):
+        file_id = conn.execute(
+            "INSERT INTO return_files (source, sha256, file_name, run_date, processed_at, outcome, reason, "
+            "rows_total, accepted, rejected, skipped, archived_as) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (returned.source, returned.sha256, returned.file_name, run_date, now, returned.outcome, returned.reason,
+             verdicts.height, counts.get("accepted", 0), counts.get("rejected", 0), counts.get("skipped", 0),
+             returned.archived_as)).lastrowid
+        conn.executemany(
+            "INSERT INTO responses (return_file, row, finding_id, record_id, name, answer, corrected_code, note, "
+            "verdict, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(file_id, *r) for r in verdicts.select("row", "finding_id", "record_id", "name", "answer",
+                                                    "corrected_code", "note", "verdict", "reason").iter_rows()])
+        actor = returned.source
+        for v in verdicts.filter(pl.col("new_status").is_not_null() | pl.col("audit_note").is_not_null()) \
+                .iter_rows(named=True):
+            old = conn.execute("SELECT status FROM findings WHERE finding_id = ?", (v["finding_id"],)).fetchone()
+            old = old[0] if old else None
+            new = v["new_status"]
+            if new is None:  # refused: logged, nothing moves
+                _audit(conn, now, run_date, v["finding_id"] or "", old, old or "-", actor, v["audit_note"])
+                continue
+            if new == "rejected-response":
+                conn.execute("UPDATE findings SET status = ?, status_changed = ?, rejection = ? WHERE finding_id = ?",
+                             (new, now, v["reason"], v["finding_id"]))
+            else:
+                waived = new == "waived"
+                conn.execute(
+                    "UPDATE findings SET status = ?, status_changed = ?, answer = ?, answer_code = ?, answer_note = ?, "
+                    "answered_on = ?, rejection = NULL, waived_record = CASE WHEN ? THEN "
+                    "coalesce(uscc, '') || char(31) || coalesce(name, '') END WHERE finding_id = ?",
+                    (new, now, v["answer"], v["corrected_code"] or None, v["note"] or None, run_date, waived,
+                     v["finding_id"]))
+            _audit(conn, now, run_date, v["finding_id"], old, new, actor,
+                   f"{returned.file_name} 第 {v['row']} 行：{v['answer']}" + (f"；{v['reason']}" if v["reason"] else ""))
+    return file_id
+
+
+def set_archived(db: Path, file_id: int, archived_as: str) -> None:
+    with closing(connect(db)) as conn, _Transaction(conn):
+        conn.execute("UPDATE return_files SET archived_as = ? WHERE id = ?", (archived_as, file_id))
+
+
+def returns_of_night(db: Path, run_date: str) -> list[dict]:
+    """Every returned file processed on this run date with its rows: what the receipts show."""
+    with closing(connect(db)) as conn:
+        files = conn.execute("SELECT id, source, sha256, file_name, processed_at, outcome, reason, rows_total, "
+                             "accepted, rejected, skipped, archived_as FROM return_files WHERE run_date = ? "
+                             "ORDER BY id", (run_date,)).fetchall()
+        keys = ("id", "source", "sha256", "file_name", "processed_at", "outcome", "reason", "rows_total",
+                "accepted", "rejected", "skipped", "archived_as")
+        out = []
+        for f in files:
+            entry = dict(zip(keys, f))
+            rows = conn.execute("SELECT row, finding_id, record_id, name, answer, corrected_code, note, verdict, "
+                                "reason FROM responses WHERE return_file = ? ORDER BY row, id", (f[0],)).fetchall()
+            entry["rows"] = [dict(zip(("row", "finding_id", "record_id", "name", "answer", "corrected_code", "note",
+                                       "verdict", "reason"), r)) for r in rows]
+            out.append(entry)
+    return out
+
+
+# --------------------------------------------------------------------------- reading
+
+def _audit(conn, at, run_date, fid, old, new, actor, note) -> None:
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
-                 "VALUES (?,?,?,?,?,?,?)", (_now(), run_date, fid, old, new, actor, note))
+                 "VALUES (?,?,?,?,?,?,?)", (at, run_date, fid, old, new, actor, note))
 
 
 def history(db: Path, limit: int = 90) -> list[dict]:
@@ -149,3 +497,9 @@ def audit_log(db: Path, finding_id: str | None = None) -> list[dict]:
                             (finding_id,) if finding_id else ()).fetchall()
     keys = ("at", "run_date", "finding_id", "old_status", "new_status", "actor", "note")
     return [dict(zip(keys, r)) for r in rows]
+
+
+def statuses(db: Path) -> dict[str, str]:
+    """Every finding's current status (for tests and the steward's queries)."""
+    with closing(connect(db)) as conn:
+        return dict(conn.execute("SELECT finding_id, status FROM findings").fetchall())

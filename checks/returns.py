@@ -1,65 +1,374 @@
-"""Reading a returned correction form (CSV or XLSX, often re-saved by Excel in GBK).
+"""Returned correction forms (SPEC §6): read, judge row by row, apply, archive.
 
-Only the reading lives here so far: the form as the department left it, as
-text, with what our writer added undone (the tab that keeps codes as text in
-CSV, the `'` that neutralizes formula-like cells).
+A department returns the form we sent (`DATA_DIR/returns/<source>/*.csv|xlsx`,
+often re-saved by Excel in GBK). Each row is judged:
+
+- the finding exists, belongs to the returning department (anything else is
+  refused and logged: a department only ever changes its own findings) and is
+  open, reopened or had its last answer rejected;
+- `处理结果` is one of the four answers; `已更正` brings a code that fully
+  validates and that no other entity holds; `确认无误` and `非本单位` give a
+  reason in `处理说明`;
+- the read-only columns that identify the record (记录编号, 名称, 当前代码)
+  are as we sent them.
+
+`judge` is pure (frames and dicts in, a verdict frame out). `process_returns`
+does the I/O around it: one ledger transaction per file, then the file moves
+to `DATA_DIR/archive/returns/<source>/<run date>/`, named with its content
+hash; the same content dropped again is not processed twice.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
-from checks import xlsx
+from checks import ledger, xlsx
+from checks.names import normalize_name_expr
 from checks.textfile import TextFileError, decode
-from reports.forms import ANSWER_COLUMNS, READ_ONLY
+from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY
+from validators.tables import KINDS, STATUS_LABELS
+from validators.uscc import check
 
+SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 FORM_HEADERS = tuple(h for h, _ in READ_ONLY) + ANSWER_COLUMNS
-_KEY = READ_ONLY[0][0]  # 问题编号
+KEY, RECORD, NAME, CODE = "问题编号", "记录编号", "名称", "当前代码"
+ANSWER, NEW_CODE, NOTE = ANSWER_COLUMNS
+#: Columns a returned form must keep: the key, the record's identity and the answers.
+REQUIRED_HEADERS = (KEY, RECORD, NAME, CODE) + ANSWER_COLUMNS
+#: Kinds whose fix is not a new code (remove the duplicate record, correct the name).
+FIX_WITHOUT_CODE = frozenset({"duplicate_record", "name_mismatch"})
+#: Answers that need a reason in 处理说明.
+NEEDS_NOTE = {"确认无误": "选择“确认无误”时请在“处理说明”写明依据（如已核对证照原件），否则无法受理。",
+              "非本单位": "选择“非本单位”时请在“处理说明”写明该记录应由哪个单位处理。"}
+#: What an accepted answer does to the finding, and what the receipt says about it.
+ACCEPTED = {
+    "已更正": ("responded", "已受理，待下期数据核验：数据中代码已改正时问题自动关闭。"),
+    "确认无误": ("waived", "已受理：确认无误。记录（代码、名称）不变时不再列出。"),
+    "已注销": ("responded", "已受理：该记录不再出现在本单位数据中时问题关闭。"),
+    "非本单位": ("responded", "已受理：市信用办将核实记录归属。"),
+}
+EXCEL_ADVICE = ("请把“更正后代码”列设置为“文本”格式（或在代码前加英文单引号 '），重新输入完整的 18 位代码后保存报送。")
+
+VERDICT_SCHEMA = {
+    "row": pl.Int64, "finding_id": pl.String, "record_id": pl.String, "name": pl.String, "answer": pl.String,
+    "corrected_code": pl.String, "note": pl.String, "verdict": pl.String, "reason": pl.String,
+    "new_status": pl.String, "audit_note": pl.String,
+}
 
 
 class ReturnFormError(ValueError):
-    """The returned file is not a correction form we can read; the message says why."""
+    """The returned file is not a correction form we can use; the message says why (in Chinese)."""
 
+
+# --------------------------------------------------------------------------- reading
 
 def clean_cell(value: object) -> str:
     """A cell as the department meant it: no padding, no tab, no neutralizing apostrophe."""
     text = "" if value is None else str(value)
-    text = text.strip(" \t\r\n\u3000\u00a0")
-    if text.startswith("'") and text[1:2] in ("=", "+", "-", "@"):
-        text = text[1:]
+    text = text.strip(" \t\r\n\u3000\u00a0\ufeff")
+    if text.startswith("'") and (text[1:2] in ("=", "+", "-", "@") or text[1:].isalnum()):
+        text = text[1:]  # our formula guard, or the apostrophe a clerk types to keep a code as text
     return text
 
 
 def read_return(path: Path) -> pl.DataFrame:
-    """The form's rows as strings under the form's headers (extra columns dropped)."""
+    """The form's rows as strings under the form's headers, with `row` (line or sheet row) and
+    `code_numeric` (the 更正后代码 cell was stored as a number by Excel)."""
     path = Path(path)
+    if path.stat().st_size == 0:
+        raise ReturnFormError(f"{path.name} 是空文件。请使用下发的更正清单填写后重新报送。")
     if path.suffix.lower() == ".xlsx":
-        names = xlsx.sheet_names(path)
+        try:
+            names = xlsx.sheet_names(path)
+        except xlsx.XlsxError as exc:
+            raise ReturnFormError(str(exc)) from None
         for sheet in names:
             frame = xlsx.read_rows(path, sheet)
-            if frame.height and _KEY in [clean_cell(v) for v in frame.row(0)]:
-                header = [clean_cell(v) for v in frame.row(0)]
-                rows = [list(r) for r in frame.slice(1).iter_rows()]
-                return _to_frame(path, header, rows)
-        raise ReturnFormError(f"{path.name} 中找不到含“{_KEY}”列的工作表，请使用下发的更正清单填写后报送。")
+            for at in range(min(frame.height, 10)):
+                header = [clean_cell(v) for v in frame.row(at)]
+                if KEY in header:
+                    xml = xlsx.sheet_xml(path, sheet)
+                    first = xlsx.first_used_row(xml) if xml is not None else 1
+                    numeric = set()
+                    if xml is not None and NEW_CODE in header:
+                        numeric = xlsx.numeric_rows(xml, header.index(NEW_CODE)) or set()
+                    rows = [(first + at + 1 + i, list(r)) for i, r in enumerate(frame.slice(at + 1).iter_rows())]
+                    return _to_frame(path, header, rows, numeric)
+        raise ReturnFormError(f"{path.name} 中找不到含“{KEY}”列的工作表。请使用下发的更正清单填写后报送。")
     try:
         text, _ = decode(path.read_bytes(), path.name)
     except TextFileError as exc:
         raise ReturnFormError(str(exc)) from None
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = [clean_cell(h).lstrip("\ufeff") for h in next(reader, [])]
-    return _to_frame(path, header, list(reader))
+    try:
+        header = [clean_cell(h) for h in next(reader, [])]
+        rows = [(reader.line_num, r) for r in reader]
+    except csv.Error as exc:
+        raise ReturnFormError(f"{path.name} 第 {reader.line_num} 行无法按 CSV 读取（{exc}）。"
+                              "请用 Excel 另存为“CSV UTF-8”或 .xlsx 后重新报送。") from None
+    return _to_frame(path, header, rows, set())
 
 
-def _to_frame(path: Path, header: list[str], rows: list[list]) -> pl.DataFrame:
-    missing = [h for h in (_KEY,) + ANSWER_COLUMNS if h not in header]
+def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numeric: set[int]) -> pl.DataFrame:
+    missing = [h for h in REQUIRED_HEADERS if h not in header]
     if missing:
-        raise ReturnFormError(f"{path.name} 缺少列：{'、'.join(missing)}。请使用下发的更正清单填写后报送。")
+        found = "、".join(h for h in header if h) or "（无）"
+        raise ReturnFormError(f"{path.name} 缺少列：{'、'.join(missing)}（文件中的列：{found}）。"
+                              "请使用下发的更正清单，不要删除或改名表头，填写后重新报送。")
     positions = {h: header.index(h) for h in FORM_HEADERS if h in header}
-    data = {h: [clean_cell(r[i]) if i < len(r) else "" for r in rows if any(clean_cell(c) for c in r)]
-            for h, i in positions.items()}
-    return pl.DataFrame(data, schema={h: pl.String for h in positions})
+    kept = [(n, r) for n, r in rows if any(clean_cell(c) for c in r)]
+    data = {h: [clean_cell(r[i]) if i < len(r) else "" for _, r in kept] for h, i in positions.items()}
+    data["row"] = [n for n, _ in kept]
+    data["code_numeric"] = [n in numeric for n, _ in kept]
+    schema = {h: pl.String for h in positions} | {"row": pl.Int64, "code_numeric": pl.Boolean}
+    return pl.DataFrame(data, schema=schema)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- judging
+
+@dataclass(frozen=True)
+class Holder:
+    """A record (tonight) or an accepted correction (pending) that holds a code."""
+
+    code: str
+    source: str
+    record_id: str
+    name: str | None
+    pending: bool = False
+
+
+def form_for_another(form: pl.DataFrame, source: str, known: dict[str, ledger.Known]) -> str | None:
+    """The other source this whole form belongs to, when none of its findings is the returner's."""
+    owners = {known[i].source for i in form[KEY] if i in known}
+    return owners.pop() if len(owners) == 1 and source not in owners else None
+
+
+def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holders: list[Holder],
+          source_names: dict[str, str], allowlist: dict[str, str] | None = None,
+          name_prefixes: tuple[str, ...] = ()) -> pl.DataFrame:
+    """One verdict per form row (`VERDICT_SCHEMA`); pure.
+
+    Args:
+        form: `read_return` output.
+        source: the returning department's source key (from the folder the file came in).
+        known: the ledger's entries for the form's finding ids.
+        holders: every record tonight and every pending correction holding one of the form's corrected codes.
+    """
+    by_code: dict[str, list[Holder]] = {}
+    for h in holders:
+        by_code.setdefault(h.code, []).append(h)
+    same_entity = _name_equality(name_prefixes)
+    seen_rows: dict[str, int] = {}
+    out = []
+    for r in form.iter_rows(named=True):
+        fid, answer = r[KEY], r[ANSWER]
+        v = {"row": r["row"], "finding_id": fid or None, "record_id": r[RECORD] or None, "name": r[NAME] or None,
+             "answer": answer or None, "corrected_code": r[NEW_CODE] or None, "note": r[NOTE] or None,
+             "verdict": "rejected", "reason": "", "new_status": None, "audit_note": None}
+        out.append(v)
+        f = known.get(fid)
+        if not answer:
+            v["verdict"], v["reason"] = "skipped", "未填写处理结果，本行未处理。"
+            continue
+        if not fid:
+            v["reason"] = "缺少问题编号，无法对应到问题。请勿删除或修改“问题编号”列。"
+            continue
+        if f is None:
+            v["reason"] = f"问题编号 {fid} 不存在。请使用市信用办下发的最新更正清单填写，不要修改“问题编号”。"
+            continue
+        if f.source != source:
+            owner = source_names.get(f.source, f.source)
+            v["reason"] = f"该问题属于{owner}，本单位无权处理，本行未受理并已记录。如该记录确属本单位，请联系市信用办。"
+            v["audit_note"] = f"拒绝：{source_names.get(source, source)}报送的文件试图处理{owner}的问题（第 {r['row']} 行）"
+            continue
+        if fid in seen_rows:
+            v["reason"] = f"本文件第 {seen_rows[fid]} 行已处理同一问题，本行未处理。"
+            continue
+        seen_rows[fid] = r["row"]
+        if f.status not in ledger.ANSWERABLE:
+            v["reason"] = _not_answerable(f)
+            continue
+        reason, code = _check_answer(r, f, by_code, same_entity, source_names, allowlist)
+        if reason:
+            v["reason"], v["new_status"] = reason, "rejected-response"
+            continue
+        v["corrected_code"] = code
+        v["new_status"], v["reason"] = ACCEPTED[answer]
+        v["verdict"] = "accepted"
+        if code:
+            # a second row correcting another record to the same code in this file collides too
+            by_code.setdefault(code, []).append(Holder(code, f.source, f.record_id, f.name, pending=True))
+    return pl.DataFrame(out, schema=VERDICT_SCHEMA) if out else pl.DataFrame(schema=VERDICT_SCHEMA)
+
+
+def _not_answerable(f: ledger.Known) -> str:
+    when = f.status_changed[:10]
+    if f.status == "fixed":
+        return f"该问题已于 {when} 核验为已更正并关闭，无需再处理。"
+    if f.status == "waived":
+        return f"该问题已于 {f.answered_on or when} 确认无误，无需再处理。"
+    if f.status == "responded":
+        return (f"该问题已于 {f.answered_on or when} 答复（{f.answer}），正在等待下期数据核验；"
+                "如需更改答复，请联系市信用办。")
+    return f"该问题当前状态为“{STATUS_LABELS.get(f.status, f.status)}”，不能答复。"
+
+
+def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], same_entity, source_names: dict,
+                  allowlist) -> tuple[str | None, str | None]:
+    """(reason the row is rejected or None, the corrected code as recorded)."""
+    answer = r[ANSWER]
+    if answer not in ANSWERS:
+        return f"处理结果“{answer}”无效，只能填写：{'、'.join(ANSWERS)}。", None
+    for header, sent in ((RECORD, f.record_id), (NAME, f.name), (CODE, f.uscc)):
+        if r[header] != clean_cell(sent):
+            return (f"只读列“{header}”被修改（下发为“{sent or ''}”，报送为“{r[header]}”）。请勿修改灰色列；"
+                    "记录信息如需更正，请在本单位系统中修改，并在“处理说明”中注明。"), None
+    if answer in NEEDS_NOTE and not r[NOTE]:
+        return NEEDS_NOTE[answer], None
+    if answer != "已更正":
+        return None, None
+    typed = r[NEW_CODE]
+    if not typed:
+        if f.kind in FIX_WITHOUT_CODE:
+            return None, None
+        return "处理结果为“已更正”时，请在“更正后代码”填写更正后的 18 位代码。", None
+    report = check(typed, numeric=r["code_numeric"], allowlist=allowlist, suggest=False)
+    if "excel_mangled" in report.kinds:
+        return f"更正后代码“{typed}”已被 Excel 按数字保存，后几位已丢失。{EXCEL_ADVICE}", None
+    if report.is_personal_id:
+        return "更正后代码是居民身份证号码，不是统一社会信用代码。请核对营业执照后填写。", None
+    if not report.valid:
+        errors = "；".join(x.message for x in report.findings if x.severity == "error")
+        return f"更正后代码“{typed}”不是有效的统一社会信用代码：{errors}。请核对证照后重新填写。", None
+    code = report.code
+    if code == (f.uscc or "").strip().upper():
+        return "更正后代码与当前代码相同。如当前代码无误，请选择“确认无误”并写明依据。", None
+    related = set((f.related or "").split(";"))
+    for h in by_code.get(code, []):
+        if (h.source, h.record_id) == (f.source, f.record_id) or f"{h.source}:{h.record_id}" in related \
+                or same_entity(h.name, f.name):
+            continue  # the same record, a record linked to it as the same entity, or the same name
+        who = f"{source_names.get(h.source, h.source)}的记录 {h.record_id}（{h.name or '无名称'}）"
+        how = "已报送为其更正后代码" if h.pending else "正在使用"
+        return f"更正后代码 {code} {who}{how}，与本记录不是同一主体，不能重复使用。请核对证照后重新填写。", None
+    return None, code
+
+
+def _name_equality(prefixes: tuple[str, ...]) -> Callable[[str | None, str | None], bool]:
+    cache: dict[str, str] = {}
+
+    def norm(name: str | None) -> str:
+        if name not in cache:
+            cache[name] = pl.select(normalize_name_expr(pl.lit(name or "", dtype=pl.String), prefixes)).item()
+        return cache[name]
+
+    return lambda a, b: bool(a) and bool(b) and norm(a) == norm(b)
+
+
+# --------------------------------------------------------------------------- processing (I/O)
+
+def pending_files(returns_dir: Path) -> list[Path]:
+    """Files waiting in one source's returns folder, oldest first (mtime, then name)."""
+    if not returns_dir.is_dir():
+        return []
+    files = [p for p in returns_dir.iterdir() if p.is_file() and not p.name.startswith((".", "~$"))]
+    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def archive_path(data_dir: Path, source: str, run_date: str, sha256: str, name: str) -> Path:
+    return Path(data_dir) / "archive" / "returns" / source / run_date / f"{sha256[:12]}-{name}"
+
+
+def process_returns(data_dir: Path, db: Path, run_date: str, settings,
+                    holders_of: Callable[[list[str]], list[Holder]]) -> list[dict]:
+    """Judge and apply every waiting returned file of every configured source.
+
+    Args:
+        holders_of: tonight's records holding any of the given codes (the collision check).
+
+    Returns:
+        One dict per file: source, file, outcome, reason, accepted, rejected, skipped.
+    """
+    done = []
+    for source in settings.sources:
+        for path in pending_files(Path(data_dir) / "returns" / source.key):
+            done.append(process_file(path, source.key, data_dir, db, run_date, settings, holders_of))
+    return done
+
+
+def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: str, settings,
+                 holders_of: Callable[[list[str]], list[Holder]]) -> dict:
+    """One returned file: one ledger transaction, then the move to the archive."""
+    sha = file_sha256(path)
+    target = archive_path(data_dir, source, run_date, sha, path.name)
+    earlier = ledger.handled_return(db, source, sha)
+    if earlier and earlier["archived_as"] and not Path(earlier["archived_as"]).exists():
+        # processed, then the run stopped before the move: finish the move, nothing else
+        _move(path, Path(earlier["archived_as"]))
+        return {"source": source, "file": path.name, "outcome": earlier["outcome"], "reason": earlier["reason"]}
+    names = settings.source_names
+    verdicts = pl.DataFrame(schema=VERDICT_SCHEMA)
+    if earlier:
+        outcome, reason = "duplicate", (f"与 {earlier['run_date']} 已处理的文件“{earlier['file_name']}”内容完全相同，"
+                                        "本次未重复处理。处理结果见当日回执。")
+    elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        outcome, reason = "rejected", (f"不支持的文件类型（{path.suffix or '无扩展名'}）。"
+                                       "请用 Excel 另存为 .xlsx 或 .csv 后重新报送。")
+    else:
+        outcome, reason = "processed", None
+        try:
+            form = read_return(path)
+        except ReturnFormError as exc:
+            outcome, reason = "rejected", str(exc)
+        else:
+            if form.height == 0:
+                outcome, reason = "rejected", f"{path.name} 中没有数据行。请填写下发的更正清单后重新报送。"
+            else:
+                known = ledger.known_findings(db, [i for i in form[KEY] if i])
+                other = form_for_another(form, source, known)
+                if other is not None:
+                    outcome, reason = "rejected", (
+                        f"这是{names.get(other, other)}的更正清单，不是{names.get(source, source)}的。"
+                        f"请由{names.get(other, other)}报送，或放入其对应的报送目录。")
+                else:
+                    codes = _typed_codes(form)
+                    holders = holders_of(codes) + [Holder(c, s, r, n, pending=True)
+                                                   for c, s, r, n in ledger.pending_codes(db, codes)]
+                    verdicts = judge(form, source, known, holders, names, settings.allowlist,
+                                     settings.city.name_prefixes)
+    returned = ledger.ReturnedFile(source, sha, path.name, outcome, reason, str(target))
+    ledger.apply_return(db, run_date, returned, verdicts)
+    _move(path, target)
+    counts = {v: n for v, n in verdicts.group_by("verdict").len().rows()} if verdicts.height else {}
+    return {"source": source, "file": path.name, "outcome": outcome, "reason": reason,
+            "accepted": counts.get("accepted", 0), "rejected": counts.get("rejected", 0),
+            "skipped": counts.get("skipped", 0)}
+
+
+def _typed_codes(form: pl.DataFrame) -> list[str]:
+    codes = {check(c, suggest=False).code for c in form[NEW_CODE] if c}
+    return sorted(c for c in codes if len(c) == 18)
+
+
+def _move(path: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), str(target))
+
+
+__all__ = ["read_return", "judge", "process_returns", "process_file", "ReturnFormError", "Holder", "VERDICT_SCHEMA"]

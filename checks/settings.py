@@ -44,6 +44,8 @@ class Settings:
     city: City
     sources: tuple[Source, ...]
     allowlist: dict[str, str] = field(default_factory=dict)
+    #: The ledger's SQLite file, relative to the data directory unless absolute.
+    database: str = "state/steward.sqlite3"
 
     def source(self, key: str) -> Source:
         for source in self.sources:
@@ -100,4 +102,5 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
         allowlist = {str(e["code"]).strip().upper(): e["reason"] for e in raw.get("allowlist", [])}
     except KeyError as exc:
         raise ConfigError(f"{where}：缺少配置项 {exc}。") from None
-    return Settings(city, tuple(sources), allowlist)
+    database = str(raw.get("state", {}).get("database", "state/steward.sqlite3"))
+    return Settings(city, tuple(sources), allowlist, database)

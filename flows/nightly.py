@@ -29,10 +29,16 @@ def detect_findings(work: str, config: str | None) -> dict:
     return stages.detect_all(load_settings(config), Path(work))
 
 
+@task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def process_returns(data_dir: str, work: str, run_date: str, config: str | None) -> list[dict]:
+    """Judge the departments' returned forms row by row (retried: each file is one transaction)."""
+    return stages.process_returns(load_settings(config), Path(data_dir), Path(work), run_date)
+
+
 @task(cache_policy=NO_CACHE)
-def update_ledger(data_dir: str, work: str, run_date: str) -> dict:
+def update_ledger(data_dir: str, work: str, run_date: str, sources: list[dict], config: str | None) -> dict:
     """Move each finding along its lifecycle; count what changed tonight."""
-    return stages.update_ledger(Path(data_dir), Path(work), run_date)
+    return stages.update_ledger(load_settings(config), Path(data_dir), Path(work), run_date, sources)
 
 
 @task(cache_policy=NO_CACHE)
@@ -63,8 +69,13 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
 
     with clock.stage(stages.DETECT):
         counts = detect_findings(work, config)
+    with clock.stage(stages.RETURNS):
+        handled = process_returns(data_dir, work, run_date, config)
+    for h in handled:
+        logger.info("反馈 %s/%s：%s，受理 %d 行，未受理 %d 行%s", h["source"], h["file"], h["outcome"],
+                    h.get("accepted", 0), h.get("rejected", 0), f"（{h['reason']}）" if h["reason"] else "")
     with clock.stage(stages.LEDGER):
-        changes = update_ledger(data_dir, work, run_date)
+        changes = update_ledger(data_dir, work, run_date, sources, config) | stages.returns_counts(handled)
     with clock.stage(stages.RENDER):
         folder = render_reports(data_dir, work, run_date, sources, changes, clock.seconds, config)
 
@@ -81,6 +92,8 @@ def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, cha
         markdown=(f"# 统一社会信用代码重错码 {run_date}\n\n"
                   f"- 待处理问题（错误与警告）：**{result['open_findings']}**\n"
                   f"- 本期新发现 {changes['new']}，已更正 {changes['fixed']}，重新出现 {changes['reopened']}\n"
+                  f"- 部门反馈文件 {changes['return_files']} 份：受理 {changes['returns_accepted']} 行，"
+                  f"未受理 {changes['returns_rejected']} 行\n"
                   f"- 检查记录 {counts['records']} 条，发现 {counts['findings']} 条\n"
                   f"- 被拒收文件：{len(result['rejected'])}\n\n[打开总览]({overview})\n"),
         description="USCC Steward nightly summary")

@@ -3,7 +3,11 @@
 Stages exchange files in a work folder (`DATA_DIR/state/work/<run date>/`),
 never big frames, so each stage can be a Prefect task, retried or rerun alone.
 
-    ingest_source ×N → detect → update_ledger → render
+    ingest_source ×N → detect → process_returns → update_ledger → render
+
+Returned forms are judged against the ledger as it stood before tonight's
+findings (the forms were issued from earlier nights) and against tonight's
+records (a corrected code must not be held by another entity).
 """
 
 from __future__ import annotations
@@ -15,18 +19,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import os
+
 import polars as pl
 
-from checks import ledger
+from checks import ledger, returns
 from checks.detect import detect
 from checks.ingest import ingest_source
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, load_settings
+from validators.column import compact_expr
 from reports.render import RunView, write_run
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
 #: Stage labels as the overview shows them, in order.
-INGEST, DETECT, LEDGER, RENDER = "读取与校验格式", "问题检测", "状态台账", "生成报告"
+INGEST, DETECT, RETURNS, LEDGER, RENDER = "读取与校验格式", "问题检测", "处理反馈", "状态台账", "生成报告"
 
 
 class StageClock:
@@ -54,8 +61,10 @@ def work_dir(data_dir: Path, run_date: str) -> Path:
     return path
 
 
-def ledger_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "state" / "steward.sqlite3"
+def ledger_path(data_dir: Path, settings: Settings | None = None) -> Path:
+    """The ledger file: $USCC_DATABASE, else `[state] database` (relative to the data directory)."""
+    configured = os.environ.get("USCC_DATABASE") or (settings.database if settings else "state/steward.sqlite3")
+    return Path(data_dir) / configured  # an absolute configured path wins over data_dir
 
 
 def ingest_one(settings: Settings, data_dir: Path, work: Path, key: str) -> dict:
@@ -81,12 +90,46 @@ def detect_all(settings: Settings, work: Path) -> dict:
     return {"records": records.height, "findings": findings.height}
 
 
-def update_ledger(data_dir: Path, work: Path, run_date: str) -> dict:
+def _records(settings: Settings, work: Path) -> list[pl.LazyFrame]:
+    return [pl.scan_parquet(p) for s in settings.sources if (p := work / f"{s.key}.records.parquet").exists()]
+
+
+def process_returns(settings: Settings, data_dir: Path, work: Path, run_date: str) -> list[dict]:
+    """Judge and apply the departments' returned forms; one dict per file (receipts are rendered later)."""
+    db = ledger_path(data_dir, settings)
+    latest = ledger.latest_run(db)
+    if latest is not None and run_date < latest:
+        return []  # an older night rerun: answers are applied by the newest night only
+
+    def holders_of(codes: list[str]) -> list[returns.Holder]:
+        frames = _records(settings, work)
+        if not codes or not frames:
+            return []
+        found = pl.concat(frames).select("source", "record_id", "name", code=compact_expr(pl.col("uscc_raw"))) \
+            .filter(pl.col("code").is_in(codes)).collect()
+        return [returns.Holder(c, s, r, n) for c, s, r, n in found.select("code", "source", "record_id", "name").rows()]
+
+    return returns.process_returns(data_dir, db, run_date, settings, holders_of)
+
+
+def tonight_of(settings: Settings, work: Path, sources: list[dict]) -> ledger.Tonight:
+    """What tonight's extracts hold (checked and quarantined records), for closing findings."""
+    checked = [f.select("source", "record_id", code=compact_expr(pl.col("uscc_raw")), checked=pl.lit(True))
+               for f in _records(settings, work)]
+    held = [pl.scan_parquet(p).filter(pl.col("record_id").is_not_null())
+            .select("source", "record_id", code=pl.lit(None, pl.String), checked=pl.lit(False))
+            for s in settings.sources if (p := work / f"{s.key}.quarantine.parquet").exists()]
+    frames = checked + held
+    records = pl.concat(frames).collect() if frames else ledger.Tonight(frozenset()).records
+    return ledger.Tonight(frozenset(s["key"] for s in sources if s["status"] == "ok"), records)
+
+
+def update_ledger(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict]) -> dict:
     """Findings' lifecycle (SPEC §6) → `<work>/findings.status.parquet`; tonight's changes."""
     findings = pl.read_parquet(work / "findings.parquet")
-    result = ledger.record_run(ledger_path(data_dir), run_date, findings)
-    statuses = result.pop("status")
-    findings = findings.with_columns(status=pl.col("finding_id").replace_strict(statuses, default="open"))
+    result = ledger.record_run(ledger_path(data_dir, settings), run_date, findings, tonight_of(settings, work, sources))
+    statuses = result.pop("statuses")
+    findings = findings.drop("status").join(statuses, on="finding_id", how="left")
     findings.write_parquet(work / "findings.status.parquet")
     return result
 
@@ -94,16 +137,24 @@ def update_ledger(data_dir: Path, work: Path, run_date: str) -> dict:
 def render(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict], changes: dict,
            stage_seconds: dict[str, float]) -> Path:
     """Write the reports of the run; returns the run's report folder."""
+    db = ledger_path(data_dir, settings)
     findings = pl.read_parquet(work / "findings.status.parquet")
     quarantines = [pl.read_parquet(p) for s in settings.sources
                    if (p := work / f"{s.key}.quarantine.parquet").exists()]
     view = RunView(
         run_date=run_date, city=settings.city.name, sources=sources, findings=findings,
         quarantine=pl.concat(quarantines) if quarantines else empty_quarantine(),
-        history=ledger.history(ledger_path(data_dir)), changes=changes, stage_seconds=stage_seconds)
+        history=ledger.history(db), changes=changes, stage_seconds=stage_seconds,
+        returns=ledger.returns_of_night(db, run_date), source_names=settings.source_names)
     folder = write_run(Path(data_dir) / "reports", view)
-    ledger.finish_run(ledger_path(data_dir), run_date)
+    ledger.finish_run(db, run_date)
     return folder
+
+
+def returns_counts(handled: list[dict]) -> dict:
+    """Tonight's returned files in three numbers (the run result and the Prefect summary)."""
+    return {"return_files": len(handled), "returns_accepted": sum(h.get("accepted", 0) for h in handled),
+            "returns_rejected": sum(h.get("rejected", 0) for h in handled)}
 
 
 def result_of(folder: Path, sources: list[dict], changes: dict) -> dict:
@@ -113,6 +164,7 @@ def result_of(folder: Path, sources: list[dict], changes: dict) -> dict:
         "report_dir": str(folder),
         "open_findings": changes["open"],
         "rejected": {s["key"]: s["reason"] for s in sources if s["status"] == "rejected"},
+        "returns": {k: changes.get(k, 0) for k in ("returns_accepted", "returns_rejected", "return_files")},
     }
 
 
@@ -126,8 +178,10 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
         sources = [ingest_one(settings, data_dir, work, s.key) for s in settings.sources]
     with clock.stage(DETECT):
         detect_all(settings, work)
+    with clock.stage(RETURNS):
+        handled = process_returns(settings, data_dir, work, run_date)
     with clock.stage(LEDGER):
-        changes = update_ledger(data_dir, work, run_date)
+        changes = update_ledger(settings, data_dir, work, run_date, sources) | returns_counts(handled)
     with clock.stage(RENDER):
         folder = render(settings, data_dir, work, run_date, sources, changes, clock.seconds)
     return result_of(folder, sources, changes)

@@ -16,4 +16,5 @@ def with_labels(finding: dict) -> dict:
         "confidence_label": CONFIDENCE_LABELS.get(finding["confidence"] or "", ""),
         "status_label": STATUS_LABELS.get(finding["status"], finding["status"]),
         "related_list": json.loads(finding["related_detail"] or "[]"),
+        "response_text": finding.get("response") or "",
     }

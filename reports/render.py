@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from reports import forms
+from reports.receipts import write_receipts
 from reports.chart import trend_svg
 from reports.labels import with_labels
 from validators.tables import KINDS, SEVERITY_LABELS
@@ -33,7 +34,7 @@ PAGE_SIZE = 200
 FINDINGS_CSV_COLUMNS = (
     "finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message", "positions",
     "suggested_code", "confidence", "suggestion_reason", "related", "status", "group_size", "weakest_score",
-    "evidence", "file", "row",
+    "evidence", "file", "row", "response",
 )
 
 
@@ -49,7 +50,18 @@ class RunView:
     history: list[dict]
     changes: dict  # from the ledger: new, fixed, reopened, historical, open
     stage_seconds: dict[str, float]
-    receipts: list[str] | None = None
+    returns: list[dict] = field(default_factory=list)  # ledger.returns_of_night: tonight's returned files
+    source_names: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if "response" not in self.findings.columns:  # findings not yet through the ledger
+            self.findings = self.findings.with_columns(response=pl.lit(None, pl.String))
+
+
+#: Findings a department list shows: a waived finding is not raised again (SPEC §6).
+LISTED = ("open", "reopened", "rejected-response", "responded")
+#: Findings the form asks about: those a department may answer (checks.ledger.ANSWERABLE).
+ASKED = ("open", "reopened", "rejected-response")
 
 
 def highlight(code: str | None, positions: str | None) -> Markup:
@@ -73,6 +85,8 @@ def summary(view: RunView) -> dict:
         "findings_by_status": {k: n for k, n in f.group_by("status").len().sort("status").rows()},
         "findings_by_severity": {k: n for k, n in f.group_by("severity").len().sort("severity").rows()},
         "changes": {k: view.changes.get(k, 0) for k in ("new", "fixed", "reopened")},
+        "returns": [{k: r[k] for k in ("source", "file_name", "outcome", "reason", "rows_total", "accepted", "rejected",
+                                       "skipped")} for r in view.returns],
         "stage_seconds": {k: round(v, 3) for k, v in view.stage_seconds.items()},
     }
 
@@ -93,15 +107,17 @@ def _by_kind(findings: pl.DataFrame) -> list[dict]:
             for k in KIND_ORDER if k in counts]
 
 
-def render_department(view: RunView, source: dict, findings: pl.DataFrame) -> str:
+def render_department(view: RunView, source: dict, findings: pl.DataFrame, receipts: list[dict] = ()) -> str:
     by_severity = dict(findings.group_by("severity").len().rows())
+    waiting = findings.filter(pl.col("status") == "responded").height
     return _ENV.get_template("department.html.j2").render(
         source=source["key"], source_name=source["name"], run_date=view.run_date, city=view.city,
         file=source.get("file"), total=findings.height, by_severity=by_severity, severity_labels=SEVERITY_LABELS,
-        by_kind=_by_kind(findings), findings=_finding_rows(findings), page_size=PAGE_SIZE)
+        by_kind=_by_kind(findings), findings=_finding_rows(findings), page_size=PAGE_SIZE, waiting=waiting,
+        receipts=receipts)
 
 
-def render_index(view: RunView) -> str:
+def render_index(view: RunView, receipts: list[dict] = ()) -> str:
     f = view.findings
     keys = [s["key"] for s in view.sources]
     cells = dict(((k, s), n) for k, s, n in f.group_by("kind", "source").len().rows())
@@ -124,7 +140,7 @@ def render_index(view: RunView) -> str:
         unresolved=view.changes["open"], by_severity=dict(f.group_by("severity").len().rows()), changes=view.changes,
         chart=trend_svg(view.history), sources=sources, matrix=matrix,
         quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
-        source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=view.receipts or [])
+        source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=receipts)
 
 
 def write_run(reports_root: Path, view: RunView) -> Path:
@@ -136,14 +152,18 @@ def write_run(reports_root: Path, view: RunView) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
+        receipts = write_receipts(tmp, _ENV, view.returns, view.source_names, view.city, view.run_date)
         for source in view.sources:
             own = view.findings.filter(pl.col("source") == source["key"])
-            (tmp / f"{source['key']}.html").write_text(render_department(view, source, own), encoding="utf-8")
-            forms.write_xlsx(tmp / f"{source['key']}.xlsx", own, source["name"], view.run_date)
-            forms.write_csv(tmp / f"{source['key']}.csv", own)
+            listed = own.filter(pl.col("status").is_in(LISTED))
+            asked = own.filter(pl.col("status").is_in(ASKED))
+            mine = [r for r in receipts if r["source"] == source["key"]]
+            (tmp / f"{source['key']}.html").write_text(render_department(view, source, listed, mine), encoding="utf-8")
+            forms.write_xlsx(tmp / f"{source['key']}.xlsx", asked, source["name"], view.run_date)
+            forms.write_csv(tmp / f"{source['key']}.csv", asked)
         view.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp / "findings.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
-        (tmp / "index.html").write_text(render_index(view), encoding="utf-8")
+        (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
         old = reports_root / f".{view.run_date}.old-{os.getpid()}"
         if final.exists():
             final.rename(old)

@@ -1,25 +1,48 @@
 """The road to zero: statuses move with the data, reruns change nothing, every change is audited."""
 
+import sqlite3
+
 import polars as pl
+import pytest
 
 from checks import ledger
 from checks.detect import FINDING_SCHEMA
 
 
-def findings(*ids, severity="error"):
-    rows = [{c: None for c in FINDING_SCHEMA} | {"finding_id": i, "source": "market", "record_id": i, "kind":
-             "bad_check_char", "severity": severity, "status": "open"} for i in ids]
+def findings(*ids, severity="error", source="market", name="鹤岗市某某商贸有限公司"):
+    rows = [{c: None for c in FINDING_SCHEMA} | {"finding_id": i, "source": source, "record_id": f"R-{i}", "kind":
+             "bad_check_char", "severity": severity, "status": "open", "uscc": f"CODE-{i}", "name": name}
+            for i in ids]
     return pl.DataFrame(rows, schema=FINDING_SCHEMA)
+
+
+def status_of(result) -> dict:
+    return dict(result["statuses"].select("finding_id", "status").rows())
+
+
+def tonight(*records, sources=("market",)):
+    """Tonight's extract: (record_id, code, checked) of source market."""
+    frame = pl.DataFrame([{"source": "market", "record_id": r, "code": c, "checked": ok} for r, c, ok in records],
+                         schema={"source": pl.String, "record_id": pl.String, "code": pl.String, "checked": pl.Boolean})
+    return ledger.Tonight(frozenset(sources), frame)
+
+
+def answer(db, fid, answer_text, status, code=None, note=None, run_date="2026-11-01"):
+    verdicts = pl.DataFrame([{"row": 2, "finding_id": fid, "record_id": f"R-{fid}", "name": None,
+                              "answer": answer_text, "corrected_code": code, "note": note, "verdict": "accepted",
+                              "reason": "已受理", "new_status": status, "audit_note": None}])
+    returned = ledger.ReturnedFile("market", "f" * 64, "form.csv", "processed", None, None)
+    ledger.apply_return(db, run_date, returned, verdicts)
 
 
 def test_lifecycle_open_fixed_reopened(tmp_path):
     db = tmp_path / "state.sqlite3"
     first = ledger.record_run(db, "2026-11-01", findings("a", "b"))
-    assert first["new"] == 2 and set(first["status"].values()) == {"open"}
+    assert first["new"] == 2 and set(status_of(first).values()) == {"open"}
     second = ledger.record_run(db, "2026-11-02", findings("b"))
     assert second["fixed"] == 1
     third = ledger.record_run(db, "2026-11-03", findings("a", "b"))
-    assert third["reopened"] == 1 and third["status"]["a"] == "reopened"
+    assert third["reopened"] == 1 and status_of(third)["a"] == "reopened"
     assert [h["open"] for h in ledger.history(db)] == [2, 1, 2]
     notes = [(e["finding_id"], e["old_status"], e["new_status"]) for e in ledger.audit_log(db, "a")]
     assert notes == [("a", None, "open"), ("a", "open", "fixed"), ("a", "fixed", "reopened")]
@@ -40,10 +63,97 @@ def test_rerunning_an_older_night_does_not_move_statuses_backwards(tmp_path):
     ledger.record_run(db, "2026-11-01", findings("a"))
     ledger.record_run(db, "2026-11-02", findings())
     old = ledger.record_run(db, "2026-11-01", findings("a"))
-    assert old["historical"] and old["status"]["a"] == "fixed"
+    assert old["historical"] and status_of(old)["a"] == "fixed"
 
 
 def test_info_notes_do_not_count_toward_the_open_total(tmp_path):
     db = tmp_path / "state.sqlite3"
     result = ledger.record_run(db, "2026-11-01", pl.concat([findings("a"), findings("f", severity="info")]))
     assert ledger.history(db)[0]["open"] == 1 == result["open"]
+
+
+def test_a_source_whose_extract_was_rejected_keeps_its_findings_open(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    ledger.record_run(db, "2026-11-01", findings("a"))
+    result = ledger.record_run(db, "2026-11-02", findings(), tonight(sources=()))
+    assert result["fixed"] == 0 and ledger.statuses(db)["a"] == "open"
+
+
+def test_a_quarantined_record_keeps_its_findings_open(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    ledger.record_run(db, "2026-11-01", findings("a"))
+    result = ledger.record_run(db, "2026-11-02", findings(), tonight(("R-a", None, False)))
+    assert result["fixed"] == 0 and ledger.statuses(db)["a"] == "open"
+
+
+def test_why_a_finding_closed_is_in_the_audit_log(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    ledger.record_run(db, "2026-11-01", findings("a", "b", "c", "d"))
+    answer(db, "c", "已注销", "responded")
+    ledger.record_run(db, "2026-11-02", findings(), tonight(
+        ("R-a", "CODE-A-NEW", True),     # record still there, problem gone
+        ("R-other", "CODED", True),      # d's record is gone but its code moved to another record
+    ))
+    closed = {e["finding_id"]: e["note"] for e in ledger.audit_log(db) if e["new_status"] == "fixed"}
+    assert closed == {"a": ledger.GONE_NOTES["problem_gone"], "b": ledger.GONE_NOTES["record_and_code_gone"],
+                      "c": ledger.GONE_NOTES["cancelled"]}
+    assert ledger.statuses(db)["d"] == "open"
+
+
+def test_a_waived_finding_stays_waived_while_the_record_is_unchanged(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    ledger.record_run(db, "2026-11-01", findings("a"))
+    answer(db, "a", "确认无误", "waived", note="已核对营业执照原件")
+    second = ledger.record_run(db, "2026-11-02", findings("a"))
+    assert status_of(second)["a"] == "waived" and second["open"] == 0
+    renamed = ledger.record_run(db, "2026-11-03", findings("a", name="鹤岗市另一家商贸有限公司"))
+    assert status_of(renamed)["a"] == "open" and renamed["open"] == 1
+    assert ledger.audit_log(db, "a")[-1]["note"] == "确认无误后记录（代码或名称）已变化，重新判定"
+
+
+def test_a_claimed_fix_the_next_extract_does_not_show_goes_back_to_open(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    ledger.record_run(db, "2026-11-01", findings("a", "b"))
+    answer(db, "a", "已更正", "responded", code="91230402MA1B2C3D4E", run_date="2026-11-02")
+    answer(db, "b", "已更正", "responded", code="91230402MA1B2C3D4E", run_date="2026-11-02")
+    same_night = ledger.record_run(db, "2026-11-02", findings("a", "b"))
+    assert status_of(same_night) == {"a": "responded", "b": "responded"}
+    assert "更正后代码 91230402MA1B2C3D4E" in same_night["statuses"].filter(pl.col("finding_id") == "a")["response"][0]
+    next_night = ledger.record_run(db, "2026-11-03", findings("a"))
+    assert status_of(next_night) == {"a": "open"}
+    assert ledger.statuses(db)["b"] == "fixed"
+
+
+def test_an_older_ledger_file_is_upgraded_in_place(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(ledger.MIGRATIONS[0])
+        conn.execute("INSERT INTO findings VALUES ('a','market','R-a','bad_check_char','error','open',"
+                     "'2026-10-01','2026-10-01','2026-10-01T00:00:00+00:00')")
+    result = ledger.record_run(db, "2026-11-01", findings("a"))
+    assert status_of(result) == {"a": "open"} and result["new"] == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == ledger.SCHEMA_VERSION
+        assert conn.execute("SELECT uscc FROM findings").fetchone()[0] == "CODE-a"
+
+
+def test_a_ledger_from_a_newer_program_is_refused(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {ledger.SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="newer"):
+        ledger.record_run(db, "2026-11-01", findings("a"))
+
+
+def test_a_crash_inside_the_nightly_update_leaves_the_ledger_as_it_was(tmp_path, monkeypatch):
+    db = tmp_path / "state.sqlite3"
+    ledger.record_run(db, "2026-11-01", findings("a", "b"))
+    before = (ledger.statuses(db), ledger.audit_log(db), ledger.history(db))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ledger, "_close_gone", crash)
+    with pytest.raises(OSError):
+        ledger.record_run(db, "2026-11-02", findings("b", "c"))
+    assert (ledger.statuses(db), ledger.audit_log(db), ledger.history(db)) == before

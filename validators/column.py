@@ -265,6 +265,16 @@ def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str]) 
     return frame["normalized"], flags
 
 
+def compact_expr(codes: pl.Expr) -> pl.Expr:
+    """Polars twin of `validators.uscc.compact`: NFKC, no spaces, NBSP, zero-width chars,
+    hyphens or dots, upper case (the key two spellings of one code share).
+
+    >>> pl.select(compact_expr(pl.lit(" ９１２３-0402\u200b")).alias("c")).item()
+    '91230402'
+    """
+    return codes.str.normalize("NFKC").str.replace_all(f"[{_re_escape(STRIP_CHARS)}]", "").str.to_uppercase()
+
+
 def _re_escape(chars: str) -> str:
     return "".join("\\" + ch if ch in r"\^]-[" else ch for ch in chars).replace("\t", r"\t").replace(
         "\n", r"\n").replace("\r", r"\r").replace("\f", r"\f").replace("\v", r"\x0B")

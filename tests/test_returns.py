@@ -1,0 +1,147 @@
+"""Judging a returned form row by row: what a department may and may not do (SPEC §6)."""
+
+import polars as pl
+import pytest
+
+from checks.ledger import Known
+from checks.returns import Holder, ReturnFormError, clean_cell, judge, read_return
+from validators.uscc import calc_check_char, calc_org_check_char
+
+NAMES = {"market": "市市场监督管理局", "justice": "市司法局", "editorial": "市委编办"}
+
+
+def valid_code(prefix8: str, body8: str) -> str:
+    first17 = prefix8 + body8 + calc_org_check_char(body8)
+    return first17 + calc_check_char(first17)
+
+
+GOOD = valid_code("91230402", "MA1B2C3D")
+
+
+def known(fid="f1", source="market", status="open", kind="bad_check_char", uscc="91230402MA1B2C3D4X",
+          name="鹤岗市丰昌诚商贸有限公司", related=None):
+    return Known(fid, source, f"R-{fid}", kind, status, uscc, name, "2026-11-01T02:00:00+00:00", None, None, related)
+
+
+def form(*rows):
+    """Rows as dicts of the columns that matter; the identity columns default to the ledger's."""
+    out = []
+    for i, r in enumerate(rows):
+        k = r.pop("known", known())
+        out.append({"问题编号": k.finding_id, "记录编号": k.record_id, "名称": k.name, "当前代码": k.uscc,
+                    "处理结果": "", "更正后代码": "", "处理说明": "", "row": i + 2, "code_numeric": False} | r)
+    return pl.DataFrame(out, schema={**{c: pl.String for c in ("问题编号", "记录编号", "名称", "当前代码", "处理结果",
+                                                                "更正后代码", "处理说明")},
+                                     "row": pl.Int64, "code_numeric": pl.Boolean})
+
+
+def verdict(rows, entries, holders=(), source="market"):
+    return judge(form(*rows), source, {k.finding_id: k for k in entries}, list(holders), NAMES).to_dicts()
+
+
+def test_a_valid_correction_is_accepted_and_awaits_the_next_extract():
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": GOOD.lower()}], [known()])
+    assert (v["verdict"], v["new_status"], v["corrected_code"]) == ("accepted", "responded", GOOD)
+
+
+def test_a_correction_that_does_not_validate_is_rejected_with_the_rule():
+    bad = GOOD[:-1] + ("0" if GOOD[-1] != "0" else "1")
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": bad}], [known()])
+    assert v["verdict"] == "rejected" and v["new_status"] == "rejected-response"
+    assert "不是有效的统一社会信用代码" in v["reason"] and "校验码" in v["reason"]
+
+
+def test_a_correction_mangled_by_excel_says_how_to_save_as_text():
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": "9.12304E+17"}], [known()])
+    assert "Excel 按数字保存" in v["reason"] and "文本" in v["reason"]
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": "912304021234567000", "code_numeric": True}], [known()])
+    assert "Excel 按数字保存" in v["reason"]
+
+
+def test_a_correction_to_a_code_another_entity_holds_is_rejected():
+    holder = Holder(GOOD, "editorial", "BB1", "鹤岗市向阳区人民法院")
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": GOOD}], [known()], [holder])
+    assert v["verdict"] == "rejected" and "市委编办的记录 BB1（鹤岗市向阳区人民法院）正在使用" in v["reason"]
+
+
+def test_a_correction_to_the_code_the_same_entity_holds_elsewhere_is_accepted():
+    same_name = Holder(GOOD, "editorial", "BB1", "鹤岗市 丰昌诚商贸有限责任公司")
+    linked = Holder(GOOD, "justice", "SF9", "丰昌诚（鹤岗）")
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": GOOD}], [known(related="justice:SF9")], [same_name, linked])
+    assert v["verdict"] == "accepted"
+
+
+def test_two_records_corrected_to_one_code_collide_even_before_the_next_extract():
+    a, b = known("f1"), known("f2", name="鹤岗市另一家商贸有限公司")
+    v1, v2 = verdict([{"known": a, "处理结果": "已更正", "更正后代码": GOOD},
+                      {"known": b, "处理结果": "已更正", "更正后代码": GOOD}], [a, b])
+    assert v1["verdict"] == "accepted" and v2["verdict"] == "rejected" and "已报送为其更正后代码" in v2["reason"]
+
+
+def test_a_department_cannot_touch_another_departments_finding():
+    theirs = known("f9", source="justice")
+    [v] = verdict([{"known": theirs, "处理结果": "已更正", "更正后代码": GOOD}], [known(), theirs])
+    assert v["verdict"] == "rejected" and v["new_status"] is None
+    assert "属于市司法局" in v["reason"] and "市市场监督管理局" in v["audit_note"]
+
+
+def test_an_unknown_finding_id_is_rejected_without_effect():
+    ghost = known("nope")
+    [v] = verdict([{"known": ghost, "处理结果": "确认无误", "处理说明": "已核对"}], [known()])
+    assert v["verdict"] == "rejected" and v["new_status"] is None and "不存在" in v["reason"]
+
+
+@pytest.mark.parametrize("status, words", [("fixed", "已更正并关闭"), ("waived", "确认无误"), ("responded", "等待下期数据核验")])
+def test_a_finding_that_is_no_longer_open_cannot_be_answered(status, words):
+    k = known(status=status)
+    [v] = verdict([{"known": k, "处理结果": "确认无误", "处理说明": "已核对"}], [k])
+    assert v["verdict"] == "rejected" and v["new_status"] is None and words in v["reason"]
+
+
+def test_a_waiver_needs_a_reason():
+    [v] = verdict([{"处理结果": "确认无误"}], [known()])
+    assert v["verdict"] == "rejected" and "写明依据" in v["reason"]
+    [v] = verdict([{"处理结果": "确认无误", "处理说明": "已核对营业执照原件"}], [known()])
+    assert (v["verdict"], v["new_status"]) == ("accepted", "waived")
+
+
+def test_a_changed_read_only_column_is_rejected_not_applied():
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": GOOD, "名称": "鹤岗市丰昌诚商贸有限公司（改）"}], [known()])
+    assert v["verdict"] == "rejected" and "只读列“名称”被修改" in v["reason"]
+
+
+def test_an_answer_outside_the_four_is_rejected_and_a_blank_one_skipped():
+    v1, v2 = verdict([{"处理结果": "改好了"}, {"known": known("f2")}], [known(), known("f2")])
+    assert v1["verdict"] == "rejected" and "只能填写" in v1["reason"]
+    assert v2["verdict"] == "skipped" and v2["new_status"] is None
+
+
+def test_the_same_finding_twice_in_one_file_is_answered_once():
+    v1, v2 = verdict([{"处理结果": "确认无误", "处理说明": "已核对"}, {"处理结果": "已注销"}], [known()])
+    assert v1["verdict"] == "accepted" and v2["verdict"] == "rejected" and "第 2 行已处理" in v2["reason"]
+
+
+def test_a_duplicate_record_can_be_fixed_without_a_new_code():
+    k = known(kind="duplicate_record")
+    [v] = verdict([{"known": k, "处理结果": "已更正"}], [k])
+    assert v["verdict"] == "accepted"
+    [v] = verdict([{"处理结果": "已更正"}], [known()])
+    assert v["verdict"] == "rejected" and "请在“更正后代码”填写" in v["reason"]
+
+
+def test_the_form_writers_escapes_are_undone_on_reading():
+    assert clean_cell("\t912304021234567890") == "912304021234567890"
+    assert clean_cell("'=HYPERLINK()") == "=HYPERLINK()"
+    assert clean_cell("'91230402MA1B2C3D4X") == "91230402MA1B2C3D4X"
+    assert clean_cell(" 鹤岗 ") == "鹤岗"
+
+
+def test_a_form_without_its_key_columns_is_refused_with_the_columns_found(tmp_path):
+    path = tmp_path / "回复.csv"
+    path.write_text("编号,结果\n1,已更正\n", encoding="gb18030")
+    with pytest.raises(ReturnFormError, match="缺少列：问题编号.*文件中的列：编号、结果"):
+        read_return(path)
+    empty = tmp_path / "空.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(ReturnFormError, match="空文件"):
+        read_return(empty)
