@@ -222,6 +222,8 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         if not historical:
             changes.update(_move_seen(conn, run_date, now, actor))
             changes["fixed"] = _close_gone(conn, run_date, now, actor, tonight)
+        if not historical:
+            changes = _night_changes(conn, run_date, actor)  # the night's, so a rerun reports the same numbers
         statuses = _statuses(conn, historical)
         conn.execute("DROP TABLE tonight")
         labelled = findings.select("finding_id", "source", "severity").join(statuses, on="finding_id", how="left")
@@ -305,6 +307,15 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, t
     conn.executemany("UPDATE findings SET status = 'fixed', status_changed = ? WHERE finding_id = ?",
                      [(now, f) for f, _, _ in moves])
     return len(moves)
+
+
+def _night_changes(conn: sqlite3.Connection, run_date: str, actor: str) -> dict:
+    """What the nightly update of this run date changed, from the audit log."""
+    rows = conn.execute("SELECT old_status, new_status FROM audit WHERE run_date = ? AND actor = ?",
+                        (run_date, actor)).fetchall()
+    return {"new": sum(1 for old, new in rows if old is None),
+            "fixed": sum(1 for _, new in rows if new == "fixed"),
+            "reopened": sum(1 for _, new in rows if new == "reopened")}
 
 
 def _statuses(conn: sqlite3.Connection, historical: bool) -> pl.DataFrame:
@@ -408,6 +419,8 @@ class ReturnedFile:
 def apply_return(db: Path, run_date: str, returned: ReturnedFile, verdicts: pl.DataFrame) -> int:
     """Record one returned file and apply its accepted rows, in one transaction; return its id.
 
+    Blank rows (`skipped`) are counted, not stored: a form of 10^5 rows with ten answers keeps ten rows.
+
     Args:
         verdicts: one row per form row (`checks.returns.VERDICT_SCHEMA`): the row's answer, `verdict`
             (accepted | rejected | skipped), `reason`, and `new_status` (None: the finding does not move).
@@ -424,7 +437,7 @@ def apply_return(db: Path, run_date: str, returned: ReturnedFile, verdicts: pl.D
         conn.executemany(
             "INSERT INTO responses (return_file, row, finding_id, record_id, name, answer, corrected_code, note, "
             "verdict, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(file_id, *r) for r in verdicts.select("row", "finding_id", "record_id", "name", "answer",
+            [(file_id, *r) for r in verdicts.filter(pl.col("verdict") != "skipped").select("row", "finding_id", "record_id", "name", "answer",
                                                     "corrected_code", "note", "verdict", "reason").iter_rows()])
         actor = returned.source
         for v in verdicts.filter(pl.col("new_status").is_not_null() | pl.col("audit_note").is_not_null()) \

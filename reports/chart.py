@@ -5,7 +5,7 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 760, 260
-LEFT, RIGHT, TOP, BOTTOM = 56, 20, 20, 44
+LEFT, RIGHT, TOP, BOTTOM = 56, 44, 20, 44  # RIGHT leaves room for the last date label
 
 
 def trend_svg(history: list[dict]) -> Markup:

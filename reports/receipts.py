@@ -30,7 +30,7 @@ def receipt_csv(entry: dict) -> str:
     writer.writerow(RECEIPT_HEADERS)
     if entry["outcome"] != "processed":
         writer.writerow(["", "", "", "", "", "", "", OUTCOME_LABELS[entry["outcome"]], neutralize(entry["reason"])])
-    for r in entry["rows"]:
+    for r in sorted(entry["rows"], key=lambda r: (r["verdict"] != "rejected", r["row"])):
         writer.writerow([r["row"]] + [neutralize(r[k] or "") for k in (
             "finding_id", "record_id", "name", "answer", "corrected_code", "note")] +
             [VERDICT_LABELS[r["verdict"]], neutralize(r["reason"])])

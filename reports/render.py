@@ -22,7 +22,7 @@ from reports import forms
 from reports.receipts import write_receipts
 from reports.chart import trend_svg
 from reports.labels import with_labels
-from validators.tables import KINDS, SEVERITY_LABELS
+from validators.tables import KINDS, SEVERITY_LABELS, STATUS_LABELS
 
 _ENV = Environment(loader=PackageLoader("reports", "templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=False)
@@ -138,6 +138,7 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         city=view.city, run_date=view.run_date,
         generated_at=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         unresolved=view.changes["open"], by_severity=dict(f.group_by("severity").len().rows()), changes=view.changes,
+        by_status=dict(f.group_by("status").len().rows()), status_labels=STATUS_LABELS,
         chart=trend_svg(view.history), sources=sources, matrix=matrix,
         quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
         source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=receipts)

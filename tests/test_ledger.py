@@ -50,10 +50,10 @@ def test_lifecycle_open_fixed_reopened(tmp_path):
 
 def test_rerunning_the_same_night_changes_nothing(tmp_path):
     db = tmp_path / "state.sqlite3"
-    ledger.record_run(db, "2026-11-01", findings("a", "b"))
+    first = ledger.record_run(db, "2026-11-01", findings("a", "b"))
     before = ledger.audit_log(db)
     again = ledger.record_run(db, "2026-11-01", findings("a", "b"))
-    assert (again["new"], again["fixed"], again["reopened"]) == (0, 0, 0)
+    assert (again["new"], again["fixed"], again["reopened"]) == (first["new"], 0, 0) == (2, 0, 0)  # the night's
     assert ledger.audit_log(db) == before
     assert len(ledger.history(db)) == 1
 
