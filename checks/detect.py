@@ -70,7 +70,8 @@ def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     classified = classify(records["uscc_raw"], records["uscc_numeric"], settings.allowlist)
     prefixes = settings.city.name_prefixes
     frame = records.with_columns(
-        idx=pl.int_range(pl.len(), dtype=pl.Int64),
+        # a partition keeps the indexes of the whole run (checks.partition)
+        idx=pl.col("idx") if "idx" in records.columns else pl.int_range(pl.len(), dtype=pl.Int64),
         norm=classified["code"],
         flags=classified["flags"],
         valid=classified["valid"],
@@ -224,14 +225,27 @@ class Context:
         return None
 
 
+def shared_codes_of(frame: pl.DataFrame) -> dict[str, list[int]]:
+    """Codes held by more than one record → their holders (sorted indexes)."""
+    shared = (frame.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1))
+              .group_by("code").agg(pl.col("idx").sort()))
+    return dict(shared.iter_rows())
+
+
 def cross_level(frame: pl.DataFrame, settings: Settings, involved: set[int]) -> tuple[list[Finding], Context]:
     """Findings across records; `involved` are the records that already have findings."""
     pairs = candidate_pairs(frame, neighbor_pairs(frame))
+    return cross_from(frame, settings, involved, pairs, shared_codes_of(frame))
+
+
+def cross_from(frame: pl.DataFrame, settings: Settings, involved: set[int], pairs: pl.DataFrame,
+               shared_codes: dict[str, list[int]]) -> tuple[list[Finding], Context]:
+    """Findings across records from the candidate pairs and shared codes, however they were found.
+
+    `frame` needs only the records involved: those with findings, in a pair or sharing a code.
+    """
     scored = score_pairs(frame, pairs)
     links = {(r["a"], r["b"]): r for r in scored.select("a", "b", "score", "same", "reason", "blocks").iter_rows(named=True)}
-    shared = (frame.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1))
-              .group_by("code").agg(pl.col("idx").sort()))
-    shared_codes = dict(shared.iter_rows())
     indexes = involved | {i for pair in links for i in pair} | {i for ids in shared_codes.values() for i in ids}
     ctx = Context(frame, settings, row_store(frame, indexes), build_groups(scored), links, shared_codes)
     findings: list[Finding] = []
@@ -458,6 +472,12 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
 
 
 # --------------------------------------------------------------------------- assembly
+
+def assemble(record_findings: list[Finding], cross: list[Finding], ctx: Context) -> pl.DataFrame:
+    """Repairs on the record findings, then every finding as the findings frame."""
+    attach_repairs(record_findings, ctx)
+    return to_frame(record_findings + cross, ctx)
+
 
 def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None) -> pl.DataFrame:
     """The findings frame (columns `FINDING_COLUMNS`) of a canonical frame.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -41,7 +41,7 @@ def update_ledger(data_dir: str, work: str, run_date: str, sources: list[dict], 
     return stages.update_ledger(load_settings(config), Path(data_dir), Path(work), run_date, sources)
 
 
-@task(cache_policy=NO_CACHE)
+@task(retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def render_reports(data_dir: str, work: str, run_date: str, sources: list[dict], changes: dict,
                    seconds: dict, config: str | None) -> str:
     """Write the overview, the department lists and forms, atomically."""
@@ -49,8 +49,19 @@ def render_reports(data_dir: str, work: str, run_date: str, sources: list[dict],
 
 
 @flow(name="uscc-nightly", task_runner=ThreadPoolTaskRunner(max_workers=3), log_prints=True)
-def nightly(data_dir: str = "data", run_date: str | None = None, config: str | None = None) -> dict:
-    """USCC Steward nightly run over DATA_DIR (SPEC §7)."""
+def nightly(data_dir: str = "data", run_date: str | None = None, config: str | None = None, buckets: int = 0,
+            dask_address: str | None = None, dask_workers: int = 2) -> dict:
+    """USCC Steward nightly run over DATA_DIR (SPEC §7).
+
+    Args:
+        data_dir: extracts/, returns/, reports/, state/ of the city.
+        run_date: YYYY-MM-DD (default: today in Asia/Shanghai); an earlier date reruns that night.
+        config: the configuration file (default config/steward.toml).
+        buckets: 0 detects in this process; N > 0 partitions by region and shuffles into N key buckets
+            on Dask (`flows.partitioned`).
+        dask_address: an existing Dask scheduler (`tcp://host:8786`); default a local cluster.
+        dask_workers: worker processes of the local cluster.
+    """
     logger = get_run_logger()
     settings = load_settings(config)
     run_date = run_date or stages.today()
@@ -58,8 +69,13 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
     clock = stages.StageClock()
 
     with clock.stage(stages.INGEST):
-        futures = [ingest_source.submit(data_dir, work, s.key, config) for s in settings.sources]
-        sources = [f.result() for f in futures]
+        futures = ingest_source.map(data_dir, work, [s.key for s in settings.sources], config)
+        sources = []
+        for source, future in zip(settings.sources, futures):
+            outcome = future.result(raise_on_failure=False)
+            if isinstance(outcome, BaseException):  # one source failing never stops the others
+                outcome = stages.failed_source(settings, Path(work), source.key, outcome)
+            sources.append(outcome)
     for s in sources:
         if s["status"] == "rejected":
             logger.warning("%s 本期数据被拒收：%s", s["name"], s["reason"])
@@ -68,7 +84,14 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
                         s["rows_checked"], s["rows_quarantined"], s["rows_blank"])
 
     with clock.stage(stages.DETECT):
-        counts = detect_findings(work, config)
+        if buckets:
+            from flows.partitioned import dask_runner, detect_partitioned
+
+            runner = dask_runner(dask_address, dask_workers)
+            counts = detect_partitioned.with_options(task_runner=runner)(work, config, buckets)
+        else:
+            counts = detect_findings(work, config)
+    logger.info("检测：%d 条记录，%d 条问题", counts["records"], counts["findings"])
     with clock.stage(stages.RETURNS):
         handled = process_returns(data_dir, work, run_date, config)
     for h in handled:
@@ -76,17 +99,24 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
                     h.get("accepted", 0), h.get("rejected", 0), f"（{h['reason']}）" if h["reason"] else "")
     with clock.stage(stages.LEDGER):
         changes = update_ledger(data_dir, work, run_date, sources, config) | stages.returns_counts(handled)
+    logger.info("台账：新发现 %d，已更正 %d，重新出现 %d；待处理 %d", changes["new"], changes["fixed"],
+                changes["reopened"], changes["open"])
     with clock.stage(stages.RENDER):
         folder = render_reports(data_dir, work, run_date, sources, changes, clock.seconds, config)
+    logger.info("总览：%s", Path(folder, "index.html").resolve())
 
     result = stages.result_of(Path(folder), sources, changes)
-    _publish(run_date, result, sources, counts, changes)
+    _publish(run_date, result, sources, counts, changes, Path(work))
     return result
 
 
-def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, changes: dict) -> None:
-    """A summary artifact and a link to the overview in the Prefect UI."""
+def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, changes: dict, work: Path) -> None:
+    """A summary artifact, tables by department × kind and of row accounting, a link to the overview."""
     overview = Path(result["overview"]).resolve().as_uri()
+    create_link_artifact(key="uscc-overview-link", link=overview, link_text=f"总览 {run_date}",
+                         description="The overview page of the run (open from the reports folder)")
+    create_table_artifact(key="uscc-findings-by-kind", table=stages.findings_table(work),
+                          description="Findings by department, kind and status")
     create_markdown_artifact(
         key="uscc-overview",
         markdown=(f"# 统一社会信用代码重错码 {run_date}\n\n"

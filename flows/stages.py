@@ -25,9 +25,10 @@ import polars as pl
 
 from checks import ledger, returns
 from checks.detect import detect
-from checks.ingest import ingest_source
+from checks.partition import assemble, detect_partitioned, split
+from checks.ingest import SourceReport, ingest_source
 from checks.schema import empty_canonical, empty_quarantine
-from checks.settings import Settings, load_settings
+from checks.settings import Settings, Source, load_settings
 from validators.column import compact_expr
 from reports.render import RunView, write_run
 
@@ -74,20 +75,65 @@ def ingest_one(settings: Settings, data_dir: Path, work: Path, key: str) -> dict
     records, quarantine, report = ingest_source(source, Path(data_dir))
     records.write_parquet(work / f"{key}.records.parquet")
     quarantine.write_parquet(work / f"{key}.quarantine.parquet")
-    result = {**report.to_dict(), "departments": list(source.departments), "key": key,
-              "seconds": time.perf_counter() - started}
+    result = _source_result(source, report, time.perf_counter() - started)
     (work / f"{key}.source.json").write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
     return result
 
 
-def detect_all(settings: Settings, work: Path) -> dict:
-    """All sources' records → `<work>/findings.parquet`."""
+def _all_records(settings: Settings, work: Path) -> pl.DataFrame:
     frames = [pl.read_parquet(work / f"{s.key}.records.parquet") for s in settings.sources
               if (work / f"{s.key}.records.parquet").exists()]
-    records = pl.concat(frames) if frames else empty_canonical()
-    findings = detect(records, settings)
+    return pl.concat(frames) if frames else empty_canonical()
+
+
+def failed_source(settings: Settings, work: Path, key: str, error: BaseException) -> dict:
+    """A source whose reading crashed (a bug, not bad data): rejected with the error, empty frames."""
+    source = settings.source(key)
+    empty_canonical().write_parquet(work / f"{key}.records.parquet")
+    empty_quarantine().write_parquet(work / f"{key}.quarantine.parquet")
+    report = SourceReport(key, source.name, status="rejected",
+                          reason=f"读取时发生内部错误（{type(error).__name__}: {error}），请把运行日志发给运维人员。")
+    return _source_result(source, report, 0.0)
+
+
+def _source_result(source: Source, report: SourceReport, seconds: float) -> dict:
+    return {**report.to_dict(), "departments": list(source.departments), "key": source.key, "seconds": seconds}
+
+
+def findings_table(work: Path) -> list[dict]:
+    """Findings by source, kind and status (the Prefect table artifact)."""
+    findings = pl.read_parquet(work / "findings.status.parquet", columns=["source", "kind", "status"])
+    return findings.group_by("source", "kind", "status").len("findings").sort("source", "kind", "status").to_dicts()
+
+
+def detect_all(settings: Settings, work: Path, buckets: int = 0) -> dict:
+    """All sources' records → `<work>/findings.parquet`.
+
+    Args:
+        buckets: 0 for one process; else the number of key buckets of the partitioned detection
+            (`checks.partition`), run here one step after another (`flows.partitioned` spreads it over Dask).
+    """
+    records = _all_records(settings, work)
+    if buckets and records.height:
+        findings = detect_partitioned(records, settings, work / "partitions", buckets=buckets)
+    else:
+        findings = detect(records, settings)
     findings.write_parquet(work / "findings.parquet")
     return {"records": records.height, "findings": findings.height}
+
+
+def split_partitions(settings: Settings, work: Path) -> tuple[Path, list[str]]:
+    """Tonight's records split by region into `<work>/partitions/`; the partition keys."""
+    folder = work / "partitions"
+    return folder, split(_all_records(settings, work), folder)
+
+
+def assemble_partitions(settings: Settings, work: Path, folder: Path, keys: list[str], buckets: int) -> dict:
+    """The partitioned detection's last step → `<work>/findings.parquet`."""
+    findings = assemble(folder, keys, buckets, settings) if keys else detect(empty_canonical(), settings)
+    findings.write_parquet(work / "findings.parquet")
+    return {"records": sum(pl.scan_parquet(folder / f"part-{k}.parquet").select(pl.len()).collect().item()
+                           for k in keys), "findings": findings.height}
 
 
 def _records(settings: Settings, work: Path) -> list[pl.LazyFrame]:
@@ -168,7 +214,7 @@ def result_of(folder: Path, sources: list[dict], changes: dict) -> dict:
     }
 
 
-def run_all(data_dir: Path, run_date: str | None = None, config: str | None = None) -> dict:
+def run_all(data_dir: Path, run_date: str | None = None, config: str | None = None, buckets: int = 0) -> dict:
     """The whole nightly job without Prefect (same stages, in order)."""
     settings = load_settings(config)
     run_date = run_date or today()
@@ -177,7 +223,7 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
     with clock.stage(INGEST):
         sources = [ingest_one(settings, data_dir, work, s.key) for s in settings.sources]
     with clock.stage(DETECT):
-        detect_all(settings, work)
+        detect_all(settings, work, buckets)
     with clock.stage(RETURNS):
         handled = process_returns(settings, data_dir, work, run_date)
     with clock.stage(LEDGER):

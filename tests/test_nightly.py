@@ -53,15 +53,6 @@ def test_a_rejected_file_is_reported_and_the_others_still_run(sample_copy):
     assert (sample_copy / "reports" / "2026-11-27" / "market.html").exists()
 
 
-@pytest.fixture(scope="session")
-def prefect_server():
-    """One ephemeral Prefect server for the session, stopped before pytest closes its streams."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 @pytest.mark.prefect
 def test_the_prefect_flow_runs_the_same_job(prefect_server, sample_copy):
     """One real flow run through Prefect (what `make run` and the deployment do)."""
@@ -72,3 +63,19 @@ def test_the_prefect_flow_runs_the_same_job(prefect_server, sample_copy):
     assert (sample_copy / "reports" / "2026-11-27" / "index.html").exists()
     local = run_all(sample_copy, run_date="2026-11-27")
     assert local["open_findings"] == result["open_findings"]
+
+
+@pytest.mark.prefect
+def test_the_partitioned_flow_on_a_dask_cluster_finds_exactly_the_same(prefect_server, sample_copy, tmp_path):
+    """Partitions by region and the key shuffle on a Dask LocalCluster = the single-process run."""
+    from flows.nightly import nightly
+
+    single = shutil.copytree(sample_copy, tmp_path / "single")
+    run_all(single, run_date="2026-11-27")
+    result = nightly(data_dir=str(sample_copy), run_date="2026-11-27", buckets=3, dask_workers=2)
+    work = sample_copy / "state" / "work" / "2026-11-27"
+    assert len(list((work / "partitions").glob("prepared-*.parquet"))) > 3  # several regions
+    expected = pl.read_parquet(single / "state" / "work" / "2026-11-27" / "findings.status.parquet")
+    got = pl.read_parquet(work / "findings.status.parquet")
+    assert got.sort("finding_id").equals(expected.sort("finding_id"))
+    assert result["open_findings"] == run_all(single, run_date="2026-11-27")["open_findings"]

@@ -1,0 +1,173 @@
+"""Detection split into partitions, for runs bigger than one machine (SPEC §7).
+
+The same findings as `checks.detect.detect`, computed in three steps that a
+distributed engine can spread over workers (`flows.partitioned` runs them
+through Prefect's Dask task runner):
+
+1. **by region** (`split` → `scan_partition`): records are partitioned by the
+   registering authority's prefecture (positions 3–6 of the code; anything
+   without one goes to `other`). Everything about one record is decided
+   there: the validator's findings, the in-context findings, the keys used
+   for linking, and the codes one edit away from an invalid code.
+2. **by key** (`link_bucket`): what crosses partitions — the same code, the
+   same organization code, the same name, the same legal representative, a
+   code one edit from a code held elsewhere — is found by a shuffle: bucket
+   `b` takes every key whose hash falls in `b`, from every partition, so each
+   block is whole in exactly one bucket.
+3. **assembly** (`assemble`): the candidate pairs and shared codes of all
+   buckets, with only the records involved, give the groups, the cross-record
+   findings and the repairs, exactly as the single-process run does.
+
+Indexes (`idx`) are given once for the whole run (`split`), so every step
+speaks of the same records. Steps exchange parquet files in a folder that
+every worker can read (a shared or network file system on a real cluster).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import polars as pl
+
+from checks import linking
+from checks.detect import (
+    ROW_COLUMNS,
+    Finding,
+    assemble as assemble_frame,
+    context_level,
+    cross_from,
+    prepare,
+    record_level,
+)
+from checks.settings import Settings
+from validators.column import compact_expr
+from validators.uscc import single_edit_neighbors
+
+#: Prepared columns the buckets read (the link keys) and the assembly reads (evidence and findings).
+KEY_COLUMNS = ("idx", "code", "org", "legacy_org", "valid", "name_norm", "name_core", "rep")
+ASSEMBLY_COLUMNS = tuple(dict.fromkeys(ROW_COLUMNS + (
+    "name_core", "rep", "address_norm", "established", "org", "weak", "legal_rep", "address", "uscc_numeric")))
+OTHER = "other"
+
+
+def partition_key_expr() -> pl.Expr:
+    """The prefecture of the registering authority (positions 3–6), or `other`."""
+    prefecture = compact_expr(pl.col("uscc_raw").fill_null("")).str.slice(2, 4)
+    return pl.when(prefecture.str.contains(r"^[0-9]{4}$")).then(prefecture).otherwise(pl.lit(OTHER))
+
+
+def split(records: pl.DataFrame, folder: Path) -> list[str]:
+    """Write `part-<key>.parquet` per prefecture (with run-wide `idx`); return the keys, largest first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("part-*.parquet"):
+        old.unlink()
+    keyed = records.with_columns(idx=pl.int_range(pl.len(), dtype=pl.Int64), _part=partition_key_expr())
+    sizes = keyed.group_by("_part").len().sort(["len", "_part"], descending=[True, False])
+    for key, frame in keyed.partition_by("_part", as_dict=True, include_key=False).items():
+        frame.write_parquet(folder / f"part-{key[0]}.parquet")
+    return sizes["_part"].to_list()
+
+
+def scan_partition(folder: Path, key: str, settings: Settings) -> dict:
+    """Step 1 on one partition: prepared records, record findings, one-edit candidates (files)."""
+    records = pl.read_parquet(folder / f"part-{key}.parquet")
+    frame = prepare(records, settings)
+    found = {"record": record_level(frame, settings.allowlist), "context": context_level(frame, settings)}
+    (folder / f"findings-{key}.pickle").write_bytes(pickle.dumps(found))
+    frame.select(tuple(dict.fromkeys(KEY_COLUMNS + ASSEMBLY_COLUMNS))).write_parquet(folder / f"prepared-{key}.parquet")
+    neighbor_candidates(frame).write_parquet(folder / f"neighbors-{key}.parquet")
+    return {"partition": key, "records": frame.height,
+            "findings": sum(len(v) for v in found.values())}
+
+
+def neighbor_candidates(frame: pl.DataFrame) -> pl.DataFrame:
+    """(idx, candidate): valid-looking codes one edit away from each invalid code."""
+    rows_a, candidates = [], []
+    for idx, code in frame.filter(~pl.col("valid") & pl.col("code").is_not_null()).select("idx", "code").iter_rows():
+        for candidate, _ in single_edit_neighbors(code):
+            rows_a.append(idx)
+            candidates.append(candidate)
+    return pl.DataFrame({"idx": rows_a, "candidate": candidates}, schema={"idx": pl.Int64, "candidate": pl.String})
+
+
+def _in_bucket(column: str | pl.Expr, bucket: int, buckets: int) -> pl.Expr:
+    expr = pl.col(column) if isinstance(column, str) else column
+    return (expr.hash(seed=0) % buckets) == bucket
+
+
+def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dict:
+    """Step 2 on one bucket: candidate pairs and shared codes of the keys hashing to it."""
+    prepared = pl.concat([pl.scan_parquet(folder / f"prepared-{k}.parquet").select(KEY_COLUMNS) for k in keys])
+    rep_block = (pl.col("rep") + "|" + pl.col("name_core").str.slice(0, 2) + "|"
+                 + pl.col("name_core").str.slice(-2, 2))
+    mine = prepared.filter(_in_bucket("code", bucket, buckets).fill_null(False)
+                           | _in_bucket("org", bucket, buckets).fill_null(False)
+                           | _in_bucket("name_norm", bucket, buckets).fill_null(False)
+                           | _in_bucket(rep_block, bucket, buckets).fill_null(False)
+                           | _in_bucket("legacy_org", bucket, buckets).fill_null(False)).collect().sort("idx")
+
+    def only(key: str | pl.Expr) -> pl.DataFrame:
+        return mine.filter(_in_bucket(key, bucket, buckets).fill_null(False))
+
+    by_rep = only(rep_block)
+    parts = [
+        linking._pairs_within(only("code"), "code", different_code=False, block="code"),
+        linking._pairs_within(only("org"), "org", different_code=True, block="org"),
+        linking._pairs_within(only("name_norm"), "name_norm", different_code=True, block="name"),
+        linking._fuzzy_rep_pairs(by_rep) if by_rep.height else None,
+        _neighbor_pairs(folder, keys, only("code"), only("org"), only("legacy_org"), bucket, buckets),
+    ]
+    pairs = pl.concat([p.select("a", "b", "block") for p in parts if p is not None and p.height])
+    code_holders = only("code")
+    shared = (code_holders.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1))
+              .group_by("code").agg(pl.col("idx").sort()))
+    pairs.write_parquet(folder / f"pairs-{bucket}.parquet")
+    shared.write_parquet(folder / f"shared-{bucket}.parquet")
+    return {"bucket": bucket, "records": mine.height, "pairs": pairs.height}
+
+
+def _neighbor_pairs(folder: Path, keys: list[str], by_code: pl.DataFrame, by_org: pl.DataFrame,
+                    legacy: pl.DataFrame, bucket: int, buckets: int) -> pl.DataFrame:
+    """One-edit candidates and legacy organization codes matched to holders in this bucket
+    (`checks.detect.neighbor_pairs`, split by the hash of the code looked up)."""
+    holders = by_code.filter(pl.col("valid") & pl.col("code").is_not_null()).group_by("code") \
+        .agg(pl.col("idx").min().alias("holder"))
+    candidates = pl.concat([pl.scan_parquet(folder / f"neighbors-{k}.parquet") for k in keys]) \
+        .filter(_in_bucket("candidate", bucket, buckets)).collect()
+    near = candidates.join(holders, left_on="candidate", right_on="code") \
+        .select(pl.col("idx").alias("a"), pl.col("holder").alias("b"))
+    org_holders = by_org.filter(pl.col("valid") & pl.col("org").is_not_null()).select("idx", "org")
+    old = legacy.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org") \
+        .join(org_holders, left_on="legacy_org", right_on="org", suffix="_b") \
+        .select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"))
+    return pl.concat([near, old]).with_columns(block=pl.lit("neighbor"))
+
+
+def assemble(folder: Path, keys: list[str], buckets: int, settings: Settings) -> pl.DataFrame:
+    """Step 3: the findings frame of the whole run."""
+    found = [pickle.loads((folder / f"findings-{k}.pickle").read_bytes()) for k in keys]
+    by_idx = lambda f: f.idx  # noqa: E731  (stable: keeps each record's kinds in rule order)
+    record_findings: list[Finding] = sorted((f for x in found for f in x["record"]), key=by_idx) + \
+        sorted((f for x in found for f in x["context"]), key=by_idx)
+    pairs = pl.concat([pl.read_parquet(folder / f"pairs-{b}.parquet") for b in range(buckets)]) \
+        .with_columns(a=pl.min_horizontal("a", "b"), b=pl.max_horizontal("a", "b")).filter(pl.col("a") != pl.col("b")) \
+        .group_by("a", "b").agg(pl.col("block").unique().sort().str.join(",").alias("blocks"))
+    shared = dict(pl.concat([pl.read_parquet(folder / f"shared-{b}.parquet") for b in range(buckets)]).iter_rows())
+    involved = {f.idx for f in record_findings}
+    wanted = involved | set(pairs["a"]) | set(pairs["b"]) | {i for ids in shared.values() for i in ids}
+    rows = pl.concat([pl.scan_parquet(folder / f"prepared-{k}.parquet").select(ASSEMBLY_COLUMNS) for k in keys]) \
+        .join(pl.LazyFrame({"idx": sorted(wanted)}, schema={"idx": pl.Int64}), on="idx", how="semi") \
+        .collect().sort("idx")
+    cross, ctx = cross_from(rows, settings, involved, pairs, shared)
+    return assemble_frame(record_findings, cross, ctx)
+
+
+def detect_partitioned(records: pl.DataFrame, settings: Settings, folder: Path, buckets: int = 4) -> pl.DataFrame:
+    """All three steps in this process, one after another (what the Dask run spreads out)."""
+    keys = split(records, folder)
+    for key in keys:
+        scan_partition(folder, key, settings)
+    for bucket in range(buckets):
+        link_bucket(folder, keys, bucket, buckets)
+    return assemble(folder, keys, buckets, settings)

@@ -1,0 +1,57 @@
+"""Detection spread over a Dask cluster: partitions by region, a shuffle by key (SPEC §7).
+
+A subflow of the nightly flow, run with Prefect's Dask task runner: a
+`LocalCluster` on this machine by default, or an existing cluster by address
+(`tcp://scheduler:8786`). Every worker must see the same work folder (shared
+or network file system) and have this project installed. Same findings as
+the single-process detection (`checks.partition` says how, a test shows it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect_dask import DaskTaskRunner
+
+from checks import partition
+from checks.settings import load_settings
+from flows import stages
+
+
+def dask_runner(address: str | None = None, workers: int = 2) -> DaskTaskRunner:
+    """An existing Dask cluster by address, else a local cluster of `workers` processes."""
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
+
+
+@task(cache_policy=NO_CACHE)
+def scan_partition(folder: str, key: str, config: str | None) -> dict:
+    """Validate one region's records and derive their link keys."""
+    return partition.scan_partition(Path(folder), key, load_settings(config))
+
+
+@task(cache_policy=NO_CACHE)
+def link_bucket(folder: str, keys: list[str], bucket: int, buckets: int) -> dict:
+    """Candidate pairs of the keys hashing to one bucket (the shuffle)."""
+    return partition.link_bucket(Path(folder), keys, bucket, buckets)
+
+
+@flow(name="uscc-detect-partitioned", log_prints=True)
+def detect_partitioned(work: str, config: str | None = None, buckets: int = 8) -> dict:
+    """Split by region → scan partitions → link buckets → assemble findings."""
+    logger = get_run_logger()
+    settings = load_settings(config)
+    folder, keys = stages.split_partitions(settings, Path(work))
+    logger.info("按地区分为 %d 个分区：%s", len(keys), "、".join(keys))
+    scanned = scan_partition.map(str(folder), keys, unmapped(config))
+    for s in scanned.result():
+        logger.info("分区 %s：%d 条记录，%d 条单条记录问题", s["partition"], s["records"], s["findings"])
+    linked = link_bucket.map(str(folder), unmapped(keys), range(buckets), unmapped(buckets))
+    logger.info("按键分桶 %d 个，候选记录对 %d", buckets, sum(b["pairs"] for b in linked.result()))
+    counts = stages.assemble_partitions(settings, Path(work), folder, keys, buckets)
+    logger.info("检测完成：%d 条记录，%d 条问题", counts["records"], counts["findings"])
+    return counts
