@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 DATA ?= data
+DATE ?=
+RUN_ARGS := --data-dir $(DATA) $(if $(DATE),--date $(DATE))
 PY := $(VENV)/bin/python
 USCC := $(VENV)/bin/uscc
 
@@ -15,14 +17,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed  ## create .venv with the pinned versions of constraints.txt
 
-run: install  ## nightly job on DATA (a copy of sample_data/ the first time) through Prefect
+run: install  ## nightly job on DATA (a copy of sample_data/ the first time) through Prefect; DATE=YYYY-MM-DD reruns a night
 	@test -d $(DATA)/extracts || { mkdir -p $(DATA)/returns && cp -r sample_data/extracts $(DATA)/; \
 	  echo "已将 sample_data/ 复制到 $(DATA)/"; }
-	$(USCC) run --data-dir $(DATA)
+	$(USCC) run $(RUN_ARGS)
 
 run-local: install  ## the same job without Prefect (debugging)
 	@test -d $(DATA)/extracts || { mkdir -p $(DATA)/returns && cp -r sample_data/extracts $(DATA)/; }
-	$(USCC) run --data-dir $(DATA) --no-prefect
+	$(USCC) run $(RUN_ARGS) --no-prefect
 
 test: install  ## every test, the browser test included (chromium from apt when missing)
 	$(PY) -m pytest
@@ -41,6 +43,7 @@ bench: install  ## benchmarks (numbers go into README)
 	$(PY) benchmarks/bench_validators.py
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_detect.py
+	$(PY) benchmarks/bench_flow.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -118,7 +118,8 @@ def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dic
         linking._fuzzy_rep_pairs(by_rep) if by_rep.height else None,
         _neighbor_pairs(folder, keys, only("code"), only("org"), only("legacy_org"), bucket, buckets),
     ]
-    pairs = pl.concat([p.select("a", "b", "block") for p in parts if p is not None and p.height])
+    found = [p.select("a", "b", "block") for p in parts if p is not None and p.height]
+    pairs = pl.concat(found) if found else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
     code_holders = only("code")
     shared = (code_holders.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1))
               .group_by("code").agg(pl.col("idx").sort()))

@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--date", help="运行日期 YYYY-MM-DD（默认今天，重跑某晚时指定）")
     run.add_argument("--config", help="配置文件，默认 config/steward.toml")
     run.add_argument("--no-prefect", action="store_true", help="不经 Prefect 直接运行（调试用）")
+    run.add_argument("--buckets", type=int, default=0,
+                     help="按地区分区、按键分桶检测（桶数；0 = 单进程）。经 Prefect 时在 Dask 集群上运行")
+    run.add_argument("--dask-address", help="已有 Dask 集群的调度器地址（如 tcp://10.0.0.5:8786）；默认本机临时集群")
+    run.add_argument("--dask-workers", type=int, default=2, help="本机临时 Dask 集群的进程数")
 
     synth = sub.add_parser("synth", help="生成合成数据（含标准答案）")
     synth.add_argument("--out", required=True, help="输出的数据目录")
@@ -166,10 +170,12 @@ def _run(args) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     run_date = _parse_date(args.date)
+    if args.buckets < 0 or args.dask_workers < 1:
+        raise UsageError("--buckets 不能为负数，--dask-workers 至少为 1")
     if args.no_prefect:
         from flows.stages import run_all
 
-        result = run_all(data_dir, run_date=run_date, config=args.config)
+        result = run_all(data_dir, run_date=run_date, config=args.config, buckets=args.buckets)
     else:
         import os
 
@@ -177,9 +183,13 @@ def _run(args) -> int:
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         from flows.nightly import nightly
 
-        result = nightly(data_dir=str(data_dir), run_date=run_date, config=args.config)
+        result = nightly(data_dir=str(data_dir), run_date=run_date, config=args.config, buckets=args.buckets,
+                         dask_address=args.dask_address, dask_workers=args.dask_workers)
+    returns = result["returns"]
     print(f"总览：{Path(result['overview']).resolve()}")
-    print(f"本次发现问题 {result['open_findings']} 条；被拒收文件 {len(result['rejected'])} 个。")
+    print(f"待处理问题（错误与警告）{result['open_findings']} 条；被拒收文件 {len(result['rejected'])} 个；"
+          f"部门反馈 {returns['return_files']} 份（受理 {returns['returns_accepted']} 行，"
+          f"未受理 {returns['returns_rejected']} 行）。")
     for source, reason in result["rejected"].items():
         print(f"  被拒收：{source}：{reason}", file=sys.stderr)
     return 1 if result["rejected"] else 0

@@ -40,7 +40,7 @@ def test_a_duplicate_code_across_regions_and_sources_is_still_found(settings, tm
     base = {c: None for c in ("entity_type", "legal_rep", "established", "status", "address")}
     frame = pl.DataFrame([{"source": s, "record_id": r, "uscc_raw": c, "uscc_numeric": False, "name": n,
                            **base, "file": "x.csv", "row": i + 2} for i, (s, r, c, n) in enumerate(rows)],
-                         schema_overrides={"established": pl.Date})
+                         schema_overrides={"established": pl.Date} | {c: pl.String for c in base if c != "established"})
     single = detect(frame, settings).sort("finding_id")
     assert "duplicate_code" in single["kind"].to_list()
     assert detect_partitioned(frame, settings, tmp_path, buckets=5).sort("finding_id").equals(single)
