@@ -5,8 +5,8 @@ distributed engine can spread over workers (`flows.partitioned` runs them
 through Prefect's Dask task runner):
 
 1. **by region** (`split` → `scan_partition`): records are partitioned by the
-   registering authority's prefecture (positions 3–6 of the code; anything
-   without one goes to `other`). Everything about one record is decided
+   registering authority's region (positions 3–8 of the code; anything
+   without one goes to `other`), regions packed into groups of about equal size. Everything about one record is decided
    there: the validator's findings, the in-context findings, the keys used
    for linking, and the codes one edit away from an invalid code.
 2. **by key** (`link_bucket`): what crosses partitions — the same code, the
@@ -25,6 +25,7 @@ every worker can read (a shared or network file system on a real cluster).
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -52,21 +53,41 @@ OTHER = "other"
 
 
 def partition_key_expr() -> pl.Expr:
-    """The prefecture of the registering authority (positions 3–6), or `other`."""
-    prefecture = compact_expr(pl.col("uscc_raw").fill_null("")).str.slice(2, 4)
-    return pl.when(prefecture.str.contains(r"^[0-9]{4}$")).then(prefecture).otherwise(pl.lit(OTHER))
+    """The region of the registering authority (positions 3–8), or `other`."""
+    region = compact_expr(pl.col("uscc_raw").fill_null("")).str.slice(2, 6)
+    return pl.when(region.str.contains(r"^[0-9]{6}$")).then(region).otherwise(pl.lit(OTHER))
 
 
-def split(records: pl.DataFrame, folder: Path) -> list[str]:
-    """Write `part-<key>.parquet` per prefecture (with run-wide `idx`); return the keys, largest first."""
+def split(records: pl.DataFrame, folder: Path, parts: int = 8) -> list[str]:
+    """Write `part-<key>.parquet` per group of regions (with run-wide `idx`); return the keys.
+
+    Regions are packed, largest first, into at most `parts` groups of about equal size, so a
+    province's hundreds of counties do not become hundreds of tiny tasks. `regions.json`
+    records which regions each group holds.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("part-*.parquet"):
+    for old in folder.glob("*"):
         old.unlink()
-    keyed = records.with_columns(idx=pl.int_range(pl.len(), dtype=pl.Int64), _part=partition_key_expr())
-    sizes = keyed.group_by("_part").len().sort(["len", "_part"], descending=[True, False])
-    for key, frame in keyed.partition_by("_part", as_dict=True, include_key=False).items():
-        frame.write_parquet(folder / f"part-{key[0]}.parquet")
-    return sizes["_part"].to_list()
+    keyed = records.with_columns(idx=pl.int_range(pl.len(), dtype=pl.Int64), _region=partition_key_expr())
+    sizes = keyed.group_by("_region").len().sort(["len", "_region"], descending=[True, False]).rows()
+    groups: list[list] = [[0, []] for _ in range(max(1, min(parts, len(sizes))))]
+    for region, n in sizes:
+        smallest = min(groups, key=lambda g: g[0])
+        smallest[0] += n
+        smallest[1].append(region)
+    keys, manifest = [], {}
+    for i, (_, regions) in enumerate(g for g in groups if g[1]):
+        key = f"g{i}"
+        keyed.filter(pl.col("_region").is_in(regions)).drop("_region").write_parquet(folder / f"part-{key}.parquet")
+        keys.append(key)
+        manifest[key] = sorted(regions)
+    (folder / "regions.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    return keys
+
+
+def regions_of(folder: Path) -> dict[str, list[str]]:
+    """Which regions (positions 3–8) each partition holds."""
+    return json.loads((folder / "regions.json").read_text("utf-8"))
 
 
 def scan_partition(folder: Path, key: str, settings: Settings) -> dict:
@@ -164,9 +185,10 @@ def assemble(folder: Path, keys: list[str], buckets: int, settings: Settings) ->
     return assemble_frame(record_findings, cross, ctx)
 
 
-def detect_partitioned(records: pl.DataFrame, settings: Settings, folder: Path, buckets: int = 4) -> pl.DataFrame:
+def detect_partitioned(records: pl.DataFrame, settings: Settings, folder: Path, buckets: int = 4,
+                       parts: int = 8) -> pl.DataFrame:
     """All three steps in this process, one after another (what the Dask run spreads out)."""
-    keys = split(records, folder)
+    keys = split(records, folder, parts)
     for key in keys:
         scan_partition(folder, key, settings)
     for bucket in range(buckets):

@@ -88,7 +88,7 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
             from flows.partitioned import dask_runner, detect_partitioned
 
             runner = dask_runner(dask_address, dask_workers)
-            counts = detect_partitioned.with_options(task_runner=runner)(work, config, buckets)
+            counts = detect_partitioned.with_options(task_runner=runner)(work, config, buckets, parts=buckets)
         else:
             counts = detect_findings(work, config)
     logger.info("检测：%d 条记录，%d 条问题", counts["records"], counts["findings"])

@@ -21,11 +21,23 @@ from flows import stages
 
 
 def dask_runner(address: str | None = None, workers: int = 2) -> DaskTaskRunner:
-    """An existing Dask cluster by address, else a local cluster of `workers` processes."""
+    """An existing Dask cluster by address, else a local cluster of `workers` processes.
+
+    The local workers are told the API of this run (in local mode Prefect's temporary server),
+    so their task runs are reported to the same place instead of each starting a server of its own.
+    Workers of an existing cluster need PREFECT_API_URL in their environment (README).
+    """
     if address:
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None})
+                                          "dashboard_address": None, "env": {"PREFECT_API_URL": _api_url()}})
+
+
+def _api_url() -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.api_url).rstrip("/")
 
 
 @task(cache_policy=NO_CACHE)
@@ -41,12 +53,14 @@ def link_bucket(folder: str, keys: list[str], bucket: int, buckets: int) -> dict
 
 
 @flow(name="uscc-detect-partitioned", log_prints=True)
-def detect_partitioned(work: str, config: str | None = None, buckets: int = 8) -> dict:
+def detect_partitioned(work: str, config: str | None = None, buckets: int = 8, parts: int = 8) -> dict:
     """Split by region → scan partitions → link buckets → assemble findings."""
     logger = get_run_logger()
     settings = load_settings(config)
-    folder, keys = stages.split_partitions(settings, Path(work))
-    logger.info("按地区分为 %d 个分区：%s", len(keys), "、".join(keys))
+    folder, keys = stages.split_partitions(settings, Path(work), parts)
+    for key, regions in partition.regions_of(folder).items():
+        shown = "、".join(regions[:12]) + (f" 等 {len(regions)} 个" if len(regions) > 12 else "")
+        logger.info("分区 %s：地区 %s", key, shown)
     scanned = scan_partition.map(str(folder), keys, unmapped(config))
     for s in scanned.result():
         logger.info("分区 %s：%d 条记录，%d 条单条记录问题", s["partition"], s["records"], s["findings"])

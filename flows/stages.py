@@ -115,17 +115,17 @@ def detect_all(settings: Settings, work: Path, buckets: int = 0) -> dict:
     """
     records = _all_records(settings, work)
     if buckets and records.height:
-        findings = detect_partitioned(records, settings, work / "partitions", buckets=buckets)
+        findings = detect_partitioned(records, settings, work / "partitions", buckets=buckets, parts=buckets)
     else:
         findings = detect(records, settings)
     findings.write_parquet(work / "findings.parquet")
     return {"records": records.height, "findings": findings.height}
 
 
-def split_partitions(settings: Settings, work: Path) -> tuple[Path, list[str]]:
+def split_partitions(settings: Settings, work: Path, parts: int) -> tuple[Path, list[str]]:
     """Tonight's records split by region into `<work>/partitions/`; the partition keys."""
     folder = work / "partitions"
-    return folder, split(_all_records(settings, work), folder)
+    return folder, split(_all_records(settings, work), folder, parts)
 
 
 def assemble_partitions(settings: Settings, work: Path, folder: Path, keys: list[str], buckets: int) -> dict:
