@@ -90,6 +90,7 @@ def read_return(path: Path) -> pl.DataFrame:
             names = xlsx.sheet_names(path)
         except xlsx.XlsxError as exc:
             raise ReturnFormError(str(exc)) from None
+        frames = []  # a long list spans 更正清单, 更正清单(2), …: every sheet with the key column counts
         for sheet in names:
             frame = xlsx.read_rows(path, sheet)
             for at in range(min(frame.height, 10)):
@@ -101,8 +102,11 @@ def read_return(path: Path) -> pl.DataFrame:
                     if xml is not None and NEW_CODE in header:
                         numeric = xlsx.numeric_rows(xml, header.index(NEW_CODE)) or set()
                     rows = [(first + at + 1 + i, list(r)) for i, r in enumerate(frame.slice(at + 1).iter_rows())]
-                    return _to_frame(path, header, rows, numeric)
-        raise ReturnFormError(f"{path.name} 中找不到含“{KEY}”列的工作表。请使用下发的更正清单填写后报送。")
+                    frames.append(_to_frame(path, header, rows, numeric, sheet if frames else None))
+                    break
+        if not frames:
+            raise ReturnFormError(f"{path.name} 中找不到含“{KEY}”列的工作表。请使用下发的更正清单填写后报送。")
+        return pl.concat(frames, how="diagonal_relaxed")
     try:
         text, _ = decode(path.read_bytes(), path.name)
     except TextFileError as exc:
@@ -117,11 +121,13 @@ def read_return(path: Path) -> pl.DataFrame:
     return _to_frame(path, header, rows, set())
 
 
-def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numeric: set[int]) -> pl.DataFrame:
+def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numeric: set[int],
+              sheet: str | None = None) -> pl.DataFrame:
     missing = [h for h in REQUIRED_HEADERS if h not in header]
     if missing:
         found = "、".join(h for h in header if h) or "（无）"
-        raise ReturnFormError(f"{path.name} 缺少列：{'、'.join(missing)}（文件中的列：{found}）。"
+        where = f"{path.name}（工作表“{sheet}”）" if sheet else path.name
+        raise ReturnFormError(f"{where} 缺少列：{'、'.join(missing)}（文件中的列：{found}）。"
                               "请使用下发的更正清单，不要删除或改名表头，填写后重新报送。")
     positions = {h: header.index(h) for h in FORM_HEADERS if h in header}
     kept = [(n, r) for n, r in rows if any(clean_cell(c) for c in r)]

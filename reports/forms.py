@@ -39,6 +39,9 @@ ANSWER_COLUMNS = ("处理结果", "更正后代码", "处理说明")
 #: Columns holding codes or ids: kept as text in both forms.
 TEXT_COLUMNS = {"问题编号", "记录编号", "当前代码", "建议代码", "更正后代码"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+SHEET = "更正清单"
+#: Data rows per sheet: Excel's 1,048,576 rows less the header.
+XLSX_MAX_ROWS = 1_048_575
 
 
 def neutralize(value: object) -> str:
@@ -80,8 +83,6 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
 
     book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "strings_to_formulas": False,
                                            "strings_to_urls": False})
-    sheet = book.add_worksheet("更正清单")
-    guide = book.add_worksheet("填写说明")
     head_ro = book.add_format({"bold": True, "bg_color": "#D9D9D9", "border": 1, "text_wrap": True, "locked": True})
     head_rw = book.add_format({"bold": True, "bg_color": "#FFE699", "border": 1, "text_wrap": True, "locked": True})
     cell_ro = book.add_format({"bg_color": "#F2F2F2", "border": 1, "text_wrap": True, "valign": "top",
@@ -93,30 +94,37 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     headers = [h for h, _ in READ_ONLY] + list(ANSWER_COLUMNS)
     widths = [18, 14, 28, 22, 14, 8, 48, 22, 10, 40, 40, 10, 30, 12, 22, 30]
     n_ro = len(READ_ONLY)
-    for col, (header, width) in enumerate(zip(headers, widths)):
-        sheet.set_column(col, col, width)
-        sheet.write_string(0, col, header, head_ro if col < n_ro else head_rw)
     rows = form_rows(findings)
-    for r, row in enumerate(rows, start=1):
-        for col, value in enumerate(row):
-            sheet.write_string(r, col, value, cell_ro)
-        sheet.write_blank(r, n_ro, None, divider)
-        sheet.write_blank(r, n_ro + 1, None, cell_rw)
-        sheet.write_blank(r, n_ro + 2, None, cell_rw)
-    last = max(len(rows), 1)
-    sheet.data_validation(1, n_ro, max(last, 1000), n_ro, {
-        "validate": "list", "source": list(ANSWERS),
-        "input_title": "处理结果", "input_message": "请从下拉列表选择：" + "、".join(ANSWERS),
-        "error_title": "处理结果无效", "error_message": "只能选择：" + "、".join(ANSWERS),
-    })
-    sheet.freeze_panes(1, 3)
-    sheet.autofilter(0, 0, last, len(headers) - 1)
-    sheet.protect("", {"autofilter": True, "sort": False, "format_columns": True, "format_rows": True,
-                       "select_locked_cells": True, "select_unlocked_cells": True})
-    sheet.set_landscape()
-    sheet.set_paper(9)
-    sheet.repeat_rows(0)
-
+    # a sheet holds 1,048,576 rows: a bigger list continues on 更正清单(2), (3)… (the reader reads them all)
+    chunks = [rows[i:i + XLSX_MAX_ROWS] for i in range(0, len(rows), XLSX_MAX_ROWS)] or [[]]
+    sheets = []
+    for number, chunk in enumerate(chunks, start=1):
+        sheet = book.add_worksheet(SHEET if number == 1 else f"{SHEET}({number})")
+        sheets.append(sheet)
+        for col, (header, width) in enumerate(zip(headers, widths)):
+            sheet.set_column(col, col, width)
+            sheet.write_string(0, col, header, head_ro if col < n_ro else head_rw)
+        for r, row in enumerate(chunk, start=1):
+            for col, value in enumerate(row):
+                sheet.write_string(r, col, value, cell_ro)
+            sheet.write_blank(r, n_ro, None, divider)
+            sheet.write_blank(r, n_ro + 1, None, cell_rw)
+            sheet.write_blank(r, n_ro + 2, None, cell_rw)
+        last = max(len(chunk), 1)
+        sheet.data_validation(1, n_ro, max(last, 1000), n_ro, {
+            "validate": "list", "source": list(ANSWERS),
+            "input_title": "处理结果", "input_message": "请从下拉列表选择：" + "、".join(ANSWERS),
+            "error_title": "处理结果无效", "error_message": "只能选择：" + "、".join(ANSWERS),
+        })
+        sheet.freeze_panes(1, 3)
+        sheet.autofilter(0, 0, last, len(headers) - 1)
+        sheet.protect("", {"autofilter": True, "sort": False, "format_columns": True, "format_rows": True,
+                           "select_locked_cells": True, "select_unlocked_cells": True})
+        sheet.set_landscape()
+        sheet.set_paper(9)
+        sheet.repeat_rows(0)
+    sheet = sheets[0]
+    guide = book.add_worksheet("填写说明")
     bold = book.add_format({"bold": True, "font_size": 14})
     wrap = book.add_format({"text_wrap": True, "valign": "top"})
     guide.set_column(0, 0, 100)

@@ -115,3 +115,25 @@ def test_findings_csv_has_the_spec_columns(tmp_path):
     for column in ("finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message",
                    "suggested_code", "confidence", "related", "status"):
         assert column in header
+
+
+def test_a_form_longer_than_an_excel_sheet_continues_on_more_sheets_and_reads_back_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(forms, "XLSX_MAX_ROWS", 2)
+    rows = findings_frame(*[finding(finding_id=f"f{i}", record_id=f"SC{i:03d}") for i in range(5)])
+    path = tmp_path / "market.xlsx"
+    forms.write_xlsx(path, rows, "市市场监督管理局", "2026-11-28")
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["更正清单", "更正清单(2)", "更正清单(3)", "填写说明"]
+    assert [book[s].max_row for s in book.sheetnames[:3]] == [3, 3, 2]  # header + at most two rows each
+    assert read_return(path)["问题编号"].to_list() == [f"f{i}" for i in range(5)]
+
+
+def test_a_list_too_long_for_a_browser_shows_errors_first_and_says_where_the_rest_is(monkeypatch):
+    from reports import render
+
+    monkeypatch.setattr(render, "HTML_MAX_ROWS", 2)
+    frame = findings_frame(finding(finding_id="w", severity="warning", kind="region_outside", record_id="A"),
+                           finding(finding_id="e2", record_id="C"), finding(finding_id="e1", record_id="B"))
+    html = render_department(view(frame), view(frame).sources[0], frame)
+    assert "本页只列出前 2 条" in html and "全部 3 条见填报表" in html
+    assert ">B<" in html and ">C<" in html and ">A<" not in html

@@ -145,3 +145,56 @@ def test_a_form_without_its_key_columns_is_refused_with_the_columns_found(tmp_pa
     empty.write_bytes(b"")
     with pytest.raises(ReturnFormError, match="空文件"):
         read_return(empty)
+
+
+# --------------------------------------------------------------------------- whole files
+
+def test_unreadable_or_foreign_files_get_a_receipt_and_change_nothing(tmp_path, settings):
+    from checks import ledger
+    from checks.detect import FINDING_SCHEMA
+    from checks.returns import process_file
+
+    db = tmp_path / "state" / "ledger.sqlite3"
+    mine = pl.DataFrame([{c: None for c in FINDING_SCHEMA} | {"finding_id": "f1", "source": "market",
+                          "record_id": "R-f1", "kind": "bad_check_char", "severity": "error"}], schema=FINDING_SCHEMA)
+    ledger.record_run(db, "2026-11-01", mine)
+    folder = tmp_path / "returns" / "market"
+    folder.mkdir(parents=True)
+    cases = {
+        "反馈.pdf": (b"%PDF-1.4", "不支持的文件类型"),
+        "乱码.csv": (bytes(range(256)) * 4, "不是文本文件"),
+        "表头不对.csv": ("编号,结果\n1,已更正\n".encode("gb18030"), "缺少列"),
+        "只有表头.csv": ("问题编号,记录编号,名称,当前代码,处理结果,更正后代码,处理说明\n".encode(), "没有数据行"),
+    }
+    for name, (content, words) in cases.items():
+        path = folder / name
+        path.write_bytes(content)
+        done = process_file(path, "market", tmp_path, db, "2026-11-02", settings, lambda codes: [])
+        assert done["outcome"] == "rejected" and words in done["reason"], (name, done)
+        assert not path.exists()  # archived, never processed again
+    assert ledger.statuses(db) == {"f1": "open"}
+    [entry] = [e for e in ledger.returns_of_night(db, "2026-11-02") if e["file_name"] == "表头不对.csv"]
+    assert "文件中的列：编号、结果" in entry["reason"]
+
+
+def test_receipts_escape_what_a_clerk_typed(tmp_path):
+    from reports.receipts import receipt_csv, write_receipts
+    from reports.render import _ENV
+
+    row = {"row": 2, "finding_id": "f1", "record_id": "R1", "name": "<script>alert(1)</script>", "answer": "确认无误",
+           "corrected_code": None, "note": "=HYPERLINK(\"http://x\")", "verdict": "accepted", "reason": "已受理"}
+    entry = {"id": 1, "source": "market", "sha256": "a" * 64, "file_name": "反馈.csv", "processed_at": "",
+             "outcome": "processed", "reason": None, "rows_total": 1, "accepted": 1, "rejected": 0, "skipped": 0,
+             "archived_as": None, "rows": [row]}
+    [link] = write_receipts(tmp_path, _ENV, [entry], NAMES, "鹤岗市", "2026-11-02")
+    html = (tmp_path / link["html"]).read_text("utf-8")
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "'=HYPERLINK" in receipt_csv(entry)
+
+
+def test_the_ledger_path_comes_from_the_environment_or_the_configuration(tmp_path, settings, monkeypatch):
+    from flows.stages import ledger_path
+
+    assert ledger_path(tmp_path, settings) == tmp_path / "state" / "steward.sqlite3"
+    monkeypatch.setenv("USCC_DATABASE", str(tmp_path / "elsewhere.sqlite3"))
+    assert ledger_path(tmp_path / "data", settings) == tmp_path / "elsewhere.sqlite3"
