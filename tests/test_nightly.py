@@ -74,7 +74,8 @@ def test_the_partitioned_flow_on_a_dask_cluster_finds_exactly_the_same(prefect_s
     run_all(single, run_date="2026-11-27")
     result = nightly(data_dir=str(sample_copy), run_date="2026-11-27", buckets=3, dask_workers=2)
     work = sample_copy / "state" / "work" / "2026-11-27"
-    assert len(list((work / "partitions").glob("prepared-*.parquet"))) > 3  # several regions
+    regions = json.loads((work / "partitions" / "regions.json").read_text("utf-8"))
+    assert len(regions) == 3 and sum(len(r) for r in regions.values()) > 3  # several regions in each of 3 groups
     expected = pl.read_parquet(single / "state" / "work" / "2026-11-27" / "findings.status.parquet")
     got = pl.read_parquet(work / "findings.status.parquet")
     assert got.sort("finding_id").equals(expected.sort("finding_id"))
