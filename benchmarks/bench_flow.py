@@ -99,6 +99,9 @@ print(json.dumps({
 
 def dataset(n: int) -> Path:
     """Synthetic extracts (CSV above 200,000 market records, as `uscc synth` writes them)."""
+    for made in (OUT / f"flow_{n}", OUT / f"synth_{n}"):  # bench_detect's data is the same seed
+        if (made / "extracts").exists():
+            return made
     path = OUT / f"flow_{n}"
     if not (path / "extracts").exists():
         subprocess.run([sys.executable, "-m", "flows.cli", "synth", "--out", str(path), "--records", str(n),

@@ -81,8 +81,10 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     """The form as a protected workbook: answer columns open, drop-down for 处理结果."""
     import xlsxwriter
 
+    # constant_memory: rows go to disk as they are written (a province's list has a million rows)
     book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "strings_to_formulas": False,
-                                           "strings_to_urls": False})
+                                           "strings_to_urls": False, "constant_memory": True,
+                                           "tmpdir": str(Path(path).parent)})
     head_ro = book.add_format({"bold": True, "bg_color": "#D9D9D9", "border": 1, "text_wrap": True, "locked": True})
     head_rw = book.add_format({"bold": True, "bg_color": "#FFE699", "border": 1, "text_wrap": True, "locked": True})
     cell_ro = book.add_format({"bg_color": "#F2F2F2", "border": 1, "text_wrap": True, "valign": "top",
