@@ -146,7 +146,8 @@ def main() -> None:
             print("            night 1 stages: " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages1"].items()))
             print("            night 2 stages: " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages2"].items()))
     OUT.mkdir(exist_ok=True)
-    (OUT / "flow.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    name = "_".join(str(n) for n in args.sizes)
+    (OUT / f"flow_{name}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -175,7 +175,8 @@ def _run(args) -> int:
     if args.no_prefect:
         from flows.stages import run_all
 
-        result = run_all(data_dir, run_date=run_date, config=args.config, buckets=args.buckets)
+        result = run_all(data_dir, run_date=run_date, config=args.config, buckets=args.buckets,
+                         say=lambda line: print(line, flush=True))
     else:
         import os
 

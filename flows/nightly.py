@@ -77,11 +77,7 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
                 outcome = stages.failed_source(settings, Path(work), source.key, outcome)
             sources.append(outcome)
     for s in sources:
-        if s["status"] == "rejected":
-            logger.warning("%s 本期数据被拒收：%s", s["name"], s["reason"])
-        else:
-            logger.info("%s：读取 %d 行，检查 %d 行，隔离 %d 行，空行 %d 行", s["name"], s["rows_read"],
-                        s["rows_checked"], s["rows_quarantined"], s["rows_blank"])
+        (logger.warning if s["status"] == "rejected" else logger.info)(stages.describe_source(s))
 
     with clock.stage(stages.DETECT):
         if buckets:
@@ -95,12 +91,10 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
     with clock.stage(stages.RETURNS):
         handled = process_returns(data_dir, work, run_date, config)
     for h in handled:
-        logger.info("反馈 %s/%s：%s，受理 %d 行，未受理 %d 行%s", h["source"], h["file"], h["outcome"],
-                    h.get("accepted", 0), h.get("rejected", 0), f"（{h['reason']}）" if h["reason"] else "")
+        logger.info(stages.describe_return(h))
     with clock.stage(stages.LEDGER):
         changes = update_ledger(data_dir, work, run_date, sources, config) | stages.returns_counts(handled)
-    logger.info("台账：新发现 %d，已更正 %d，重新出现 %d；待处理 %d", changes["new"], changes["fixed"],
-                changes["reopened"], changes["open"])
+    logger.info(stages.describe_changes(changes))
     with clock.stage(stages.RENDER):
         folder = render_reports(data_dir, work, run_date, sources, changes, clock.seconds, config)
     logger.info("总览：%s", Path(folder, "index.html").resolve())

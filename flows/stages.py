@@ -17,6 +17,7 @@ import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 import os
@@ -214,20 +215,47 @@ def result_of(folder: Path, sources: list[dict], changes: dict) -> dict:
     }
 
 
-def run_all(data_dir: Path, run_date: str | None = None, config: str | None = None, buckets: int = 0) -> dict:
-    """The whole nightly job without Prefect (same stages, in order)."""
+def describe_source(s: dict) -> str:
+    """One progress line per source (the flow's log and `uscc run --no-prefect`)."""
+    if s["status"] == "rejected":
+        return f"{s['name']} 本期数据被拒收：{s['reason']}"
+    return (f"{s['name']}：读取 {s['rows_read']} 行，检查 {s['rows_checked']} 行，隔离 {s['rows_quarantined']} 行，"
+            f"空行 {s['rows_blank']} 行")
+
+
+def describe_return(h: dict) -> str:
+    outcome = {"processed": "已处理", "rejected": "整份未受理", "duplicate": "重复报送"}.get(h["outcome"], h["outcome"])
+    return (f"反馈 {h['source']}/{h['file']}：{outcome}，受理 {h.get('accepted', 0)} 行，未受理 {h.get('rejected', 0)} 行"
+            + (f"（{h['reason']}）" if h["reason"] else ""))
+
+
+def describe_changes(changes: dict) -> str:
+    return (f"台账：新发现 {changes['new']}，已更正 {changes['fixed']}，重新出现 {changes['reopened']}；"
+            f"待处理 {changes['open']}")
+
+
+def run_all(data_dir: Path, run_date: str | None = None, config: str | None = None, buckets: int = 0,
+            say: Callable[[str], None] = lambda line: None) -> dict:
+    """The whole nightly job without Prefect (same stages, in order); `say` gets a line per step."""
     settings = load_settings(config)
     run_date = run_date or today()
     work = work_dir(data_dir, run_date)
     clock = StageClock()
     with clock.stage(INGEST):
-        sources = [ingest_one(settings, data_dir, work, s.key) for s in settings.sources]
+        sources = []
+        for s in settings.sources:
+            sources.append(ingest_one(settings, data_dir, work, s.key))
+            say(describe_source(sources[-1]))
     with clock.stage(DETECT):
-        detect_all(settings, work, buckets)
+        counts = detect_all(settings, work, buckets)
+    say(f"检测：{counts['records']} 条记录，{counts['findings']} 条问题")
     with clock.stage(RETURNS):
         handled = process_returns(settings, data_dir, work, run_date)
+    for h in handled:
+        say(describe_return(h))
     with clock.stage(LEDGER):
         changes = update_ledger(settings, data_dir, work, run_date, sources) | returns_counts(handled)
+    say(describe_changes(changes))
     with clock.stage(RENDER):
         folder = render(settings, data_dir, work, run_date, sources, changes, clock.seconds)
     return result_of(folder, sources, changes)

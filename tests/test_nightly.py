@@ -6,6 +6,8 @@ import shutil
 import polars as pl
 import pytest
 
+from checks import ledger
+from flows import stages
 from flows.stages import run_all
 from tests.conftest import CORPUS
 
@@ -58,11 +60,41 @@ def test_the_prefect_flow_runs_the_same_job(prefect_server, sample_copy):
     """One real flow run through Prefect (what `make run` and the deployment do)."""
     from flows.nightly import nightly
 
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
     result = nightly(data_dir=str(sample_copy), run_date="2026-11-27")
     assert not result["rejected"]
     assert (sample_copy / "reports" / "2026-11-27" / "index.html").exists()
+    assert ledger.history(sample_copy / "state" / "steward.sqlite3")[-1]["open"] == result["open_findings"]
+    with get_client(sync_client=True) as client:
+        keys = ("uscc-overview", "uscc-overview-link", "uscc-findings-by-kind", "uscc-sources")
+        found = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))))}
+    assert set(found) == set(keys)
+    assert f"待处理问题（错误与警告）：**{result['open_findings']}**" in found["uscc-overview"].data
+    assert (sample_copy / "reports" / "2026-11-27" / "index.html").resolve().as_uri() in found["uscc-overview-link"].data
     local = run_all(sample_copy, run_date="2026-11-27")
     assert local["open_findings"] == result["open_findings"]
+
+
+@pytest.mark.prefect
+def test_a_source_whose_task_crashes_is_rejected_and_the_others_still_run(prefect_server, sample_copy, monkeypatch):
+    from flows import nightly as nightly_module
+
+    real = stages.ingest_one
+
+    def crash_on_justice(settings, data_dir, work, key):
+        if key == "justice":
+            raise MemoryError("simulated")
+        return real(settings, data_dir, work, key)
+
+    monkeypatch.setattr(stages, "ingest_one", crash_on_justice)
+    monkeypatch.setattr(nightly_module, "ingest_source", nightly_module.ingest_source.with_options(retries=0))
+    result = nightly_module.nightly(data_dir=str(sample_copy), run_date="2026-11-27")
+    assert set(result["rejected"]) == {"justice"} and "内部错误" in result["rejected"]["justice"]
+    assert "MemoryError" in (sample_copy / "reports" / "2026-11-27" / "index.html").read_text("utf-8")
+    assert (sample_copy / "reports" / "2026-11-27" / "market.xlsx").exists()
 
 
 @pytest.mark.prefect
