@@ -512,6 +512,19 @@ def audit_log(db: Path, finding_id: str | None = None) -> list[dict]:
     return [dict(zip(keys, r)) for r in rows]
 
 
+AUDIT_COLUMNS = ("at", "run_date", "finding_id", "source", "record_id", "kind", "old_status", "new_status", "actor",
+                 "note")
+
+
+def audit_of_night(db: Path, run_date: str) -> pl.DataFrame:
+    """Every state change and refusal of one run date, with the finding's record (reports' audit.csv)."""
+    with closing(connect(db)) as conn:
+        rows = conn.execute("SELECT a.at, a.run_date, a.finding_id, f.source, f.record_id, f.kind, a.old_status, "
+                            "a.new_status, a.actor, a.note FROM audit a LEFT JOIN findings f USING (finding_id) "
+                            "WHERE a.run_date = ? ORDER BY a.id", (run_date,)).fetchall()
+    return pl.DataFrame(rows, schema={c: pl.String for c in AUDIT_COLUMNS}, orient="row")
+
+
 def statuses(db: Path) -> dict[str, str]:
     """Every finding's current status (for tests and the steward's queries)."""
     with closing(connect(db)) as conn:

@@ -54,6 +54,7 @@ class RunView:
     stage_seconds: dict[str, float]
     returns: list[dict] = field(default_factory=list)  # ledger.returns_of_night: tonight's returned files
     source_names: dict[str, str] = field(default_factory=dict)
+    audit: pl.DataFrame | None = None  # ledger.audit_of_night: tonight's state changes (audit.csv)
 
     def __post_init__(self):
         if "response" not in self.findings.columns:  # findings not yet through the ledger
@@ -158,7 +159,8 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         by_status=dict(f.group_by("status").len().rows()), status_labels=STATUS_LABELS,
         chart=trend_svg(view.history), sources=sources, matrix=matrix,
         quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
-        source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=receipts)
+        source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=receipts,
+        audit_rows=None if view.audit is None else view.audit.height)
 
 
 def write_run(reports_root: Path, view: RunView) -> Path:
@@ -180,6 +182,8 @@ def write_run(reports_root: Path, view: RunView) -> Path:
             forms.write_xlsx(tmp / f"{source['key']}.xlsx", asked, source["name"], view.run_date)
             forms.write_csv(tmp / f"{source['key']}.csv", asked)
         view.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp / "findings.csv")
+        if view.audit is not None:
+            view.audit.write_csv(tmp / "audit.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
         old = reports_root / f".{view.run_date}.old-{os.getpid()}"

@@ -205,6 +205,11 @@ def test_the_ledger_shows_exactly_the_expected_statuses(nights):
     assert s[nights["forged"]["finding_id"]] == "open"
     refusals = [e for e in ledger.audit_log(nights["db"], nights["forged"]["finding_id"]) if e["actor"] == "market"]
     assert len(refusals) == 1 and refusals[0]["note"].startswith(FORGED_NOTE)
+    audit = load(nights["data"] / "reports" / NIGHT2, "audit.csv")  # what the steward reads
+    forged = audit.filter(pl.col("finding_id") == nights["forged"]["finding_id"])
+    assert forged.select("source", "actor").row(0) == ("justice", "market") and FORGED_NOTE in forged["note"][0]
+    assert audit.height == len([e for e in ledger.audit_log(nights["db"]) if e["run_date"] == NIGHT2])
+    assert {r["finding_id"] for r in nights["fixes"]} <= set(audit.filter(pl.col("new_status") == "fixed")["finding_id"])
 
 
 def test_the_market_receipt_says_why_for_every_row(nights):
