@@ -89,11 +89,14 @@ def _read_codes(args) -> list[str]:
             import csv
             import io
 
+            from checks.ingest import normalize_header
+
             rows = csv.reader(io.StringIO(text))
             header = [h.strip().lstrip("\ufeff") for h in next(rows, [])]
-            if args.column not in header:
+            wanted = [normalize_header(h) for h in header]  # as ingest matches headers: NFKC, no spaces
+            if normalize_header(args.column) not in wanted:
                 raise UsageError(f"{path} 中没有列“{args.column}”；文件中的列：{'、'.join(header)}")
-            col = header.index(args.column)
+            col = wanted.index(normalize_header(args.column))
             codes.extend(row[col] if col < len(row) else "" for row in rows if any(cell.strip() for cell in row))
         else:
             codes.extend(line for line in text.splitlines())

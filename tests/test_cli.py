@@ -79,3 +79,10 @@ def test_missing_column_names_what_exists(capsys, tmp_path):
     path.write_text("a,b\n1,2\n", encoding="utf-8")
     code, _, err = run(capsys, "check", "--input", str(path), "--column", "代码")
     assert code == 2 and "没有列“代码”" in err and "a、b" in err
+
+
+def test_the_column_is_found_the_way_ingest_finds_headers(capsys, tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_text("编号,＊统一社会信用代码 \n1,91110000600037341L\n", encoding="utf-8-sig")
+    code, out, _ = run(capsys, "check", "--input", str(path), "--column", "统一社会信用代码", "--json")
+    assert code == 0 and json.loads(out)["valid"] is True

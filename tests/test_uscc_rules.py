@@ -194,3 +194,11 @@ def test_scientific_form_with_15_digits_left_offers_low_candidates():
     report = check("9.12304001234567E+17")
     assert report.kinds == ["excel_mangled"]
     assert report.suggestions and all(s.code.startswith("912304001234") for s in report.suggestions)
+
+
+def test_a_15_digit_mantissa_ending_in_zero_still_counts_15_digits():
+    """Excel wrote out 15 digits; the last is a 0, not a missing digit."""
+    report = check("9.12304001234560E+17")
+    assert report.kinds == ["excel_mangled"]
+    assert report.suggestions and all(abs(int(s.code) - 912304001234560000) <= 500 for s in report.suggestions)
+    assert check("9.12304E+17").suggestions == ()  # six digits kept: nothing to narrow down

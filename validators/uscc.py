@@ -329,8 +329,10 @@ def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] |
 
     if _SCIENTIFIC.match(spaceless) or _FLOAT.match(spaceless):
         digits = _excel_digits(spaceless)
-        significant = len(digits.rstrip("0")) if digits else 0
-        if suggest and digits and (_FLOAT.match(spaceless) or significant >= EXCEL_SIGNIFICANT_DIGITS):
+        scientific = _SCIENTIFIC_PARTS.match(spaceless)
+        # digits Excel wrote out, trailing zeros included (9.12304001234560E+17 kept 15)
+        written = len(scientific.group(1) + (scientific.group(2) or "")) if scientific else 0
+        if suggest and digits and (_FLOAT.match(spaceless) or written >= EXCEL_SIGNIFICANT_DIGITS):
             suggestions.extend(_zeroed_candidates(digits))
         return report([_finding("excel_mangled", f"代码“{trimmed}”是 Excel 把代码当作数字保存后的形式，末几位已丢失")])
 
