@@ -207,8 +207,9 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
             (then a finding not found tonight is fixed).
 
     Returns:
-        {"statuses": frame (finding_id, status, response), "new", "fixed", "reopened", "waived_kept",
-         "historical": bool, "open": int (unresolved errors and warnings: the road-to-zero count)}
+        {"statuses": frame (finding_id, status, response), "new", "fixed", "reopened" (the night's, from
+         the audit log: a rerun reports what the night did), "historical": bool,
+         "open": int (unresolved errors and warnings: the road-to-zero count)}
     """
     tonight_rows = findings.select("finding_id", "source", "record_id", "kind", "severity", "uscc", "name", "related")
     now = _now()
@@ -218,13 +219,11 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         conn.execute("CREATE TEMP TABLE tonight (finding_id TEXT PRIMARY KEY, source TEXT, record_id TEXT, "
                      "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT)")
         conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?)", tonight_rows.iter_rows())
-        changes = {"new": 0, "fixed": 0, "reopened": 0}
-        if not historical:
-            changes.update(_move_seen(conn, run_date, now, actor))
-            changes["fixed"] = _close_gone(conn, run_date, now, actor, tonight)
-        if not historical:
-            changes = _night_changes(conn, run_date, actor)  # the night's, so a rerun reports the same numbers
-        statuses = _statuses(conn, historical)
+        if not historical:  # statuses move forward in time only
+            _move_seen(conn, run_date, now, actor)
+            _close_gone(conn, run_date, now, actor, tonight)
+        changes = _night_changes(conn, run_date, actor)
+        statuses = _statuses(conn)
         conn.execute("DROP TABLE tonight")
         labelled = findings.select("finding_id", "source", "severity").join(statuses, on="finding_id", how="left")
         unresolved = labelled.filter(pl.col("status").is_in(UNRESOLVED))
@@ -235,14 +234,14 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
     return {"statuses": statuses, **changes, "historical": historical, "open": open_count}
 
 
-def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str) -> dict:
+def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str) -> None:
     """New findings, and the status moves of findings seen again tonight."""
     conn.execute("CREATE TEMP TABLE fresh AS SELECT finding_id FROM tonight "
                  "WHERE finding_id NOT IN (SELECT finding_id FROM findings)")
-    new = conn.execute("INSERT INTO findings (finding_id, source, record_id, kind, severity, status, first_seen, "
+    conn.execute("INSERT INTO findings (finding_id, source, record_id, kind, severity, status, first_seen, "
                        "last_seen, status_changed, uscc, name, related) SELECT finding_id, source, record_id, kind, "
                        "severity, 'open', ?, ?, ?, uscc, name, related FROM tonight JOIN fresh USING (finding_id)",
-                       (run_date, run_date, now)).rowcount
+                       (run_date, run_date, now))
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, NULL, 'open', ?, '首次发现' FROM fresh", (now, run_date, actor))
     conn.execute("DROP TABLE fresh")
@@ -268,34 +267,32 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str) ->
     conn.execute("UPDATE findings SET status = m.new, status_changed = ?, waived_record = NULL, "
                  "answer = CASE WHEN m.old = 'fixed' THEN NULL ELSE findings.answer END "
                  "FROM moves m WHERE findings.finding_id = m.finding_id", (now,))
-    reopened = conn.execute("SELECT count(*) FROM moves WHERE old = 'fixed'").fetchone()[0]
     conn.execute("DROP TABLE moves")
     conn.execute("UPDATE findings SET last_seen = ?, severity = t.severity, uscc = t.uscc, name = t.name, "
                  "related = t.related "
                  "FROM tonight t WHERE findings.finding_id = t.finding_id", (run_date,))
-    return {"new": new, "reopened": reopened}
 
 
-def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, tonight: Tonight | None) -> int:
+def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, tonight: Tonight | None) -> None:
     """Close as fixed the unresolved findings tonight's extracts no longer show, saying why."""
     rows = conn.execute(
         "SELECT finding_id, source, record_id, uscc, status, answer FROM findings WHERE status IN (%s) "
         "AND finding_id NOT IN (SELECT finding_id FROM tonight)" % ",".join("?" * len(UNRESOLVED)),
         UNRESOLVED).fetchall()
     if not rows:
-        return 0
+        return
     gone = pl.DataFrame(rows, schema=["finding_id", "source", "record_id", "uscc", "status", "answer"], orient="row")
     if tonight is None:
         gone = gone.with_columns(note=pl.lit(GONE_NOTES["problem_gone"]))
     else:
-        records = tonight.records
+        records = tonight.records  # a quarantined record (checked False) keeps its findings as they are
         gone = gone.filter(pl.col("source").is_in(list(tonight.sources_read))) \
             .with_columns(code=compact_expr(pl.col("uscc").fill_null(""))) \
             .join(records.group_by("source", "record_id").agg(pl.col("checked").all()), on=["source", "record_id"],
                   how="left") \
             .join(records.select("source", "code").unique().with_columns(code_held=pl.lit(True)),
                   on=["source", "code"], how="left") \
-            .filter(pl.col("checked").is_not_null().not_() | pl.col("checked")) \
+            .filter(pl.col("checked").fill_null(True)) \
             .with_columns(note=pl.when(pl.col("checked")).then(pl.lit(GONE_NOTES["problem_gone"]))
                           .when(pl.col("answer") == "已注销").then(pl.lit(GONE_NOTES["cancelled"]))
                           .when(pl.col("code_held").is_null()).then(pl.lit(GONE_NOTES["record_and_code_gone"])))
@@ -306,7 +303,6 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, t
                      "VALUES (?, ?, ?, ?, 'fixed', ?, ?)", [(now, run_date, f, s, actor, n) for f, s, n in moves])
     conn.executemany("UPDATE findings SET status = 'fixed', status_changed = ? WHERE finding_id = ?",
                      [(now, f) for f, _, _ in moves])
-    return len(moves)
 
 
 def _night_changes(conn: sqlite3.Connection, run_date: str, actor: str) -> dict:
@@ -318,7 +314,7 @@ def _night_changes(conn: sqlite3.Connection, run_date: str, actor: str) -> dict:
             "reopened": sum(1 for _, new in rows if new == "reopened")}
 
 
-def _statuses(conn: sqlite3.Connection, historical: bool) -> pl.DataFrame:
+def _statuses(conn: sqlite3.Connection) -> pl.DataFrame:
     """Status of each of tonight's findings and what the department last said about it."""
     rows = conn.execute("SELECT t.finding_id, coalesce(f.status, 'open'), f.answer, f.answer_code, f.answer_note, "
                         "f.answered_on, f.rejection FROM tonight t LEFT JOIN findings f USING (finding_id)").fetchall()

@@ -35,11 +35,13 @@ from checks import linking
 from checks.detect import (
     ROW_COLUMNS,
     Finding,
-    assemble as assemble_frame,
     context_level,
     cross_from,
     prepare,
     record_level,
+)
+from checks.detect import (
+    assemble as assemble_frame,
 )
 from checks.settings import Settings
 from validators.column import compact_expr

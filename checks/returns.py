@@ -34,7 +34,7 @@ from checks import ledger, xlsx
 from checks.names import normalize_name_expr
 from checks.textfile import TextFileError, decode
 from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY
-from validators.tables import KINDS, STATUS_LABELS
+from validators.tables import STATUS_LABELS
 from validators.uscc import check
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")

@@ -8,8 +8,8 @@ names and types only.
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 #: Canonical columns of one registry record, in order.
 CANONICAL_COLUMNS = (

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------- check
 
 def _read_codes(args) -> list[str]:
-    from checks.textfile import read_text_file, TextFileError
+    from checks.textfile import TextFileError, read_text_file
 
     codes: list[str] = []
     for code in args.codes:

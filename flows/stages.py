@@ -14,24 +14,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-import os
-
 import polars as pl
 
 from checks import ledger, returns
 from checks.detect import detect
-from checks.partition import assemble, detect_partitioned, split
 from checks.ingest import SourceReport, ingest_source
+from checks.partition import assemble, detect_partitioned, split
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source, load_settings
-from validators.column import compact_expr
 from reports.render import RunView, write_run
+from validators.column import compact_expr
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
 #: Stage labels as the overview shows them, in order.

@@ -19,9 +19,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from reports import forms
-from reports.receipts import write_receipts
 from reports.chart import trend_svg
 from reports.labels import with_labels
+from reports.receipts import write_receipts
 from validators.tables import KINDS, SEVERITY_LABELS, STATUS_LABELS
 
 _ENV = Environment(loader=PackageLoader("reports", "templates"),

@@ -6,8 +6,7 @@ import shutil
 import polars as pl
 import pytest
 
-from checks.ingest import (IngestError, ingest_all, parse_dates, read_csv, read_xlsx, select_extract,
-                           to_canonical)
+from checks.ingest import IngestError, ingest_all, parse_dates, read_csv, read_xlsx, select_extract, to_canonical
 from checks.settings import parse_settings
 from tests.conftest import CORPUS
 

@@ -58,10 +58,10 @@ def test_a_rejected_file_is_reported_and_the_others_still_run(sample_copy):
 @pytest.mark.prefect
 def test_the_prefect_flow_runs_the_same_job(prefect_server, sample_copy):
     """One real flow run through Prefect (what `make run` and the deployment do)."""
-    from flows.nightly import nightly
-
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.nightly import nightly
 
     result = nightly(data_dir=str(sample_copy), run_date="2026-11-27")
     assert not result["rejected"]

@@ -1,7 +1,8 @@
 """The vectorized column API and the scalar API are one truth: equal on every input."""
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from validators import uscc
 from validators.column import check_column, is_valid_column
