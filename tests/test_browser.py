@@ -126,3 +126,29 @@ def test_a_long_list_shows_200_rows_at_a_time_but_filters_all(browser, tmp_path)
     assert visible_rows(page).count() == 3 * PAGE_SIZE // 5
     assert "显示 120 / 120 条（共 600 条）" in page.inner_text("#f-count")
     page.close()
+
+
+def test_a_receipt_opens_offline_and_shows_what_the_clerk_typed_as_text(browser, tmp_path, artifacts):
+    """A returned form with a refused and an accepted row, its receipt read in the browser."""
+    from tests.conftest import ROOT
+
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "sample_data", data)
+    run_all(data, run_date="2026-11-27")
+    form = pl.read_csv(data / "reports" / "2026-11-27" / "market.csv", infer_schema=False)
+    ids = [i.strip() for i in form["问题编号"].head(2)]
+    lines = ["问题编号,记录编号,名称,当前代码,处理结果,更正后代码,处理说明"]
+    for i, r in zip(ids, form.head(2).iter_rows(named=True)):
+        lines.append(",".join([i, r["记录编号"].strip(), r["名称"], r["当前代码"].strip(), "确认无误",
+                               "", "<img src=x onerror=alert(1)>" if i == ids[0] else ""]))
+    (data / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    (data / "returns" / "market" / "反馈.csv").write_text("\n".join(lines) + "\n", encoding="gb18030")
+    run_all(data, run_date="2026-11-28")
+    [receipt] = (data / "reports" / "2026-11-28" / "receipts" / "market").glob("*.html")
+    page, requests, dialogs = open_page(browser, receipt)
+    assert page.locator("h1").inner_text().startswith("市市场监督管理局")
+    assert "<img src=x onerror=alert(1)>" in page.locator("body").inner_text()
+    assert page.locator("h2", has_text="未受理的行").inner_text().endswith("（1）")  # the waiver with no reason
+    assert page.locator("h2", has_text="已受理的行").inner_text().endswith("（1）")
+    assert not dialogs and all(u.startswith("file://") for u in requests)
+    page.screenshot(path=str(artifacts / "receipt.png"), full_page=True)

@@ -112,3 +112,20 @@ def test_the_partitioned_flow_on_a_dask_cluster_finds_exactly_the_same(prefect_s
     got = pl.read_parquet(work / "findings.status.parquet")
     assert got.sort("finding_id").equals(expected.sort("finding_id"))
     assert result["open_findings"] == run_all(single, run_date="2026-11-27")["open_findings"]
+
+
+def test_the_deployment_runs_the_nightly_flow_at_two_in_shanghai():
+    import inspect
+
+    import yaml
+
+    from flows.nightly import nightly
+    from tests.conftest import ROOT
+
+    project = yaml.safe_load((ROOT / "prefect.yaml").read_text("utf-8"))
+    [deployment] = project["deployments"]
+    assert deployment["name"] == "nightly" and deployment["entrypoint"] == "flows/nightly.py:nightly"
+    [schedule] = deployment["schedules"]
+    assert (schedule["cron"], schedule["timezone"]) == ("0 2 * * *", "Asia/Shanghai")
+    assert set(deployment["parameters"]) <= set(inspect.signature(nightly.fn).parameters)
+    assert deployment["work_pool"]["name"] == "uscc-local"
