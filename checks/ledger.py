@@ -77,6 +77,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE findings ADD COLUMN waived_record TEXT;
     ALTER TABLE findings ADD COLUMN rejection TEXT;
     CREATE INDEX IF NOT EXISTS findings_answer_code ON findings(answer_code);
+    CREATE INDEX IF NOT EXISTS audit_finding ON audit(finding_id);
     CREATE TABLE IF NOT EXISTS return_files (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         source TEXT NOT NULL,
@@ -362,7 +363,7 @@ class Known:
     status: str
     uscc: str | None
     name: str | None
-    status_changed: str
+    status_changed_on: str  # the run date of the last status change (what a clerk is told)
     answered_on: str | None
     answer: str | None
     related: str | None = None  # `source:record_id;…` of the records tied to this finding
@@ -373,7 +374,9 @@ def known_findings(db: Path, ids: list[str]) -> dict[str, Known]:
     with closing(connect(db)) as conn:
         conn.execute("CREATE TEMP TABLE wanted (finding_id TEXT PRIMARY KEY)")
         conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
-        rows = conn.execute("SELECT f.finding_id, source, record_id, kind, status, uscc, name, status_changed, "
+        rows = conn.execute("SELECT f.finding_id, source, record_id, kind, status, uscc, name, "
+                            "coalesce((SELECT a.run_date FROM audit a WHERE a.finding_id = f.finding_id AND "
+                            "a.new_status = f.status ORDER BY a.id DESC LIMIT 1), substr(status_changed, 1, 10)), "
                             "answered_on, answer, related FROM findings f JOIN wanted USING (finding_id)").fetchall()
     return {r[0]: Known(*r) for r in rows}
 

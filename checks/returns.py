@@ -224,7 +224,7 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
 
 
 def _not_answerable(f: ledger.Known) -> str:
-    when = f.status_changed[:10]
+    when = f.status_changed_on
     if f.status == "fixed":
         return f"该问题已于 {when} 核验为已更正并关闭，无需再处理。"
     if f.status == "waived":

@@ -341,3 +341,11 @@ def test_a_run_killed_while_applying_a_return_leaves_the_ledger_consistent(tmp_p
     applied = [e for e in ledger.audit_log(db) if e["new_status"] == "waived"]
     assert len(applied) == 3  # applied exactly once
     assert not list((sample_copy / "returns" / "market").iterdir())
+
+
+def test_a_late_answer_to_a_fixed_finding_is_told_the_night_it_was_verified(nights):
+    from checks.returns import _not_answerable
+
+    fixed = nights["fixes"][0]["finding_id"]
+    [entry] = ledger.known_findings(nights["db"], [fixed]).values()
+    assert _not_answerable(entry) == f"该问题已于 {NIGHT2} 核验为已更正并关闭，无需再处理。"

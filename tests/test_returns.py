@@ -20,7 +20,7 @@ GOOD = valid_code("91230402", "MA1B2C3D")
 
 def known(fid="f1", source="market", status="open", kind="bad_check_char", uscc="91230402MA1B2C3D4X",
           name="鹤岗市丰昌诚商贸有限公司", related=None):
-    return Known(fid, source, f"R-{fid}", kind, status, uscc, name, "2026-11-01T02:00:00+00:00", None, None, related)
+    return Known(fid, source, f"R-{fid}", kind, status, uscc, name, "2026-11-01", None, None, related)
 
 
 def form(*rows):
