@@ -30,7 +30,7 @@ from checks.schema import (
     empty_quarantine,
 )
 from checks.settings import FIELDS, REQUIRED_FIELDS, Settings, Source
-from checks.textfile import TextFileError, detect
+from checks.textfile import TextFileError, detect, sniff_delimiter
 from validators.tables import TRIM_CHARS
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
@@ -159,8 +159,7 @@ def read_csv(path: Path) -> RawTable:
     except TextFileError as exc:
         raise IngestError(str(exc)) from None
     head = text[:65536] if text is not None else data[:65536].decode("utf-8-sig", errors="ignore")
-    first = next((line for line in head.splitlines() if line.strip()), "")
-    delimiter = max(",\t;|", key=first.count) if any(d in first for d in ",\t;|") else ","
+    delimiter = sniff_delimiter(head)
     if text is None:
         lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
         del data  # the exact reader reads the file again if it is needed

@@ -32,7 +32,7 @@ import polars as pl
 
 from checks import ledger, xlsx
 from checks.names import normalize_name_expr
-from checks.textfile import TextFileError, decode
+from checks.textfile import TextFileError, decode, sniff_delimiter
 from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY
 from validators.tables import STATUS_LABELS
 from validators.uscc import check
@@ -111,7 +111,7 @@ def read_return(path: Path) -> pl.DataFrame:
         text, _ = decode(path.read_bytes(), path.name)
     except TextFileError as exc:
         raise ReturnFormError(str(exc)) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text[:65536]))
     try:
         header = [clean_cell(h) for h in next(reader, [])]
         rows = [(reader.line_num, r) for r in reader]

@@ -90,3 +90,17 @@ def read_text_file(path: Path) -> str:
     except OSError as exc:
         raise TextFileError(f"无法读取文件 {path}：{exc.strerror}") from None
     return decode(data, Path(path).name)[0]
+
+
+#: Delimiters Excel and registry exports use: comma, tab ("Unicode text"), semicolon, pipe.
+DELIMITERS = ",\t;|"
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a delimited text: the one its first non-blank line holds most of (default comma).
+
+    >>> sniff_delimiter("问题编号\t处理结果\\n")
+    '\t'
+    """
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return max(DELIMITERS, key=first.count) if any(d in first for d in DELIMITERS) else ","

@@ -198,3 +198,12 @@ def test_the_ledger_path_comes_from_the_environment_or_the_configuration(tmp_pat
     assert ledger_path(tmp_path, settings) == tmp_path / "state" / "steward.sqlite3"
     monkeypatch.setenv("USCC_DATABASE", str(tmp_path / "elsewhere.sqlite3"))
     assert ledger_path(tmp_path / "data", settings) == tmp_path / "elsewhere.sqlite3"
+
+
+def test_a_form_excel_saved_as_unicode_text_is_read(tmp_path):
+    """Excel's "Unicode text": UTF-16 with tabs."""
+    path = tmp_path / "反馈.txt.csv"
+    rows = ["问题编号\t记录编号\t名称\t当前代码\t处理结果\t更正后代码\t处理说明", "f1\tR-f1\t丰昌诚\t9123\t确认无误\t\t已核对"]
+    path.write_bytes("\r\n".join(rows).encode("utf-16"))
+    form = read_return(path)
+    assert form.select("问题编号", "处理结果", "处理说明").row(0) == ("f1", "确认无误", "已核对")
