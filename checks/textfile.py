@@ -97,9 +97,9 @@ DELIMITERS = ",\t;|"
 
 
 def sniff_delimiter(text: str) -> str:
-    """The delimiter of a delimited text: the one its first non-blank line holds most of (default comma).
+    r"""The delimiter of a delimited text: the one its first non-blank line holds most of (default comma).
 
-    >>> sniff_delimiter("问题编号\t处理结果\\n")
+    >>> sniff_delimiter("问题编号\t处理结果\n1\t已更正")
     '\t'
     """
     first = next((line for line in text.splitlines() if line.strip()), "")
