@@ -511,6 +511,38 @@ def audit_log(db: Path, finding_id: str | None = None) -> list[dict]:
     return [dict(zip(keys, r)) for r in rows]
 
 
+class LedgerError(ValueError):
+    """A steward's request the ledger can't carry out; the message says why (in Chinese)."""
+
+
+def finding_detail(db: Path, finding_id: str) -> dict:
+    """One finding as the ledger holds it, with its audit trail (`uscc ledger show`)."""
+    with closing(connect(db)) as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM findings WHERE finding_id = ?", (finding_id,)).fetchone()
+    if row is None:
+        raise LedgerError(f"台账中没有问题编号 {finding_id}。")
+    return {**dict(row), "audit": audit_log(db, finding_id)}
+
+
+def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
+    """The steward puts a finding back to `open` (lifts a waiver, takes back 非本单位 or 已注销); audited."""
+    if not why.strip():
+        raise LedgerError("请用 --why 写明重新打开的原因（会记入审计日志）。")
+    with closing(connect(db)) as conn, _Transaction(conn):
+        row = conn.execute("SELECT status FROM findings WHERE finding_id = ?", (finding_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"台账中没有问题编号 {finding_id}。")
+        old = row[0]
+        if old not in ("responded", "waived", "rejected-response"):
+            raise LedgerError(f"问题 {finding_id} 当前状态为 {old}，只有已反馈、确认无误或反馈未通过的问题可以重新打开。")
+        run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        conn.execute("UPDATE findings SET status = 'open', status_changed = ?, waived_record = NULL WHERE finding_id = ?",
+                     (_now(), finding_id))
+        _audit(conn, _now(), run_date, finding_id, old, "open", "steward", f"市信用办重新打开：{why.strip()}")
+    return old, "open"
+
+
 AUDIT_COLUMNS = ("at", "run_date", "finding_id", "source", "record_id", "kind", "old_status", "new_status", "actor",
                  "note")
 

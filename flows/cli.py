@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dask-address", help="已有 Dask 集群的调度器地址（如 tcp://10.0.0.5:8786）；默认本机临时集群")
     run.add_argument("--dask-workers", type=int, default=2, help="本机临时 Dask 集群的进程数")
 
+    book = sub.add_parser("ledger", help="查看台账中的问题，或由市信用办重新打开")
+    book.add_argument("--data-dir", default="data", help="数据目录")
+    book.add_argument("--config", help="配置文件，默认 config/steward.toml")
+    book.add_argument("action", choices=["show", "reopen"], help="show 显示问题及其审计记录；reopen 重新打开")
+    book.add_argument("finding_id", help="问题编号")
+    book.add_argument("--why", default="", help="reopen 的原因（记入审计日志）")
+
     synth = sub.add_parser("synth", help="生成合成数据（含标准答案）")
     synth.add_argument("--out", required=True, help="输出的数据目录")
     synth.add_argument("--records", type=int, default=3000, help="记录总数")
@@ -58,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "synth":
             return _synth(args)
+        if args.command == "ledger":
+            return _ledger(args)
     except UsageError as exc:
         print(f"uscc {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -208,6 +217,34 @@ def _parse_date(text: str | None):
         return dt.date.fromisoformat(text).isoformat()
     except ValueError:
         raise UsageError(f"日期“{text}”格式不对，应为 YYYY-MM-DD") from None
+
+
+def _ledger(args) -> int:
+    from checks import ledger
+    from checks.settings import ConfigError, load_settings
+    from flows.stages import ledger_path
+
+    try:
+        db = ledger_path(Path(args.data_dir), load_settings(args.config))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if not db.exists():
+        raise UsageError(f"{db} 不存在：数据目录 {args.data_dir} 还没有运行过夜间任务")
+    try:
+        if args.action == "reopen":
+            old, new = ledger.steward_reopen(db, args.finding_id, args.why)
+            print(f"问题 {args.finding_id}：{old} → {new}（已记入审计日志）")
+            return 0
+        f = ledger.finding_detail(db, args.finding_id)
+    except ledger.LedgerError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"问题 {f['finding_id']}  {f['source']} 记录 {f['record_id']}  {f['name'] or ''}  {f['uscc'] or ''}")
+    print(f"类型 {f['kind']}（{f['severity']}）  状态 {f['status']}  首次发现 {f['first_seen']}  最近 {f['last_seen']}")
+    if f["answer"]:
+        print(f"部门答复（{f['answered_on']}）：{f['answer']} {f['answer_code'] or ''} {f['answer_note'] or ''}".rstrip())
+    for e in f["audit"]:
+        print(f"  {e['run_date']}  {e['old_status'] or '—'} → {e['new_status']}  {e['actor']}：{e['note'] or ''}")
+    return 0
 
 
 def _synth(args) -> int:

@@ -86,3 +86,26 @@ def test_the_column_is_found_the_way_ingest_finds_headers(capsys, tmp_path):
     path.write_text("编号,＊统一社会信用代码 \n1,91110000600037341L\n", encoding="utf-8-sig")
     code, out, _ = run(capsys, "check", "--input", str(path), "--column", "统一社会信用代码", "--json")
     assert code == 0 and json.loads(out)["valid"] is True
+
+
+def test_the_steward_reads_a_findings_history_and_reopens_a_waiver(capsys, sample_copy):
+    import polars as pl
+
+    from checks import ledger
+    from checks.detect import FINDING_SCHEMA
+
+    db = sample_copy / "state" / "steward.sqlite3"
+    row = {c: None for c in FINDING_SCHEMA} | {"finding_id": "f1", "source": "market", "record_id": "R1",
+                                               "kind": "bad_check_char", "severity": "error", "name": "某商贸有限公司"}
+    ledger.record_run(db, "2026-11-01", pl.DataFrame([row], schema=FINDING_SCHEMA))
+    code, _, err = run(capsys, "ledger", "--data-dir", str(sample_copy), "reopen", "f1", "--why", "误判")
+    assert code == 2 and "只有已反馈、确认无误或反馈未通过" in err
+    verdict = pl.DataFrame([{"row": 2, "finding_id": "f1", "record_id": "R1", "name": None, "answer": "确认无误",
+                             "corrected_code": None, "note": "已核对", "verdict": "accepted", "reason": "已受理",
+                             "new_status": "waived", "audit_note": None}])
+    ledger.apply_return(db, "2026-11-01", ledger.ReturnedFile("market", "a" * 64, "x.csv", "processed", None, None),
+                        verdict)
+    code, out, _ = run(capsys, "ledger", "--data-dir", str(sample_copy), "reopen", "f1", "--why", "证照与登记不符")
+    assert code == 0 and "waived → open" in out
+    code, out, _ = run(capsys, "ledger", "--data-dir", str(sample_copy), "show", "f1")
+    assert code == 0 and "状态 open" in out and "steward：市信用办重新打开：证照与登记不符" in out
