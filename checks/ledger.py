@@ -436,8 +436,9 @@ def apply_return(db: Path, run_date: str, returned: ReturnedFile, verdicts: pl.D
         conn.executemany(
             "INSERT INTO responses (return_file, row, finding_id, record_id, name, answer, corrected_code, note, "
             "verdict, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(file_id, *r) for r in verdicts.filter(pl.col("verdict") != "skipped").select("row", "finding_id", "record_id", "name", "answer",
-                                                    "corrected_code", "note", "verdict", "reason").iter_rows()])
+            [(file_id, *r) for r in verdicts.filter(pl.col("verdict") != "skipped").select(
+                "row", "finding_id", "record_id", "name", "answer", "corrected_code", "note", "verdict", "reason",
+            ).iter_rows()])
         actor = returned.source
         for v in verdicts.filter(pl.col("new_status").is_not_null() | pl.col("audit_note").is_not_null()) \
                 .iter_rows(named=True):
@@ -461,11 +462,6 @@ def apply_return(db: Path, run_date: str, returned: ReturnedFile, verdicts: pl.D
             _audit(conn, now, run_date, v["finding_id"], old, new, actor,
                    f"{returned.file_name} 第 {v['row']} 行：{v['answer']}" + (f"；{v['reason']}" if v["reason"] else ""))
     return file_id
-
-
-def set_archived(db: Path, file_id: int, archived_as: str) -> None:
-    with closing(connect(db)) as conn, _Transaction(conn):
-        conn.execute("UPDATE return_files SET archived_as = ? WHERE id = ?", (archived_as, file_id))
 
 
 def returns_of_night(db: Path, run_date: str) -> list[dict]:

@@ -32,7 +32,7 @@ CODE_EVIDENCE_NAME = 60.0
 ADDRESS_SAME = 90.0
 
 
-def _pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: str) -> pl.DataFrame:
+def pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: str) -> pl.DataFrame:
     """Index pairs (a < b) of records sharing `key`."""
     keyed = frame.select(list(dict.fromkeys(["idx", key, "code"])))  # never copy the wide frame
     keyed = keyed.filter(pl.col(key).is_not_null() & (pl.col(key) != ""))
@@ -46,7 +46,12 @@ def _pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block:
     return pairs.select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"), pl.lit(block).alias("block"))
 
 
-def _fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
+def rep_block_expr() -> pl.Expr:
+    """The legal-representative block key: representative | first two | last two characters of the name."""
+    return pl.col("rep") + "|" + pl.col("name_core").str.slice(0, 2) + "|" + pl.col("name_core").str.slice(-2, 2)
+
+
+def fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
     """Same legal representative and similar names, scored in one rapidfuzz batch (`cpdist`).
 
     A representative's name is shared by hundreds of people in a province, so the
@@ -56,9 +61,8 @@ def _fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
     """
     keyed = frame.select("idx", "code", "rep", "name_core").filter(
         pl.col("rep").is_not_null() & (pl.col("rep") != "") & (pl.col("name_core").str.len_chars() >= 4)
-    ).with_columns(_block=pl.col("rep") + "|" + pl.col("name_core").str.slice(0, 2) + "|"
-                   + pl.col("name_core").str.slice(-2, 2))
-    pairs = _pairs_within(keyed, "_block", different_code=True, block="rep")
+    ).with_columns(_block=rep_block_expr())
+    pairs = pairs_within(keyed, "_block", different_code=True, block="rep")
     if pairs.height == 0:
         return pairs
     names = frame.select("idx", "name_core")
@@ -71,10 +75,10 @@ def _fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
 def candidate_pairs(frame: pl.DataFrame, neighbor_pairs: pl.DataFrame) -> pl.DataFrame:
     """All proposed pairs with the blocks that proposed them."""
     parts = [
-        _pairs_within(frame, "code", different_code=False, block="code"),
-        _pairs_within(frame, "org", different_code=True, block="org"),
-        _pairs_within(frame, "name_norm", different_code=True, block="name"),
-        _fuzzy_rep_pairs(frame),
+        pairs_within(frame, "code", different_code=False, block="code"),
+        pairs_within(frame, "org", different_code=True, block="org"),
+        pairs_within(frame, "name_norm", different_code=True, block="name"),
+        fuzzy_rep_pairs(frame),
         neighbor_pairs.select("a", "b", pl.lit("neighbor").alias("block")),
     ]
     pairs = pl.concat(parts).with_columns(

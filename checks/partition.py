@@ -122,8 +122,7 @@ def _in_bucket(column: str | pl.Expr, bucket: int, buckets: int) -> pl.Expr:
 def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dict:
     """Step 2 on one bucket: candidate pairs and shared codes of the keys hashing to it."""
     prepared = pl.concat([pl.scan_parquet(folder / f"prepared-{k}.parquet").select(KEY_COLUMNS) for k in keys])
-    rep_block = (pl.col("rep") + "|" + pl.col("name_core").str.slice(0, 2) + "|"
-                 + pl.col("name_core").str.slice(-2, 2))
+    rep_block = linking.rep_block_expr()
     mine = prepared.filter(_in_bucket("code", bucket, buckets).fill_null(False)
                            | _in_bucket("org", bucket, buckets).fill_null(False)
                            | _in_bucket("name_norm", bucket, buckets).fill_null(False)
@@ -135,10 +134,10 @@ def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dic
 
     by_rep = only(rep_block)
     parts = [
-        linking._pairs_within(only("code"), "code", different_code=False, block="code"),
-        linking._pairs_within(only("org"), "org", different_code=True, block="org"),
-        linking._pairs_within(only("name_norm"), "name_norm", different_code=True, block="name"),
-        linking._fuzzy_rep_pairs(by_rep) if by_rep.height else None,
+        linking.pairs_within(only("code"), "code", different_code=False, block="code"),
+        linking.pairs_within(only("org"), "org", different_code=True, block="org"),
+        linking.pairs_within(only("name_norm"), "name_norm", different_code=True, block="name"),
+        linking.fuzzy_rep_pairs(by_rep) if by_rep.height else None,
         _neighbor_pairs(folder, keys, only("code"), only("org"), only("legacy_org"), bucket, buckets),
     ]
     found = [p.select("a", "b", "block") for p in parts if p is not None and p.height]
