@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -144,3 +147,37 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     guide.protect()
     sheet.activate()
     book.close()
+
+
+# --------------------------------------------------------------------------- forms in a second process
+
+def start_xlsx_writer(folder: Path, jobs: list[tuple[Path, pl.DataFrame, str, str]]) -> subprocess.Popen:
+    """Write the XLSX forms in a child process (`python -m reports.forms`) while the caller goes on.
+
+    The findings go over as parquet files in `folder` (removed by the child); a child process,
+    not multiprocessing, so that nothing depends on how the caller's main module is guarded.
+    """
+    plan = []
+    for i, (path, findings, source_name, run_date) in enumerate(jobs):
+        frame = folder / f".form-{i}.parquet"
+        findings.write_parquet(frame)
+        plan.append({"findings": str(frame), "xlsx": str(path), "source_name": source_name, "run_date": run_date})
+    return subprocess.Popen([sys.executable, "-m", "reports.forms", json.dumps(plan, ensure_ascii=False)],
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_xlsx_writer(child: subprocess.Popen) -> None:
+    _, err = child.communicate()
+    if child.returncode:
+        raise RuntimeError(f"XLSX forms could not be written (exit {child.returncode}): {err[-2000:]}")
+
+
+def _write_planned(plan: list[dict]) -> None:
+    for job in plan:
+        frame = Path(job["findings"])
+        write_xlsx(Path(job["xlsx"]), pl.read_parquet(frame), job["source_name"], job["run_date"])
+        frame.unlink()
+
+
+if __name__ == "__main__":
+    _write_planned(json.loads(sys.argv[1]))

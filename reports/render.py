@@ -30,6 +30,8 @@ KIND_ORDER = list(KINDS)
 QUARANTINE_SHOWN = 200
 #: Rows of a department list shown at once (the rest one click away; filters see all).
 PAGE_SIZE = 200
+#: Form rows from which the XLSX forms are written by a second process (starting one costs about a second).
+FORMS_IN_A_PROCESS = 50_000
 #: Rows a list page carries at most (20,000 open in about a second); the forms always carry every row.
 HTML_MAX_ROWS = 20_000
 #: Columns of findings.csv (SPEC §5 plus what a machine needs to explain a finding).
@@ -171,21 +173,32 @@ def write_run(reports_root: Path, view: RunView) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    writer = None
     try:
         receipts = write_receipts(tmp, _ENV, view.returns, view.source_names, view.city, view.run_date)
+        asked = {s["key"]: view.findings.filter((pl.col("source") == s["key"]) & pl.col("status").is_in(ASKED))
+                 for s in view.sources}
+        workbooks = sorted(((tmp / f"{s['key']}.xlsx", asked[s["key"]], s["name"], view.run_date)
+                            for s in view.sources), key=lambda job: -job[1].height)
+        if sum(job[1].height for job in workbooks) >= FORMS_IN_A_PROCESS:
+            # the XLSX forms are the slowest files: another process writes them while this one does the rest
+            writer = forms.start_xlsx_writer(tmp, workbooks)
+        else:
+            for job in workbooks:
+                forms.write_xlsx(*job)
         for source in view.sources:
-            own = view.findings.filter(pl.col("source") == source["key"])
-            listed = own.filter(pl.col("status").is_in(LISTED))
-            asked = own.filter(pl.col("status").is_in(ASKED))
+            listed = view.findings.filter((pl.col("source") == source["key"]) & pl.col("status").is_in(LISTED))
             mine = [r for r in receipts if r["source"] == source["key"]]
             (tmp / f"{source['key']}.html").write_text(render_department(view, source, listed, mine), encoding="utf-8")
-            forms.write_xlsx(tmp / f"{source['key']}.xlsx", asked, source["name"], view.run_date)
-            forms.write_csv(tmp / f"{source['key']}.csv", asked)
+            forms.write_csv(tmp / f"{source['key']}.csv", asked[source["key"]])
         view.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp / "findings.csv")
         if view.audit is not None:
             view.audit.write_csv(tmp / "audit.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
+        if writer is not None:
+            forms.wait_xlsx_writer(writer)  # raises if a form could not be written
+            writer = None
         old = reports_root / f".{view.run_date}.old-{os.getpid()}"
         if final.exists():
             final.rename(old)
@@ -195,4 +208,7 @@ def write_run(reports_root: Path, view: RunView) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if writer is not None:
+            writer.kill()
     return final

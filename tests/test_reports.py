@@ -137,3 +137,27 @@ def test_a_list_too_long_for_a_browser_shows_errors_first_and_says_where_the_res
     html = render_department(view(frame), view(frame).sources[0], frame)
     assert "本页只列出前 2 条" in html and "全部 3 条见填报表" in html
     assert ">B<" in html and ">C<" in html and ">A<" not in html
+
+
+def test_big_runs_write_the_xlsx_forms_in_a_second_process_with_the_same_result(tmp_path, monkeypatch):
+    from reports import render
+
+    frame = findings_frame(finding(), finding(finding_id="f2", record_id="SC002", name="=cmd|' /C calc'!A0"))
+    here = write_run(tmp_path / "here", view(frame))
+    monkeypatch.setattr(render, "FORMS_IN_A_PROCESS", 0)
+    child = write_run(tmp_path / "child", view(frame))
+    assert read_return(child / "market.xlsx").equals(read_return(here / "market.xlsx"))
+    assert not list(child.glob(".form-*"))  # the hand-over files are gone
+
+
+def test_a_second_process_that_fails_leaves_the_previous_report_in_place(tmp_path, monkeypatch):
+    from reports import render
+
+    root = tmp_path / "reports"
+    write_run(root, view(findings_frame(finding())))
+    before = (root / "2026-11-28" / "index.html").read_text("utf-8")
+    monkeypatch.setattr(render, "FORMS_IN_A_PROCESS", 0)
+    monkeypatch.setattr(forms.sys, "executable", "/bin/false")
+    with pytest.raises(RuntimeError, match="XLSX forms could not be written"):
+        write_run(root, view(findings_frame(finding(name="新名称"))))
+    assert (root / "2026-11-28" / "index.html").read_text("utf-8") == before
