@@ -61,6 +61,8 @@ def detect_partitioned(work: str, config: str | None = None, buckets: int = 8, p
     for key, regions in partition.regions_of(folder).items():
         shown = "、".join(regions[:12]) + (f" 等 {len(regions)} 个" if len(regions) > 12 else "")
         logger.info("分区 %s：地区 %s", key, shown)
+    if not keys:  # no source could be read tonight: nothing to spread
+        return stages.assemble_partitions(settings, Path(work), folder, keys, buckets)
     scanned = scan_partition.map(str(folder), keys, unmapped(config))
     for s in scanned.result():
         logger.info("分区 %s：%d 条记录，%d 条单条记录问题", s["partition"], s["records"], s["findings"])

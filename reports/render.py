@@ -206,9 +206,9 @@ def write_run(reports_root: Path, view: RunView) -> Path:
         if old.exists():
             shutil.rmtree(old)
     except BaseException:
+        if writer is not None:  # stop the form writer before removing the folder it writes into
+            writer.kill()
+            writer.wait()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        if writer is not None:
-            writer.kill()
     return final
