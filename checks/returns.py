@@ -297,6 +297,25 @@ def pending_files(returns_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
 
 
+def stray_files(data_dir: Path, source_keys: list[str]) -> list[dict]:
+    """Files under returns/ that no configured department's folder holds: listed, never guessed at."""
+    root = Path(data_dir) / "returns"
+    if not root.is_dir():
+        return []
+    out = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_file():
+            out.append({"file": path.name, "reason": "直接放在 returns/ 下，无法判断是哪个单位报送的。"
+                                                     f"请移入 returns/<单位>/（{'、'.join(source_keys)}）。"})
+        elif path.is_dir() and path.name not in source_keys:
+            for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                out.append({"file": str(f.relative_to(root)),
+                            "reason": f"目录 {path.name} 不是已配置的单位（{'、'.join(source_keys)}），文件未处理。"})
+    return out
+
+
 def archive_path(data_dir: Path, source: str, run_date: str, sha256: str, name: str) -> Path:
     return Path(data_dir) / "archive" / "returns" / source / run_date / f"{sha256[:12]}-{name}"
 

@@ -192,7 +192,8 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         quarantine=pl.concat(quarantines) if quarantines else empty_quarantine(),
         history=ledger.history(db), changes=changes, stage_seconds=stage_seconds,
         returns=ledger.returns_of_night(db, run_date), source_names=settings.source_names,
-        audit=ledger.audit_of_night(db, run_date))
+        audit=ledger.audit_of_night(db, run_date),
+        stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]))
     folder = write_run(Path(data_dir) / "reports", view)
     ledger.finish_run(db, run_date)
     return folder

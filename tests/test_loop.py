@@ -349,3 +349,14 @@ def test_a_late_answer_to_a_fixed_finding_is_told_the_night_it_was_verified(nigh
     fixed = nights["fixes"][0]["finding_id"]
     [entry] = ledger.known_findings(nights["db"], [fixed]).values()
     assert _not_answerable(entry) == f"该问题已于 {NIGHT2} 核验为已更正并关闭，无需再处理。"
+
+
+def test_a_file_outside_every_department_folder_is_listed_not_lost(sample_copy):
+    (sample_copy / "returns" / "民政局").mkdir(parents=True)
+    (sample_copy / "returns" / "民政局" / "反馈.xlsx").write_bytes(b"x")
+    (sample_copy / "returns" / "谁的.csv").write_text("问题编号\n", encoding="utf-8")
+    run_all(sample_copy, run_date=NIGHT1)
+    html = (sample_copy / "reports" / NIGHT1 / "index.html").read_text("utf-8")
+    assert "returns/民政局/反馈.xlsx：目录 民政局 不是已配置的单位" in html
+    assert "returns/谁的.csv：直接放在 returns/ 下" in html
+    assert (sample_copy / "returns" / "谁的.csv").exists()  # left where it is
