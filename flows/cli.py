@@ -225,7 +225,8 @@ def _ledger(args) -> int:
     from flows.stages import ledger_path
 
     try:
-        db = ledger_path(Path(args.data_dir), load_settings(args.config))
+        settings = load_settings(args.config)
+        db = ledger_path(Path(args.data_dir), settings)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if not db.exists():
@@ -238,7 +239,8 @@ def _ledger(args) -> int:
         f = ledger.finding_detail(db, args.finding_id)
     except ledger.LedgerError as exc:
         raise UsageError(str(exc)) from None
-    print(f"问题 {f['finding_id']}  {f['source']} 记录 {f['record_id']}  {f['name'] or ''}  {f['uscc'] or ''}")
+    owner = settings.source_names.get(f["source"], f["source"])
+    print(f"问题 {f['finding_id']}  {owner} 记录 {f['record_id']}  {f['name'] or ''}  {f['uscc'] or ''}")
     print(f"类型 {f['kind']}（{f['severity']}）  状态 {f['status']}  首次发现 {f['first_seen']}  最近 {f['last_seen']}")
     if f["answer"]:
         print(f"部门答复（{f['answered_on']}）：{f['answer']} {f['answer_code'] or ''} {f['answer_note'] or ''}".rstrip())
