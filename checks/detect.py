@@ -158,26 +158,36 @@ def context_level(frame: pl.DataFrame, settings: Settings) -> list[Finding]:
 
 # --------------------------------------------------------------------------- stage 3: across records
 
-def neighbor_pairs(frame: pl.DataFrame) -> pl.DataFrame:
-    """Invalid codes one edit away from a valid code held by another record."""
-    valid_codes = frame.filter(pl.col("valid") & pl.col("code").is_not_null()).group_by("code").agg(
-        pl.col("idx").first().alias("holder"))
-    holders = dict(valid_codes.iter_rows())
-    rows_a, rows_b = [], []
-    invalid = frame.filter(~pl.col("valid") & pl.col("code").is_not_null()).select("idx", "code")
-    for idx, code in invalid.iter_rows():
+def neighbor_candidates(frame: pl.DataFrame) -> pl.DataFrame:
+    """(idx, candidate): the codes one edit away from each invalid code that pass the check."""
+    rows_a, candidates = [], []
+    for idx, code in frame.filter(~pl.col("valid") & pl.col("code").is_not_null()).select("idx", "code").iter_rows():
         for candidate, _ in single_edit_neighbors(code):
-            holder = holders.get(candidate)
-            if holder is not None:
-                rows_a.append(idx)
-                rows_b.append(holder)
-    legacy = frame.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org")
-    if legacy.height:
-        by_org = frame.filter(pl.col("valid") & pl.col("org").is_not_null()).select("idx", "org")
-        joined = legacy.join(by_org, left_on="legacy_org", right_on="org", suffix="_b")
-        rows_a += joined["idx"].to_list()
-        rows_b += joined["idx_b"].to_list()
-    return pl.DataFrame({"a": rows_a, "b": rows_b}, schema={"a": pl.Int64, "b": pl.Int64})
+            rows_a.append(idx)
+            candidates.append(candidate)
+    return pl.DataFrame({"idx": rows_a, "candidate": candidates}, schema={"idx": pl.Int64, "candidate": pl.String})
+
+
+def neighbor_pairs_from(candidates: pl.DataFrame, holders: pl.DataFrame, legacy: pl.DataFrame) -> pl.DataFrame:
+    """Pairs (a, b): an invalid code one edit from the code `holders` record b holds (the first
+    holder), and a legacy organization code equal to the positions 9–17 of a valid code.
+
+    `holders` and `legacy` may be the whole frame or the records of one key bucket (checks.partition).
+    """
+    valid = holders.filter(pl.col("valid"))
+    first = valid.filter(pl.col("code").is_not_null()).group_by("code").agg(pl.col("idx").min().alias("holder"))
+    near = candidates.join(first, left_on="candidate", right_on="code") \
+        .select(pl.col("idx").alias("a"), pl.col("holder").alias("b"))
+    old = legacy.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org") \
+        .join(valid.filter(pl.col("org").is_not_null()).select("idx", "org"), left_on="legacy_org", right_on="org",
+              suffix="_b") \
+        .select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"))
+    return pl.concat([near, old])
+
+
+def neighbor_pairs(frame: pl.DataFrame) -> pl.DataFrame:
+    """Invalid codes one edit away from a valid code held by another record, and legacy codes."""
+    return neighbor_pairs_from(neighbor_candidates(frame), frame, frame)
 
 
 #: Columns of the records that findings, links and repairs read.

@@ -37,6 +37,8 @@ from checks.detect import (
     Finding,
     context_level,
     cross_from,
+    neighbor_candidates,
+    neighbor_pairs_from,
     prepare,
     record_level,
 )
@@ -45,7 +47,6 @@ from checks.detect import (
 )
 from checks.settings import Settings
 from validators.column import compact_expr
-from validators.uscc import single_edit_neighbors
 
 #: Prepared columns the buckets read (the link keys) and the assembly reads (evidence and findings).
 KEY_COLUMNS = ("idx", "code", "org", "legacy_org", "valid", "name_norm", "name_core", "rep")
@@ -104,16 +105,6 @@ def scan_partition(folder: Path, key: str, settings: Settings) -> dict:
             "findings": sum(len(v) for v in found.values())}
 
 
-def neighbor_candidates(frame: pl.DataFrame) -> pl.DataFrame:
-    """(idx, candidate): valid-looking codes one edit away from each invalid code."""
-    rows_a, candidates = [], []
-    for idx, code in frame.filter(~pl.col("valid") & pl.col("code").is_not_null()).select("idx", "code").iter_rows():
-        for candidate, _ in single_edit_neighbors(code):
-            rows_a.append(idx)
-            candidates.append(candidate)
-    return pl.DataFrame({"idx": rows_a, "candidate": candidates}, schema={"idx": pl.Int64, "candidate": pl.String})
-
-
 def _in_bucket(column: str | pl.Expr, bucket: int, buckets: int) -> pl.Expr:
     expr = pl.col(column) if isinstance(column, str) else column
     return (expr.hash(seed=0) % buckets) == bucket
@@ -138,7 +129,7 @@ def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dic
         linking.pairs_within(only("org"), "org", different_code=True, block="org"),
         linking.pairs_within(only("name_norm"), "name_norm", different_code=True, block="name"),
         linking.fuzzy_rep_pairs(by_rep) if by_rep.height else None,
-        _neighbor_pairs(folder, keys, only("code"), only("org"), only("legacy_org"), bucket, buckets),
+        _neighbor_pairs(folder, keys, mine, only("legacy_org"), bucket, buckets),
     ]
     found = [p.select("a", "b", "block") for p in parts if p is not None and p.height]
     pairs = pl.concat(found) if found else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
@@ -150,21 +141,13 @@ def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dic
     return {"bucket": bucket, "records": mine.height, "pairs": pairs.height}
 
 
-def _neighbor_pairs(folder: Path, keys: list[str], by_code: pl.DataFrame, by_org: pl.DataFrame,
-                    legacy: pl.DataFrame, bucket: int, buckets: int) -> pl.DataFrame:
-    """One-edit candidates and legacy organization codes matched to holders in this bucket
-    (`checks.detect.neighbor_pairs`, split by the hash of the code looked up)."""
-    holders = by_code.filter(pl.col("valid") & pl.col("code").is_not_null()).group_by("code") \
-        .agg(pl.col("idx").min().alias("holder"))
+def _neighbor_pairs(folder: Path, keys: list[str], holders: pl.DataFrame, legacy: pl.DataFrame, bucket: int,
+                    buckets: int) -> pl.DataFrame:
+    """`checks.detect.neighbor_pairs` for the codes looked up that hash to this bucket: `holders` are the
+    records whose code or organization code hashes here, `legacy` those whose legacy code does."""
     candidates = pl.concat([pl.scan_parquet(folder / f"neighbors-{k}.parquet") for k in keys]) \
         .filter(_in_bucket("candidate", bucket, buckets)).collect()
-    near = candidates.join(holders, left_on="candidate", right_on="code") \
-        .select(pl.col("idx").alias("a"), pl.col("holder").alias("b"))
-    org_holders = by_org.filter(pl.col("valid") & pl.col("org").is_not_null()).select("idx", "org")
-    old = legacy.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org") \
-        .join(org_holders, left_on="legacy_org", right_on="org", suffix="_b") \
-        .select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"))
-    return pl.concat([near, old]).with_columns(block=pl.lit("neighbor"))
+    return neighbor_pairs_from(candidates, holders, legacy).with_columns(block=pl.lit("neighbor"))
 
 
 def assemble(folder: Path, keys: list[str], buckets: int, settings: Settings) -> pl.DataFrame:
