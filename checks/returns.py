@@ -25,17 +25,19 @@ import hashlib
 import io
 import shutil
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import polars as pl
 
 from checks import ledger, xlsx
-from checks.names import normalize_name_expr
+from checks.ingest import HEADER_SEARCH_ROWS
+from checks.names import normalize_name
 from checks.textfile import TextFileError, decode, sniff_delimiter
 from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY
 from validators.tables import STATUS_LABELS
-from validators.uscc import check
+from validators.uscc import check, compact
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 FORM_HEADERS = tuple(h for h, _ in READ_ONLY) + ANSWER_COLUMNS
@@ -93,7 +95,7 @@ def read_return(path: Path) -> pl.DataFrame:
         frames = []  # a long list spans 更正清单, 更正清单(2), …: every sheet with the key column counts
         for sheet in names:
             frame = xlsx.read_rows(path, sheet)
-            for at in range(min(frame.height, 10)):
+            for at in range(min(frame.height, HEADER_SEARCH_ROWS)):
                 header = [clean_cell(v) for v in frame.row(at)]
                 if KEY in header:
                     xml = xlsx.sheet_xml(path, sheet)
@@ -277,13 +279,8 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
 
 
 def _name_equality(prefixes: tuple[str, ...]) -> Callable[[str | None, str | None], bool]:
-    cache: dict[str, str] = {}
-
-    def norm(name: str | None) -> str:
-        if name not in cache:
-            cache[name] = pl.select(normalize_name_expr(pl.lit(name or "", dtype=pl.String), prefixes)).item()
-        return cache[name]
-
+    """Two names that are equal after `checks.names.normalize_name` (each name normalized once)."""
+    norm = lru_cache(maxsize=None)(lambda name: normalize_name(name, prefixes))
     return lambda a, b: bool(a) and bool(b) and norm(a) == norm(b)
 
 
@@ -387,7 +384,7 @@ def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: st
 
 
 def _typed_codes(form: pl.DataFrame) -> list[str]:
-    codes = {check(c, suggest=False).code for c in form[NEW_CODE] if c}
+    codes = {compact(c) for c in form[NEW_CODE] if c}
     return sorted(c for c in codes if len(c) == 18)
 
 

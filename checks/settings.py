@@ -17,6 +17,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "steward.toml"
 #: Canonical fields of an extract; the first three are required (SPEC §4).
 FIELDS = ("record_id", "uscc", "name", "entity_type", "legal_rep", "established", "status", "address")
 REQUIRED_FIELDS = ("record_id", "uscc", "name")
+DEFAULT_DATABASE = "state/steward.sqlite3"
 
 
 class ConfigError(ValueError):
@@ -45,7 +46,7 @@ class Settings:
     sources: tuple[Source, ...]
     allowlist: dict[str, str] = field(default_factory=dict)
     #: The ledger's SQLite file, relative to the data directory unless absolute.
-    database: str = "state/steward.sqlite3"
+    database: str = DEFAULT_DATABASE
 
     def source(self, key: str) -> Source:
         for source in self.sources:
@@ -102,5 +103,5 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
         allowlist = {str(e["code"]).strip().upper(): e["reason"] for e in raw.get("allowlist", [])}
     except KeyError as exc:
         raise ConfigError(f"{where}：缺少配置项 {exc}。") from None
-    database = str(raw.get("state", {}).get("database", "state/steward.sqlite3"))
+    database = str(raw.get("state", {}).get("database", DEFAULT_DATABASE))
     return Settings(city, tuple(sources), allowlist, database)

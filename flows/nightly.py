@@ -87,7 +87,7 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
             counts = detect_partitioned.with_options(task_runner=runner)(work, config, buckets, parts=buckets)
         else:
             counts = detect_findings(work, config)
-    logger.info("检测：%d 条记录，%d 条问题", counts["records"], counts["findings"])
+    logger.info(stages.describe_detection(counts))
     with clock.stage(stages.RETURNS):
         handled = process_returns(data_dir, work, run_date, config)
     for h in handled:

@@ -69,5 +69,4 @@ def detect_partitioned(work: str, config: str | None = None, buckets: int = 8, p
     linked = link_bucket.map(str(folder), unmapped(keys), range(buckets), unmapped(buckets))
     logger.info("按键分桶 %d 个，候选记录对 %d", buckets, sum(b["pairs"] for b in linked.result()))
     counts = stages.assemble_partitions(settings, Path(work), folder, keys, buckets)
-    logger.info("检测完成：%d 条记录，%d 条问题", counts["records"], counts["findings"])
     return counts

@@ -29,6 +29,7 @@ from checks.ingest import SourceReport, ingest_source
 from checks.partition import assemble, detect_partitioned, split
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source, load_settings
+from reports.receipts import OUTCOME_LABELS
 from reports.render import RunView, write_run
 from validators.column import compact_expr
 
@@ -62,9 +63,9 @@ def work_dir(data_dir: Path, run_date: str) -> Path:
     return path
 
 
-def ledger_path(data_dir: Path, settings: Settings | None = None) -> Path:
+def ledger_path(data_dir: Path, settings: Settings) -> Path:
     """The ledger file: $USCC_DATABASE, else `[state] database` (relative to the data directory)."""
-    configured = os.environ.get("USCC_DATABASE") or (settings.database if settings else "state/steward.sqlite3")
+    configured = os.environ.get("USCC_DATABASE") or settings.database
     return Path(data_dir) / configured  # an absolute configured path wins over data_dir
 
 
@@ -224,8 +225,12 @@ def describe_source(s: dict) -> str:
             f"空行 {s['rows_blank']} 行")
 
 
+def describe_detection(counts: dict) -> str:
+    return f"检测：{counts['records']} 条记录，{counts['findings']} 条问题"
+
+
 def describe_return(h: dict) -> str:
-    outcome = {"processed": "已处理", "rejected": "整份未受理", "duplicate": "重复报送"}.get(h["outcome"], h["outcome"])
+    outcome = OUTCOME_LABELS[h["outcome"]]
     return (f"反馈 {h['source']}/{h['file']}：{outcome}，受理 {h.get('accepted', 0)} 行，未受理 {h.get('rejected', 0)} 行"
             + (f"（{h['reason']}）" if h["reason"] else ""))
 
@@ -249,7 +254,7 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
             say(describe_source(sources[-1]))
     with clock.stage(DETECT):
         counts = detect_all(settings, work, buckets)
-    say(f"检测：{counts['records']} 条记录，{counts['findings']} 条问题")
+    say(describe_detection(counts))
     with clock.stage(RETURNS):
         handled = process_returns(settings, data_dir, work, run_date)
     for h in handled:
