@@ -36,7 +36,7 @@ from checks.ingest import HEADER_SEARCH_ROWS
 from checks.names import normalize_name
 from checks.textfile import TextFileError, decode, sniff_delimiter
 from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY
-from validators.tables import STATUS_LABELS
+from validators.tables import STATUS_LABELS, TRIM_CHARS
 from validators.uscc import check, compact
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
@@ -265,7 +265,7 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
         errors = "；".join(x.message for x in report.findings if x.severity == "error")
         return f"更正后代码“{typed}”不是有效的统一社会信用代码：{errors}。请核对证照后重新填写。", None
     code = report.code
-    if code == (f.uscc or "").strip().upper():
+    if code == (f.uscc or "").strip(TRIM_CHARS):  # a lower-case or spaced current code is a formatting fix
         return "更正后代码与当前代码相同。如当前代码无误，请选择“确认无误”并写明依据。", None
     related = set((f.related or "").split(";"))
     for h in by_code.get(code, []):

@@ -207,3 +207,12 @@ def test_a_form_excel_saved_as_unicode_text_is_read(tmp_path):
     path.write_bytes("\r\n".join(rows).encode("utf-16"))
     form = read_return(path)
     assert form.select("问题编号", "处理结果", "处理说明").row(0) == ("f1", "确认无误", "已核对")
+
+
+def test_the_clean_spelling_of_a_badly_formatted_code_is_a_correction_not_the_same_code():
+    k = known(kind="formatting", uscc=GOOD.lower())
+    [v] = verdict([{"known": k, "处理结果": "已更正", "更正后代码": GOOD}], [k])
+    assert v["verdict"] == "accepted"
+    same = known(uscc=f" {GOOD} ")
+    [v] = verdict([{"known": same, "当前代码": GOOD, "处理结果": "已更正", "更正后代码": GOOD}], [same])  # as read
+    assert v["verdict"] == "rejected" and "与当前代码相同" in v["reason"]
