@@ -8,6 +8,9 @@ the configuration). Tables:
     return_files  every returned file seen, by content hash: outcome and counts
     responses     every row of every returned file, accepted or rejected, and why
     audit         every status change, and every refused attempt, with actor and note
+    extracts      each night's verdict on each source's extract (ok | held | rejected), with its hash
+    accepted_extracts   the last extract accepted per source: the plausibility guard's baseline
+    extract_acceptances the steward's deliberate acceptances of held extracts (by content hash)
 
 Statuses: open → responded → fixed | rejected-response | waived; a fixed
 finding that comes back is reopened. Each step is one transaction: a crash
@@ -110,6 +113,42 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS responses_file ON responses(return_file);
     """,
+    # 3: unattended nights — each night's verdict on each source's extract, the last accepted
+    # extract per source (the plausibility baseline), the steward's acceptances of held extracts;
+    # a run date that is no date (an operator's `2026/11/30`) would sort after every real night
+    """
+    CREATE TABLE IF NOT EXISTS extracts (
+        run_date TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        file TEXT,
+        sha256 TEXT,
+        rows_read INTEGER,
+        records INTEGER,
+        previous_records INTEGER,
+        lost INTEGER,
+        reason TEXT,
+        PRIMARY KEY (run_date, source)
+    );
+    CREATE INDEX IF NOT EXISTS extracts_hash ON extracts(source, sha256);
+    CREATE TABLE IF NOT EXISTS accepted_extracts (
+        source TEXT PRIMARY KEY,
+        run_date TEXT NOT NULL,
+        file TEXT,
+        sha256 TEXT,
+        records INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS extract_acceptances (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        file TEXT,
+        why TEXT NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL
+    );
+    DELETE FROM runs WHERE run_date NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -183,11 +222,28 @@ class Tonight:
         sources_read: sources whose extract was read tonight; findings of the others are left alone.
         records: one row per record of those extracts: `source`, `record_id`, `code` (`compact_expr`) and
             `checked` (False for a quarantined row: its findings are left alone too).
+        extracts: each configured source's extract verdict tonight (`Extract`), kept per night in the ledger.
     """
 
     sources_read: frozenset[str]
     records: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
         schema={"source": pl.String, "record_id": pl.String, "code": pl.String, "checked": pl.Boolean}))
+    extracts: tuple["Extract", ...] = ()
+
+
+@dataclass(frozen=True)
+class Extract:
+    """One source's extract as judged tonight: accepted (`ok`), `held` by the plausibility guard, or `rejected`."""
+
+    source: str
+    status: str
+    file: str | None = None
+    sha256: str | None = None
+    rows_read: int = 0
+    records: int = 0
+    previous_records: int | None = None
+    lost: int | None = None
+    reason: str | None = None
 
 
 #: Why a finding that is no longer found is closed as fixed (audit notes, shown to the steward).
@@ -205,7 +261,8 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
     Args:
         findings: tonight's findings (`finding_id, source, record_id, kind, severity, uscc, name`).
         tonight: tonight's extracts; None means every source was read and no record was quarantined
-            (then a finding not found tonight is fixed).
+            (then a finding not found tonight is fixed). Findings of a source whose extract was not
+            accepted tonight (held or rejected) keep their status: new ones are recorded, none moves.
 
     Returns:
         {"statuses": frame (finding_id, status, response), "new", "fixed", "reopened" (the night's, from
@@ -221,7 +278,8 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
                      "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT)")
         conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?)", tonight_rows.iter_rows())
         if not historical:  # statuses move forward in time only
-            _move_seen(conn, run_date, now, actor)
+            fresh = _record_extracts(conn, run_date, tonight)
+            _move_seen(conn, run_date, now, actor, fresh, None if tonight is None else tonight.sources_read)
             _close_gone(conn, run_date, now, actor, tonight)
         changes = _night_changes(conn, run_date, actor)
         statuses = _statuses(conn)
@@ -230,13 +288,43 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         unresolved = labelled.filter(pl.col("status").is_in(UNRESOLVED))
         open_count = unresolved.filter(pl.col("severity") != "info").height
         counts = unresolved.group_by("source", "severity").len().rows()
-        conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?)",
-                     (run_date, now, None, open_count, json.dumps({f"{s}|{v}": n for s, v, n in counts})))
+        # a night is on the timeline once some run of it completed (`finish_run`); a rerun keeps that mark
+        conn.execute("INSERT INTO runs (run_date, started_at, finished_at, open_count, counts_json) "
+                     "VALUES (?,?,NULL,?,?) ON CONFLICT(run_date) DO UPDATE SET started_at = excluded.started_at, "
+                     "open_count = excluded.open_count, counts_json = excluded.counts_json",
+                     (run_date, now, open_count, json.dumps({f"{s}|{v}": n for s, v, n in counts})))
     return {"statuses": statuses, **changes, "historical": historical, "open": open_count}
 
 
-def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str) -> None:
-    """New findings, and the status moves of findings seen again tonight."""
+def _record_extracts(conn: sqlite3.Connection, run_date: str, tonight: Tonight | None) -> dict[str, str]:
+    """Keep tonight's extract verdicts; return, per accepted source, the first night its extract was seen.
+
+    A department's 已更正 is judged against an extract newer than the answer: the same file
+    seen again on a later night proves nothing either way.
+    """
+    if tonight is None:
+        return {}
+    conn.executemany("INSERT OR REPLACE INTO extracts (run_date, source, status, file, sha256, rows_read, records, "
+                     "previous_records, lost, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     [(run_date, e.source, e.status, e.file, e.sha256, e.rows_read, e.records, e.previous_records,
+                       e.lost, e.reason) for e in tonight.extracts])
+    fresh = {}
+    for e in tonight.extracts:
+        if e.status == "ok" and e.sha256:
+            fresh[e.source] = conn.execute("SELECT MIN(run_date) FROM extracts WHERE source = ? AND sha256 = ? "
+                                           "AND status = 'ok'", (e.source, e.sha256)).fetchone()[0]
+    return fresh
+
+
+def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
+               fresh: dict[str, str] | None = None, movable: frozenset[str] | None = None) -> None:
+    """New findings, and the status moves of findings seen again tonight.
+
+    Args:
+        fresh: accepted source → the first night tonight's extract was seen (see `_record_extracts`);
+            without it an answer older than tonight counts as checked by tonight's extract.
+        movable: sources whose findings may move tonight (None: all); the others only gain new findings.
+    """
     conn.execute("CREATE TEMP TABLE fresh AS SELECT finding_id FROM tonight "
                  "WHERE finding_id NOT IN (SELECT finding_id FROM findings)")
     conn.execute("INSERT INTO findings (finding_id, source, record_id, kind, severity, status, first_seen, "
@@ -246,6 +334,11 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str) ->
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, NULL, 'open', ?, '首次发现' FROM fresh", (now, run_date, actor))
     conn.execute("DROP TABLE fresh")
+    conn.execute("CREATE TEMP TABLE since (source TEXT PRIMARY KEY, first_seen TEXT, movable INTEGER)")
+    every = movable is None
+    keys = set(fresh or {}) | set(movable or ())
+    conn.executemany("INSERT INTO since VALUES (?, ?, ?)",
+                     [(k, (fresh or {}).get(k), every or k in movable) for k in keys])
     conn.execute(
         """CREATE TEMP TABLE moves AS
            SELECT finding_id, old, new, note FROM (
@@ -254,15 +347,18 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str) ->
                  WHEN f.status = 'fixed' THEN 'reopened'
                  WHEN f.status = 'waived' AND f.waived_record IS NOT NULL
                       AND f.waived_record != (coalesce(t.uscc, '') || char(31) || coalesce(t.name, '')) THEN 'open'
-                 WHEN f.status = 'responded' AND f.answer = '已更正' AND f.answered_on < ? THEN 'open'
+                 WHEN f.status = 'responded' AND f.answer = '已更正'
+                      AND f.answered_on < coalesce(s.first_seen, ?) THEN 'open'
                END AS new,
                CASE
                  WHEN f.status = 'fixed' THEN '已更正的问题再次出现'
                  WHEN f.status = 'waived' THEN '确认无误后记录（代码或名称）已变化，重新判定'
                  ELSE '部门报已更正，但本期数据中问题仍在'
                END AS note
-             FROM tonight t JOIN findings f USING (finding_id))
-           WHERE new IS NOT NULL""", (run_date,))
+             FROM tonight t JOIN findings f USING (finding_id) LEFT JOIN since s ON s.source = f.source
+             WHERE ? OR s.movable)
+           WHERE new IS NOT NULL""", (run_date, every))
+    conn.execute("DROP TABLE since")
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, old, new, ?, note FROM moves", (now, run_date, actor))
     conn.execute("UPDATE findings SET status = m.new, status_changed = ?, waived_record = NULL, "
@@ -345,9 +441,67 @@ def latest_run(db: Path) -> str | None:
         return conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
 
 
-def finish_run(db: Path, run_date: str) -> None:
+def finish_run(db: Path, run_date: str, accepted: list[Extract] = ()) -> None:
+    """Mark the night completed, and make its accepted extracts the next night's baseline (one transaction)."""
     with closing(connect(db)) as conn, _Transaction(conn):
         conn.execute("UPDATE runs SET finished_at=? WHERE run_date=?", (_now(), run_date))
+        conn.executemany("INSERT OR REPLACE INTO accepted_extracts (source, run_date, file, sha256, records) "
+                         "VALUES (?,?,?,?,?)", [(e.source, run_date, e.file, e.sha256, e.records) for e in accepted])
+
+
+def unfinished_nights(db: Path) -> list[str]:
+    """Nights whose ledger step ran but no run of which completed (a failure the steward should see)."""
+    with closing(connect(db)) as conn:
+        return [d for (d,) in conn.execute("SELECT run_date FROM runs WHERE finished_at IS NULL ORDER BY run_date")]
+
+
+# --------------------------------------------------------------------------- extracts
+
+def accepted_extract(db: Path, source: str) -> dict | None:
+    """The last extract accepted for a source (run_date, file, sha256, records), or None."""
+    with closing(connect(db)) as conn:
+        row = conn.execute("SELECT run_date, file, sha256, records FROM accepted_extracts WHERE source = ?",
+                           (source,)).fetchone()
+    return dict(zip(("run_date", "file", "sha256", "records"), row)) if row else None
+
+
+def steward_acceptance(db: Path, source: str, sha256: str) -> str | None:
+    """Why the steward accepted this exact extract (by content hash), or None."""
+    with closing(connect(db)) as conn:
+        row = conn.execute("SELECT why FROM extract_acceptances WHERE source = ? AND sha256 = ? ORDER BY id DESC",
+                           (source, sha256)).fetchone()
+    return row[0] if row else None
+
+
+def extract_verdicts(db: Path, source: str | None = None, limit: int = 30) -> list[dict]:
+    """The latest nights' verdicts on the extracts, newest first (`uscc extracts list`)."""
+    keys = ("run_date", "source", "status", "file", "sha256", "rows_read", "records", "previous_records", "lost",
+            "reason")
+    with closing(connect(db)) as conn:
+        rows = conn.execute(f"SELECT {', '.join(keys)} FROM extracts" + (" WHERE source = ?" if source else "")
+                            + " ORDER BY run_date DESC, source LIMIT ?", ((source,) if source else ()) + (limit,))
+        return [dict(zip(keys, r)) for r in rows.fetchall()]
+
+
+def steward_accept_extract(db: Path, source: str, why: str) -> dict:
+    """The steward accepts the extract the guard held last for this source; the next night uses it (audited)."""
+    if not why.strip():
+        raise LedgerError("请用 --why 写明接受该期数据的原因（如“3 月集中清理注销主体，经核实属实”），会记入审计日志。")
+    with closing(connect(db)) as conn, _Transaction(conn):
+        row = conn.execute("SELECT run_date, file, sha256, records, previous_records, reason FROM extracts "
+                           "WHERE source = ? ORDER BY run_date DESC LIMIT 1", (source,)).fetchone()
+        if row is None or row[2] is None:
+            raise LedgerError(f"台账中没有来源 {source} 的数据检查记录：请先运行夜间任务。")
+        night, file, sha, records, previous, reason = row
+        status = conn.execute("SELECT status FROM extracts WHERE source = ? AND run_date = ?", (source, night)).fetchone()[0]
+        if status != "held":
+            raise LedgerError(f"来源 {source} 最近一期（{night}，{file}）的数据不是“待确认”状态（{status}），无需接受。")
+        now = _now()
+        conn.execute("INSERT INTO extract_acceptances (source, sha256, file, why, at, actor) VALUES (?,?,?,?,?,?)",
+                     (source, sha, file, why.strip(), now, "steward"))
+        _audit(conn, now, night, "", "held", "accepted", "steward",
+               f"市信用办确认接受 {source} 的数据 {file}（上期 {previous} 条，本期 {records} 条；原因：{reason}）：{why.strip()}")
+    return {"run_date": night, "file": file, "records": records, "previous_records": previous}
 
 
 # --------------------------------------------------------------------------- returned forms
@@ -396,10 +550,10 @@ def pending_codes(db: Path, codes: list[str]) -> list[tuple[str, str, str, str |
 def handled_return(db: Path, source: str, sha256: str) -> dict | None:
     """The earlier processing of this exact file for this source, if any."""
     with closing(connect(db)) as conn:
-        row = conn.execute("SELECT id, file_name, run_date, outcome, reason, archived_as FROM return_files "
-                           "WHERE source = ? AND sha256 = ? AND outcome != 'duplicate' ORDER BY id LIMIT 1",
-                           (source, sha256)).fetchone()
-    keys = ("id", "file_name", "run_date", "outcome", "reason", "archived_as")
+        row = conn.execute("SELECT id, file_name, run_date, outcome, reason, archived_as, accepted, rejected, skipped "
+                           "FROM return_files WHERE source = ? AND sha256 = ? AND outcome != 'duplicate' "
+                           "ORDER BY id LIMIT 1", (source, sha256)).fetchone()
+    keys = ("id", "file_name", "run_date", "outcome", "reason", "archived_as", "accepted", "rejected", "skipped")
     return dict(zip(keys, row)) if row else None
 
 
@@ -491,10 +645,13 @@ def _audit(conn, at, run_date, fid, old, new, actor, note) -> None:
 
 
 def history(db: Path, limit: int = 90) -> list[dict]:
-    """Unresolved errors and warnings per past run, oldest first: the road to zero."""
+    """Unresolved errors and warnings per completed night, oldest first: the road to zero.
+
+    A night none of whose runs completed is not on it (see `unfinished_nights`).
+    """
     with closing(connect(db)) as conn:
-        rows = conn.execute("SELECT run_date, open_count, counts_json FROM runs ORDER BY run_date DESC LIMIT ?",
-                            (limit,)).fetchall()
+        rows = conn.execute("SELECT run_date, open_count, counts_json FROM runs WHERE finished_at IS NOT NULL "
+                            "ORDER BY run_date DESC LIMIT ?", (limit,)).fetchall()
     return [{"run_date": d, "open": n, "counts": json.loads(c)} for d, n, c in reversed(rows)]
 
 

@@ -343,7 +343,8 @@ def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: st
     if earlier and earlier["archived_as"] and not Path(earlier["archived_as"]).exists():
         # processed, then the run stopped before the move: finish the move, nothing else
         _move(path, Path(earlier["archived_as"]))
-        return {"source": source, "file": path.name, "outcome": earlier["outcome"], "reason": earlier["reason"]}
+        return {"source": source, "file": path.name, "outcome": earlier["outcome"], "reason": earlier["reason"],
+                **{k: earlier[k] for k in ("accepted", "rejected", "skipped")}}
     names = settings.source_names
     verdicts = pl.DataFrame(schema=VERDICT_SCHEMA)
     if earlier:

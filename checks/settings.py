@@ -47,6 +47,10 @@ class Settings:
     allowlist: dict[str, str] = field(default_factory=dict)
     #: The ledger's SQLite file, relative to the data directory unless absolute.
     database: str = DEFAULT_DATABASE
+    #: Plausibility guard (`checks.guard`): share of the last accepted extract's records that may vanish.
+    max_lost_share: float = 0.10
+    #: Nights a failed night's work folder is kept for diagnosis (a completed night's is removed at once).
+    keep_failed_work_nights: int = 3
 
     def source(self, key: str) -> Source:
         for source in self.sources:
@@ -103,5 +107,12 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
         allowlist = {str(e["code"]).strip().upper(): e["reason"] for e in raw.get("allowlist", [])}
     except KeyError as exc:
         raise ConfigError(f"{where}：缺少配置项 {exc}。") from None
-    database = str(raw.get("state", {}).get("database", DEFAULT_DATABASE))
-    return Settings(city, tuple(sources), allowlist, database)
+    state = raw.get("state", {})
+    database = str(state.get("database", DEFAULT_DATABASE))
+    keep = state.get("keep_failed_work_nights", 3)
+    share = raw.get("guard", {}).get("max_lost_share", 0.10)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+        raise ConfigError(f"{where}：[guard] max_lost_share 应为 0 到 1 之间的小数（如 0.10 表示 10%），现为 {share!r}。")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise ConfigError(f"{where}：[state] keep_failed_work_nights 应为不小于 0 的整数，现为 {keep!r}。")
+    return Settings(city, tuple(sources), allowlist, database, float(share), keep)

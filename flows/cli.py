@@ -1,7 +1,7 @@
 """`uscc` command line: check codes, run the nightly job, make synthetic data.
 
-Exit codes: 0 all good, 1 some code invalid (check) / some source rejected (run),
-2 usage or input error (with a message, never a traceback).
+Exit codes: 0 all good, 1 some code invalid (check) / some source rejected or held (run),
+2 usage or input error, or another run holds the data directory (with a message, never a traceback).
 """
 
 from __future__ import annotations
@@ -39,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="按地区分区、按键分桶检测（桶数；0 = 单进程）。经 Prefect 时在 Dask 集群上运行")
     run.add_argument("--dask-address", help="已有 Dask 集群的调度器地址（如 tcp://10.0.0.5:8786）；默认本机临时集群")
     run.add_argument("--dask-workers", type=int, default=2, help="本机临时 Dask 集群的进程数")
+    run.add_argument("--wait", type=float, default=0,
+                     help="数据目录正被另一运行使用时最多等待的秒数（默认 0：立即退出，退出码 2）")
+
+    extracts = sub.add_parser("extracts", help="查看各部门本期数据的检查结论，或确认接受“待确认”的数据")
+    extracts.add_argument("action", choices=["list", "accept"], help="list 列出最近的检查结论；accept 确认接受")
+    extracts.add_argument("source", nargs="?", help="来源（如 market）；accept 时必填")
+    extracts.add_argument("--why", default="", help="accept 的原因（记入审计日志）")
+    extracts.add_argument("--data-dir", default="data", help="数据目录")
+    extracts.add_argument("--config", help="配置文件，默认 config/steward.toml")
 
     book = sub.add_parser("ledger", help="查看台账中的问题，或由市信用办重新打开")
     book.add_argument("--data-dir", default="data", help="数据目录")
@@ -67,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             return _synth(args)
         if args.command == "ledger":
             return _ledger(args)
+        if args.command == "extracts":
+            return _extracts(args)
     except UsageError as exc:
         print(f"uscc {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -172,55 +183,51 @@ def _describe(report) -> str:
 # --------------------------------------------------------------------------- run / synth
 
 def _run(args) -> int:
-    from checks.settings import ConfigError, load_settings
+    from checks.lock import LockBusy, describe, holder_of
+    from flows.params import ParameterError, check_night
 
-    data_dir = Path(args.data_dir)
-    if not (data_dir / "extracts").is_dir():
-        raise UsageError(f"数据目录 {data_dir} 下没有 extracts/ 文件夹（应为 extracts/<来源>/<文件>）")
     try:
-        load_settings(args.config)
-    except ConfigError as exc:
+        night = check_night(args.data_dir, args.date, args.config, args.buckets, args.dask_workers, args.wait)
+    except ParameterError as exc:
         raise UsageError(str(exc)) from None
-    run_date = _parse_date(args.date)
-    if args.buckets < 0 or args.dask_workers < 1:
-        raise UsageError("--buckets 不能为负数，--dask-workers 至少为 1")
     if args.no_prefect:
         from flows.stages import run_all
 
-        result = run_all(data_dir, run_date=run_date, config=args.config, buckets=args.buckets,
-                         say=lambda line: print(line, flush=True))
+        try:
+            result = run_all(night.data_dir, run_date=night.run_date, config=args.config, buckets=night.buckets,
+                             say=lambda line: print(line, flush=True), lock_wait=night.lock_wait)
+        except LockBusy as exc:
+            raise UsageError(str(exc)) from None
     else:
         import os
 
+        holder = holder_of(night.data_dir)
+        if holder and not night.lock_wait:  # fail fast, before paying for Prefect's start-up
+            raise UsageError(str(LockBusy(holder, 0)))
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         from flows.nightly import nightly
 
-        result = nightly(data_dir=str(data_dir), run_date=run_date, config=args.config, buckets=args.buckets,
-                         dask_address=args.dask_address, dask_workers=args.dask_workers)
+        state = nightly(data_dir=str(night.data_dir), run_date=night.run_date, config=args.config,
+                        buckets=night.buckets, dask_address=args.dask_address, dask_workers=night.dask_workers,
+                        lock_wait=night.lock_wait, return_state=True)
+        result = state.result(raise_on_failure=False)
+        if not isinstance(result, dict) or "refused" in result:
+            message = result["refused"] if isinstance(result, dict) else (state.message or str(result))
+            raise UsageError(message)
     returns = result["returns"]
     print(f"总览：{Path(result['overview']).resolve()}")
     print(f"待处理问题（错误与警告）{result['open_findings']} 条；被拒收文件 {len(result['rejected'])} 个；"
-          f"部门反馈 {returns['return_files']} 份（受理 {returns['returns_accepted']} 行，"
+          f"待确认数据 {len(result['held'])} 份；部门反馈 {returns['return_files']} 份（受理 {returns['returns_accepted']} 行，"
           f"未受理 {returns['returns_rejected']} 行）。")
     for source, reason in result["rejected"].items():
         print(f"  被拒收：{source}：{reason}", file=sys.stderr)
-    return 1 if result["rejected"] else 0
+    for source, reason in result["held"].items():
+        print(f"  待确认：{source}：{reason}", file=sys.stderr)
+    return 1 if result["rejected"] or result["held"] else 0
 
 
-def _parse_date(text: str | None):
-    import datetime as dt
-
-    if not text:
-        return None
-    try:
-        return dt.date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise UsageError(f"日期“{text}”格式不对，应为 YYYY-MM-DD") from None
-
-
-def _ledger(args) -> int:
-    from checks import ledger
+def _ledger_db(args):
     from checks.settings import ConfigError, load_settings
     from flows.stages import ledger_path
 
@@ -231,6 +238,37 @@ def _ledger(args) -> int:
         raise UsageError(str(exc)) from None
     if not db.exists():
         raise UsageError(f"{db} 不存在：数据目录 {args.data_dir} 还没有运行过夜间任务")
+    return settings, db
+
+
+def _extracts(args) -> int:
+    from checks import ledger
+
+    settings, db = _ledger_db(args)
+    if args.source and args.source not in settings.source_names:
+        raise UsageError(f"没有来源“{args.source}”；已配置的来源：{'、'.join(settings.source_names)}")
+    labels = {"ok": "已接受", "held": "待确认", "rejected": "被拒收"}
+    if args.action == "accept":
+        if not args.source:
+            raise UsageError("请指明要接受的来源，如：uscc extracts accept market --why \"原因\"")
+        try:
+            done = ledger.steward_accept_extract(db, args.source, args.why)
+        except ledger.LedgerError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"已确认接受 {settings.source_names[args.source]} 的数据 {done['file']}（{done['run_date']} 待确认；"
+              f"上期 {done['previous_records']} 条，本期 {done['records']} 条），下一次运行即采用。已记入审计日志。")
+        return 0
+    for v in ledger.extract_verdicts(db, args.source):
+        figures = f"上期 {v['previous_records']} 条，" if v["previous_records"] is not None else ""
+        print(f"{v['run_date']}  {settings.source_names.get(v['source'], v['source'])}  {labels.get(v['status'], v['status'])}"
+              f"  {v['file'] or '—'}  {figures}本期 {v['records']} 条" + (f"\n    {v['reason']}" if v["reason"] else ""))
+    return 0
+
+
+def _ledger(args) -> int:
+    from checks import ledger
+
+    settings, db = _ledger_db(args)
     try:
         if args.action == "reopen":
             old, new = ledger.steward_reopen(db, args.finding_id, args.why)

@@ -6,15 +6,19 @@ Runs in Prefect's local (ephemeral) mode when no server is configured.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from checks.lock import LockBusy, night_lock
 from checks.settings import load_settings
 from flows import stages
+from flows.params import ParameterError, check_night
 
 
 @task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -49,23 +53,52 @@ def render_reports(data_dir: str, work: str, run_date: str, sources: list[dict],
 
 
 @flow(name="uscc-nightly", task_runner=ThreadPoolTaskRunner(max_workers=3), log_prints=True)
-def nightly(data_dir: str = "data", run_date: str | None = None, config: str | None = None, buckets: int = 0,
-            dask_address: str | None = None, dask_workers: int = 2) -> dict:
+def nightly(data_dir: str = "data", run_date: dt.date | None = None, config: str | None = None, buckets: int = 0,
+            dask_address: str | None = None, dask_workers: int = 2, lock_wait: float = 0):
     """USCC Steward nightly run over DATA_DIR (SPEC §7).
+
+    Ends Completed when every source was read and accepted; Failed — after writing every report it
+    can — when a source was rejected or its extract held (the message names them), and Failed before
+    touching anything when a parameter is wrong or another run holds the data directory.
 
     Args:
         data_dir: extracts/, returns/, reports/, state/ of the city.
-        run_date: YYYY-MM-DD (default: today in Asia/Shanghai); an earlier date reruns that night.
+        run_date: the night (YYYY-MM-DD); default: a scheduled run's scheduled date in Asia/Shanghai,
+            else today there. An earlier date reruns that night.
         config: the configuration file (default config/steward.toml).
         buckets: 0 detects in this process; N > 0 partitions by region and shuffles into N key buckets
             on Dask (`flows.partitioned`).
         dask_address: an existing Dask scheduler (`tcp://host:8786`); default a local cluster.
         dask_workers: worker processes of the local cluster.
+        lock_wait: seconds to wait for another run on the same data directory before giving up.
     """
     logger = get_run_logger()
-    settings = load_settings(config)
-    run_date = run_date or stages.today()
-    work = str(stages.work_dir(Path(data_dir), run_date))
+    try:
+        night = check_night(data_dir, run_date, config, buckets, dask_workers, lock_wait, scheduled=_scheduled())
+        with night_lock(night.data_dir, night.run_date, night.lock_wait, logger.warning):
+            result = _night(night, dask_address, logger)
+    except (ParameterError, LockBusy) as exc:
+        logger.error(str(exc))
+        return Failed(message=str(exc), data={"refused": str(exc)})
+    failure = stages.failure_message(result)
+    if failure:
+        logger.error("本期运行未全部成功：%s", failure)
+        return Failed(message=f"本期运行未全部成功（报告已生成）：{failure}", data=result)
+    return result
+
+
+def _scheduled() -> dt.datetime | None:
+    """When this flow run was scheduled to start (a deployment's cron time; the call time otherwise)."""
+    moment = runtime.flow_run.scheduled_start_time
+    return dt.datetime.fromisoformat(moment.isoformat()) if moment is not None else None
+
+
+def _night(night, dask_address: str | None, logger) -> dict:
+    settings, data_dir, run_date = night.settings, str(night.data_dir), night.run_date
+    config = night.config
+    for removed in stages.clear_leftovers(settings, night.data_dir, run_date):
+        logger.warning("已清理上次异常中断留下的 %s", removed)
+    work = str(stages.work_dir(night.data_dir, run_date))
     clock = stages.StageClock()
 
     with clock.stage(stages.INGEST):
@@ -74,17 +107,18 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
         for source, future in zip(settings.sources, futures):
             outcome = future.result(raise_on_failure=False)
             if isinstance(outcome, BaseException):  # one source failing never stops the others
-                outcome = stages.failed_source(settings, Path(work), source.key, outcome)
+                outcome = stages.failed_source(settings, night.data_dir, Path(work), source.key, outcome)
             sources.append(outcome)
     for s in sources:
-        (logger.warning if s["status"] == "rejected" else logger.info)(stages.describe_source(s))
+        (logger.warning if s["status"] != "ok" else logger.info)(stages.describe_source(s))
 
     with clock.stage(stages.DETECT):
-        if buckets:
+        if night.buckets:
             from flows.partitioned import dask_runner, detect_partitioned
 
-            runner = dask_runner(dask_address, dask_workers)
-            counts = detect_partitioned.with_options(task_runner=runner)(work, config, buckets, parts=buckets)
+            runner = dask_runner(dask_address, night.dask_workers)
+            counts = detect_partitioned.with_options(task_runner=runner)(work, config, night.buckets,
+                                                                         parts=night.buckets)
         else:
             counts = detect_findings(work, config)
     logger.info(stages.describe_detection(counts))
@@ -99,8 +133,9 @@ def nightly(data_dir: str = "data", run_date: str | None = None, config: str | N
         folder = render_reports(data_dir, work, run_date, sources, changes, clock.seconds, config)
     logger.info("总览：%s", Path(folder, "index.html").resolve())
 
-    result = stages.result_of(Path(folder), sources, changes)
+    result = stages.result_of(Path(folder), sources, changes, handled)
     _publish(run_date, result, sources, counts, changes, Path(work))
+    stages.complete_night(settings, night.data_dir, Path(work), run_date, sources, changes["historical"])
     return result
 
 
@@ -119,7 +154,11 @@ def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, cha
                   f"- 部门反馈文件 {changes['return_files']} 份：受理 {changes['returns_accepted']} 行，"
                   f"未受理 {changes['returns_rejected']} 行\n"
                   f"- 检查记录 {counts['records']} 条，发现 {counts['findings']} 条\n"
-                  f"- 被拒收文件：{len(result['rejected'])}\n\n[打开总览]({overview})\n"),
+                  f"- 被拒收文件：{len(result['rejected'])}；待确认数据：{len(result['held'])}\n"
+                  + "".join(f"  - {k}：{v}\n" for k, v in {**result["rejected"], **result["held"]}.items())
+                  + "".join(f"- 整份未受理的反馈文件：{h['source']}/{h['file']}（{h['reason']}）\n"
+                            for h in result.get("returns_refused", []))
+                  + f"\n[打开总览]({overview})\n"),
         description="USCC Steward nightly summary")
     create_table_artifact(
         key="uscc-sources",

@@ -3,7 +3,14 @@
 Stages exchange files in a work folder (`DATA_DIR/state/work/<run date>/`),
 never big frames, so each stage can be a Prefect task, retried or rerun alone.
 
-    ingest_source ×N → detect → process_returns → update_ledger → render
+    ingest_source ×N (+ the plausibility guard) → detect → process_returns → update_ledger → render
+    → complete_night
+
+A source whose extract is rejected (unreadable) or held (implausible, `checks.guard`)
+takes part tonight with its last accepted extract, so nothing that depends on it —
+its own findings or the cross-registry findings of the others — moves on a file
+that was not accepted. The night is on the ledger's timeline only once
+`complete_night` ran; then its work folder (raw values of the extracts) is removed.
 
 Returned forms are judged against the ledger as it stood before tonight's
 findings (the forms were issued from earlier nights) and against tonight's
@@ -15,25 +22,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
-from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from checks import ledger, returns
+from checks import guard, ledger, returns
 from checks.detect import detect
 from checks.ingest import SourceReport, ingest_source
+from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, split
 from checks.schema import empty_canonical, empty_quarantine
-from checks.settings import Settings, Source, load_settings
+from checks.settings import Settings, Source
+from flows.params import Night, check_night, today  # noqa: F401  (today: the flow's default night)
 from reports.receipts import OUTCOME_LABELS
 from reports.render import RunView, write_run
 from validators.column import compact_expr
 
-TIMEZONE = ZoneInfo("Asia/Shanghai")
 #: Stage labels as the overview shows them, in order.
 INGEST, DETECT, RETURNS, LEDGER, RENDER = "读取与校验格式", "问题检测", "处理反馈", "状态台账", "生成报告"
 
@@ -53,14 +61,41 @@ class StageClock:
             self.seconds[label] = time.perf_counter() - started
 
 
-def today() -> str:
-    return dt.datetime.now(TIMEZONE).date().isoformat()
+WORK_ROOT = "state/work"
+#: The last accepted extract of each source (`<key>.parquet`): the guard's baseline, and what a held or
+#: rejected source takes part with. It holds the extract's raw values, like extracts/ itself.
+ACCEPTED_ROOT = "state/accepted"
 
 
 def work_dir(data_dir: Path, run_date: str) -> Path:
-    path = Path(data_dir) / "state" / "work" / run_date
+    path = Path(data_dir) / WORK_ROOT / run_date
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def clear_leftovers(settings: Settings, data_dir: Path, run_date: str, today_: str | None = None) -> list[str]:
+    """Remove what dead runs left (called holding the data directory's lock): half-written report folders,
+    and work folders of failed nights older than `keep_failed_work_nights`. Returns what was removed."""
+    removed = []
+    reports = Path(data_dir) / "reports"
+    if reports.is_dir():
+        for path in reports.iterdir():
+            if path.name.startswith(".") and (".tmp-" in path.name or ".old-" in path.name) and path.is_dir() \
+                    and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(f"reports/{path.name}")
+    root = Path(data_dir) / WORK_ROOT
+    if root.is_dir():
+        horizon = (dt.date.fromisoformat(today_ or today()) - dt.timedelta(days=settings.keep_failed_work_nights))
+        for path in root.iterdir():
+            try:
+                night = dt.date.fromisoformat(path.name)
+            except ValueError:
+                night = None  # not a night's folder (e.g. an operator's `2026/11/30` attempt): stale
+            if path.name != run_date and (night is None or night < horizon) and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(f"{WORK_ROOT}/{path.name}")
+    return removed
 
 
 def ledger_path(data_dir: Path, settings: Settings) -> Path:
@@ -70,15 +105,58 @@ def ledger_path(data_dir: Path, settings: Settings) -> Path:
 
 
 def ingest_one(settings: Settings, data_dir: Path, work: Path, key: str) -> dict:
-    """Read one source's newest extract into `<work>/<key>.records.parquet` (+ quarantine)."""
+    """Read one source's newest extract into `<work>/<key>.records.parquet` (+ quarantine), then guard it."""
     source = settings.source(key)
     started = time.perf_counter()
     records, quarantine, report = ingest_source(source, Path(data_dir))
-    records.write_parquet(work / f"{key}.records.parquet")
-    quarantine.write_parquet(work / f"{key}.quarantine.parquet")
-    result = _source_result(source, report, time.perf_counter() - started)
-    (work / f"{key}.source.json").write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+    return admit(settings, data_dir, work, source, records, quarantine, report, time.perf_counter() - started)
+
+
+def admit(settings: Settings, data_dir: Path, work: Path, source: Source, records: pl.DataFrame,
+          quarantine: pl.DataFrame, report: SourceReport, seconds: float) -> dict:
+    """Judge a read extract with the plausibility guard; write what tonight's detection uses for the source:
+    tonight's records when accepted, else the last accepted extract's."""
+    result = _source_result(source, report, seconds)
+    result["extract"] = None
+    if report.status == "ok":
+        path = Path(data_dir) / "extracts" / source.key / report.file
+        sha = returns.file_sha256(path)
+        db = ledger_path(data_dir, settings)
+        verdict = guard.judge(records, quarantine["record_id"], _baseline(data_dir, db, source.key),
+                              settings.max_lost_share, ledger.steward_acceptance(db, source.key, sha), source.key)
+        result["extract"] = {"sha256": sha, "records": verdict.records, "previous_records": verdict.previous_records,
+                             "lost": verdict.lost, "note": verdict.note}
+        if verdict.held:
+            result["status"], result["reason"] = "held", verdict.reason
+    if result["status"] == "ok":
+        records.write_parquet(work / f"{source.key}.records.parquet")
+        quarantine.write_parquet(work / f"{source.key}.quarantine.parquet")
+    else:
+        result["carried_from"] = _carry_forward(data_dir, work, source.key)
+    (work / f"{source.key}.source.json").write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
     return result
+
+
+def _baseline(data_dir: Path, db: Path, key: str) -> guard.Baseline | None:
+    entry = ledger.accepted_extract(db, key) if db.exists() else None
+    path = Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
+    if entry is None or not path.exists():
+        return None
+    return guard.Baseline(entry["run_date"], entry["file"], pl.read_parquet(path, columns=["record_id"])["record_id"])
+
+
+def _carry_forward(data_dir: Path, work: Path, key: str) -> str | None:
+    """Tonight's records of a source that was not accepted: its last accepted extract (or none)."""
+    accepted = Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
+    if accepted.exists():
+        shutil.copyfile(accepted, work / f"{key}.records.parquet")
+        carried = pl.read_parquet(work / f"{key}.records.parquet", columns=["file"])["file"]
+        found = carried.head(1).to_list()
+    else:
+        empty_canonical().write_parquet(work / f"{key}.records.parquet")
+        found = []
+    empty_quarantine().write_parquet(work / f"{key}.quarantine.parquet")
+    return found[0] if found else None
 
 
 def _all_records(settings: Settings, work: Path) -> pl.DataFrame:
@@ -87,14 +165,13 @@ def _all_records(settings: Settings, work: Path) -> pl.DataFrame:
     return pl.concat(frames) if frames else empty_canonical()
 
 
-def failed_source(settings: Settings, work: Path, key: str, error: BaseException) -> dict:
-    """A source whose reading crashed (a bug, not bad data): rejected with the error, empty frames."""
+def failed_source(settings: Settings, data_dir: Path, work: Path, key: str, error: BaseException) -> dict:
+    """A source whose reading crashed (a bug, not bad data): rejected with the error; its last accepted extract
+    takes part instead."""
     source = settings.source(key)
-    empty_canonical().write_parquet(work / f"{key}.records.parquet")
-    empty_quarantine().write_parquet(work / f"{key}.quarantine.parquet")
     report = SourceReport(key, source.name, status="rejected",
-                          reason=f"读取时发生内部错误（{type(error).__name__}: {error}），请把运行日志发给运维人员。")
-    return _source_result(source, report, 0.0)
+                          reason=f"读取时发生内部错误（{type(error).__name__}: {str(error)[:200]}），请把运行日志发给运维人员。")
+    return admit(settings, data_dir, work, source, empty_canonical(), empty_quarantine(), report, 0.0)
 
 
 def _source_result(source: Source, report: SourceReport, seconds: float) -> dict:
@@ -168,7 +245,15 @@ def tonight_of(settings: Settings, work: Path, sources: list[dict]) -> ledger.To
             for s in settings.sources if (p := work / f"{s.key}.quarantine.parquet").exists()]
     frames = checked + held
     records = pl.concat(frames).collect() if frames else ledger.Tonight(frozenset()).records
-    return ledger.Tonight(frozenset(s["key"] for s in sources if s["status"] == "ok"), records)
+    return ledger.Tonight(frozenset(s["key"] for s in sources if s["status"] == "ok"), records,
+                          tuple(extract_of(s) for s in sources))
+
+
+def extract_of(s: dict) -> ledger.Extract:
+    """A source's result as the ledger keeps its extract verdict."""
+    e = s.get("extract") or {}
+    return ledger.Extract(s["key"], s["status"], s.get("file"), e.get("sha256"), s.get("rows_read", 0),
+                          e.get("records", 0), e.get("previous_records"), e.get("lost"), s.get("reason"))
 
 
 def update_ledger(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict]) -> dict:
@@ -194,10 +279,24 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         history=ledger.history(db), changes=changes, stage_seconds=stage_seconds,
         returns=ledger.returns_of_night(db, run_date), source_names=settings.source_names,
         audit=ledger.audit_of_night(db, run_date),
-        stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]))
-    folder = write_run(Path(data_dir) / "reports", view)
-    ledger.finish_run(db, run_date)
-    return folder
+        stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
+        unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date])
+    return write_run(Path(data_dir) / "reports", view)
+
+
+def complete_night(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict],
+                   historical: bool = False) -> None:
+    """The night completed: its accepted extracts become the next night's baseline, the night goes on the
+    ledger's timeline, and its work folder (raw values of the extracts) is removed."""
+    accepted = [s for s in sources if s["status"] == "ok"] if not historical else []
+    folder = Path(data_dir) / ACCEPTED_ROOT
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in accepted:
+        staged = folder / f".{s['key']}.parquet.tmp"
+        shutil.copyfile(work / f"{s['key']}.records.parquet", staged)
+        os.replace(staged, folder / f"{s['key']}.parquet")
+    ledger.finish_run(ledger_path(data_dir, settings), run_date, [extract_of(s) for s in accepted])
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def returns_counts(handled: list[dict]) -> dict:
@@ -206,14 +305,19 @@ def returns_counts(handled: list[dict]) -> dict:
             "returns_rejected": sum(h.get("rejected", 0) for h in handled)}
 
 
-def result_of(folder: Path, sources: list[dict], changes: dict) -> dict:
-    """What the run tells its caller; the open count is the ledger's."""
+def result_of(folder: Path, sources: list[dict], changes: dict, handled: list[dict] = ()) -> dict:
+    """What the run tells its caller; the open count is the ledger's. Returned files refused whole are
+    named (the department gets its receipt; they do not fail the night)."""
     return {
+        "run_date": folder.name,
         "overview": str(folder / "index.html"),
         "report_dir": str(folder),
         "open_findings": changes["open"],
         "rejected": {s["key"]: s["reason"] for s in sources if s["status"] == "rejected"},
+        "held": {s["key"]: s["reason"] for s in sources if s["status"] == "held"},
         "returns": {k: changes.get(k, 0) for k in ("returns_accepted", "returns_rejected", "return_files")},
+        "returns_refused": [{"source": h["source"], "file": h["file"], "reason": h["reason"]}
+                            for h in handled if h["outcome"] == "rejected"],
     }
 
 
@@ -221,6 +325,8 @@ def describe_source(s: dict) -> str:
     """One progress line per source (the flow's log and `uscc run --no-prefect`)."""
     if s["status"] == "rejected":
         return f"{s['name']} 本期数据被拒收：{s['reason']}"
+    if s["status"] == "held":
+        return f"{s['name']} 本期数据待确认：{s['reason']}"
     return (f"{s['name']}：读取 {s['rows_read']} 行，检查 {s['rows_checked']} 行，隔离 {s['rows_quarantined']} 行，"
             f"空行 {s['rows_blank']} 行")
 
@@ -240,11 +346,29 @@ def describe_changes(changes: dict) -> str:
             f"待处理 {changes['open']}")
 
 
+def failure_message(result: dict) -> str | None:
+    """Why a night that wrote its reports still failed (a rejected or held source), or None."""
+    parts = [f"{k} 被拒收：{v}" for k, v in result["rejected"].items()] + \
+        [f"{k} 待确认：{v}" for k, v in result["held"].items()]
+    return "；".join(parts) or None
+
+
 def run_all(data_dir: Path, run_date: str | None = None, config: str | None = None, buckets: int = 0,
-            say: Callable[[str], None] = lambda line: None) -> dict:
-    """The whole nightly job without Prefect (same stages, in order); `say` gets a line per step."""
-    settings = load_settings(config)
-    run_date = run_date or today()
+            say: Callable[[str], None] = lambda line: None, lock_wait: float = 0) -> dict:
+    """The whole nightly job without Prefect (same stages, in order); `say` gets a line per step.
+
+    Raises `flows.params.ParameterError` for a wrong parameter and `checks.lock.LockBusy` when another run
+    holds the data directory, before anything is written.
+    """
+    night = check_night(data_dir, run_date, config, buckets, lock_wait=lock_wait)
+    with night_lock(night.data_dir, night.run_date, night.lock_wait, say):
+        return _run_night(night, say)
+
+
+def _run_night(night: Night, say: Callable[[str], None]) -> dict:
+    settings, data_dir, run_date = night.settings, night.data_dir, night.run_date
+    for removed in clear_leftovers(settings, data_dir, run_date):
+        say(f"已清理上次异常中断留下的 {removed}")
     work = work_dir(data_dir, run_date)
     clock = StageClock()
     with clock.stage(INGEST):
@@ -253,7 +377,7 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
             sources.append(ingest_one(settings, data_dir, work, s.key))
             say(describe_source(sources[-1]))
     with clock.stage(DETECT):
-        counts = detect_all(settings, work, buckets)
+        counts = detect_all(settings, work, night.buckets)
     say(describe_detection(counts))
     with clock.stage(RETURNS):
         handled = process_returns(settings, data_dir, work, run_date)
@@ -264,4 +388,5 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
     say(describe_changes(changes))
     with clock.stage(RENDER):
         folder = render(settings, data_dir, work, run_date, sources, changes, clock.seconds)
-    return result_of(folder, sources, changes)
+    complete_night(settings, data_dir, work, run_date, sources, changes["historical"])
+    return result_of(folder, sources, changes, handled)

@@ -67,7 +67,7 @@ def test_summary_counts_kinds(capsys, tmp_path):
     (["check"], "没有要校验的代码"),
     (["check", "--input", "/nonexistent.txt"], "找不到输入文件"),
     (["check", "--column", "x", "91110000600037341L"], "--column 需要与 --input 一起使用"),
-    (["run", "--data-dir", "/nonexistent"], "没有 extracts/"),
+    (["run", "--data-dir", "/nonexistent"], "数据目录 /nonexistent 不存在"),
 ])
 def test_usage_errors_exit_two_with_a_message(capsys, args, words):
     code, _, err = run(capsys, *args)

@@ -27,6 +27,13 @@ def tonight(*records, sources=("market",)):
     return ledger.Tonight(frozenset(sources), frame)
 
 
+def night(db, run_date, frame, tonight_=None):
+    """A night that completed: the ledger update, then the mark that puts it on the timeline."""
+    result = ledger.record_run(db, run_date, frame, tonight_)
+    ledger.finish_run(db, run_date)
+    return result
+
+
 def answer(db, fid, answer_text, status, code=None, note=None, run_date="2026-11-01"):
     verdicts = pl.DataFrame([{"row": 2, "finding_id": fid, "record_id": f"R-{fid}", "name": None,
                               "answer": answer_text, "corrected_code": code, "note": note, "verdict": "accepted",
@@ -37,11 +44,11 @@ def answer(db, fid, answer_text, status, code=None, note=None, run_date="2026-11
 
 def test_lifecycle_open_fixed_reopened(tmp_path):
     db = tmp_path / "state.sqlite3"
-    first = ledger.record_run(db, "2026-11-01", findings("a", "b"))
+    first = night(db, "2026-11-01", findings("a", "b"))
     assert first["new"] == 2 and set(status_of(first).values()) == {"open"}
-    second = ledger.record_run(db, "2026-11-02", findings("b"))
+    second = night(db, "2026-11-02", findings("b"))
     assert second["fixed"] == 1
-    third = ledger.record_run(db, "2026-11-03", findings("a", "b"))
+    third = night(db, "2026-11-03", findings("a", "b"))
     assert third["reopened"] == 1 and status_of(third)["a"] == "reopened"
     assert [h["open"] for h in ledger.history(db)] == [2, 1, 2]
     notes = [(e["finding_id"], e["old_status"], e["new_status"]) for e in ledger.audit_log(db, "a")]
@@ -50,9 +57,9 @@ def test_lifecycle_open_fixed_reopened(tmp_path):
 
 def test_rerunning_the_same_night_changes_nothing(tmp_path):
     db = tmp_path / "state.sqlite3"
-    first = ledger.record_run(db, "2026-11-01", findings("a", "b"))
+    first = night(db, "2026-11-01", findings("a", "b"))
     before = ledger.audit_log(db)
-    again = ledger.record_run(db, "2026-11-01", findings("a", "b"))
+    again = night(db, "2026-11-01", findings("a", "b"))
     assert (again["new"], again["fixed"], again["reopened"]) == (first["new"], 0, 0) == (2, 0, 0)  # the night's
     assert ledger.audit_log(db) == before
     assert len(ledger.history(db)) == 1
@@ -68,7 +75,7 @@ def test_rerunning_an_older_night_does_not_move_statuses_backwards(tmp_path):
 
 def test_info_notes_do_not_count_toward_the_open_total(tmp_path):
     db = tmp_path / "state.sqlite3"
-    result = ledger.record_run(db, "2026-11-01", pl.concat([findings("a"), findings("f", severity="info")]))
+    result = night(db, "2026-11-01", pl.concat([findings("a"), findings("f", severity="info")]))
     assert ledger.history(db)[0]["open"] == 1 == result["open"]
 
 
@@ -147,8 +154,9 @@ def test_a_ledger_from_a_newer_program_is_refused(tmp_path):
 
 def test_a_crash_inside_the_nightly_update_leaves_the_ledger_as_it_was(tmp_path, monkeypatch):
     db = tmp_path / "state.sqlite3"
-    ledger.record_run(db, "2026-11-01", findings("a", "b"))
+    night(db, "2026-11-01", findings("a", "b"))
     before = (ledger.statuses(db), ledger.audit_log(db), ledger.history(db))
+    assert before[2]
 
     def crash(*args, **kwargs):
         raise OSError("disk full")

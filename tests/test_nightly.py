@@ -1,7 +1,12 @@
 """The nightly job on the sample data, as the steward runs it."""
 
+import csv
+import io
 import json
+import os
 import shutil
+import time
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -27,16 +32,34 @@ def test_nightly_on_sample_data_writes_every_report(sample_copy):
     assert result["open_findings"] > 0
 
 
+def corrected_extract(old: Path, dest: Path, codes: dict[str, str]) -> None:
+    """Tonight's editorial extract: yesterday's file (GB18030) with some records' codes corrected."""
+    rows = list(csv.reader(io.StringIO(old.read_bytes().decode("gb18030"))))
+    for row in rows[1:]:
+        if row and row[0] in codes:
+            row[1] = codes[row[0]]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    dest.write_bytes(out.getvalue().encode("gb18030"))
+    later = time.time() + 60
+    os.utime(dest, (later, later))
+
+
 def test_the_next_night_shows_fixes_and_the_trend(sample_copy):
     first = run_all(sample_copy, run_date="2026-11-27")
     before = pl.read_csv(sample_copy / "reports" / "2026-11-27" / "findings.csv", infer_schema=False)
-    # editorial sends a new, clean extract: the newest file wins, the old one is listed as unused
-    shutil.copy(CORPUS / "utf8.csv", sample_copy / "extracts" / "editorial" / "zz_newer.csv")
+    # editorial sends a new extract with its suggested codes applied: the newest file wins, the old one is unused
+    editorial = before.filter((pl.col("source") == "editorial") & pl.col("suggested_code").is_not_null())
+    single = before.group_by("record_id").len().filter(pl.col("len") == 1)["record_id"]
+    fixed = editorial.filter(pl.col("record_id").is_in(single.to_list()))
+    assert fixed.height >= 1
+    [old] = (sample_copy / "extracts" / "editorial").glob("*.csv")
+    corrected_extract(old, old.with_name("zz_newer.csv"), dict(fixed.select("record_id", "suggested_code").rows()))
     run_all(sample_copy, run_date="2026-11-28")
     after = pl.read_csv(sample_copy / "reports" / "2026-11-28" / "findings.csv", infer_schema=False)
     summary = json.loads((sample_copy / "reports" / "2026-11-28" / "summary.json").read_text("utf-8"))
     resolved = set(before["finding_id"]) - set(after["finding_id"])
-    assert set(before.filter(pl.col("source") == "editorial")["finding_id"]) <= resolved
+    assert set(fixed["finding_id"]) <= resolved
     assert summary["changes"]["fixed"] == len(resolved)
     html = (sample_copy / "reports" / "2026-11-28" / "index.html").read_text("utf-8")
     assert "2026-11-27：待处理 %d 条" % first["open_findings"] in html  # the trend keeps last night
@@ -98,18 +121,23 @@ def test_a_source_whose_task_crashes_is_rejected_and_the_others_still_run(prefec
 
 
 @pytest.mark.prefect
-def test_the_partitioned_flow_on_a_dask_cluster_finds_exactly_the_same(prefect_server, sample_copy, tmp_path):
+def test_the_partitioned_flow_on_a_dask_cluster_finds_exactly_the_same(prefect_server, sample_copy, tmp_path,
+                                                                         monkeypatch):
     """Partitions by region and the key shuffle on a Dask LocalCluster = the single-process run."""
     from flows.nightly import nightly
 
+    from flows import partitioned
+
     single = shutil.copytree(sample_copy, tmp_path / "single")
     run_all(single, run_date="2026-11-27")
+    seen = []
+    real = partitioned.partition.regions_of
+    monkeypatch.setattr(partitioned.partition, "regions_of", lambda folder: seen.append(real(folder)) or seen[-1])
     result = nightly(data_dir=str(sample_copy), run_date="2026-11-27", buckets=3, dask_workers=2)
-    work = sample_copy / "state" / "work" / "2026-11-27"
-    regions = json.loads((work / "partitions" / "regions.json").read_text("utf-8"))
+    [regions] = seen
     assert len(regions) == 3 and sum(len(r) for r in regions.values()) > 3  # several regions in each of 3 groups
-    expected = pl.read_parquet(single / "state" / "work" / "2026-11-27" / "findings.status.parquet")
-    got = pl.read_parquet(work / "findings.status.parquet")
+    expected = pl.read_csv(single / "reports" / "2026-11-27" / "findings.csv", infer_schema=False)
+    got = pl.read_csv(sample_copy / "reports" / "2026-11-27" / "findings.csv", infer_schema=False)
     assert got.sort("finding_id").equals(expected.sort("finding_id"))
     assert result["open_findings"] == run_all(single, run_date="2026-11-27")["open_findings"]
 

@@ -1,0 +1,88 @@
+"""Is tonight's extract of a source plausible? The guard before anything may close or reopen.
+
+A failed export looks like good news: a file with only its header, or a fifth
+of the registry, makes every finding on the missing records look fixed. So
+before tonight's extract of a source may move anything in the ledger it is
+compared with the last extract accepted for that source (`Baseline`):
+
+- it has data rows;
+- it has not lost more than `max_lost_share` of the baseline's record ids
+  (a registry's normal churn adds records and marks others 注销/吊销; it does
+  not delete a tenth of them overnight);
+- the code and name columns are not empty throughout.
+
+An implausible extract is *held* (待确认): the night uses the last accepted
+extract of that source instead, and none of its findings moves. The steward
+accepts a held extract deliberately when the change is real
+(`uscc extracts accept SOURCE --why …`, by the file's content hash); the next
+night then takes it. `judge` is pure: frames and numbers in, a verdict out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+#: Share of the last accepted extract's records that may be missing tonight before the extract is held.
+DEFAULT_MAX_LOST_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The last extract accepted for a source: when, which file, and its record ids."""
+
+    run_date: str
+    file: str | None
+    record_ids: pl.Series
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The guard's decision on one extract; `reason` (Chinese) is set when it is held."""
+
+    held: bool
+    records: int
+    previous_records: int | None = None
+    lost: int | None = None
+    reason: str | None = None
+    note: str | None = None  # shown when accepted on the steward's word
+
+
+def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline | None,
+          max_lost_share: float = DEFAULT_MAX_LOST_SHARE, steward_why: str | None = None,
+          source: str = "<来源>") -> Verdict:
+    """The guard's verdict on tonight's extract of one source.
+
+    Args:
+        records: tonight's checked records of the source (canonical frame).
+        quarantined_ids: record ids of tonight's quarantined rows (present, though not checkable).
+        baseline: the last accepted extract, None on the source's first night.
+        steward_why: the steward's reason, when this very file was accepted deliberately.
+        source: the source's key, for the command the reason tells the steward to run.
+    """
+    present = pl.concat([records["record_id"], quarantined_ids.cast(pl.String)]).drop_nulls().unique()
+    n = records.height + quarantined_ids.len()
+    previous = baseline.record_ids.len() if baseline is not None else None
+    lost = None
+    if baseline is not None:
+        lost = baseline.record_ids.len() - int(baseline.record_ids.is_in(present.implode()).sum())
+    if steward_why:
+        return Verdict(False, n, previous, lost, note=f"市信用办已确认接受本期数据：{steward_why}")
+    reasons = []
+    if n == 0:
+        reasons.append("本期文件没有任何数据行（只有表头或空行），很可能是导出失败")
+    else:
+        for column, label in (("uscc_raw", "统一社会信用代码"), ("name", "名称")):
+            if records.height and records[column].null_count() == records.height:
+                reasons.append(f"“{label}”列在全部 {records.height} 行中都为空，很可能是导出时列错位或缺失")
+    if baseline is not None and previous and lost is not None and lost > max_lost_share * previous:
+        reasons.append(f"与上期（{baseline.run_date}，{baseline.file or '—'}）相比，上期 {previous} 条记录中有 {lost} 条"
+                       f"（{lost / previous:.0%}）不在本期数据中，超过允许的 {max_lost_share:.0%}")
+    if not reasons:
+        return Verdict(False, n, previous, lost)
+    figures = f"上期 {previous} 条，本期 {n} 条" if previous is not None else f"本期 {n} 条"
+    reason = (f"{figures}：{'；'.join(reasons)}。本期沿用上期已接受的数据，该部门的问题状态保持不变。"
+              "请数据报送单位核实并重新导出；如数据确实如此（如集中清理注销主体），市信用办可运行"
+              f" uscc extracts accept {source} --why \"原因\" 确认接受，下一次运行即采用。")
+    return Verdict(True, n, previous, lost, reason)

@@ -1,0 +1,135 @@
+"""The nightly job's parameters, checked before anything touches state.
+
+One place for the checks that `uscc run` and the Prefect flow (a deployment
+parameter typed by an operator, `-p run_date=…`) both need: a night that
+starts with a wrong parameter fails at once with a Chinese sentence, and
+writes nothing — no ledger row, no report, no folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from checks.settings import ConfigError, Settings, load_settings
+
+TIMEZONE = ZoneInfo("Asia/Shanghai")
+#: The project checkout: a data directory may live below it (the demo's `data/`), never be it.
+CHECKOUT = Path(__file__).resolve().parents[1]
+_PLACEHOLDER_RE = re.compile(r"\{\{\s*\$?([A-Za-z_][A-Za-z0-9_]*)?\s*\}\}|\$\{?([A-Z_][A-Z0-9_]*)\}?")
+
+
+class ParameterError(ValueError):
+    """A parameter of the night is wrong; the message says which and how to fix it (in Chinese)."""
+
+
+@dataclass(frozen=True)
+class Night:
+    """A night's checked parameters."""
+
+    data_dir: Path
+    run_date: str  # YYYY-MM-DD
+    settings: Settings
+    config: str | None
+    buckets: int
+    dask_workers: int
+    lock_wait: float
+
+
+def today() -> str:
+    """Today in Asia/Shanghai (the city's calendar, not the server's UTC)."""
+    return dt.datetime.now(TIMEZONE).date().isoformat()
+
+
+def night_of(moment: dt.datetime) -> str:
+    """The night a run scheduled at `moment` belongs to: its date in Asia/Shanghai.
+
+    >>> night_of(dt.datetime(2026, 11, 30, 18, 0, tzinfo=dt.timezone.utc))  # 02:00 in Shanghai
+    '2026-12-01'
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(TIMEZONE).date().isoformat()
+
+
+def parse_run_date(value: object) -> str | None:
+    """A run date as YYYY-MM-DD, or None for "tonight"; anything else is a ParameterError."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return night_of(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    text = str(value).strip()
+    try:
+        parsed = dt.date.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ParameterError(f"运行日期“{_shown(text)}”格式不对，应为 YYYY-MM-DD（如 2026-11-30）。")
+    return parsed.isoformat()
+
+
+def check_data_dir(value: object) -> Path:
+    """The data directory: given, resolved, existing, holding `extracts/`, not the checkout itself."""
+    text = "" if value is None else str(value).strip()
+    unresolved = _PLACEHOLDER_RE.search(text)
+    if unresolved:
+        name = unresolved.group(1) or unresolved.group(2) or "USCC_DATA_DIR"
+        raise ParameterError(f"数据目录参数“{_shown(text)}”中的变量 {name} 没有取值：部署时环境变量 {name} 未设置。"
+                             f"请在执行 prefect deploy 的终端先 export {name}=/数据目录，然后重新部署。")
+    if not text:
+        raise ParameterError("没有给出数据目录（data_dir 为空）：部署时环境变量 USCC_DATA_DIR 可能未设置。"
+                             "请 export USCC_DATA_DIR=/数据目录 后重新部署，或运行时用 --data-dir 指定。")
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise ParameterError(f"数据目录 {_shown(text)} 不存在。请检查路径，或先创建 {_shown(text)}/extracts/<来源>/。")
+    if path.resolve() == CHECKOUT:
+        raise ParameterError(f"数据目录 {_shown(text)} 是程序目录本身：报告和台账不能写进程序代码中。"
+                             "请把数据放在单独的目录（例如 /srv/uscc/data）并用 USCC_DATA_DIR 指定。")
+    if not (path / "extracts").is_dir():
+        raise ParameterError(f"数据目录 {_shown(text)} 下没有 extracts/ 文件夹（应为 extracts/<来源>/<文件>）。"
+                             "请确认数据目录是否正确。")
+    return path
+
+
+def check_night(data_dir: object, run_date: object = None, config: str | None = None, buckets: object = 0,
+                dask_workers: object = 2, lock_wait: object = 0, scheduled: dt.datetime | None = None) -> Night:
+    """Every parameter of a night, checked; raises ParameterError naming the first wrong one.
+
+    Args:
+        run_date: YYYY-MM-DD; when None, the night of `scheduled` (a scheduled run's start time)
+            or else today in Asia/Shanghai.
+        lock_wait: seconds to wait for another run on the same data directory to finish.
+    """
+    night = parse_run_date(run_date) or (night_of(scheduled) if scheduled is not None else today())
+    path = check_data_dir(data_dir)
+    buckets = _whole(buckets, "buckets（分桶数）", minimum=0)
+    dask_workers = _whole(dask_workers, "dask_workers（Dask 进程数）", minimum=1)
+    try:
+        wait = float(lock_wait)
+    except (TypeError, ValueError):
+        wait = -1.0
+    if not 0 <= wait <= 24 * 3600:
+        raise ParameterError(f"lock_wait（等待其他运行结束的秒数）“{_shown(str(lock_wait))}”无效，应为 0 到 86400 之间的数。")
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        raise ParameterError(str(exc)) from None
+    return Night(path, night, settings, config, buckets, dask_workers, wait)
+
+
+def _whole(value: object, label: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
+        raise ParameterError(f"参数 {label}“{_shown(str(value))}”应为整数。")
+    number = int(value)
+    if number < minimum:
+        raise ParameterError(f"参数 {label} 为 {number}，不能小于 {minimum}。")
+    return number
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
