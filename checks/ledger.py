@@ -170,7 +170,11 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations this file lacks, each in its own transaction; return the version."""
+    """Apply the migrations this file lacks, each in its own transaction; return the version.
+
+    The version is read again inside each write transaction: two connections opening a new file at
+    once (the parallel ingest tasks do) must not both apply the same step.
+    """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"ledger schema version {version} is newer than this program ({SCHEMA_VERSION})")
@@ -178,9 +182,10 @@ def migrate(conn: sqlite3.Connection) -> int:
         statements = [s for s in MIGRATIONS[number - 1].split(";") if s.strip()]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -122,8 +122,10 @@ def admit(settings: Settings, data_dir: Path, work: Path, source: Source, record
         path = Path(data_dir) / "extracts" / source.key / report.file
         sha = returns.file_sha256(path)
         db = ledger_path(data_dir, settings)
-        verdict = guard.judge(records, quarantine["record_id"], _baseline(data_dir, db, source.key),
-                              settings.max_lost_share, ledger.steward_acceptance(db, source.key, sha), source.key)
+        known = db.exists()  # the first night has no ledger yet: no baseline, no acceptance
+        verdict = guard.judge(records, quarantine["record_id"], _baseline(data_dir, db, source.key) if known else None,
+                              settings.max_lost_share, ledger.steward_acceptance(db, source.key, sha) if known else None,
+                              source.key)
         result["extract"] = {"sha256": sha, "records": verdict.records, "previous_records": verdict.previous_records,
                              "lost": verdict.lost, "note": verdict.note}
         if verdict.held:
@@ -138,7 +140,7 @@ def admit(settings: Settings, data_dir: Path, work: Path, source: Source, record
 
 
 def _baseline(data_dir: Path, db: Path, key: str) -> guard.Baseline | None:
-    entry = ledger.accepted_extract(db, key) if db.exists() else None
+    entry = ledger.accepted_extract(db, key)
     path = Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
     if entry is None or not path.exists():
         return None

@@ -12,8 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import polars as pl
@@ -162,8 +165,8 @@ def start_xlsx_writer(folder: Path, jobs: list[tuple[Path, pl.DataFrame, str, st
         frame = folder / f".form-{i}.parquet"
         findings.write_parquet(frame)
         plan.append({"findings": str(frame), "xlsx": str(path), "source_name": source_name, "run_date": run_date})
-    return subprocess.Popen([sys.executable, "-m", "reports.forms", json.dumps(plan, ensure_ascii=False)],
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "reports.forms", json.dumps(plan, ensure_ascii=False),
+                             str(os.getpid())], stderr=subprocess.PIPE, text=True)
 
 
 def wait_xlsx_writer(child: subprocess.Popen) -> None:
@@ -179,5 +182,18 @@ def _write_planned(plan: list[dict]) -> None:
         frame.unlink()
 
 
+def _die_with(parent: int) -> None:
+    """End this process as soon as `parent` is gone (killed, crashed): a writer of a dead run is an orphan
+    that would go on filling a folder nobody will move into place."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        _die_with(int(sys.argv[2]))
     _write_planned(json.loads(sys.argv[1]))

@@ -165,3 +165,26 @@ def test_a_crash_inside_the_nightly_update_leaves_the_ledger_as_it_was(tmp_path,
     with pytest.raises(OSError):
         ledger.record_run(db, "2026-11-02", findings("b", "c"))
     assert (ledger.statuses(db), ledger.audit_log(db), ledger.history(db)) == before
+
+
+def test_connections_opening_a_new_ledger_at_once_migrate_it_once(tmp_path):
+    """The parallel ingest tasks of the first night all open the ledger: none may apply a step twice."""
+    import threading
+
+    db = tmp_path / "state.sqlite3"
+    errors = []
+
+    def open_it():
+        try:
+            ledger.latest_run(db)
+        except Exception as exc:  # noqa: BLE001  (collected for the assertion)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == ledger.SCHEMA_VERSION

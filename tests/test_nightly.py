@@ -114,10 +114,49 @@ def test_a_source_whose_task_crashes_is_rejected_and_the_others_still_run(prefec
 
     monkeypatch.setattr(stages, "ingest_one", crash_on_justice)
     monkeypatch.setattr(nightly_module, "ingest_source", nightly_module.ingest_source.with_options(retries=0))
-    result = nightly_module.nightly(data_dir=str(sample_copy), run_date="2026-11-27")
+    state = nightly_module.nightly(data_dir=str(sample_copy), run_date="2026-11-27", return_state=True)
+    # the night fails loudly (a notification can fire on it) after writing every report it can
+    assert state.is_failed() and "justice 被拒收" in state.message and "内部错误" in state.message
+    result = state.result(raise_on_failure=False)
     assert set(result["rejected"]) == {"justice"} and "内部错误" in result["rejected"]["justice"]
     assert "MemoryError" in (sample_copy / "reports" / "2026-11-27" / "index.html").read_text("utf-8")
     assert (sample_copy / "reports" / "2026-11-27" / "market.xlsx").exists()
+
+
+@pytest.mark.prefect
+def test_wrong_parameters_fail_the_flow_run_before_anything_is_written(prefect_server, sample_copy, tmp_path):
+    from flows.nightly import nightly
+
+    typed = nightly(data_dir=str(sample_copy), run_date="2026/11/30", return_state=True)  # `-p run_date=2026/11/30`
+    assert typed.is_failed()
+    negative = nightly(data_dir=str(sample_copy), buckets=-1, return_state=True)
+    assert negative.is_failed() and "不能小于 0" in negative.message
+    missing = nightly(data_dir=str(tmp_path / "nowhere"), return_state=True)
+    assert missing.is_failed() and "不存在" in missing.message and not (tmp_path / "nowhere").exists()
+    unresolved = nightly(data_dir="{{ $USCC_DATA_DIR }}", return_state=True)
+    assert unresolved.is_failed() and "USCC_DATA_DIR" in unresolved.message
+    assert not (sample_copy / "state").exists() and not (sample_copy / "reports").exists()
+
+
+@pytest.mark.prefect
+def test_a_scheduled_run_takes_its_night_from_its_scheduled_start_in_shanghai(prefect_server, sample_copy):
+    """A run scheduled for 02:00 on 2026-11-21 in Shanghai that starts late is still that night's."""
+    import datetime as dt
+
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+    from prefect.states import Scheduled
+
+    from flows.nightly import nightly
+
+    due = dt.datetime(2026, 11, 20, 18, 0, tzinfo=dt.timezone.utc)  # 02:00 on 11-21 in Asia/Shanghai
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run(nightly, parameters={"data_dir": str(sample_copy)},
+                                          state=Scheduled(scheduled_time=due))
+    state = run_flow(nightly, flow_run=flow_run, parameters={"data_dir": str(sample_copy)}, return_type="state")
+    assert state.is_completed(), state.message
+    assert (sample_copy / "reports" / "2026-11-21" / "index.html").exists()
+    assert [h["run_date"] for h in ledger.history(sample_copy / "state" / "steward.sqlite3")] == ["2026-11-21"]
 
 
 @pytest.mark.prefect

@@ -1,0 +1,370 @@
+"""Unattended nights (issue 11): every night is correct or fails loudly.
+
+Each case was reproduced on the code before this change: a failed export closed real
+findings, two runs at once applied one returned form twice, a malformed run date froze
+the timeline, a failed night looked Completed, a kill left folders and an orphan behind.
+Faults are made to really happen: real processes, real kills, real files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from checks import ledger
+from flows.params import ParameterError
+from flows.stages import run_all
+from tests.conftest import ROOT
+from tests.test_loop import fill_xlsx, load, newer
+
+NIGHT1, NIGHT2, NIGHT3, NIGHT4 = "2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def market_xlsx(data: Path) -> Path:
+    return sorted((data / "extracts" / "market").glob("*.xlsx"), key=lambda p: p.stat().st_mtime)[-1]
+
+
+def keep_rows(data: Path, share: float, name: str = "市场主体名录_partial.xlsx") -> Path:
+    """Tonight's market export broke off: only the first `share` of its data rows (0: the header alone)."""
+    book = openpyxl.load_workbook(market_xlsx(data))
+    sheet = book.worksheets[0]
+    keep = int((sheet.max_row - 1) * share)
+    sheet.delete_rows(2 + keep, sheet.max_row)
+    dest = data / "extracts" / "market" / name
+    book.save(dest)
+    newer(dest)
+    return dest
+
+
+def db_of(data: Path) -> Path:
+    return data / "state" / "steward.sqlite3"
+
+
+# --------------------------------------------------------------------------- the plausibility guard
+
+@pytest.mark.parametrize("share", [0.0, 0.2])
+def test_a_broken_off_export_is_held_and_closes_nothing(sample_copy, share):
+    first = run_all(sample_copy, run_date=NIGHT1)
+    before = ledger.statuses(db_of(sample_copy))
+    keep_rows(sample_copy, share)
+    second = run_all(sample_copy, run_date=NIGHT2)
+    assert set(second["held"]) == {"market"} and not second["rejected"]
+    assert "上期 2641 条" in second["held"]["market"] and "uscc extracts accept market" in second["held"]["market"]
+    assert ledger.statuses(db_of(sample_copy)) == before  # no finding closed, reopened or added
+    assert second["open_findings"] == first["open_findings"]
+    assert [h["open"] for h in ledger.history(db_of(sample_copy))] == [first["open_findings"]] * 2
+    summary = json.loads((sample_copy / "reports" / NIGHT2 / "summary.json").read_text("utf-8"))
+    assert summary["sources"]["market"]["status"] == "held"
+    index = (sample_copy / "reports" / NIGHT2 / "index.html").read_text("utf-8")
+    assert "待确认" in index and "上期 2641 行" in index and "沿用上期已接受的数据（市场主体名录.xlsx）" in index
+    # the department still gets its list: last accepted data, statuses as they were
+    assert (sample_copy / "reports" / NIGHT2 / "market.html").exists()
+    cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
+                          "--date", NIGHT2], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert cli.returncode == 1 and "待确认：market" in cli.stderr
+
+
+def test_a_held_extract_accepted_by_the_steward_is_used_the_next_night(sample_copy):
+    run_all(sample_copy, run_date=NIGHT1)
+    keep_rows(sample_copy, 0.0)
+    run_all(sample_copy, run_date=NIGHT2)
+    market_open = {i for i, s in ledger.statuses(db_of(sample_copy)).items()}
+    with pytest.raises(ledger.LedgerError, match="--why"):
+        ledger.steward_accept_extract(db_of(sample_copy), "market", " ")
+    ledger.steward_accept_extract(db_of(sample_copy), "market", "市场监管局确认本月系统迁移，旧主体已全部移出")
+    third = run_all(sample_copy, run_date=NIGHT3)
+    assert not third["held"]
+    audit = load(sample_copy / "reports" / NIGHT3, "audit.csv")
+    assert audit.filter(pl.col("new_status") == "fixed").height > 300  # the steward's word, then the data
+    steward = [e for e in ledger.audit_log(db_of(sample_copy)) if e["actor"] == "steward"]
+    assert len(steward) == 1 and "系统迁移" in steward[0]["note"] and steward[0]["new_status"] == "accepted"
+    assert market_open  # findings existed to be closed
+
+
+def test_a_code_column_empty_throughout_is_held(sample_copy):
+    run_all(sample_copy, run_date=NIGHT1)
+    book = openpyxl.load_workbook(market_xlsx(sample_copy))
+    sheet = book.worksheets[0]
+    for row in sheet.iter_rows(min_row=2, min_col=2, max_col=2):
+        row[0].value = None
+    dest = sample_copy / "extracts" / "market" / "空代码列.xlsx"
+    book.save(dest)
+    newer(dest)
+    result = run_all(sample_copy, run_date=NIGHT2)
+    assert "“统一社会信用代码”列在全部" in result["held"]["market"]
+
+
+def test_a_correction_is_judged_by_a_newer_extract_not_by_the_same_file_seen_again(sample_copy):
+    """A department answers 已更正 on night 2; its extract is still last week's file on night 3: the answer
+    waits (it is not put back to open on evidence that predates it). The next extract decides."""
+    run_all(sample_copy, run_date=NIGHT1)
+    f1 = load(sample_copy / "reports" / NIGHT1, "findings.csv")
+    single = f1.group_by("record_id").len().filter(pl.col("len") == 1)["record_id"]
+    fix = f1.filter((pl.col("source") == "market") & (pl.col("kind") == "bad_check_char")
+                    & pl.col("record_id").is_in(single.to_list()) & pl.col("suggested_code").is_not_null()).row(
+        0, named=True)
+    (sample_copy / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    fill_xlsx(sample_copy / "reports" / NIGHT1 / "market.xlsx", sample_copy / "returns" / "market" / "反馈.xlsx",
+              {fix["finding_id"]: {"处理结果": "已更正", "更正后代码": fix["suggested_code"]}})
+    run_all(sample_copy, run_date=NIGHT2)
+    assert ledger.statuses(db_of(sample_copy))[fix["finding_id"]] == "responded"
+    run_all(sample_copy, run_date=NIGHT3)  # the same extract file again
+    assert ledger.statuses(db_of(sample_copy))[fix["finding_id"]] == "responded"
+    book = openpyxl.load_workbook(market_xlsx(sample_copy))  # a new export, the record still unfixed
+    dest = sample_copy / "extracts" / "market" / "市场主体名录_1104.xlsx"
+    book.worksheets[0].cell(row=1, column=1).value = book.worksheets[0].cell(row=1, column=1).value
+    book.save(dest)
+    newer(dest)
+    run_all(sample_copy, run_date=NIGHT4)
+    assert ledger.statuses(db_of(sample_copy))[fix["finding_id"]] == "open"
+
+
+# --------------------------------------------------------------------------- one night at a time
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from checks.lock import night_lock
+with night_lock(Path(sys.argv[1]), "2026-11-30"):
+    print("held", flush=True)
+    if sys.argv[2] == "die":
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_lock(data: Path, how: str) -> subprocess.Popen:
+    child = subprocess.Popen([sys.executable, "-c", HOLD, str(data), how], cwd=ROOT, env=ENV,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_second_run_on_the_same_data_dir_exits_2_and_names_the_run_that_holds_it(sample_copy):
+    holder = hold_lock(sample_copy, "60")
+    try:
+        cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
+                              "--date", NIGHT1], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 2, cli.stderr
+        assert f"进程 {holder.pid}" in cli.stderr and "运行日期 2026-11-30" in cli.stderr and "Traceback" not in cli.stderr
+        assert not (sample_copy / "reports").exists() and not db_of(sample_copy).exists()
+        started = time.monotonic()
+        with pytest.raises(Exception, match="等待 1 秒后仍未结束"):
+            run_all(sample_copy, run_date=NIGHT1, lock_wait=1)
+        assert time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_log_line(sample_copy):
+    dead = hold_lock(sample_copy, "die")
+    dead.wait()
+    assert dead.returncode == -signal.SIGKILL
+    said = []
+    result = run_all(sample_copy, run_date=NIGHT1, say=said.append)
+    assert result["open_findings"] > 0
+    assert any("接管数据目录锁" in line and f"进程 {dead.pid}" in line for line in said)
+
+
+def test_two_runs_started_together_apply_a_returned_form_once(sample_copy):
+    run_all(sample_copy, run_date=NIGHT1)
+    f1 = load(sample_copy / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
+    waive = f1.filter(pl.col("kind") == "region_outside")["finding_id"].head(3).to_list()
+    (sample_copy / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    fill_xlsx(sample_copy / "reports" / NIGHT1 / "market.xlsx", sample_copy / "returns" / "market" / "反馈.xlsx",
+              {i: {"处理结果": "确认无误", "处理说明": "已核对"} for i in waive})
+    runs = [subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
+                              "--date", date, "--wait", "300"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for date in (NIGHT2, NIGHT3)]
+    outcomes = [r.communicate(timeout=600) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outcomes
+    with sqlite3.connect(db_of(sample_copy)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM return_files").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 3
+        nights = [d for (d,) in conn.execute("SELECT run_date FROM runs WHERE finished_at IS NOT NULL ORDER BY 1")]
+    assert nights == [NIGHT1, NIGHT2, NIGHT3]
+    assert len([e for e in ledger.audit_log(db_of(sample_copy)) if e["new_status"] == "waived"]) == 3
+
+
+# --------------------------------------------------------------------------- parameters and failed nights
+
+def test_a_malformed_run_date_is_refused_before_anything_is_written(sample_copy):
+    cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
+                          "--date", "2026/11/30"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert cli.returncode == 2 and "运行日期“2026/11/30”格式不对" in cli.stderr
+    with pytest.raises(ParameterError, match="YYYY-MM-DD"):
+        run_all(sample_copy, run_date="2026/11/30")
+    with pytest.raises(ParameterError, match="不能小于 0"):
+        run_all(sample_copy, run_date=NIGHT1, buckets=-1)
+    assert not (sample_copy / "state").exists() and not (sample_copy / "reports").exists()
+
+
+def test_a_data_dir_left_as_an_unresolved_deployment_variable_is_refused_naming_it(tmp_path):
+    from flows.params import check_data_dir
+
+    with pytest.raises(ParameterError, match="变量 USCC_DATA_DIR 没有取值"):
+        check_data_dir("{{ $USCC_DATA_DIR }}")
+    with pytest.raises(ParameterError, match="data_dir 为空"):
+        check_data_dir("")
+    with pytest.raises(ParameterError, match="程序目录本身"):
+        check_data_dir(str(ROOT))
+    with pytest.raises(ParameterError, match="不存在"):
+        check_data_dir(str(tmp_path / "missing"))
+    assert not (tmp_path / "missing").exists()
+
+
+def test_deploying_without_the_variables_is_refused_naming_each(tmp_path):
+    env = {k: v for k, v in ENV.items() if k not in ("USCC_HOME", "USCC_DATA_DIR", "PREFECT_API_URL")}
+    done = subprocess.run([sys.executable, "-m", "flows.preflight"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    for name in ("USCC_HOME", "USCC_DATA_DIR", "PREFECT_API_URL"):
+        assert f"{name} 未设置" in done.stderr
+    (tmp_path / "extracts").mkdir()
+    ok = subprocess.run([sys.executable, "-m", "flows.preflight"], cwd=ROOT, capture_output=True, text=True,
+                        env=env | {"USCC_HOME": str(ROOT), "USCC_DATA_DIR": str(tmp_path),
+                                   "PREFECT_API_URL": "http://127.0.0.1:4200/api"})
+    assert ok.returncode == 0, ok.stderr
+    import yaml
+
+    project = yaml.safe_load((ROOT / "prefect.yaml").read_text("utf-8"))
+    assert "flows.preflight" in project["build"][0]["prefect.deployments.steps.run_shell_script"]["script"]
+    [deployment] = project["deployments"]
+    assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+
+
+def test_a_night_that_fails_after_the_ledger_step_is_not_on_the_timeline_until_rerun(sample_copy, monkeypatch):
+    from flows import stages
+
+    first = run_all(sample_copy, run_date=NIGHT1)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stages, "write_run", broken)
+        with pytest.raises(OSError):
+            run_all(sample_copy, run_date=NIGHT2)
+    db = db_of(sample_copy)
+    assert [h["run_date"] for h in ledger.history(db)] == [NIGHT1] and ledger.unfinished_nights(db) == [NIGHT2]
+    third = run_all(sample_copy, run_date=NIGHT3)  # a later night goes on as a night, not as a rerun
+    assert not third.get("historical") and [h["run_date"] for h in ledger.history(db)] == [NIGHT1, NIGHT3]
+    assert "2026-11-02" in (sample_copy / "reports" / NIGHT3 / "index.html").read_text("utf-8").split("运行未完成")[1][:200]
+    run_all(sample_copy, run_date=NIGHT2)  # the operator reruns the failed night
+    assert [h["run_date"] for h in ledger.history(db)] == [NIGHT1, NIGHT2, NIGHT3] and not ledger.unfinished_nights(db)
+    assert first["open_findings"] == ledger.history(db)[0]["open"]
+
+
+# --------------------------------------------------------------------------- leftovers
+
+KILL_IN_RENDER = """
+import os, sys
+import reports.render as render
+real = render.write_receipts
+def die(folder, *a, **k):
+    open(sys.argv[2], "w").write(str(folder))
+    os._exit(137)   # killed while the reports are being written
+render.write_receipts = die
+from flows.stages import run_all
+run_all(sys.argv[1], run_date="2026-11-02")
+"""
+
+
+def test_a_kill_while_rendering_leaves_nothing_behind_after_the_next_run(sample_copy, tmp_path):
+    run_all(sample_copy, run_date=NIGHT1)
+    marker = tmp_path / "tmp-folder"
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_RENDER, str(sample_copy), str(marker)], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True)
+    assert killed.returncode == 137, killed.stderr
+    left = Path(marker.read_text())
+    assert left.is_dir() and left.name.startswith(".2026-11-02.tmp-")
+    assert (sample_copy / "state" / "work" / NIGHT2).is_dir()  # a failed night's work folder is kept a while
+    said = []
+    run_all(sample_copy, run_date=NIGHT2, say=said.append)
+    assert not left.exists() and any("已清理" in line and left.name in line for line in said)
+    assert not (sample_copy / "state" / "work" / NIGHT2).exists()  # completed: its raw values are removed
+    assert sorted(p.name for p in (sample_copy / "reports").iterdir()) == [NIGHT1, NIGHT2]
+
+
+def test_work_folders_of_failed_nights_are_pruned_after_the_configured_nights(sample_copy):
+    import datetime as dt
+
+    from flows.params import today
+
+    night = dt.date.fromisoformat(today())
+    stale = sample_copy / "state" / "work" / (night - dt.timedelta(days=4)).isoformat()
+    recent = sample_copy / "state" / "work" / (night - dt.timedelta(days=2)).isoformat()
+    odd = sample_copy / "state" / "work" / "2026"  # what an operator's `2026/11/30` once made
+    for folder in (stale, recent, odd / "11" / "30"):
+        folder.mkdir(parents=True)
+        (folder / "market.records.parquet").write_bytes(b"raw")
+    run_all(sample_copy, run_date=NIGHT1)  # keep_failed_work_nights = 3
+    assert not stale.exists() and not odd.exists() and recent.exists()
+    assert not (sample_copy / "state" / "work" / NIGHT1).exists()
+
+
+WRITER = """
+import os, sys, time
+from pathlib import Path
+import polars as pl
+from reports import forms
+from tests.test_reports import finding, findings_frame
+folder = Path(sys.argv[1])
+frame = findings_frame(*[finding(finding_id=f"{i:016d}") for i in range(300_000)])
+child = forms.start_xlsx_writer(folder, [(folder / "big.xlsx", frame, "测试", "2026-11-02")])
+print(child.pid, flush=True)
+time.sleep(1.0)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_the_form_writer_dies_with_the_run_that_started_it(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                              text=True)
+    child = int(parent.stdout.readline())
+    parent.wait(timeout=60)
+    assert parent.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child), "the XLSX writer of a killed run went on as an orphan"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_rerun_after_a_crash_between_commit_and_archive_counts_what_summary_json_says(sample_copy):
+    from tests.test_loop import CRASH
+
+    run_all(sample_copy, run_date=NIGHT1)
+    f1 = load(sample_copy / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
+    waive = f1.filter(pl.col("kind") == "region_outside")["finding_id"].head(3).to_list()
+    (sample_copy / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    fill_xlsx(sample_copy / "reports" / NIGHT1 / "market.xlsx", sample_copy / "returns" / "market" / "反馈.xlsx",
+              {i: {"处理结果": "确认无误", "处理说明": "已核对"} for i in waive})
+    killed = subprocess.run([sys.executable, "-c", CRASH, str(sample_copy), "after-commit"], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True)
+    assert killed.returncode == 137, killed.stderr
+    said = []
+    result = run_all(sample_copy, run_date=NIGHT2, say=said.append)
+    summary = json.loads((sample_copy / "reports" / NIGHT2 / "summary.json").read_text("utf-8"))
+    [entry] = summary["returns"]
+    assert entry["accepted"] == 3 == result["returns"]["returns_accepted"]
+    assert any("受理 3 行" in line for line in said), said
