@@ -368,3 +368,13 @@ def test_a_rerun_after_a_crash_between_commit_and_archive_counts_what_summary_js
     [entry] = summary["returns"]
     assert entry["accepted"] == 3 == result["returns"]["returns_accepted"]
     assert any("受理 3 行" in line for line in said), said
+
+
+def test_the_automation_that_notifies_a_failed_night_is_a_valid_prefect_automation():
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    [doc] = yaml.safe_load((ROOT / "config" / "prefect-automation.yaml").read_text("utf-8"))["automations"]
+    automation = AutomationCore.model_validate(doc)
+    assert automation.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert automation.trigger.match_related.root["prefect.resource.name"] == "uscc-nightly"
