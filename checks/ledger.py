@@ -11,6 +11,7 @@ the configuration). Tables:
     extracts      each night's verdict on each source's extract (ok | held | rejected), with its hash
     accepted_extracts   the last extract accepted per source: the plausibility guard's baseline
     extract_acceptances the steward's deliberate acceptances of held extracts (by content hash)
+    reassignments the steward's hand-overs of findings to another department (stamped with the next night)
 
 Statuses: open → responded → fixed | rejected-response | waived; a fixed
 finding that comes back is reopened. Each step is one transaction: a crash
@@ -149,6 +150,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     DELETE FROM runs WHERE run_date NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]';
     """,
+    # 4: the steward's month — a due date per finding (set when first seen; the clock stops while an
+    # answer waits for the next extract), and findings handed to another department
+    """
+    ALTER TABLE findings ADD COLUMN due_date TEXT;
+    ALTER TABLE findings ADD COLUMN assigned_to TEXT;
+    UPDATE findings SET due_date = date(first_seen, '+30 days') WHERE due_date IS NULL;
+    CREATE TABLE IF NOT EXISTS reassignments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        finding_id TEXT NOT NULL,
+        from_source TEXT NOT NULL,
+        to_source TEXT NOT NULL,
+        why TEXT NOT NULL,
+        at TEXT NOT NULL,
+        run_date TEXT
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -157,6 +174,8 @@ UNRESOLVED = ("open", "reopened", "responded", "rejected-response")
 CLOSED = ("fixed", "waived")
 #: Statuses a department may answer (SPEC §6: the finding must be open).
 ANSWERABLE = ("open", "reopened", "rejected-response")
+#: Days from first seen to due, by severity, when the configuration says nothing (`[due]`).
+DEFAULT_DUE_DAYS = {"error": 30, "warning": 60, "info": 90}
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -260,11 +279,13 @@ GONE_NOTES = {
 
 
 def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight | None = None,
-               actor: str = "nightly") -> dict:
+               actor: str = "nightly", due_days: dict[str, int] | None = None) -> dict:
     """Bring the ledger up to tonight's findings, in one transaction.
 
     Args:
         findings: tonight's findings (`finding_id, source, record_id, kind, severity, uscc, name`).
+        due_days: days from first seen to due, by kind or severity (`Settings.due_days`; default
+            `DEFAULT_DUE_DAYS`): a new finding's due date.
         tonight: tonight's extracts; None means every source was read and no record was quarantined
             (then a finding not found tonight is fixed). Findings of a source whose extract was not
             accepted tonight (held or rejected) keep their status: new ones are recorded, none moves.
@@ -274,25 +295,30 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
          the audit log: a rerun reports what the night did), "historical": bool,
          "open": int (unresolved errors and warnings: the road-to-zero count)}
     """
-    tonight_rows = findings.select("finding_id", "source", "record_id", "kind", "severity", "uscc", "name", "related")
+    days = due_days or DEFAULT_DUE_DAYS
+    tonight_rows = findings.select("finding_id", "source", "record_id", "kind", "severity", "uscc", "name", "related",
+                                   due=pl.col("kind").replace_strict(days, default=None, return_dtype=pl.Int64)
+                                   .fill_null(pl.col("severity").replace_strict(days, default=30,
+                                                                               return_dtype=pl.Int64)))
     now = _now()
     with closing(connect(db)) as conn, _Transaction(conn):
         latest = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         historical = latest is not None and run_date < latest
         conn.execute("CREATE TEMP TABLE tonight (finding_id TEXT PRIMARY KEY, source TEXT, record_id TEXT, "
-                     "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT)")
-        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?)", tonight_rows.iter_rows())
+                     "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT, due INTEGER)")
+        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?)", tonight_rows.iter_rows())
         if not historical:  # statuses move forward in time only
             fresh = _record_extracts(conn, run_date, tonight)
             _move_seen(conn, run_date, now, actor, fresh, None if tonight is None else tonight.sources_read)
             _close_gone(conn, run_date, now, actor, tonight)
+            conn.execute("UPDATE reassignments SET run_date = ? WHERE run_date IS NULL", (run_date,))
         changes = _night_changes(conn, run_date, actor)
-        statuses = _statuses(conn)
+        statuses = _statuses(conn, run_date)
         conn.execute("DROP TABLE tonight")
-        labelled = findings.select("finding_id", "source", "severity").join(statuses, on="finding_id", how="left")
+        labelled = findings.select("finding_id", "severity").join(statuses, on="finding_id", how="left")
         unresolved = labelled.filter(pl.col("status").is_in(UNRESOLVED))
         open_count = unresolved.filter(pl.col("severity") != "info").height
-        counts = unresolved.group_by("source", "severity").len().rows()
+        counts = unresolved.group_by("owner", "severity").len().rows()
         # a night is on the timeline once some run of it completed (`finish_run`); a rerun keeps that mark
         conn.execute("INSERT INTO runs (run_date, started_at, finished_at, open_count, counts_json) "
                      "VALUES (?,?,NULL,?,?) ON CONFLICT(run_date) DO UPDATE SET started_at = excluded.started_at, "
@@ -333,9 +359,9 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
     conn.execute("CREATE TEMP TABLE fresh AS SELECT finding_id FROM tonight "
                  "WHERE finding_id NOT IN (SELECT finding_id FROM findings)")
     conn.execute("INSERT INTO findings (finding_id, source, record_id, kind, severity, status, first_seen, "
-                       "last_seen, status_changed, uscc, name, related) SELECT finding_id, source, record_id, kind, "
-                       "severity, 'open', ?, ?, ?, uscc, name, related FROM tonight JOIN fresh USING (finding_id)",
-                       (run_date, run_date, now))
+                 "last_seen, status_changed, uscc, name, related, due_date) SELECT finding_id, source, record_id, "
+                 "kind, severity, 'open', ?, ?, ?, uscc, name, related, date(?, '+' || due || ' days') "
+                 "FROM tonight JOIN fresh USING (finding_id)", (run_date, run_date, now, run_date))
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, NULL, 'open', ?, '首次发现' FROM fresh", (now, run_date, actor))
     conn.execute("DROP TABLE fresh")
@@ -366,9 +392,12 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
     conn.execute("DROP TABLE since")
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, old, new, ?, note FROM moves", (now, run_date, actor))
+    # the clock stopped while an answer waited for the next extract: the due date moves by those days
     conn.execute("UPDATE findings SET status = m.new, status_changed = ?, waived_record = NULL, "
-                 "answer = CASE WHEN m.old = 'fixed' THEN NULL ELSE findings.answer END "
-                 "FROM moves m WHERE findings.finding_id = m.finding_id", (now,))
+                 "answer = CASE WHEN m.old = 'fixed' THEN NULL ELSE findings.answer END, "
+                 "due_date = CASE WHEN m.old = 'responded' AND findings.answered_on IS NOT NULL THEN date(due_date, "
+                 "'+' || CAST(julianday(?) - julianday(findings.answered_on) AS INTEGER) || ' days') ELSE due_date END "
+                 "FROM moves m WHERE findings.finding_id = m.finding_id", (now, run_date))
     conn.execute("DROP TABLE moves")
     conn.execute("UPDATE findings SET last_seen = ?, severity = t.severity, uscc = t.uscc, name = t.name, "
                  "related = t.related "
@@ -416,14 +445,23 @@ def _night_changes(conn: sqlite3.Connection, run_date: str, actor: str) -> dict:
             "reopened": sum(1 for _, new in rows if new == "reopened")}
 
 
-def _statuses(conn: sqlite3.Connection) -> pl.DataFrame:
-    """Status of each of tonight's findings and what the department last said about it."""
+#: Statuses whose due date runs (a `responded` answer waits for the next extract: its clock is stopped).
+CLOCK_RUNS = ("open", "reopened", "rejected-response")
+
+
+def _statuses(conn: sqlite3.Connection, run_date: str) -> pl.DataFrame:
+    """Status of each of tonight's findings, what the department last said about it, its due date, whether
+    it is overdue tonight, and the department that owns it now (`owner`: reassigned or the record's)."""
     rows = conn.execute("SELECT t.finding_id, coalesce(f.status, 'open'), f.answer, f.answer_code, f.answer_note, "
-                        "f.answered_on, f.rejection FROM tonight t LEFT JOIN findings f USING (finding_id)").fetchall()
+                        "f.answered_on, f.rejection, f.due_date, coalesce(f.assigned_to, t.source) "
+                        "FROM tonight t LEFT JOIN findings f USING (finding_id)").fetchall()
     frame = pl.DataFrame(rows, orient="row", schema={
         "finding_id": pl.String, "status": pl.String, "answer": pl.String, "answer_code": pl.String,
-        "answer_note": pl.String, "answered_on": pl.String, "rejection": pl.String})
-    return frame.select("finding_id", "status", response=response_text_expr())
+        "answer_note": pl.String, "answered_on": pl.String, "rejection": pl.String, "due_date": pl.String,
+        "owner": pl.String})
+    overdue = pl.col("status").is_in(CLOCK_RUNS) & (pl.col("due_date") < run_date).fill_null(False)
+    return frame.select("finding_id", "status", response=response_text_expr(), due_date=pl.col("due_date"),
+                        overdue=overdue, owner=pl.col("owner"))
 
 
 def response_text_expr() -> pl.Expr:
@@ -526,6 +564,11 @@ class Known:
     answered_on: str | None
     answer: str | None
     related: str | None = None  # `source:record_id;…` of the records tied to this finding
+    owner: str | None = None  # the department that answers it: the steward's reassignment, else `source`
+
+    @property
+    def answerer(self) -> str:
+        return self.owner or self.source
 
 
 def known_findings(db: Path, ids: list[str]) -> dict[str, Known]:
@@ -536,7 +579,8 @@ def known_findings(db: Path, ids: list[str]) -> dict[str, Known]:
         rows = conn.execute("SELECT f.finding_id, source, record_id, kind, status, uscc, name, "
                             "coalesce((SELECT a.run_date FROM audit a WHERE a.finding_id = f.finding_id AND "
                             "a.new_status = f.status ORDER BY a.id DESC LIMIT 1), substr(status_changed, 1, 10)), "
-                            "answered_on, answer, related FROM findings f JOIN wanted USING (finding_id)").fetchall()
+                            "answered_on, answer, related, coalesce(assigned_to, source) "
+                            "FROM findings f JOIN wanted USING (finding_id)").fetchall()
     return {r[0]: Known(*r) for r in rows}
 
 
@@ -649,14 +693,15 @@ def _audit(conn, at, run_date, fid, old, new, actor, note) -> None:
                  "VALUES (?,?,?,?,?,?,?)", (at, run_date, fid, old, new, actor, note))
 
 
-def history(db: Path, limit: int = 90) -> list[dict]:
+def history(db: Path, limit: int = 90, including: str | None = None) -> list[dict]:
     """Unresolved errors and warnings per completed night, oldest first: the road to zero.
 
-    A night none of whose runs completed is not on it (see `unfinished_nights`).
+    A night none of whose runs completed is not on it (see `unfinished_nights`), except `including`:
+    the night whose reports are being written.
     """
     with closing(connect(db)) as conn:
         rows = conn.execute("SELECT run_date, open_count, counts_json FROM runs WHERE finished_at IS NOT NULL "
-                            "ORDER BY run_date DESC LIMIT ?", (limit,)).fetchall()
+                            "OR run_date = ? ORDER BY run_date DESC LIMIT ?", (including, limit)).fetchall()
     return [{"run_date": d, "open": n, "counts": json.loads(c)} for d, n, c in reversed(rows)]
 
 
@@ -699,6 +744,47 @@ def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
                      (_now(), finding_id))
         _audit(conn, _now(), run_date, finding_id, old, "open", "steward", f"市信用办重新打开：{why.strip()}")
     return old, "open"
+
+
+def steward_reassign(db: Path, finding_id: str, to_source: str, why: str, source_names: dict[str, str]) -> dict:
+    """Hand a finding to another department (the usual follow-up of 非本单位); audited as the steward.
+
+    The new department sees it on its next list and form and only it may answer; an answer that
+    was waiting (responded) is set aside, the finding is open for the new owner.
+    """
+    if to_source not in source_names:
+        raise LedgerError(f"没有来源“{to_source}”；已配置的来源：{'、'.join(source_names)}。")
+    if not why.strip():
+        raise LedgerError("请用 --why 写明改派的原因（如“经核实该律所由司法局登记”），会记入审计日志。")
+    with closing(connect(db)) as conn, _Transaction(conn):
+        row = conn.execute("SELECT status, coalesce(assigned_to, source) FROM findings WHERE finding_id = ?",
+                           (finding_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"台账中没有问题编号 {finding_id}。")
+        status, owner = row
+        if status not in UNRESOLVED:
+            raise LedgerError(f"问题 {finding_id} 当前状态为 {status}，已关闭的问题无需改派。")
+        if owner == to_source:
+            raise LedgerError(f"问题 {finding_id} 已由{source_names[to_source]}处理，无需改派。")
+        now = _now()
+        run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        new = "open" if status == "responded" else status
+        conn.execute("UPDATE findings SET assigned_to = ?, status = ?, status_changed = ? WHERE finding_id = ?",
+                     (to_source, new, now, finding_id))
+        conn.execute("INSERT INTO reassignments (finding_id, from_source, to_source, why, at) VALUES (?,?,?,?,?)",
+                     (finding_id, owner, to_source, why.strip(), now))
+        _audit(conn, now, run_date, finding_id, status, new, "steward",
+               f"市信用办改派：由{source_names.get(owner, owner)}改为{source_names[to_source]}处理：{why.strip()}")
+    return {"from": owner, "to": to_source, "old_status": status, "new_status": new}
+
+
+def reassignments_of_night(db: Path, run_date: str) -> list[dict]:
+    """The steward's reassignments that tonight's run took up (the overview lists them)."""
+    keys = ("finding_id", "from_source", "to_source", "why", "at")
+    with closing(connect(db)) as conn:
+        rows = conn.execute(f"SELECT {', '.join(keys)} FROM reassignments WHERE run_date = ? ORDER BY id",
+                            (run_date,)).fetchall()
+    return [dict(zip(keys, r)) for r in rows]
 
 
 AUDIT_COLUMNS = ("at", "run_date", "finding_id", "source", "record_id", "kind", "old_status", "new_status", "actor",

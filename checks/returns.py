@@ -163,7 +163,7 @@ class Holder:
 
 def form_for_another(form: pl.DataFrame, source: str, known: dict[str, ledger.Known]) -> str | None:
     """The other source this whole form belongs to, when none of its findings is the returner's."""
-    owners = {known[i].source for i in form[KEY] if i in known}
+    owners = {known[i].answerer for i in form[KEY] if i in known}
     return owners.pop() if len(owners) == 1 and source not in owners else None
 
 
@@ -200,8 +200,8 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
         if f is None:
             v["reason"] = f"问题编号 {fid} 不存在。请使用市信用办下发的最新更正清单填写，不要修改“问题编号”。"
             continue
-        if f.source != source:
-            owner = source_names.get(f.source, f.source)
+        if f.answerer != source:  # the record's department, or the one the steward handed it to
+            owner = source_names.get(f.answerer, f.answerer)
             v["reason"] = f"该问题属于{owner}，本单位无权处理，本行未受理并已记录。如该记录确属本单位，请联系市信用办。"
             v["audit_note"] = f"拒绝：{source_names.get(source, source)}报送的文件试图处理{owner}的问题（第 {r['row']} 行）"
             continue

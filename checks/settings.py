@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from validators.tables import DEPARTMENTS
+from validators.tables import DEPARTMENTS, KINDS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "steward.toml"
 #: Canonical fields of an extract; the first three are required (SPEC §4).
@@ -51,6 +51,8 @@ class Settings:
     max_lost_share: float = 0.10
     #: Nights a failed night's work folder is kept for diagnosis (a completed night's is removed at once).
     keep_failed_work_nights: int = 3
+    #: Days from first seen to due, by severity and (overriding it) by kind (`[due]`, `[due.kinds]`).
+    due_days: dict[str, int] = field(default_factory=lambda: {"error": 30, "warning": 60, "info": 90})
 
     def source(self, key: str) -> Source:
         for source in self.sources:
@@ -115,4 +117,15 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
         raise ConfigError(f"{where}：[guard] max_lost_share 应为 0 到 1 之间的小数（如 0.10 表示 10%），现为 {share!r}。")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ConfigError(f"{where}：[state] keep_failed_work_nights 应为不小于 0 的整数，现为 {keep!r}。")
-    return Settings(city, tuple(sources), allowlist, database, float(share), keep)
+    due = {"error": 30, "warning": 60, "info": 90}
+    given = dict(raw.get("due", {}))
+    kinds = given.pop("kinds", {})
+    for key, days in {**given, **kinds}.items():
+        if key in given and key not in due:
+            raise ConfigError(f"{where}：[due] 只能设置 error、warning、info（按问题类型请用 [due.kinds]），现有 {key}。")
+        if key in kinds and key not in KINDS:
+            raise ConfigError(f"{where}：[due.kinds] 中的 {key} 不是问题类型；可用：{'、'.join(KINDS)}。")
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+            raise ConfigError(f"{where}：期限 {key} = {days!r} 应为 1 到 3650 之间的天数。")
+        due[key] = days
+    return Settings(city, tuple(sources), allowlist, database, float(share), keep, due)

@@ -52,9 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     book = sub.add_parser("ledger", help="查看台账中的问题，或由市信用办重新打开")
     book.add_argument("--data-dir", default="data", help="数据目录")
     book.add_argument("--config", help="配置文件，默认 config/steward.toml")
-    book.add_argument("action", choices=["show", "reopen"], help="show 显示问题及其审计记录；reopen 重新打开")
+    book.add_argument("action", choices=["show", "reopen", "reassign"],
+                      help="show 显示问题及其审计记录；reopen 重新打开；reassign 改派给另一部门")
     book.add_argument("finding_id", help="问题编号")
-    book.add_argument("--why", default="", help="reopen 的原因（记入审计日志）")
+    book.add_argument("--why", default="", help="reopen / reassign 的原因（记入审计日志）")
+    book.add_argument("--to", help="reassign：改由哪个来源处理（如 justice）")
 
     synth = sub.add_parser("synth", help="生成合成数据（含标准答案）")
     synth.add_argument("--out", required=True, help="输出的数据目录")
@@ -270,6 +272,14 @@ def _ledger(args) -> int:
 
     settings, db = _ledger_db(args)
     try:
+        if args.action == "reassign":
+            if not args.to:
+                raise UsageError("改派需要 --to <来源>，如：uscc ledger reassign ID --to justice --why \"原因\"")
+            done = ledger.steward_reassign(db, args.finding_id, args.to, args.why, settings.source_names)
+            names = settings.source_names
+            print(f"问题 {args.finding_id}：由{names.get(done['from'], done['from'])}改为{names[done['to']]}处理"
+                  f"（状态 {done['old_status']} → {done['new_status']}），下一次运行起出现在其清单和填报表中；已记入审计日志。")
+            return 0
         if args.action == "reopen":
             old, new = ledger.steward_reopen(db, args.finding_id, args.why)
             print(f"问题 {args.finding_id}：{old} → {new}（已记入审计日志）")
@@ -279,7 +289,10 @@ def _ledger(args) -> int:
         raise UsageError(str(exc)) from None
     owner = settings.source_names.get(f["source"], f["source"])
     print(f"问题 {f['finding_id']}  {owner} 记录 {f['record_id']}  {f['name'] or ''}  {f['uscc'] or ''}")
-    print(f"类型 {f['kind']}（{f['severity']}）  状态 {f['status']}  首次发现 {f['first_seen']}  最近 {f['last_seen']}")
+    print(f"类型 {f['kind']}（{f['severity']}）  状态 {f['status']}  首次发现 {f['first_seen']}  最近 {f['last_seen']}"
+          f"  处理期限 {f['due_date'] or '—'}")
+    if f["assigned_to"]:
+        print(f"已改派：由{settings.source_names.get(f['assigned_to'], f['assigned_to'])}处理")
     if f["answer"]:
         print(f"部门答复（{f['answered_on']}）：{f['answer']} {f['answer_code'] or ''} {f['answer_note'] or ''}".rstrip())
     for e in f["audit"]:

@@ -261,7 +261,8 @@ def extract_of(s: dict) -> ledger.Extract:
 def update_ledger(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict]) -> dict:
     """Findings' lifecycle (SPEC §6) → `<work>/findings.status.parquet`; tonight's changes."""
     findings = pl.read_parquet(work / "findings.parquet")
-    result = ledger.record_run(ledger_path(data_dir, settings), run_date, findings, tonight_of(settings, work, sources))
+    result = ledger.record_run(ledger_path(data_dir, settings), run_date, findings, tonight_of(settings, work, sources),
+                               due_days=settings.due_days)
     statuses = result.pop("statuses")
     findings = findings.drop("status").join(statuses, on="finding_id", how="left")
     findings.write_parquet(work / "findings.status.parquet")
@@ -278,11 +279,12 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
     view = RunView(
         run_date=run_date, city=settings.city.name, sources=sources, findings=findings,
         quarantine=pl.concat(quarantines) if quarantines else empty_quarantine(),
-        history=ledger.history(db), changes=changes, stage_seconds=stage_seconds,
+        history=ledger.history(db, including=run_date), changes=changes, stage_seconds=stage_seconds,
         returns=ledger.returns_of_night(db, run_date), source_names=settings.source_names,
         audit=ledger.audit_of_night(db, run_date),
         stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
-        unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date])
+        unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date],
+        reassignments=ledger.reassignments_of_night(db, run_date))
     return write_run(Path(data_dir) / "reports", view)
 
 

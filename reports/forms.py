@@ -39,6 +39,7 @@ READ_ONLY = (
     ("建议依据", "suggestion_reason"),
     ("相关记录", "related_text"),
     ("状态", "status_label"),
+    ("处理期限", "due_text"),
     ("上次答复", "response_text"),
 )
 ANSWER_COLUMNS = ("处理结果", "更正后代码", "处理说明")
@@ -100,7 +101,7 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     divider = book.add_format({"bg_color": "#FFE699", "border": 1, "left": 5, "num_format": "@", "locked": False,
                                "valign": "top"})
     headers = [h for h, _ in READ_ONLY] + list(ANSWER_COLUMNS)
-    widths = [18, 14, 28, 22, 14, 8, 48, 22, 10, 40, 40, 10, 30, 12, 22, 30]
+    widths = [18, 14, 28, 22, 14, 8, 48, 22, 10, 40, 40, 10, 14, 30, 12, 22, 30]
     n_ro = len(READ_ONLY)
     rows = form_rows(findings)
     # a sheet holds 1,048,576 rows: a bigger list continues on 更正清单(2), (3)… (the reader reads them all)

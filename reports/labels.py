@@ -17,4 +17,5 @@ def with_labels(finding: dict) -> dict:
         "status_label": STATUS_LABELS.get(finding["status"], finding["status"]),
         "related_list": json.loads(finding["related_detail"] or "[]"),
         "response_text": finding.get("response") or "",
+        "due_text": (finding.get("due_date") or "") + ("（已逾期）" if finding.get("overdue") else ""),
     }

@@ -38,8 +38,16 @@ HTML_MAX_ROWS = 20_000
 FINDINGS_CSV_COLUMNS = (
     "finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message", "positions",
     "suggested_code", "confidence", "suggestion_reason", "related", "status", "group_size", "weakest_score",
-    "evidence", "file", "row", "response",
+    "evidence", "file", "row", "response", "due_date", "overdue", "owner",
 )
+
+
+def with_ledger_columns(findings: pl.DataFrame) -> pl.DataFrame:
+    """Findings with the ledger's columns, defaulted when they have not been through the ledger."""
+    defaults = {"response": pl.lit(None, pl.String), "due_date": pl.lit(None, pl.String),
+                "overdue": pl.lit(False), "owner": pl.col("source")}
+    missing = {k: v for k, v in defaults.items() if k not in findings.columns}
+    return findings.with_columns(**missing) if missing else findings
 
 
 @dataclass
@@ -59,10 +67,15 @@ class RunView:
     audit: pl.DataFrame | None = None  # ledger.audit_of_night: tonight's state changes (audit.csv)
     stray_returns: list[dict] = field(default_factory=list)  # files under returns/ no department folder holds
     unfinished: list[str] = field(default_factory=list)  # earlier nights whose runs all failed (not on the trend)
+    reassignments: list[dict] = field(default_factory=list)  # ledger.reassignments_of_night
 
     def __post_init__(self):
-        if "response" not in self.findings.columns:  # findings not yet through the ledger
-            self.findings = self.findings.with_columns(response=pl.lit(None, pl.String))
+        # overdue first: what a department must deal with before anything else
+        self.findings = with_ledger_columns(self.findings).sort("overdue", descending=True, maintain_order=True)
+
+    def of(self, key: str, statuses: tuple[str, ...]) -> pl.DataFrame:
+        """The findings a department owns now (its records', and those the steward handed to it)."""
+        return self.findings.filter((pl.col("owner") == key) & pl.col("status").is_in(statuses))
 
 
 #: Findings a department list shows: a waived finding is not raised again (SPEC §6).
@@ -123,12 +136,13 @@ def shown_in_html(findings: pl.DataFrame, limit: int) -> pl.DataFrame:
         return findings
     rank = {sev: i for i, sev in enumerate(SEVERITY_LABELS)}
     kinds = {k: i for i, k in enumerate(KIND_ORDER)}
-    return findings.sort(pl.col("severity").replace_strict(rank, default=len(rank)),
+    return findings.sort(~pl.col("overdue"), pl.col("severity").replace_strict(rank, default=len(rank)),
                          pl.col("kind").replace_strict(kinds, default=len(kinds)), "record_id", maintain_order=True) \
         .head(limit)
 
 
 def render_department(view: RunView, source: dict, findings: pl.DataFrame, receipts: list[dict] = ()) -> str:
+    findings = with_ledger_columns(findings)
     by_severity = dict(findings.group_by("severity").len().rows())
     waiting = findings.filter(pl.col("status") == "responded").height
     shown = shown_in_html(findings, HTML_MAX_ROWS)
@@ -136,13 +150,13 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame, recei
         source=source["key"], source_name=source["name"], run_date=view.run_date, city=view.city,
         file=source.get("file"), total=findings.height, by_severity=by_severity, severity_labels=SEVERITY_LABELS,
         by_kind=_by_kind(findings), findings=_finding_rows(shown), page_size=PAGE_SIZE, waiting=waiting,
-        receipts=receipts, shown=shown.height)
+        receipts=receipts, shown=shown.height, overdue=int(findings["overdue"].sum()))
 
 
 def render_index(view: RunView, receipts: list[dict] = ()) -> str:
     f = view.findings
     keys = [s["key"] for s in view.sources]
-    cells = dict(((k, s), n) for k, s, n in f.group_by("kind", "source").len().rows())
+    cells = dict(((k, s), n) for k, s, n in f.group_by("kind", "owner").len().rows())
     matrix = []
     for kind in KIND_ORDER:
         counts = [cells.get((kind, key), 0) for key in keys]
@@ -151,9 +165,11 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
             matrix.append({"kind": kind, "label": KINDS[kind].label, "severity": severity,
                            "severity_label": SEVERITY_LABELS[severity], "counts": counts, "total": sum(counts)})
     per_source = {}
-    for key, sev, n in f.group_by("source", "severity").len().rows():
+    for key, sev, n in f.group_by("owner", "severity").len().rows():
         per_source.setdefault(key, {})[sev] = n
-    sources = [{**s, "counts": per_source.get(s["key"], {})} for s in view.sources]
+    overdue = dict(f.filter(pl.col("overdue")).group_by("owner").len().rows())
+    sources = [{**s, "counts": per_source.get(s["key"], {}), "overdue": overdue.get(s["key"], 0)}
+               for s in view.sources]
     names = {s["key"]: s["name"] for s in view.sources}
     notes = [{**n, "source_name": s["name"]} for s in view.sources for n in s.get("notes", [])]
     return _ENV.get_template("index.html.j2").render(
@@ -165,7 +181,9 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
         source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=receipts,
         audit_rows=None if view.audit is None else view.audit.height, stray_returns=view.stray_returns,
-        unfinished=view.unfinished)
+        unfinished=view.unfinished, overdue=sum(overdue.values()),
+        reassignments=[{**r, "from_name": names.get(r["from_source"], r["from_source"]),
+                        "to_name": names.get(r["to_source"], r["to_source"])} for r in view.reassignments])
 
 
 def write_run(reports_root: Path, view: RunView) -> Path:
@@ -179,8 +197,7 @@ def write_run(reports_root: Path, view: RunView) -> Path:
     writer = None
     try:
         receipts = write_receipts(tmp, _ENV, view.returns, view.source_names, view.city, view.run_date)
-        asked = {s["key"]: view.findings.filter((pl.col("source") == s["key"]) & pl.col("status").is_in(ASKED))
-                 for s in view.sources}
+        asked = {s["key"]: view.of(s["key"], ASKED) for s in view.sources}
         workbooks = sorted(((tmp / f"{s['key']}.xlsx", asked[s["key"]], s["name"], view.run_date)
                             for s in view.sources), key=lambda job: -job[1].height)
         if sum(job[1].height for job in workbooks) >= FORMS_IN_A_PROCESS:
@@ -190,7 +207,7 @@ def write_run(reports_root: Path, view: RunView) -> Path:
             for job in workbooks:
                 forms.write_xlsx(*job)
         for source in view.sources:
-            listed = view.findings.filter((pl.col("source") == source["key"]) & pl.col("status").is_in(LISTED))
+            listed = view.of(source["key"], LISTED)
             mine = [r for r in receipts if r["source"] == source["key"]]
             (tmp / f"{source['key']}.html").write_text(render_department(view, source, listed, mine), encoding="utf-8")
             forms.write_csv(tmp / f"{source['key']}.csv", asked[source["key"]])

@@ -47,6 +47,19 @@ def keep_rows(data: Path, share: float, name: str = "市场主体名录_partial.
     return dest
 
 
+def corrected_market(data: Path, codes: dict[str, str], name: str = "市场主体名录_new.xlsx") -> Path:
+    """A new market export: the newest workbook with some records' codes corrected (an empty dict: unchanged)."""
+    book = openpyxl.load_workbook(market_xlsx(data))
+    sheet = book.worksheets[0]
+    for row in sheet.iter_rows(min_row=2):
+        if row[0].value in codes:
+            row[1].value = codes[row[0].value]
+    dest = data / "extracts" / "market" / name
+    book.save(dest)
+    newer(dest)
+    return dest
+
+
 def db_of(data: Path) -> Path:
     return data / "state" / "steward.sqlite3"
 
@@ -121,11 +134,7 @@ def test_a_correction_is_judged_by_a_newer_extract_not_by_the_same_file_seen_aga
     assert ledger.statuses(db_of(sample_copy))[fix["finding_id"]] == "responded"
     run_all(sample_copy, run_date=NIGHT3)  # the same extract file again
     assert ledger.statuses(db_of(sample_copy))[fix["finding_id"]] == "responded"
-    book = openpyxl.load_workbook(market_xlsx(sample_copy))  # a new export, the record still unfixed
-    dest = sample_copy / "extracts" / "market" / "市场主体名录_1104.xlsx"
-    book.worksheets[0].cell(row=1, column=1).value = book.worksheets[0].cell(row=1, column=1).value
-    book.save(dest)
-    newer(dest)
+    corrected_market(sample_copy, {}, "市场主体名录_1104.xlsx")  # a new export, the record still unfixed
     run_all(sample_copy, run_date=NIGHT4)
     assert ledger.statuses(db_of(sample_copy))[fix["finding_id"]] == "open"
 
