@@ -31,6 +31,7 @@ from typing import Callable
 import polars as pl
 
 from checks import guard, ledger, returns
+from checks.counties import county_expr
 from checks.detect import detect
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
@@ -273,7 +274,7 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
            stage_seconds: dict[str, float]) -> Path:
     """Write the reports of the run; returns the run's report folder."""
     db = ledger_path(data_dir, settings)
-    findings = pl.read_parquet(work / "findings.status.parquet")
+    findings = with_county(settings, work, pl.read_parquet(work / "findings.status.parquet"))
     quarantines = [pl.read_parquet(p) for s in settings.sources
                    if (p := work / f"{s.key}.quarantine.parquet").exists()]
     view = RunView(
@@ -286,6 +287,16 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date],
         reassignments=ledger.reassignments_of_night(db, run_date))
     return write_run(Path(data_dir) / "reports", view)
+
+
+def with_county(settings: Settings, work: Path, findings: pl.DataFrame) -> pl.DataFrame:
+    """Each finding's county list (`checks.counties`): from its code, else its record's address."""
+    frames = _records(settings, work)
+    addresses = pl.concat(frames).select("source", "record_id", "address").collect() if frames else \
+        pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "address": pl.String})
+    joined = findings.join(addresses.unique(["source", "record_id"]), on=["source", "record_id"], how="left")
+    county = county_expr(pl.col("uscc"), pl.col("address"), settings.city.jurisdiction_prefix)
+    return joined.with_columns(county=county).drop("address")
 
 
 def complete_night(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict],

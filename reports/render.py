@@ -18,6 +18,7 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from checks.counties import UNKNOWN, county_name
 from reports import forms
 from reports.chart import trend_svg
 from reports.labels import with_labels
@@ -38,14 +39,14 @@ HTML_MAX_ROWS = 20_000
 FINDINGS_CSV_COLUMNS = (
     "finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message", "positions",
     "suggested_code", "confidence", "suggestion_reason", "related", "status", "group_size", "weakest_score",
-    "evidence", "file", "row", "response", "due_date", "overdue", "owner",
+    "evidence", "file", "row", "response", "due_date", "overdue", "owner", "county",
 )
 
 
 def with_ledger_columns(findings: pl.DataFrame) -> pl.DataFrame:
     """Findings with the ledger's columns, defaulted when they have not been through the ledger."""
     defaults = {"response": pl.lit(None, pl.String), "due_date": pl.lit(None, pl.String),
-                "overdue": pl.lit(False), "owner": pl.col("source")}
+                "overdue": pl.lit(False), "owner": pl.col("source"), "county": pl.lit(UNKNOWN)}
     missing = {k: v for k, v in defaults.items() if k not in findings.columns}
     return findings.with_columns(**missing) if missing else findings
 
@@ -141,7 +142,9 @@ def shown_in_html(findings: pl.DataFrame, limit: int) -> pl.DataFrame:
         .head(limit)
 
 
-def render_department(view: RunView, source: dict, findings: pl.DataFrame, receipts: list[dict] = ()) -> str:
+def render_department(view: RunView, source: dict, findings: pl.DataFrame, receipts: list[dict] = (),
+                      county: str | None = None, counties: list[dict] = ()) -> str:
+    """A department's list (`county` None), or one of its county lists (`<source>/<region>.html`)."""
     findings = with_ledger_columns(findings)
     by_severity = dict(findings.group_by("severity").len().rows())
     waiting = findings.filter(pl.col("status") == "responded").height
@@ -150,7 +153,9 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame, recei
         source=source["key"], source_name=source["name"], run_date=view.run_date, city=view.city,
         file=source.get("file"), total=findings.height, by_severity=by_severity, severity_labels=SEVERITY_LABELS,
         by_kind=_by_kind(findings), findings=_finding_rows(shown), page_size=PAGE_SIZE, waiting=waiting,
-        receipts=receipts, shown=shown.height, overdue=int(findings["overdue"].sum()))
+        receipts=receipts, shown=shown.height, overdue=int(findings["overdue"].sum()),
+        county=county_name(county) if county else None, stem=county or source["key"], up="../" if county else "",
+        counties=counties)
 
 
 def render_index(view: RunView, receipts: list[dict] = ()) -> str:
@@ -186,6 +191,21 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
                         "to_name": names.get(r["to_source"], r["to_source"])} for r in view.reassignments])
 
 
+def _county_lists(listed: pl.DataFrame, asked: pl.DataFrame) -> list[dict]:
+    """A department's findings split by county (`checks.counties`): each county's list and form rows.
+
+    Every listed finding is in exactly one county, so the counties' counts add up to the department's.
+    """
+    if "county" not in listed.columns or listed.height == 0:
+        return []
+    out = []
+    for (region,), part in sorted(listed.partition_by("county", as_dict=True).items(),
+                                  key=lambda kv: (kv[0][0] == UNKNOWN, kv[0][0])):
+        out.append({"region": region, "name": county_name(region), "listed_frame": part,
+                    "asked_frame": asked.filter(pl.col("county") == region)})
+    return out
+
+
 def write_run(reports_root: Path, view: RunView) -> Path:
     """Write every file of the run into `reports_root/<run_date>/`; return that folder."""
     reports_root.mkdir(parents=True, exist_ok=True)
@@ -198,8 +218,15 @@ def write_run(reports_root: Path, view: RunView) -> Path:
     try:
         receipts = write_receipts(tmp, _ENV, view.returns, view.source_names, view.city, view.run_date)
         asked = {s["key"]: view.of(s["key"], ASKED) for s in view.sources}
-        workbooks = sorted(((tmp / f"{s['key']}.xlsx", asked[s["key"]], s["name"], view.run_date)
-                            for s in view.sources), key=lambda job: -job[1].height)
+        listed = {s["key"]: view.of(s["key"], LISTED) for s in view.sources}
+        counties = {s["key"]: _county_lists(listed[s["key"]], asked[s["key"]]) for s in view.sources}
+        jobs = [(tmp / f"{s['key']}.xlsx", asked[s["key"]], s["name"], view.run_date) for s in view.sources]
+        jobs += [(tmp / s["key"] / f"{c['region']}.xlsx", c["asked_frame"], f"{s['name']} {c['name']}", view.run_date)
+                 for s in view.sources for c in counties[s["key"]]]
+        for s in view.sources:
+            if counties[s["key"]]:
+                (tmp / s["key"]).mkdir()
+        workbooks = sorted(jobs, key=lambda job: -job[1].height)
         if sum(job[1].height for job in workbooks) >= FORMS_IN_A_PROCESS:
             # the XLSX forms are the slowest files: another process writes them while this one does the rest
             writer = forms.start_xlsx_writer(tmp, workbooks)
@@ -207,10 +234,17 @@ def write_run(reports_root: Path, view: RunView) -> Path:
             for job in workbooks:
                 forms.write_xlsx(*job)
         for source in view.sources:
-            listed = view.of(source["key"], LISTED)
-            mine = [r for r in receipts if r["source"] == source["key"]]
-            (tmp / f"{source['key']}.html").write_text(render_department(view, source, listed, mine), encoding="utf-8")
-            forms.write_csv(tmp / f"{source['key']}.csv", asked[source["key"]])
+            key = source["key"]
+            mine = [r for r in receipts if r["source"] == key]
+            links = [{"name": c["name"], "href": f"{key}/{c['region']}", "listed": c["listed_frame"].height,
+                      "asked": c["asked_frame"].height} for c in counties[key]]
+            (tmp / f"{key}.html").write_text(render_department(view, source, listed[key], mine, counties=links),
+                                             encoding="utf-8")
+            forms.write_csv(tmp / f"{key}.csv", asked[key])
+            for c in counties[key]:
+                (tmp / key / f"{c['region']}.html").write_text(
+                    render_department(view, source, c["listed_frame"], mine, county=c["region"]), encoding="utf-8")
+                forms.write_csv(tmp / key / f"{c['region']}.csv", c["asked_frame"])
         view.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp / "findings.csv")
         if view.audit is not None:
             view.audit.write_csv(tmp / "audit.csv")

@@ -95,3 +95,31 @@ def test_a_reassigned_finding_goes_to_the_new_department_and_only_it_may_answer(
     assert refusals and "试图处理市司法局的问题" in refusals[0]["note"]
     waived_by = [e for e in ledger.audit_log(db_of(sample_copy), fid) if e["new_status"] == "waived"]
     assert [e["actor"] for e in waived_by] == ["justice"]
+
+
+def test_each_department_gets_county_lists_that_add_up_and_a_county_form_is_judged_like_its_own(sample_copy):
+    run_all(sample_copy, run_date=NIGHT1)
+    r1 = sample_copy / "reports" / NIGHT1
+    f1 = load(r1, "findings.csv")
+    for key in ("editorial", "market", "justice"):
+        listed = f1.filter((pl.col("owner") == key) & (pl.col("status") != "waived"))
+        counties = sorted((r1 / key).glob("*.html"))
+        per_county = {p.stem: load(r1 / key, f"{p.stem}.csv").height for p in counties}
+        assert sum(per_county.values()) == load(r1, f"{key}.csv").height == listed.height
+        for region, n in per_county.items():
+            assert listed.filter(pl.col("county") == region).height == n
+            assert region == "unknown" or (len(region) == 6 and region.isdigit())
+        page = (r1 / f"{key}.html").read_text("utf-8")
+        assert all(f'href="{key}/{p.stem}.html"' in page for p in counties)
+    # a county office of the market bureau returns its own county form: judged like the department's
+    district = load(r1 / "market", "230402.csv")
+    row = next(r for r in district.iter_rows(named=True) if r["问题类型"] == "登记机关不在本市") \
+        if "登记机关不在本市" in district["问题类型"].to_list() else district.row(0, named=True)
+    fid = row["问题编号"].strip()
+    (sample_copy / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    fill_csv(r1 / "market" / "230402.csv", sample_copy / "returns" / "market" / "向阳分局.csv",
+             {fid: {"处理结果": "确认无误", "处理说明": "向阳分局已核对证照"}}, "gb18030")
+    run_all(sample_copy, run_date="2026-11-02")
+    assert ledger.statuses(db_of(sample_copy))[fid] == "waived"
+    county_page = (sample_copy / "reports" / "2026-11-02" / "market" / "230402.html").read_text("utf-8")
+    assert "230402 向阳区" in county_page and 'href="../index.html"' in county_page
