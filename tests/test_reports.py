@@ -91,7 +91,9 @@ def test_write_run_is_atomic_and_complete(tmp_path):
     root = tmp_path / "reports"
     folder = write_run(root, view(findings_frame(finding())))
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["findings.csv", "index.html", "market.csv", "market.html", "market.xlsx", "summary.json"]
+    assert names == ["findings.csv", "index.html", "market", "market.csv", "market.html", "market.xlsx",
+                     "summary.json"]
+    assert sorted(p.name for p in (folder / "market").iterdir()) == ["unknown.csv", "unknown.html", "unknown.xlsx"]
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
     summary = json.loads((folder / "summary.json").read_text("utf-8"))
     assert set(summary) >= {"run_date", "sources", "findings_by_kind", "findings_by_status", "stage_seconds"}
