@@ -23,7 +23,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import shutil
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -313,8 +315,46 @@ def stray_files(data_dir: Path, source_keys: list[str]) -> list[dict]:
     return out
 
 
+#: UTF-8 bytes of a returned file's own name kept in archive and receipt names (a file system allows 255
+#: per name; the rest holds the hash, a dash and the suffix).
+NAME_BYTES = 120
+#: Characters of a file name kept as they are: letters, digits (any script) and these; the rest becomes `_`
+#: (path separators, `#`, `?`, `%`, quotes, spaces and control characters break links or paths).
+_NAME_KEEP = frozenset("-_.()（）[]【】《》·、，")
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+
+
+def bounded_name(sha256: str, name: str) -> str:
+    """`<sha256[:12]>-<name>`, safe in a path and a link and at most ~150 bytes, whatever name a file had.
+
+    The hash keeps files apart; the shortened name is only there for a person to recognise the file.
+
+    >>> bounded_name("ab" * 32, "反馈 #1?.csv")
+    'abababababab-反馈_1_.csv'
+    >>> len(bounded_name("ab" * 32, "表" * 80 + ".xlsx").encode())
+    138
+    """
+    name = unicodedata.normalize("NFC", Path(name).name or "")
+    suffix = Path(name).suffix
+    if not _SUFFIX.match(suffix):
+        suffix = ""
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    safe = "".join(ch if ch in _NAME_KEEP or unicodedata.category(ch)[0] in "LN" else "_" for ch in stem)
+    safe = re.sub(r"_{2,}", "_", safe).lstrip("._-")
+    cut = safe.encode("utf-8")[:NAME_BYTES].decode("utf-8", errors="ignore")
+    return f"{sha256[:12]}-{cut or 'file'}{suffix.lower()}"
+
+
 def archive_path(data_dir: Path, source: str, run_date: str, sha256: str, name: str) -> Path:
-    return Path(data_dir) / "archive" / "returns" / source / run_date / f"{sha256[:12]}-{name}"
+    return Path(data_dir) / "archive" / "returns" / source / run_date / bounded_name(sha256, name)
+
+
+def _exists(path: Path) -> bool:
+    """Whether a path exists; False for a path the file system cannot even look up (a name too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def process_returns(data_dir: Path, db: Path, run_date: str, settings,
@@ -340,9 +380,10 @@ def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: st
     sha = file_sha256(path)
     target = archive_path(data_dir, source, run_date, sha, path.name)
     earlier = ledger.handled_return(db, source, sha)
-    if earlier and earlier["archived_as"] and not Path(earlier["archived_as"]).exists():
-        # processed, then the run stopped before the move: finish the move, nothing else
-        _move(path, Path(earlier["archived_as"]))
+    if earlier and earlier["archived_as"] and not _archived(earlier, data_dir, source, sha):
+        # processed, then the run stopped before the move (or the move failed, as it did for names too long
+        # to archive before names were bounded): finish the move under the bounded name, nothing else
+        _move(path, archive_path(data_dir, source, earlier["run_date"], sha, earlier["file_name"]))
         return {"source": source, "file": path.name, "outcome": earlier["outcome"], "reason": earlier["reason"]}
     names = settings.source_names
     verdicts = pl.DataFrame(schema=VERDICT_SCHEMA)
@@ -383,6 +424,12 @@ def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: st
             "skipped": counts.get("skipped", 0)}
 
 
+def _archived(earlier: dict, data_dir: Path, source: str, sha: str) -> bool:
+    """The earlier processing's file is in the archive, where it was recorded or under its bounded name."""
+    bounded = archive_path(data_dir, source, earlier["run_date"], sha, earlier["file_name"])
+    return _exists(Path(earlier["archived_as"])) or _exists(bounded)
+
+
 def _typed_codes(form: pl.DataFrame) -> list[str]:
     codes = {compact(c) for c in form[NEW_CODE] if c}
     return sorted(c for c in codes if len(c) == 18)
@@ -393,4 +440,5 @@ def _move(path: Path, target: Path) -> None:
     shutil.move(str(path), str(target))
 
 
-__all__ = ["read_return", "judge", "process_returns", "process_file", "ReturnFormError", "Holder", "VERDICT_SCHEMA"]
+__all__ = ["read_return", "judge", "process_returns", "process_file", "ReturnFormError", "Holder", "VERDICT_SCHEMA",
+           "bounded_name"]

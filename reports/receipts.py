@@ -11,6 +11,7 @@ import csv
 import io
 from pathlib import Path
 
+from checks.returns import bounded_name
 from reports.forms import neutralize
 
 OUTCOME_LABELS = {"processed": "已处理", "rejected": "整份文件未受理", "duplicate": "重复报送，未处理"}
@@ -19,8 +20,8 @@ RECEIPT_HEADERS = ("行号", "问题编号", "记录编号", "名称", "处理�
 
 
 def receipt_name(entry: dict) -> str:
-    """File stem of a receipt: the content hash keeps two files of one name apart."""
-    return f"{entry['sha256'][:12]}-{Path(entry['file_name']).stem}"
+    """File stem of a receipt: the content hash keeps two files of one name apart; the name is bounded and safe."""
+    return Path(bounded_name(entry["sha256"], entry["file_name"])).stem
 
 
 def receipt_csv(entry: dict) -> str:
@@ -54,6 +55,6 @@ def write_receipts(folder: Path, env, entries: list[dict], source_names: dict[st
         links.append({**{k: v for k, v in entry.items() if k != "rows"},
                       "source_name": source_names.get(entry["source"], entry["source"]),
                       "outcome_label": OUTCOME_LABELS[entry["outcome"]],
-                      "html": f"receipts/{entry['source']}/{stem}.html",
+                      "html": f"receipts/{entry['source']}/{stem}.html",  # paths: pages URL-encode them
                       "csv": f"receipts/{entry['source']}/{stem}.csv"})
     return links

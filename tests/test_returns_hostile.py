@@ -1,0 +1,126 @@
+"""Returned forms as a hostile (or unlucky) department sends them (issue 12 items 3, 4, 5, 7, 9; issue 13 items 5, 6).
+
+Every file is made here, at test time: real CSV bytes in the encodings spreadsheets save, real XLSX
+workbooks, real nights of `flows.stages.run_all` where the behaviour spans nights.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+import sqlite3
+from pathlib import Path
+from urllib.parse import unquote
+
+import polars as pl
+import pytest
+
+from checks import ledger
+from flows.stages import run_all
+
+NIGHT1, NIGHT2, NIGHT3 = "2026-11-01", "2026-11-02", "2026-11-03"
+ID_NUMBER = "230402199001011237"  # GB 11643 shape: Heilongjiang, born 1990-01-01
+MASKED = "230402********1237"
+
+
+# --------------------------------------------------------------------------- what a clerk does
+
+def form_rows(data: Path, source: str, night: str = NIGHT1) -> tuple[list[str], list[list[str]]]:
+    """The CSV form of a night as a spreadsheet shows it: header and rows, our tab and `'` escapes removed."""
+    text = (data / "reports" / night / f"{source}.csv").read_text("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    return rows[0], [[c.lstrip("\t") for c in r] for r in rows[1:]]
+
+
+def write_form(path: Path, header: list[str], rows: list[list[str]], encoding: str = "utf-8-sig") -> Path:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([header] + rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out.getvalue().encode(encoding))
+    return path
+
+
+def answer(header: list[str], row: list[str], **cells: str) -> list[str]:
+    row = list(row)
+    for key, value in cells.items():
+        row[header.index(key)] = value
+    return row
+
+
+def findings(data: Path, night: str) -> pl.DataFrame:
+    return pl.read_csv(data / "reports" / night / "findings.csv", infer_schema=False)
+
+
+@pytest.fixture
+def night1(sample_copy):
+    run_all(sample_copy, run_date=NIGHT1)
+    return sample_copy
+
+
+# --------------------------------------------------------------------------- item 3: any legal file name
+
+def test_a_form_named_with_80_chinese_characters_is_archived_and_gets_its_receipt(night1):
+    header, rows = form_rows(night1, "market")
+    name = "市场监督管理局统一社会信用代码重错码更正清单反馈" * 4
+    name = name[:80] + ".csv"
+    assert len(name.encode()) > 240
+    filled = [answer(header, rows[0], 处理结果="确认无误", 处理说明="已核对营业执照原件")]
+    write_form(night1 / "returns" / "market" / name, header, filled)
+    result = run_all(night1, run_date=NIGHT2)
+    assert result["returns"]["returns_accepted"] == 1
+    assert not list((night1 / "returns" / "market").iterdir())
+    [archived] = list((night1 / "archive" / "returns" / "market" / NIGHT2).iterdir())
+    assert len(archived.name.encode()) <= 160 and archived.name.endswith(".csv")
+    receipts = list((night1 / "reports" / NIGHT2 / "receipts" / "market").iterdir())
+    assert sorted(p.suffix for p in receipts) == [".csv", ".html"]
+    assert all(len(p.name.encode()) <= 160 for p in receipts)
+
+
+def test_a_ledger_stuck_on_an_archive_name_too_long_recovers_on_the_next_night(night1):
+    """Before names were bounded, the ledger committed and the move failed with `File name too long`,
+    every night again. The next night finishes the move under a bounded name and processes nothing twice."""
+    header, rows = form_rows(night1, "market")
+    name = ("更正清单反馈" * 14)[:80] + ".csv"
+    path = write_form(night1 / "returns" / "market" / name, header,
+                      [answer(header, rows[0], 处理结果="确认无误", 处理说明="已核对")])
+    from checks.returns import file_sha256
+
+    sha = file_sha256(path)
+    stuck = night1 / "archive" / "returns" / "market" / NIGHT2 / f"{sha[:12]}-{name}"  # what the old code recorded
+    with pytest.raises(OSError):
+        stuck.parent.mkdir(parents=True, exist_ok=True)
+        stuck.write_bytes(b"")
+    db = night1 / "state" / "steward.sqlite3"
+    verdicts = pl.DataFrame([{"row": 2, "finding_id": rows[0][0], "record_id": rows[0][1], "name": rows[0][2],
+                              "answer": "确认无误", "corrected_code": None, "note": "已核对", "verdict": "accepted",
+                              "reason": "已受理", "new_status": "waived", "audit_note": None}])
+    ledger.apply_return(db, NIGHT2, ledger.ReturnedFile("market", sha, name, "processed", None, str(stuck)), verdicts)
+    run_all(night1, run_date=NIGHT3)
+    assert not path.exists()
+    [archived] = list((night1 / "archive" / "returns" / "market" / NIGHT2).iterdir())
+    assert archived.name.startswith(sha[:12]) and len(archived.name.encode()) <= 160
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM return_files").fetchone()[0] == 1  # not processed twice
+    assert ledger.statuses(db)[rows[0][0]] == "waived"
+
+
+@pytest.mark.parametrize("name", ["反馈 #1?.csv", "100%完成.csv", "a\"b'c <d>.csv", "=HYPERLINK(\"http:x\").csv",
+                                  "反馈 (2) 副本.csv"])
+def test_receipt_links_open_their_files_whatever_the_returned_file_was_called(night1, name):
+    header, rows = form_rows(night1, "market")
+    write_form(night1 / "returns" / "market" / name, header,
+               [answer(header, rows[0], 处理结果="确认无误", 处理说明="已核对")])
+    run_all(night1, run_date=NIGHT2)
+    folder = night1 / "reports" / NIGHT2
+    for page in ("index.html", "market.html"):
+        links = re.findall(r'href="([^"]+)"', (folder / page).read_text("utf-8"))
+        receipts = [unquote(html.unescape(h)) for h in links if h.startswith("receipts/")]
+        assert receipts, page
+        for link in receipts:
+            assert "#" not in link and "?" not in link
+            assert (folder / link).is_file(), (page, link)
+    [receipt] = (folder / "receipts" / "market").glob("*.html")
+    [csv_link] = [h for h in re.findall(r'href="([^"]+)"', receipt.read_text("utf-8")) if h.endswith(".csv")]
+    assert (receipt.parent / unquote(csv_link)).is_file()
