@@ -39,7 +39,7 @@ from checks.names import normalize_name
 from checks.textfile import TextFileError, decode, sniff_delimiter
 from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY
 from validators.tables import STATUS_LABELS, TRIM_CHARS
-from validators.uscc import check, compact
+from validators.uscc import check, compact, mask_personal_ids
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 FORM_HEADERS = tuple(h for h, _ in READ_ONLY) + ANSWER_COLUMNS
@@ -60,6 +60,9 @@ ACCEPTED = {
     "非本单位": ("responded", "已受理：市信用办将核实记录归属。"),
 }
 EXCEL_ADVICE = ("请把“更正后代码”列设置为“文本”格式（或在代码前加英文单引号 '），重新输入完整的 18 位代码后保存报送。")
+
+#: Verdict fields that carry what a clerk typed (or quote it): resident ID numbers in them are masked.
+TYPED_FIELDS = ("finding_id", "record_id", "name", "answer", "corrected_code", "note", "reason", "audit_note")
 
 VERDICT_SCHEMA = {
     "row": pl.Int64, "finding_id": pl.String, "record_id": pl.String, "name": pl.String, "answer": pl.String,
@@ -224,6 +227,9 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
         if code:
             # a second row correcting another record to the same code in this file collides too
             by_code.setdefault(code, []).append(Holder(code, f.source, f.record_id, f.name, pending=True))
+    for v in out:  # judged on what was typed; stored and shown with resident ID numbers masked
+        for key in TYPED_FIELDS:
+            v[key] = mask_personal_ids(v[key])
     return pl.DataFrame(out, schema=VERDICT_SCHEMA) if out else pl.DataFrame(schema=VERDICT_SCHEMA)
 
 
@@ -376,15 +382,19 @@ def process_returns(data_dir: Path, db: Path, run_date: str, settings,
 
 def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: str, settings,
                  holders_of: Callable[[list[str]], list[Holder]]) -> dict:
-    """One returned file: one ledger transaction, then the move to the archive."""
+    """One returned file: one ledger transaction, then the move to the archive.
+
+    The file's name and every reason are stored and shown with resident ID numbers masked.
+    """
     sha = file_sha256(path)
-    target = archive_path(data_dir, source, run_date, sha, path.name)
+    shown = mask_personal_ids(path.name)
+    target = archive_path(data_dir, source, run_date, sha, shown)
     earlier = ledger.handled_return(db, source, sha)
     if earlier and earlier["archived_as"] and not _archived(earlier, data_dir, source, sha):
         # processed, then the run stopped before the move (or the move failed, as it did for names too long
         # to archive before names were bounded): finish the move under the bounded name, nothing else
         _move(path, archive_path(data_dir, source, earlier["run_date"], sha, earlier["file_name"]))
-        return {"source": source, "file": path.name, "outcome": earlier["outcome"], "reason": earlier["reason"]}
+        return {"source": source, "file": shown, "outcome": earlier["outcome"], "reason": earlier["reason"]}
     names = settings.source_names
     verdicts = pl.DataFrame(schema=VERDICT_SCHEMA)
     if earlier:
@@ -415,11 +425,12 @@ def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: st
                                                    for c, s, r, n in ledger.pending_codes(db, codes)]
                     verdicts = judge(form, source, known, holders, names, settings.allowlist,
                                      settings.city.name_prefixes)
-    returned = ledger.ReturnedFile(source, sha, path.name, outcome, reason, str(target))
+    reason = mask_personal_ids(reason)  # a reason may quote the file's name or its header cells
+    returned = ledger.ReturnedFile(source, sha, shown, outcome, reason, str(target))
     ledger.apply_return(db, run_date, returned, verdicts)
     _move(path, target)
     counts = {v: n for v, n in verdicts.group_by("verdict").len().rows()} if verdicts.height else {}
-    return {"source": source, "file": path.name, "outcome": outcome, "reason": reason,
+    return {"source": source, "file": shown, "outcome": outcome, "reason": reason,
             "accepted": counts.get("accepted", 0), "rejected": counts.get("rejected", 0),
             "skipped": counts.get("skipped", 0)}
 

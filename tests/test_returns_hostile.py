@@ -124,3 +124,44 @@ def test_receipt_links_open_their_files_whatever_the_returned_file_was_called(ni
     [receipt] = (folder / "receipts" / "market").glob("*.html")
     [csv_link] = [h for h in re.findall(r'href="([^"]+)"', receipt.read_text("utf-8")) if h.endswith(".csv")]
     assert (receipt.parent / unquote(csv_link)).is_file()
+
+
+# --------------------------------------------------------------------------- item 4: resident ID numbers
+
+def every_text(data: Path) -> dict[str, str]:
+    """Every text a person or a machine may read after the nights: reports, archive names, the ledger."""
+    texts = {str(p.relative_to(data)): p.read_text("utf-8-sig", errors="replace")
+             for p in (data / "reports").rglob("*") if p.suffix in (".html", ".csv", ".json")}
+    texts["archive names"] = "\n".join(p.name for p in (data / "archive").rglob("*"))
+    with sqlite3.connect(data / "state" / "steward.sqlite3") as conn:
+        texts["ledger"] = "\n".join(conn.iterdump())
+    return texts
+
+
+def test_a_resident_id_anywhere_in_a_returned_form_is_masked_before_it_is_stored_or_shown(night1, capsys):
+    from flows.cli import main
+
+    header, rows = form_rows(night1, "market")
+    spaced = f"{ID_NUMBER[:6]} {ID_NUMBER[6:14]} {ID_NUMBER[14:]}"
+    header = header + ["经办人身份证"]  # an extra column the department added
+    filled = [
+        answer(header, rows[0] + [ID_NUMBER], 处理结果="已更正", 更正后代码=ID_NUMBER),
+        answer(header, rows[1] + [""], 处理结果="确认无误", 处理说明=f"经办人张三（身份证{spaced}）已核对证照"),
+        answer(header, rows[2] + [""], 名称=f"个体户{ID_NUMBER}", 处理结果="确认无误", 处理说明="已核对"),
+        answer(header, rows[3] + [""], 处理结果=ID_NUMBER),
+    ]
+    write_form(night1 / "returns" / "market" / f"反馈{ID_NUMBER}.csv", header, filled, "gb18030")
+    said = []
+    run_all(night1, run_date=NIGHT2, say=said.append)
+    run_all(night1, run_date=NIGHT3)  # later nights show the last answers in findings.csv and the forms
+    db = night1 / "state" / "steward.sqlite3"
+    refused = [r for e in ledger.returns_of_night(db, NIGHT2) for r in e["rows"] if r["verdict"] == "rejected"]
+    assert any("居民身份证号码" in r["reason"] for r in refused)  # still refused, for the same reason
+    assert ledger.statuses(db)[rows[1][0]] == "waived"  # the answer counts; only the number is hidden
+    for finding_id in (rows[0][0], rows[1][0]):
+        assert main(["ledger", "--data-dir", str(night1), "show", finding_id]) == 0
+    texts = every_text(night1) | {"log": "\n".join(said), "ledger show": capsys.readouterr().out}
+    leaked = [where for where, text in texts.items() if ID_NUMBER in text or spaced in text]
+    assert leaked == []
+    assert MASKED in texts["ledger"] and MASKED in texts["log"] and MASKED in texts["ledger show"]
+    assert MASKED in findings(night1, NIGHT3).filter(pl.col("finding_id") == rows[1][0])["response"][0]
