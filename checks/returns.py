@@ -37,7 +37,7 @@ from checks import ledger, xlsx
 from checks.ingest import HEADER_SEARCH_ROWS
 from checks.names import normalize_name
 from checks.textfile import TextFileError, decode, sniff_delimiter
-from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY
+from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY, RECOVERABLE
 from validators.tables import STATUS_LABELS, TRIM_CHARS
 from validators.uscc import check, compact, mask_personal_ids
 
@@ -81,7 +81,7 @@ def clean_cell(value: object) -> str:
     """A cell as the department meant it: no padding, no tab, no neutralizing apostrophe."""
     text = "" if value is None else str(value)
     text = text.strip(" \t\r\n\u3000\u00a0\ufeff")
-    if text.startswith("'") and (text[1:2] in ("=", "+", "-", "@") or text[1:].isalnum()):
+    if RECOVERABLE.match(text) or (text.startswith("'") and text[1:].isalnum()):
         text = text[1:]  # our formula guard, or the apostrophe a clerk types to keep a code as text
     return text
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,16 +42,41 @@ READ_ONLY = (
 ANSWER_COLUMNS = ("处理结果", "更正后代码", "处理说明")
 #: Columns holding codes or ids: kept as text in both forms.
 TEXT_COLUMNS = {"问题编号", "记录编号", "当前代码", "建议代码", "更正后代码"}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A cell a spreadsheet would run as a formula (OWASP CSV injection: `=`, `+`, `-`, `@`, tab, CR at the start),
+#: also behind apostrophes already there: such a cell gets one more leading `'`, so removing exactly one `'`
+#: from a cell that matches `RECOVERABLE` gives the value back (`'=x` is written `''=x`).
+FORMULA_RE = r"^'*[=+\-@\t\r]"
+RECOVERABLE = re.compile(r"^'+[=+\-@\t\r]")
+_FORMULA = re.compile(FORMULA_RE)
 SHEET = "更正清单"
 #: Data rows per sheet: Excel's 1,048,576 rows less the header.
 XLSX_MAX_ROWS = 1_048_575
 
 
 def neutralize(value: object) -> str:
-    """A cell value no spreadsheet will execute (OWASP CSV-injection advice)."""
+    """A cell value no spreadsheet will execute (OWASP CSV-injection advice); `recover` undoes it.
+
+    >>> [neutralize(v) for v in ("=1+1", "-", "'=x", "'abc", "鹤岗")]
+    ["'=1+1", "'-", "''=x", "'abc", '鹤岗']
+    """
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def recover(text: str) -> str:
+    """The value `neutralize` was given (what a machine reading our CSV files does to each text cell).
+
+    >>> [recover(neutralize(v)) for v in ("=1+1", "-", "'=x", "''@y", "'abc")]
+    ['=1+1', '-', "'=x", "''@y", "'abc"]
+    """
+    return text[1:] if RECOVERABLE.match(text) else text
+
+
+def neutralize_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every text column neutralized like `neutralize` (findings.csv, audit.csv: also opened in spreadsheets)."""
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(FORMULA_RE)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c, dtype in frame.schema.items() if dtype == pl.String)
 
 
 def form_rows(findings: pl.DataFrame) -> list[list[str]]:

@@ -1,6 +1,9 @@
 """Reports show findings faithfully: escaped, highlighted, printable, and forms that survive Excel."""
 
+import csv
+import io
 import json
+import re
 
 import openpyxl
 import polars as pl
@@ -161,3 +164,28 @@ def test_a_second_process_that_fails_leaves_the_previous_report_in_place(tmp_pat
     with pytest.raises(RuntimeError, match="XLSX forms could not be written"):
         write_run(root, view(findings_frame(finding(name="新名称"))))
     assert (root / "2026-11-28" / "index.html").read_text("utf-8") == before
+
+
+FORMULA_CELL = re.compile(r"^[=+\-@\t\r]")
+
+
+def live_formulas(path) -> list[str]:
+    """Cells a spreadsheet would run, as the csv module (like Excel) reads the file."""
+    rows = csv.reader(io.StringIO(path.read_text("utf-8-sig")))
+    return [cell for row in rows for cell in row if FORMULA_CELL.match(cell)]
+
+
+def test_findings_and_audit_csv_carry_no_live_formula_and_a_machine_gets_every_value_back(tmp_path):
+    hostile = ["=HYPERLINK(\"http://evil\",\"点我\")", "@SUM(A1)", "'=already", "-", "+1"]
+    frame = findings_frame(*[finding(finding_id=f"f{i}", record_id=v, name=v, uscc=v) for i, v in enumerate(hostile)])
+    audit = pl.DataFrame([{"at": "2026-11-28T00:00:00+00:00", "run_date": "2026-11-28", "finding_id": "f0",
+                           "source": "market", "record_id": hostile[0], "kind": "bad_check_char", "old_status": "open",
+                           "new_status": "waived", "actor": "market", "note": f"{hostile[0]}.csv 第 2 行：确认无误"}])
+    run = view(frame)
+    run.audit = audit
+    folder = write_run(tmp_path, run)
+    for name in ("findings.csv", "audit.csv"):
+        assert live_formulas(folder / name) == [], name
+    back = pl.read_csv(folder / "findings.csv", infer_schema=False)
+    assert [forms.recover(v) for v in back["name"]] == hostile
+    assert forms.recover(pl.read_csv(folder / "audit.csv", infer_schema=False)["note"][0]).startswith("=HYPERLINK")

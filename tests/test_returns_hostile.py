@@ -165,3 +165,24 @@ def test_a_resident_id_anywhere_in_a_returned_form_is_masked_before_it_is_stored
     assert leaked == []
     assert MASKED in texts["ledger"] and MASKED in texts["log"] and MASKED in texts["ledger show"]
     assert MASKED in findings(night1, NIGHT3).filter(pl.col("finding_id") == rows[1][0])["response"][0]
+
+
+# --------------------------------------------------------------------------- item 5: no live formula in any CSV
+
+def test_no_csv_a_person_may_open_carries_a_live_formula_from_a_returned_file(night1):
+    header, rows = form_rows(night1, "market")
+    filled = [answer(header, rows[0], 处理结果="确认无误", 处理说明="=HYPERLINK(\"http:evil\",\"点我\")"),
+              answer(header, rows[1], 处理结果="=1+1"),
+              answer(header, rows[2], 处理结果="已更正", 更正后代码="@SUM(A1)", 处理说明="-2+3")]
+    write_form(night1 / "returns" / "market" / "=HYPERLINK(\"http:evil\",\"点我\").csv", header, filled)
+    run_all(night1, run_date=NIGHT2)
+    run_all(night1, run_date=NIGHT3)
+    written = [p for night in (NIGHT2, NIGHT3) for p in (night1 / "reports" / night).rglob("*.csv")]
+    assert {p.name for p in written} >= {"audit.csv", "findings.csv", "market.csv"}
+    assert any(p.parent.name == "market" for p in written)  # the receipt
+    for path in written:
+        cells = [c for row in csv.reader(io.StringIO(path.read_text("utf-8-sig"))) for c in row]
+        # the forms' code columns start with a tab (kept as text), never with a tab and a formula
+        assert [c for c in cells if re.match(r"^\t?[=+\-@\r]", c)] == [], path
+    audit = pl.read_csv(night1 / "reports" / NIGHT2 / "audit.csv", infer_schema=False)
+    assert audit["note"].str.starts_with("'=HYPERLINK").any()  # recoverable: one ' in front
