@@ -21,6 +21,7 @@ hash; the same content dropped again is not processed twice.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import re
@@ -59,6 +60,14 @@ ACCEPTED = {
     "已注销": ("responded", "已受理：该记录不再出现在本单位数据中时问题关闭。"),
     "非本单位": ("responded", "已受理：市信用办将核实记录归属。"),
 }
+#: What a spreadsheet saves a CSV in when it cannot hold every character (it writes `?` instead): a file we
+#: decode as GB18030 was saved by Excel or Calc as GBK (code page 936) as a rule.
+LOSSY_SAVES = {"gb18030": "gbk"}
+#: Marks around the characters that differ when a read-only column was altered: brackets in the CSV receipt,
+#: highlighted in the HTML one.
+MARK_OPEN, MARK_CLOSE = "⟦", "⟧"
+#: Characters of an altered value quoted in a reason at most.
+QUOTE_LIMIT = 200
 EXCEL_ADVICE = ("请把“更正后代码”列设置为“文本”格式（或在代码前加英文单引号 '），重新输入完整的 18 位代码后保存报送。")
 
 #: Verdict fields that carry what a clerk typed (or quote it): resident ID numbers in them are masked.
@@ -87,8 +96,9 @@ def clean_cell(value: object) -> str:
 
 
 def read_return(path: Path) -> pl.DataFrame:
-    """The form's rows as strings under the form's headers, with `row` (line or sheet row) and
-    `code_numeric` (the 更正后代码 cell was stored as a number by Excel)."""
+    """The form's rows as strings under the form's headers, with `row` (line or sheet row),
+    `code_numeric` (the 更正后代码 cell was stored as a number by Excel) and `saved_as` (the encoding the
+    file was most likely saved in when that encoding cannot hold every character, else null)."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise ReturnFormError(f"{path.name} 是空文件。请使用下发的更正清单填写后重新报送。")
@@ -115,7 +125,7 @@ def read_return(path: Path) -> pl.DataFrame:
             raise ReturnFormError(f"{path.name} 中找不到含“{KEY}”列的工作表。请使用下发的更正清单填写后报送。")
         return pl.concat(frames, how="diagonal_relaxed")
     try:
-        text, _ = decode(path.read_bytes(), path.name)
+        text, encoding = decode(path.read_bytes(), path.name)
     except TextFileError as exc:
         raise ReturnFormError(str(exc)) from None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text[:65536]))
@@ -125,11 +135,11 @@ def read_return(path: Path) -> pl.DataFrame:
     except csv.Error as exc:
         raise ReturnFormError(f"{path.name} 第 {reader.line_num} 行无法按 CSV 读取（{exc}）。"
                               "请用 Excel 另存为“CSV UTF-8”或 .xlsx 后重新报送。") from None
-    return _to_frame(path, header, rows, set())
+    return _to_frame(path, header, rows, set(), saved_as=LOSSY_SAVES.get(encoding))
 
 
 def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numeric: set[int],
-              sheet: str | None = None) -> pl.DataFrame:
+              sheet: str | None = None, saved_as: str | None = None) -> pl.DataFrame:
     missing = [h for h in REQUIRED_HEADERS if h not in header]
     if missing:
         found = "、".join(h for h in header if h) or "（无）"
@@ -141,7 +151,8 @@ def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numer
     data = {h: [clean_cell(r[i]) if i < len(r) else "" for _, r in kept] for h, i in positions.items()}
     data["row"] = [n for n, _ in kept]
     data["code_numeric"] = [n in numeric for n, _ in kept]
-    schema = {h: pl.String for h in positions} | {"row": pl.Int64, "code_numeric": pl.Boolean}
+    data["saved_as"] = [saved_as] * len(kept)
+    schema = {h: pl.String for h in positions} | {"row": pl.Int64, "code_numeric": pl.Boolean, "saved_as": pl.String}
     return pl.DataFrame(data, schema=schema)
 
 
@@ -252,8 +263,9 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
     if answer not in ANSWERS:
         return f"处理结果“{answer}”无效，只能填写：{'、'.join(ANSWERS)}。", None
     for header, sent in ((RECORD, f.record_id), (NAME, f.name), (CODE, f.uscc)):
-        if r[header] != clean_cell(sent):
-            return (f"只读列“{header}”被修改（下发为“{sent or ''}”，报送为“{r[header]}”）。请勿修改灰色列；"
+        if not unaltered(header, r[header], clean_cell(sent), r.get("saved_as")):
+            was, now = marked_pair(clean_cell(sent), r[header])
+            return (f"只读列“{header}”被修改（下发为“{was}”，报送为“{now}”，标出的是不同之处）。请勿修改灰色列；"
                     "记录信息如需更正，请在本单位系统中修改，并在“处理说明”中注明。"), None
     if answer in NEEDS_NOTE and not r[NOTE]:
         return NEEDS_NOTE[answer], None
@@ -284,6 +296,80 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
         how = "已报送为其更正后代码" if h.pending else "正在使用"
         return f"更正后代码 {code} {who}{how}，与本记录不是同一主体，不能重复使用。请核对证照后重新填写。", None
     return None, code
+
+
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+
+
+def _plain(text: str) -> str:
+    """A record id or name as compared: NFKC, no whitespace or zero-width characters."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if not ch.isspace() and ch not in _INVISIBLE)
+
+
+def _as_saved(text: str, codec: str) -> str:
+    """The text as a spreadsheet saving in `codec` writes it: what the codec cannot hold becomes `?`."""
+    return text.encode(codec, errors="replace").decode(codec)
+
+
+def unaltered(header: str, returned: str, sent: str, saved_as: str | None = None) -> bool:
+    """A read-only cell as we sent it: equal after the validators' normalization (`compact` for the code,
+    NFKC and whitespace for ids and names), or differing only where the file's encoding could not hold
+    our character (a GBK save writes `?` for an NBSP or a rare character).
+
+    >>> unaltered(CODE, "9123 0402ma1b2c3d4x", "91230402MA1B2C3D4X")
+    True
+    >>> unaltered(NAME, "鹤岗?商贸有限公司", "鹤岗\u00a0商贸有限公司", "gbk"), unaltered(NAME, "鹤岗?商贸", "鹤岗市商贸", "gbk")
+    (True, False)
+    """
+    norm = compact if header == CODE else _plain
+    if norm(returned) == norm(sent):
+        return True
+    return saved_as is not None and "?" in returned and norm(returned) == norm(_as_saved(sent, saved_as))
+
+
+def marked_pair(sent: str, returned: str, limit: int = QUOTE_LIMIT) -> tuple[str, str]:
+    """Both values with the characters that differ between `MARK_OPEN` and `MARK_CLOSE`, invisible
+    characters spelled out (`U+00A0`), each at most about `limit` characters around the first difference.
+
+    >>> marked_pair("9123\u00a00402", "9123?0402")
+    ('9123⟦U+00A0⟧0402', '9123⟦?⟧0402')
+    """
+    def shown(text: str) -> str:
+        text = text.replace(MARK_OPEN, "[").replace(MARK_CLOSE, "]")
+        return "".join(f"U+{ord(ch):04X}" if (ch.isspace() and ch != " ") or unicodedata.category(ch) in ("Cc", "Cf")
+                       else ch for ch in text)
+
+    head = len(_common_prefix(sent, returned))
+    tail = len(_common_prefix(sent[head:][::-1], returned[head:][::-1]))
+    a, b = sent[head:len(sent) - tail], returned[head:len(returned) - tail]
+    if len(a) > 2 * limit or len(b) > 2 * limit:  # a whole different text: marked as one, not diffed
+        pairs = [(a, b, True)]
+    else:
+        pairs = [(a[i1:i2], b[j1:j2], op != "equal")
+                 for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()]
+    before, after = sent[:head], sent[len(sent) - tail:]
+
+    def side(index: int) -> str:
+        middle = "".join(f"{MARK_OPEN}{shown(p[index])}{MARK_CLOSE}" if p[2] else shown(p[index]) for p in pairs)
+        lead = shown(before[-40:]) if len(before) > 40 else shown(before)
+        text = ("…" if len(before) > 40 else "") + lead + middle + shown(after)
+        if len(text) <= limit:
+            return text
+        cut = text[:limit]
+        if cut.count(MARK_OPEN) > cut.count(MARK_CLOSE):
+            cut += MARK_CLOSE
+        return cut + "…"
+
+    return side(0), side(1)
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
 
 
 def _name_equality(prefixes: tuple[str, ...]) -> Callable[[str | None, str | None], bool]:

@@ -216,3 +216,19 @@ def test_the_clean_spelling_of_a_badly_formatted_code_is_a_correction_not_the_sa
     same = known(uscc=f" {GOOD} ")
     [v] = verdict([{"known": same, "当前代码": GOOD, "处理结果": "已更正", "更正后代码": GOOD}], [same])  # as read
     assert v["verdict"] == "rejected" and "与当前代码相同" in v["reason"]
+
+
+def test_identity_columns_are_compared_as_the_validators_normalize_them():
+    k = known(uscc="91230402MA1B2C3D4X", name="鹤岗市丰昌诚商贸有限公司")
+    [v] = verdict([{"known": k, "当前代码": "9123 0402 ma1b2c3d4x", "名称": "鹤岗市丰昌诚商贸有限公司\u3000",
+                    "处理结果": "确认无误", "处理说明": "已核对"}], [k])
+    assert v["verdict"] == "accepted"
+
+
+def test_a_character_the_files_encoding_cannot_hold_saved_as_a_question_mark_is_no_alteration():
+    k = known(name="鹤岗市𬌗丰商贸有限公司")  # 𬌗 (CJK extension E) is not in GBK
+    row = {"known": k, "名称": "鹤岗市?丰商贸有限公司", "处理结果": "确认无误", "处理说明": "已核对"}
+    [v] = judge(form(dict(row)).with_columns(saved_as=pl.lit("gbk")), "market", {k.finding_id: k}, [], NAMES).to_dicts()
+    assert v["verdict"] == "accepted"
+    [v] = verdict([dict(row)], [k])  # an XLSX holds every character: a ? there is an edit
+    assert v["verdict"] == "rejected" and "鹤岗市⟦𬌗⟧丰" in v["reason"] and "鹤岗市⟦?⟧丰" in v["reason"]

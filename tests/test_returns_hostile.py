@@ -186,3 +186,32 @@ def test_no_csv_a_person_may_open_carries_a_live_formula_from_a_returned_file(ni
         assert [c for c in cells if re.match(r"^\t?[=+\-@\r]", c)] == [], path
     audit = pl.read_csv(night1 / "reports" / NIGHT2 / "audit.csv", infer_schema=False)
     assert audit["note"].str.starts_with("'=HYPERLINK").any()  # recoverable: one ' in front
+
+
+# --------------------------------------------------------------------------- item 7: identity columns compared as codes
+
+def test_a_gbk_save_that_turned_an_nbsp_into_a_question_mark_is_no_alteration_but_a_real_edit_is_shown(night1):
+    header, rows = form_rows(night1, "market")
+    nbsp = [r for r in rows if "\u00a0" in r[header.index("当前代码")]]
+    assert nbsp  # the sample's market extract holds codes with an NBSP (formatting findings)
+    other = next(r for r in rows if "\u00a0" not in "".join(r))
+    name = other[header.index("名称")]
+    edited = name[:2] + "某" + name[3:]
+    filled = [answer(header, r, 处理结果="确认无误", 处理说明="已核对营业执照") for r in nbsp]
+    filled.append(answer(header, other, 名称=edited, 处理结果="确认无误", 处理说明="已核对"))
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([header] + filled)
+    saved = out.getvalue().encode("gbk", errors="replace")  # what a spreadsheet's GBK (code page 936) save writes
+    assert b"?" in saved
+    (night1 / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    (night1 / "returns" / "market" / "反馈.csv").write_bytes(saved)
+    run_all(night1, run_date=NIGHT2)
+    db = night1 / "state" / "steward.sqlite3"
+    [entry] = ledger.returns_of_night(db, NIGHT2)
+    verdicts = {r["finding_id"]: r for r in entry["rows"]}
+    assert all(verdicts[r[0]]["verdict"] == "accepted" for r in nbsp)
+    refused = verdicts[other[0]]
+    assert refused["verdict"] == "rejected" and "只读列“名称”被修改" in refused["reason"]
+    assert f"{name[:2]}⟦{name[2]}⟧" in refused["reason"] and f"{name[:2]}⟦某⟧" in refused["reason"]
+    [page] = (night1 / "reports" / NIGHT2 / "receipts" / "market").glob("*.html")
+    assert f"{name[:2]}<mark>某</mark>" in page.read_text("utf-8")
