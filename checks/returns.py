@@ -199,6 +199,7 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
         by_code.setdefault(h.code, []).append(h)
     same_entity = _name_equality(name_prefixes)
     seen_rows: dict[str, int] = {}
+    on_record: dict[str, list[dict]] = {}  # accepted answers per record, checked together at the end
     out = []
     for r in form.iter_rows(named=True):
         fid, answer = r[KEY], r[ANSWER]
@@ -235,13 +236,40 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
         v["corrected_code"] = code
         v["new_status"], v["reason"] = ACCEPTED[answer]
         v["verdict"] = "accepted"
+        on_record.setdefault(f.record_id, []).append(v)
         if code:
             # a second row correcting another record to the same code in this file collides too
             by_code.setdefault(code, []).append(Holder(code, f.source, f.record_id, f.name, pending=True))
+    for record_id, answers in on_record.items():
+        why = contradiction(answers)
+        if why:
+            said = "、".join(f"第 {v['row']} 行“{v['answer']}”" + (f"（更正后代码 {v['corrected_code']}）"
+                                                                 if v["corrected_code"] else "") for v in answers)
+            for v in answers:
+                v["verdict"], v["new_status"] = "rejected", "rejected-response"
+                v["reason"] = (f"同一记录（记录编号 {record_id}）在本文件中的答复互相矛盾：{said}；{why}"
+                               f"这 {len(answers)} 行均未受理，请对该记录的各条问题统一答复后重新报送。")
     for v in out:  # judged on what was typed; stored and shown with resident ID numbers masked
         for key in TYPED_FIELDS:
             v[key] = mask_personal_ids(v[key])
     return pl.DataFrame(out, schema=VERDICT_SCHEMA) if out else pl.DataFrame(schema=VERDICT_SCHEMA)
+
+
+def contradiction(answers: list[dict]) -> str | None:
+    """Why accepted answers to several findings of one record cannot all hold (None when they can).
+
+    A record has one code: two different corrected codes, a corrected code beside "确认无误" (the code is
+    right), or "非本单位" beside any other answer (then the department cannot answer for it) contradict.
+    """
+    said = {v["answer"] for v in answers}
+    codes = {v["corrected_code"] for v in answers if v["answer"] == "已更正" and v["corrected_code"]}
+    if len(codes) > 1:
+        return "一条记录只能有一个代码，各行填写的更正后代码不一致。"
+    if codes and "确认无误" in said:
+        return "一处报代码已更正，另一处又确认代码无误。"
+    if "非本单位" in said and len(said) > 1:
+        return "一处报该记录不属于本单位，另一处又作了其他答复。"
+    return None
 
 
 def _not_answerable(f: ledger.Known) -> str:

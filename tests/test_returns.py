@@ -232,3 +232,32 @@ def test_a_character_the_files_encoding_cannot_hold_saved_as_a_question_mark_is_
     assert v["verdict"] == "accepted"
     [v] = verdict([dict(row)], [k])  # an XLSX holds every character: a ? there is an edit
     assert v["verdict"] == "rejected" and "鹤岗市⟦𬌗⟧丰" in v["reason"] and "鹤岗市⟦?⟧丰" in v["reason"]
+
+
+def on_record(fid: str, kind: str, record_id: str = "R-1") -> Known:
+    return Known(fid, "market", record_id, kind, "open", "91230402MA1B2C3D4X", "鹤岗市丰昌诚商贸有限公司", "2026-11-01",
+                 None, None)
+
+
+def test_contradictory_answers_on_one_record_are_all_refused_saying_which_rows_and_why():
+    a, b, c = on_record("f1", "bad_check_char"), on_record("f2", "category_mismatch"), on_record("f3", "x", "R-2")
+    v1, v2, v3 = verdict([{"known": a, "处理结果": "已更正", "更正后代码": GOOD},
+                          {"known": b, "处理结果": "确认无误", "处理说明": "类别无误"},
+                          {"known": c, "处理结果": "确认无误", "处理说明": "已核对"}], [a, b, c])
+    for v in (v1, v2):
+        assert v["verdict"] == "rejected" and v["new_status"] == "rejected-response"
+        assert "答复互相矛盾" in v["reason"] and "第 2 行“已更正”" in v["reason"] and "第 3 行“确认无误”" in v["reason"]
+    assert v3["verdict"] == "accepted"  # another record's answer stands
+
+
+def test_two_different_corrections_or_not_ours_beside_an_answer_contradict_agreeing_answers_do_not():
+    a, b = on_record("f1", "bad_check_char"), on_record("f2", "category_mismatch")
+    fix = {"处理结果": "已更正", "更正后代码": GOOD}
+    assert [v["verdict"] for v in verdict([{"known": a} | fix, {"known": b} | fix], [a, b])] == ["accepted"] * 2
+    assert [v["verdict"] for v in verdict([{"known": a, "处理结果": "已注销"},
+                                           {"known": b, "处理结果": "确认无误", "处理说明": "无误"}], [a, b])] \
+        == ["accepted"] * 2
+    other = {"处理结果": "已更正", "更正后代码": valid_code("91230402", "MA9B8C7D")}
+    assert [v["verdict"] for v in verdict([{"known": a} | fix, {"known": b} | other], [a, b])] == ["rejected"] * 2
+    assert [v["verdict"] for v in verdict([{"known": a, "处理结果": "非本单位", "处理说明": "属编办"},
+                                           {"known": b, "处理结果": "已注销"}], [a, b])] == ["rejected"] * 2
