@@ -28,6 +28,7 @@ import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -44,7 +45,7 @@ from validators.uscc import check, compact, mask_personal_ids
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 FORM_HEADERS = tuple(h for h, _ in READ_ONLY) + ANSWER_COLUMNS
-KEY, RECORD, NAME, CODE = "问题编号", "记录编号", "名称", "当前代码"
+KEY, RECORD, NAME, CODE, SUGGESTED = "问题编号", "记录编号", "名称", "当前代码", "建议代码"
 ANSWER, NEW_CODE, NOTE = ANSWER_COLUMNS
 #: Columns a returned form must keep: the key, the record's identity and the answers.
 REQUIRED_HEADERS = (KEY, RECORD, NAME, CODE) + ANSWER_COLUMNS
@@ -185,14 +186,17 @@ def form_for_another(form: pl.DataFrame, source: str, known: dict[str, ledger.Kn
 
 def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holders: list[Holder],
           source_names: dict[str, str], allowlist: dict[str, str] | None = None,
-          name_prefixes: tuple[str, ...] = ()) -> pl.DataFrame:
+          name_prefixes: tuple[str, ...] = (), suggested: dict[str, str] | None = None) -> pl.DataFrame:
     """One verdict per form row (`VERDICT_SCHEMA`); pure.
 
     Args:
         form: `read_return` output.
         source: the returning department's source key (from the folder the file came in).
         known: the ledger's entries for the form's finding ids.
-        holders: every record tonight and every pending correction holding one of the form's corrected codes.
+        holders: every record tonight and every pending correction holding one of the form's corrected codes
+            (the suggested codes of `suggested` included).
+        suggested: the code we suggest tonight for each finding id that has one (never the form's 建议代码 cell,
+            which a clerk can edit): what an `已更正` without a usable 更正后代码 may adopt.
     """
     by_code: dict[str, list[Holder]] = {}
     for h in holders:
@@ -229,12 +233,15 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
         if f.status not in ledger.ANSWERABLE:
             v["reason"] = _not_answerable(f)
             continue
-        reason, code = _check_answer(r, f, by_code, same_entity, source_names, allowlist)
+        reason, code, adopted = _check_answer(r, f, by_code, same_entity, source_names, allowlist,
+                                               (suggested or {}).get(fid))
         if reason:
             v["reason"], v["new_status"] = reason, "rejected-response"
             continue
         v["corrected_code"] = code
         v["new_status"], v["reason"] = ACCEPTED[answer]
+        if adopted:
+            v["reason"] = f"{adopted}{v['reason']}"
         v["verdict"] = "accepted"
         on_record.setdefault(f.record_id, []).append(v)
         if code:
@@ -285,36 +292,51 @@ def _not_answerable(f: ledger.Known) -> str:
 
 
 def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], same_entity, source_names: dict,
-                  allowlist) -> tuple[str | None, str | None]:
-    """(reason the row is rejected or None, the corrected code as recorded)."""
+                  allowlist, ours: str | None = None) -> tuple[str | None, str | None, str | None]:
+    """(reason the row is rejected or None, the corrected code as recorded, how it was adopted or None).
+
+    `ours` is the code we suggest for the finding: an `已更正` with 更正后代码 left empty, or turned into a number
+    by a spreadsheet that agrees with it in every digit that survived, adopts it; the adopted code then passes
+    every check a typed one does.
+    """
     answer = r[ANSWER]
     if answer not in ANSWERS:
-        return f"处理结果“{answer}”无效，只能填写：{'、'.join(ANSWERS)}。", None
+        return f"处理结果“{answer}”无效，只能填写：{'、'.join(ANSWERS)}。", None, None
     for header, sent in ((RECORD, f.record_id), (NAME, f.name), (CODE, f.uscc)):
         if not unaltered(header, r[header], clean_cell(sent), r.get("saved_as")):
             was, now = marked_pair(clean_cell(sent), r[header])
             return (f"只读列“{header}”被修改（下发为“{was}”，报送为“{now}”，标出的是不同之处）。请勿修改灰色列；"
-                    "记录信息如需更正，请在本单位系统中修改，并在“处理说明”中注明。"), None
+                    "记录信息如需更正，请在本单位系统中修改，并在“处理说明”中注明。"), None, None
     if answer in NEEDS_NOTE and not r[NOTE]:
-        return NEEDS_NOTE[answer], None
+        return NEEDS_NOTE[answer], None, None
     if answer != "已更正":
-        return None, None
-    typed = r[NEW_CODE]
+        return None, None, None
+    typed, adopted = r[NEW_CODE], None
     if not typed:
         if f.kind in FIX_WITHOUT_CODE:
-            return None, None
-        return "处理结果为“已更正”时，请在“更正后代码”填写更正后的 18 位代码。", None
+            return None, None, None
+        if not ours:
+            return "处理结果为“已更正”时，请在“更正后代码”填写更正后的 18 位代码。", None, None
+        if not _same_suggestion(r.get(SUGGESTED), ours):
+            return (f"“更正后代码”未填写，而本行“建议代码”与市信用办下发的（{ours}）不一致，无法按建议代码受理。"
+                    "请在“更正后代码”填写更正后的 18 位代码。"), None, None
+        typed, adopted = ours, f"“更正后代码”未填写，按建议代码 {ours} 受理。"
     report = check(typed, numeric=r["code_numeric"], allowlist=allowlist, suggest=False)
     if "excel_mangled" in report.kinds:
-        return f"更正后代码“{typed}”已被 Excel 按数字保存，后几位已丢失。{EXCEL_ADVICE}", None
+        if not (ours and spreadsheet_number_of(typed, ours) and _same_suggestion(r.get(SUGGESTED), ours)):
+            return f"更正后代码“{typed}”已被 Excel 按数字保存，后几位已丢失。{EXCEL_ADVICE}", None, None
+        adopted = (f"“更正后代码”被表格软件按数字保存为“{typed}”，保留下来的每一位数字都与建议代码 {ours} 一致，"
+                   f"按建议代码受理（以后请把该列设为文本格式）。")
+        typed = ours
+        report = check(typed, allowlist=allowlist, suggest=False)
     if report.is_personal_id:
-        return "更正后代码是居民身份证号码，不是统一社会信用代码。请核对营业执照后填写。", None
+        return "更正后代码是居民身份证号码，不是统一社会信用代码。请核对营业执照后填写。", None, None
     if not report.valid:
         errors = "；".join(x.message for x in report.findings if x.severity == "error")
-        return f"更正后代码“{typed}”不是有效的统一社会信用代码：{errors}。请核对证照后重新填写。", None
+        return f"更正后代码“{typed}”不是有效的统一社会信用代码：{errors}。请核对证照后重新填写。", None, None
     code = report.code
     if code == (f.uscc or "").strip(TRIM_CHARS):  # a lower-case or spaced current code is a formatting fix
-        return "更正后代码与当前代码相同。如当前代码无误，请选择“确认无误”并写明依据。", None
+        return "更正后代码与当前代码相同。如当前代码无误，请选择“确认无误”并写明依据。", None, None
     related = set((f.related or "").split(";"))
     for h in by_code.get(code, []):
         if (h.source, h.record_id) == (f.source, f.record_id) or f"{h.source}:{h.record_id}" in related \
@@ -322,8 +344,47 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
             continue  # the same record, a record linked to it as the same entity, or the same name
         who = f"{source_names.get(h.source, h.source)}的记录 {h.record_id}（{h.name or '无名称'}）"
         how = "已报送为其更正后代码" if h.pending else "正在使用"
-        return f"更正后代码 {code} {who}{how}，与本记录不是同一主体，不能重复使用。请核对证照后重新填写。", None
-    return None, code
+        return f"更正后代码 {code} {who}{how}，与本记录不是同一主体，不能重复使用。请核对证照后重新填写。", None, None
+    return None, code, adopted
+
+
+def _same_suggestion(cell: str | None, ours: str) -> bool:
+    """The form's 建议代码 cell shows the code we suggest (as text, or as a spreadsheet turned it into a number):
+    the clerk saw what we would adopt."""
+    return bool(cell) and (compact(cell) == ours or spreadsheet_number_of(cell, ours))
+
+
+def spreadsheet_number_of(cell: str, code: str) -> bool:
+    """Whether a number a spreadsheet made of a typed code could have come from `code`, every digit that
+    survived agreeing: Excel keeps 15 significant digits (cut off as typed, or rounded when a CSV is saved
+    as displayed), LibreOffice a binary double; fewer digits shown (`9.12304E+17`) prove nothing.
+
+    >>> ours = "312304043113364567"
+    >>> [spreadsheet_number_of(n, ours) for n in ("3.12304043113364E+017", "312304043113364000",
+    ...                                          "312304043113364480", "3.12304043113365E+17", "9.12304E+17")]
+    [True, True, True, True, False]
+    >>> spreadsheet_number_of("3.12304043113366E+17", ours), spreadsheet_number_of("31230404311336", ours)
+    (False, False)
+    """
+    if len(code) != 18 or not code.isdigit():
+        return False
+    try:
+        number = Decimal(cell.strip().replace(",", ""))
+    except InvalidOperation:
+        return False
+    if not number.is_finite() or number.is_signed() or number.adjusted() != 17:  # 18 digits, before any int()
+        return False
+    ours = int(code)
+    shown = "".join(map(str, number.normalize().as_tuple().digits))  # significant digits written, no trailing 0
+    kept = 10 ** 3  # 18 - 15 digits lost
+    if len(shown) > 15:  # a binary double written out with its noise digits
+        if abs(int(number) - ours) < 128:  # the double nearest to `code` (spacing 64 at 10^17), as written
+            return True
+        shown = str((int(number) + kept // 2) // kept).rstrip("0")  # a 15-digit value stored as a double
+    return any(str(first15).rstrip("0") == shown for first15 in (ours // kept, (ours + kept // 2) // kept))
+
+
+
 
 
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
@@ -478,11 +539,13 @@ def _exists(path: Path) -> bool:
 
 
 def process_returns(data_dir: Path, db: Path, run_date: str, settings,
-                    holders_of: Callable[[list[str]], list[Holder]]) -> list[dict]:
+                    holders_of: Callable[[list[str]], list[Holder]],
+                    suggestions_of: Callable[[list[str]], dict[str, str]] = lambda ids: {}) -> list[dict]:
     """Judge and apply every waiting returned file of every configured source.
 
     Args:
         holders_of: tonight's records holding any of the given codes (the collision check).
+        suggestions_of: the code tonight's detection suggests for each of the given finding ids that has one.
 
     Returns:
         One dict per file: source, file, outcome, reason, accepted, rejected, skipped.
@@ -490,12 +553,14 @@ def process_returns(data_dir: Path, db: Path, run_date: str, settings,
     done = []
     for source in settings.sources:
         for path in pending_files(Path(data_dir) / "returns" / source.key):
-            done.append(process_file(path, source.key, data_dir, db, run_date, settings, holders_of))
+            done.append(process_file(path, source.key, data_dir, db, run_date, settings, holders_of,
+                                     suggestions_of))
     return done
 
 
 def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: str, settings,
-                 holders_of: Callable[[list[str]], list[Holder]]) -> dict:
+                 holders_of: Callable[[list[str]], list[Holder]],
+                 suggestions_of: Callable[[list[str]], dict[str, str]] = lambda ids: {}) -> dict:
     """One returned file: one ledger transaction, then the move to the archive.
 
     The file's name and every reason are stored and shown with resident ID numbers masked.
@@ -534,11 +599,12 @@ def process_file(path: Path, source: str, data_dir: Path, db: Path, run_date: st
                         f"这是{names.get(other, other)}的更正清单，不是{names.get(source, source)}的。"
                         f"请由{names.get(other, other)}报送，或放入其对应的报送目录。")
                 else:
-                    codes = _typed_codes(form)
+                    ours = suggestions_of(sorted(known))
+                    codes = sorted(set(_typed_codes(form)) | set(ours.values()))
                     holders = holders_of(codes) + [Holder(c, s, r, n, pending=True)
                                                    for c, s, r, n in ledger.pending_codes(db, codes)]
                     verdicts = judge(form, source, known, holders, names, settings.allowlist,
-                                     settings.city.name_prefixes)
+                                     settings.city.name_prefixes, ours)
     reason = mask_personal_ids(reason)  # a reason may quote the file's name or its header cells
     returned = ledger.ReturnedFile(source, sha, shown, outcome, reason, str(target))
     ledger.apply_return(db, run_date, returned, verdicts)

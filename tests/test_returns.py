@@ -28,10 +28,10 @@ def form(*rows):
     out = []
     for i, r in enumerate(rows):
         k = r.pop("known", known())
-        out.append({"问题编号": k.finding_id, "记录编号": k.record_id, "名称": k.name, "当前代码": k.uscc,
+        out.append({"问题编号": k.finding_id, "记录编号": k.record_id, "名称": k.name, "当前代码": k.uscc, "建议代码": "",
                     "处理结果": "", "更正后代码": "", "处理说明": "", "row": i + 2, "code_numeric": False} | r)
-    return pl.DataFrame(out, schema={**{c: pl.String for c in ("问题编号", "记录编号", "名称", "当前代码", "处理结果",
-                                                                "更正后代码", "处理说明")},
+    return pl.DataFrame(out, schema={**{c: pl.String for c in ("问题编号", "记录编号", "名称", "当前代码", "建议代码",
+                                                                "处理结果", "更正后代码", "处理说明")},
                                      "row": pl.Int64, "code_numeric": pl.Boolean})
 
 
@@ -261,3 +261,54 @@ def test_two_different_corrections_or_not_ours_beside_an_answer_contradict_agree
     assert [v["verdict"] for v in verdict([{"known": a} | fix, {"known": b} | other], [a, b])] == ["rejected"] * 2
     assert [v["verdict"] for v in verdict([{"known": a, "处理结果": "非本单位", "处理说明": "属编办"},
                                            {"known": b, "处理结果": "已注销"}], [a, b])] == ["rejected"] * 2
+
+
+# --------------------------------------------------------------------------- adopting the code we suggested
+
+OURS = valid_code("31230404", "31133647")  # an all-digit code (a law firm's), as a spreadsheet mangles them
+
+
+def suggested_row(k, **cells):
+    return {"known": k, "建议代码": OURS, "处理结果": "已更正"} | cells
+
+
+def judged(rows, entries, holders=(), suggested=None):
+    frame = form(*rows)
+    return judge(frame, "market", {k.finding_id: k for k in entries}, list(holders), NAMES,
+                 suggested={"f1": OURS} if suggested is None else suggested).to_dicts()
+
+
+def test_a_correction_left_empty_adopts_the_code_we_suggested_and_says_so():
+    [v] = judged([suggested_row(known())], [known()])
+    assert (v["verdict"], v["corrected_code"]) == ("accepted", OURS) and f"按建议代码 {OURS} 受理" in v["reason"]
+
+
+def test_an_empty_correction_adopts_nothing_when_the_suggestion_shown_is_not_ours_or_we_have_none():
+    [v] = judged([suggested_row(known(), 建议代码=valid_code("91230402", "MA1B2C3D"))], [known()])
+    assert v["verdict"] == "rejected" and "与市信用办下发的" in v["reason"]
+    [v] = judged([suggested_row(known())], [known()], suggested={})
+    assert v["verdict"] == "rejected" and "请在“更正后代码”填写" in v["reason"]
+
+
+def test_an_adopted_code_passes_every_check_a_typed_one_does():
+    holder = Holder(OURS, "justice", "SF1", "鹤岗市某律师事务所")
+    [v] = judged([suggested_row(known())], [known()], [holder])
+    assert v["verdict"] == "rejected" and "正在使用" in v["reason"]
+
+
+@pytest.mark.parametrize("number, numeric", [
+    ("3.12304043113364E+017", False),  # Calc's CSV, as displayed
+    (str(int(float(OURS))), True),  # an XLSX number cell holding the double
+    ("312304043113364000", True),  # Excel's 15 digits
+])
+def test_a_code_a_spreadsheet_turned_into_a_number_is_taken_as_ours_when_every_surviving_digit_agrees(number, numeric):
+    assert OURS.startswith("312304043113364")
+    [v] = judged([suggested_row(known(), 更正后代码=number, code_numeric=numeric)], [known()])
+    assert (v["verdict"], v["corrected_code"]) == ("accepted", OURS)
+    assert "按数字保存" in v["reason"] and "按建议代码受理" in v["reason"]
+
+
+def test_a_mangled_number_that_differs_from_our_suggestion_or_shows_too_few_digits_is_refused_as_before():
+    for number in ("3.12304043113369E+017", "3.12304E+17"):
+        [v] = judged([suggested_row(known(), 更正后代码=number)], [known()])
+        assert v["verdict"] == "rejected" and "Excel 按数字保存" in v["reason"], number

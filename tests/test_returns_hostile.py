@@ -11,6 +11,7 @@ import html
 import io
 import re
 import sqlite3
+from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -215,3 +216,76 @@ def test_a_gbk_save_that_turned_an_nbsp_into_a_question_mark_is_no_alteration_bu
     assert f"{name[:2]}⟦{name[2]}⟧" in refused["reason"] and f"{name[:2]}⟦某⟧" in refused["reason"]
     [page] = (night1 / "reports" / NIGHT2 / "receipts" / "market").glob("*.html")
     assert f"{name[:2]}<mark>某</mark>" in page.read_text("utf-8")
+
+
+# --------------------------------------------------------------------------- issue 13 item 5: digits typed into a form
+
+def calc_number(code: str) -> str:
+    """What Calc writes into a CSV for an 18-digit code typed into a General cell (15 significant digits)."""
+    return f"{float(code):.14E}".replace("E+17", "E+017")
+
+
+def suggestion_rows(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[str], list[str]]:
+    """Three form rows on three records with one finding each: two suggested all-digit codes and one other."""
+    at = header.index("建议代码")
+    per_record = Counter(r[1] for r in rows)
+    single = {record for record, n in per_record.items() if n == 1}
+    digits = [r for r in rows if r[1] in single and r[at].isdigit() and len(r[at]) == 18]
+    other = [r for r in rows if r[1] in single and r[at] and r not in digits[:2]]
+    assert len(digits) >= 2 and other
+    return digits[0], digits[1], other[0]
+
+
+def test_digits_typed_into_the_csv_form_and_an_empty_correction_count_as_our_suggestion_over_three_nights(night1):
+    from tests.test_loop import new_extract_xlsx
+
+    header, rows = form_rows(night1, "market")
+    typed, differing, empty = suggestion_rows(header, rows)
+    ours = {r[0]: r[header.index("建议代码")] for r in (typed, differing, empty)}
+    wrong_digit = ours[differing[0]][:10] + str((int(ours[differing[0]][10]) + 1) % 10) + ours[differing[0]][11:]
+    filled = [answer(header, typed, 处理结果="已更正", 更正后代码=calc_number(ours[typed[0]])),
+              answer(header, differing, 处理结果="已更正", 更正后代码=calc_number(wrong_digit)),
+              answer(header, empty, 处理结果="已更正")]
+    write_form(night1 / "returns" / "market" / "反馈.csv", header, filled, "gbk")  # Calc, code page 936
+    run_all(night1, run_date=NIGHT2)
+    db = night1 / "state" / "steward.sqlite3"
+    statuses = ledger.statuses(db)
+    assert [statuses[r[0]] for r in (typed, differing, empty)] == ["responded", "rejected-response", "responded"]
+    for r in (typed, empty):
+        assert ledger.finding_detail(db, r[0])["answer_code"] == ours[r[0]]
+    [receipt] = (night1 / "reports" / NIGHT2 / "receipts" / "market").glob("*.csv")
+    text = receipt.read_text("utf-8-sig")
+    assert "按数字保存" in text and "按建议代码" in text and "未填写，按建议代码" in text
+    # the department's registry now holds the codes: night 3 closes both findings
+    [extract] = (night1 / "extracts" / "market").glob("*.xlsx")
+    new_extract_xlsx(extract, extract.with_name("市场主体名录-新.xlsx"), {typed[1]: ours[typed[0]], empty[1]: ours[empty[0]]})
+    run_all(night1, run_date=NIGHT3)
+    statuses = ledger.statuses(db)
+    assert (statuses[typed[0]], statuses[empty[0]]) == ("fixed", "fixed")
+
+
+def test_a_number_cell_in_the_xlsx_form_that_agrees_with_our_suggestion_counts_as_it(night1):
+    import openpyxl
+
+    header, rows = form_rows(night1, "market")
+    typed, differing, empty = suggestion_rows(header, rows)
+    ours = {r[0]: r[header.index("建议代码")] for r in (typed, differing, empty)}
+    book = openpyxl.load_workbook(night1 / "reports" / NIGHT1 / "market.xlsx")
+    sheet = book["更正清单"]
+    col = {c.value: c.column for c in sheet[1]}
+    answers = {typed[0]: float(int(ours[typed[0]])),  # the double Calc stores for the digits typed
+               differing[0]: float(int(ours[differing[0]]) + 10 ** 6),
+               empty[0]: None}
+    for row in sheet.iter_rows(min_row=2):
+        fid = row[col["问题编号"] - 1].value
+        if fid in answers:
+            sheet.cell(row=row[0].row, column=col["处理结果"]).value = "已更正"
+            sheet.cell(row=row[0].row, column=col["更正后代码"]).value = answers[fid]
+    (night1 / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    book.save(night1 / "returns" / "market" / "反馈.xlsx")
+    run_all(night1, run_date=NIGHT2)
+    db = night1 / "state" / "steward.sqlite3"
+    statuses = ledger.statuses(db)
+    assert [statuses[r[0]] for r in (typed, differing, empty)] == ["responded", "rejected-response", "responded"]
+    assert ledger.finding_detail(db, typed[0])["answer_code"] == ours[typed[0]]
+    assert "Excel 按数字保存" in ledger.finding_detail(db, differing[0])["rejection"]
