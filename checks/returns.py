@@ -36,10 +36,10 @@ from typing import Callable
 import polars as pl
 
 from checks import ledger, xlsx
+from checks.form import ANSWER_COLUMNS, ANSWERS, READ_ONLY, RECOVERABLE
 from checks.ingest import HEADER_SEARCH_ROWS
 from checks.names import normalize_name
 from checks.textfile import TextFileError, decode, sniff_delimiter
-from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY, RECOVERABLE
 from validators.tables import STATUS_LABELS, TRIM_CHARS
 from validators.uscc import check, compact, mask_personal_ids
 
