@@ -395,9 +395,18 @@ def _plain(text: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", text) if not ch.isspace() and ch not in _INVISIBLE)
 
 
-def _as_saved(text: str, codec: str) -> str:
-    """The text as a spreadsheet saving in `codec` writes it: what the codec cannot hold becomes `?`."""
-    return text.encode(codec, errors="replace").decode(codec)
+def _as_saved(text: str, codec: str) -> tuple[str, ...]:
+    """The text as a spreadsheet saving in `codec` writes it and we read it back (GB18030): what the codec
+    cannot hold becomes `?` (Excel), or for U+0080–U+00FF its single Latin-1 byte, which then pairs with
+    the next byte into another character (Calc writes an NBSP as byte A0: `M\u00a0A` reads back as `M燗`)."""
+    def calc(ch: str) -> bytes:
+        try:
+            return ch.encode(codec)
+        except UnicodeEncodeError:
+            return bytes([ord(ch)]) if ord(ch) < 256 else b"?"
+
+    excel = text.encode(codec, errors="replace").decode(codec)
+    return excel, b"".join(calc(ch) for ch in text).decode("gb18030", errors="replace")
 
 
 def unaltered(header: str, returned: str, sent: str, saved_as: str | None = None) -> bool:
@@ -409,11 +418,13 @@ def unaltered(header: str, returned: str, sent: str, saved_as: str | None = None
     True
     >>> unaltered(NAME, "鹤岗?商贸有限公司", "鹤岗\u00a0商贸有限公司", "gbk"), unaltered(NAME, "鹤岗?商贸", "鹤岗市商贸", "gbk")
     (True, False)
+    >>> unaltered(CODE, "91230403M燗L7L7Y95Y", "91230403M\u00a0AL7L7Y95Y", "gbk")  # as LibreOffice saves an NBSP
+    True
     """
     norm = compact if header == CODE else _plain
     if norm(returned) == norm(sent):
         return True
-    return saved_as is not None and "?" in returned and norm(returned) == norm(_as_saved(sent, saved_as))
+    return saved_as is not None and any(norm(returned) == norm(v) for v in _as_saved(sent, saved_as))
 
 
 def marked_pair(sent: str, returned: str, limit: int = QUOTE_LIMIT) -> tuple[str, str]:

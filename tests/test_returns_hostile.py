@@ -1,7 +1,8 @@
 """Returned forms as a hostile (or unlucky) department sends them (issue 12 items 3, 4, 5, 7, 9; issue 13 items 5, 6).
 
 Every file is made here, at test time: real CSV bytes in the encodings spreadsheets save, real XLSX
-workbooks, real nights of `flows.stages.run_all` where the behaviour spans nights.
+workbooks, real nights of `flows.stages.run_all` where the behaviour spans nights, and (where LibreOffice
+is installed) forms filled in and saved by LibreOffice Calc itself (`tests/calc_roundtrip.py`).
 """
 
 from __future__ import annotations
@@ -289,3 +290,44 @@ def test_a_number_cell_in_the_xlsx_form_that_agrees_with_our_suggestion_counts_a
     assert [statuses[r[0]] for r in (typed, differing, empty)] == ["responded", "rejected-response", "responded"]
     assert ledger.finding_detail(db, typed[0])["answer_code"] == ours[typed[0]]
     assert "Excel 按数字保存" in ledger.finding_detail(db, differing[0])["rejection"]
+
+
+# --------------------------------------------------------------------------- the same, typed in LibreOffice Calc
+
+def calc_available() -> bool:
+    import shutil
+    import subprocess
+
+    python = Path("/usr/bin/python3")
+    return bool(shutil.which("soffice")) and python.exists() and \
+        subprocess.run([python, "-c", "import uno"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not calc_available(), reason="LibreOffice Calc 未安装：apt-get install -y --no-install-recommends "
+                                                 "libreoffice-calc python3-uno")
+@pytest.mark.parametrize("form, saved", [("market.csv", "csv-936"), ("market.csv", "csv-utf8"), ("market.xlsx", "xlsx")])
+def test_a_form_filled_in_with_libreoffice_calc_counts_digits_typed_empty_corrections_and_nbsp_codes(
+        night1, form, saved):
+    import json
+    import subprocess
+
+    header, rows = form_rows(night1, "market")
+    typed, _, empty = suggestion_rows(header, rows)
+    ours = {r[0]: r[header.index("建议代码")] for r in (typed, empty)}
+    nbsp = next(r for r in rows if "\u00a0" in r[header.index("当前代码")])
+    answers = {typed[0]: {"处理结果": "已更正", "更正后代码": ours[typed[0]]},  # typed as digits: Calc makes a number
+               empty[0]: {"处理结果": "已更正"},
+               nbsp[0]: {"处理结果": "确认无误", "处理说明": "已核对营业执照原件"}}
+    out = night1 / "returns" / "market" / f"反馈.{saved[:4] if saved == 'xlsx' else 'csv'}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["/usr/bin/python3", str(Path(__file__).with_name("calc_roundtrip.py")),
+                    str(night1 / "reports" / NIGHT1 / form), str(out), saved, json.dumps(answers)],
+                   check=True, timeout=180)
+    run_all(night1, run_date=NIGHT2)
+    db = night1 / "state" / "steward.sqlite3"
+    [entry] = ledger.returns_of_night(db, NIGHT2)
+    verdicts = {r["finding_id"]: r for r in entry["rows"]}
+    assert {fid: v["verdict"] for fid, v in verdicts.items()} == dict.fromkeys(answers, "accepted"), \
+        [v["reason"] for v in verdicts.values()]
+    for fid in ours:
+        assert verdicts[fid]["corrected_code"] == ours[fid]
