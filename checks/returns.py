@@ -219,7 +219,7 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
             v["reason"] = "缺少问题编号，无法对应到问题。请勿删除或修改“问题编号”列。"
             continue
         if f is None:
-            v["reason"] = f"问题编号 {fid} 不存在。请使用市信用办下发的最新更正清单填写，不要修改“问题编号”。"
+            v["reason"] = f"问题编号 {quoted(fid)} 不存在。请使用市信用办下发的最新更正清单填写，不要修改“问题编号”。"
             continue
         if f.source != source:
             owner = source_names.get(f.source, f.source)
@@ -301,7 +301,7 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
     """
     answer = r[ANSWER]
     if answer not in ANSWERS:
-        return f"处理结果“{answer}”无效，只能填写：{'、'.join(ANSWERS)}。", None, None
+        return f"处理结果“{quoted(answer)}”无效，只能填写：{'、'.join(ANSWERS)}。", None, None
     for header, sent in ((RECORD, f.record_id), (NAME, f.name), (CODE, f.uscc)):
         if not unaltered(header, r[header], clean_cell(sent), r.get("saved_as")):
             was, now = marked_pair(clean_cell(sent), r[header])
@@ -324,7 +324,7 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
     report = check(typed, numeric=r["code_numeric"], allowlist=allowlist, suggest=False)
     if "excel_mangled" in report.kinds:
         if not (ours and spreadsheet_number_of(typed, ours) and _same_suggestion(r.get(SUGGESTED), ours)):
-            return f"更正后代码“{typed}”已被 Excel 按数字保存，后几位已丢失。{EXCEL_ADVICE}", None, None
+            return f"更正后代码“{quoted(typed)}”已被 Excel 按数字保存，后几位已丢失。{EXCEL_ADVICE}", None, None
         adopted = (f"“更正后代码”被表格软件按数字保存为“{typed}”，保留下来的每一位数字都与建议代码 {ours} 一致，"
                    f"按建议代码受理（以后请把该列设为文本格式）。")
         typed = ours
@@ -333,7 +333,7 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
         return "更正后代码是居民身份证号码，不是统一社会信用代码。请核对营业执照后填写。", None, None
     if not report.valid:
         errors = "；".join(x.message for x in report.findings if x.severity == "error")
-        return f"更正后代码“{typed}”不是有效的统一社会信用代码：{errors}。请核对证照后重新填写。", None, None
+        return f"更正后代码“{quoted(typed)}”不是有效的统一社会信用代码：{errors}。请核对证照后重新填写。", None, None
     code = report.code
     if code == (f.uscc or "").strip(TRIM_CHARS):  # a lower-case or spaced current code is a formatting fix
         return "更正后代码与当前代码相同。如当前代码无误，请选择“确认无误”并写明依据。", None, None
@@ -461,6 +461,11 @@ def marked_pair(sent: str, returned: str, limit: int = QUOTE_LIMIT) -> tuple[str
         return cut + "…"
 
     return side(0), side(1)
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """What a clerk typed, as a reason quotes it: at most `limit` characters, then `…`."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _common_prefix(a: str, b: str) -> str:

@@ -312,3 +312,10 @@ def test_a_mangled_number_that_differs_from_our_suggestion_or_shows_too_few_digi
     for number in ("3.12304043113369E+017", "3.12304E+17"):
         [v] = judged([suggested_row(known(), 更正后代码=number)], [known()])
         assert v["verdict"] == "rejected" and "Excel 按数字保存" in v["reason"], number
+
+
+def test_a_reason_quotes_at_most_about_200_characters_of_what_was_typed():
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": "X" * 100_000}], [known()])
+    assert v["verdict"] == "rejected" and len(v["reason"]) < 600 and "X" * 200 + "…" in v["reason"]
+    [v] = verdict([{"处理结果": "无" * 50_000}], [known()])
+    assert len(v["reason"]) < 400
