@@ -318,7 +318,9 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
         if not ours:
             return "处理结果为“已更正”时，请在“更正后代码”填写更正后的 18 位代码。", None, None
         if not _same_suggestion(r.get(SUGGESTED), ours):
-            return (f"“更正后代码”未填写，而本行“建议代码”与市信用办下发的（{ours}）不一致，无法按建议代码受理。"
+            shown = "报送文件中本行没有“建议代码”" if not r.get(SUGGESTED) else \
+                f"本行“建议代码”与市信用办下发的（{ours}）不一致"
+            return (f"“更正后代码”未填写，而{shown}，无法确认采用哪个代码。"
                     "请在“更正后代码”填写更正后的 18 位代码。"), None, None
         typed, adopted = ours, f"“更正后代码”未填写，按建议代码 {ours} 受理。"
     report = check(typed, numeric=r["code_numeric"], allowlist=allowlist, suggest=False)

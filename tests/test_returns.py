@@ -286,6 +286,8 @@ def test_a_correction_left_empty_adopts_the_code_we_suggested_and_says_so():
 def test_an_empty_correction_adopts_nothing_when_the_suggestion_shown_is_not_ours_or_we_have_none():
     [v] = judged([suggested_row(known(), 建议代码=valid_code("91230402", "MA1B2C3D"))], [known()])
     assert v["verdict"] == "rejected" and "与市信用办下发的" in v["reason"]
+    [v] = judged([suggested_row(known(), 建议代码="")], [known()])
+    assert v["verdict"] == "rejected" and "没有“建议代码”" in v["reason"]
     [v] = judged([suggested_row(known())], [known()], suggested={})
     assert v["verdict"] == "rejected" and "请在“更正后代码”填写" in v["reason"]
 
