@@ -10,12 +10,23 @@ often re-saved by Excel in GBK). Each row is judged:
   validates and that no other entity holds; `确认无误` and `非本单位` give a
   reason in `处理说明`;
 - the read-only columns that identify the record (记录编号, 名称, 当前代码)
-  are as we sent them.
+  are as we sent them, compared as the validators normalize them; a `?` (or
+  a merged character) where the file's encoding could not hold ours is no
+  alteration, a real edit is quoted with the differing characters marked;
+- an `已更正` whose 更正后代码 is empty, or a number a spreadsheet made of the
+  digits typed, adopts the code we suggest tonight when the row shows that
+  suggestion and every surviving digit agrees; the adopted code is checked
+  like a typed one;
+- the accepted answers to one record's findings agree with each other.
+
+Resident ID numbers in anything a clerk typed (and in the file's name) are
+masked before a verdict is stored or shown.
 
 `judge` is pure (frames and dicts in, a verdict frame out). `process_returns`
 does the I/O around it: one ledger transaction per file, then the file moves
 to `DATA_DIR/archive/returns/<source>/<run date>/`, named with its content
-hash; the same content dropped again is not processed twice.
+hash and a bounded, safe form of its name; the same content dropped again is
+not processed twice.
 """
 
 from __future__ import annotations
