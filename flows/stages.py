@@ -236,7 +236,14 @@ def process_returns(settings: Settings, data_dir: Path, work: Path, run_date: st
             .filter(pl.col("code").is_in(codes)).collect()
         return [returns.Holder(c, s, r, n) for c, s, r, n in found.select("code", "source", "record_id", "name").rows()]
 
-    return returns.process_returns(data_dir, db, run_date, settings, holders_of)
+    def suggestions_of(ids: list[str]) -> dict[str, str]:
+        """The code tonight's detection suggests for these findings (what an empty 更正后代码 may adopt)."""
+        found = pl.scan_parquet(work / "findings.parquet") \
+            .filter(pl.col("finding_id").is_in(ids) & pl.col("suggested_code").is_not_null()) \
+            .select("finding_id", "suggested_code").collect()
+        return dict(found.rows())
+
+    return returns.process_returns(data_dir, db, run_date, settings, holders_of, suggestions_of)
 
 
 def tonight_of(settings: Settings, work: Path, sources: list[dict]) -> ledger.Tonight:

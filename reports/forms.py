@@ -21,40 +21,19 @@ from pathlib import Path
 
 import polars as pl
 
+from checks.form import ANSWER_COLUMNS, ANSWERS, FORMULA_RE, READ_ONLY, TEXT_COLUMNS, neutralize, recover  # noqa: F401
 from reports.labels import with_labels
 
-#: Answers a department may give in 处理结果 (SPEC §5).
-ANSWERS = ("已更正", "确认无误", "已注销", "非本单位")
-#: (header, finding column or callable) of the read-only part, in order.
-READ_ONLY = (
-    ("问题编号", "finding_id"),
-    ("记录编号", "record_id"),
-    ("名称", "name"),
-    ("当前代码", "uscc"),
-    ("问题类型", "kind_label"),
-    ("严重程度", "severity_label"),
-    ("问题说明", "message"),
-    ("建议代码", "suggested_code"),
-    ("建议可信度", "confidence_label"),
-    ("建议依据", "suggestion_reason"),
-    ("相关记录", "related_text"),
-    ("状态", "status_label"),
-    ("处理期限", "due_text"),
-    ("上次答复", "response_text"),
-)
-ANSWER_COLUMNS = ("处理结果", "更正后代码", "处理说明")
-#: Columns holding codes or ids: kept as text in both forms.
-TEXT_COLUMNS = {"问题编号", "记录编号", "当前代码", "建议代码", "更正后代码"}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 SHEET = "更正清单"
 #: Data rows per sheet: Excel's 1,048,576 rows less the header.
 XLSX_MAX_ROWS = 1_048_575
 
 
-def neutralize(value: object) -> str:
-    """A cell value no spreadsheet will execute (OWASP CSV-injection advice)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+def neutralize_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every text column neutralized like `neutralize` (findings.csv, audit.csv: also opened in spreadsheets)."""
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(FORMULA_RE)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c, dtype in frame.schema.items() if dtype == pl.String)
 
 
 def form_rows(findings: pl.DataFrame) -> list[list[str]]:
@@ -141,7 +120,8 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
         (f"{source_name} 统一社会信用代码更正清单（{run_date}）", bold),
         ("1. 灰色列为检查结果，已锁定，请勿修改；黄色三列由贵单位填写。", wrap),
         ("2. “处理结果”请从下拉列表选择：已更正 / 确认无误 / 已注销 / 非本单位。", wrap),
-        ("3. 选择“已更正”时，请在“更正后代码”填写更正后的 18 位代码（单元格已设为文本格式，可直接粘贴）。", wrap),
+        ("3. 选择“已更正”时，请在“更正后代码”填写更正后的 18 位代码（单元格已设为文本格式，可直接粘贴）。"
+         "如已改为本清单的“建议代码”，“更正后代码”可以留空：按市信用办下发的建议代码受理，回执中注明。", wrap),
         ("4. 选择“确认无误”时，请在“处理说明”写明依据（如证照核对情况）。", wrap),
         ("5. 请保留“问题编号”列，保存为 .xlsx 或 .csv 后报送市信用办。", wrap),
         ("建议可信度：确定 = 有其他部门记录佐证；疑似 = 按校验规则推算；待核 = 仅供参考，须核对证照。", wrap),

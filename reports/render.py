@@ -245,9 +245,10 @@ def write_run(reports_root: Path, view: RunView) -> Path:
                 (tmp / key / f"{c['region']}.html").write_text(
                     render_department(view, source, c["listed_frame"], mine, county=c["region"]), encoding="utf-8")
                 forms.write_csv(tmp / key / f"{c['region']}.csv", c["asked_frame"])
-        view.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp / "findings.csv")
+        # opened in spreadsheets too: formula-like text gets one leading ' (README: how a machine undoes it)
+        forms.neutralize_frame(view.findings.select(FINDINGS_CSV_COLUMNS)).write_csv(tmp / "findings.csv")
         if view.audit is not None:
-            view.audit.write_csv(tmp / "audit.csv")
+            forms.neutralize_frame(view.audit).write_csv(tmp / "audit.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
         if writer is not None:

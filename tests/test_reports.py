@@ -1,6 +1,9 @@
 """Reports show findings faithfully: escaped, highlighted, printable, and forms that survive Excel."""
 
+import csv
+import io
 import json
+import re
 
 import openpyxl
 import polars as pl
@@ -163,3 +166,67 @@ def test_a_second_process_that_fails_leaves_the_previous_report_in_place(tmp_pat
     with pytest.raises(RuntimeError, match="XLSX forms could not be written"):
         write_run(root, view(findings_frame(finding(name="新名称"))))
     assert (root / "2026-11-28" / "index.html").read_text("utf-8") == before
+
+
+FORMULA_CELL = re.compile(r"^[=+\-@\t\r]")
+
+
+def live_formulas(path) -> list[str]:
+    """Cells a spreadsheet would run, as the csv module (like Excel) reads the file."""
+    rows = csv.reader(io.StringIO(path.read_text("utf-8-sig")))
+    return [cell for row in rows for cell in row if FORMULA_CELL.match(cell)]
+
+
+def test_findings_and_audit_csv_carry_no_live_formula_and_a_machine_gets_every_value_back(tmp_path):
+    hostile = ["=HYPERLINK(\"http://evil\",\"点我\")", "@SUM(A1)", "'=already", "-", "+1"]
+    frame = findings_frame(*[finding(finding_id=f"f{i}", record_id=v, name=v, uscc=v) for i, v in enumerate(hostile)])
+    audit = pl.DataFrame([{"at": "2026-11-28T00:00:00+00:00", "run_date": "2026-11-28", "finding_id": "f0",
+                           "source": "market", "record_id": hostile[0], "kind": "bad_check_char", "old_status": "open",
+                           "new_status": "waived", "actor": "market", "note": f"{hostile[0]}.csv 第 2 行：确认无误"}])
+    run = view(frame)
+    run.audit = audit
+    folder = write_run(tmp_path, run)
+    for name in ("findings.csv", "audit.csv"):
+        assert live_formulas(folder / name) == [], name
+    back = pl.read_csv(folder / "findings.csv", infer_schema=False)
+    assert [forms.recover(v) for v in back["name"]] == hostile
+    assert forms.recover(pl.read_csv(folder / "audit.csv", infer_schema=False)["note"][0]).startswith("=HYPERLINK")
+
+
+def receipt_entry(rows: list[dict]) -> dict:
+    return {"id": 1, "source": "market", "sha256": "a" * 64, "file_name": "反馈.csv", "processed_at": "",
+            "outcome": "processed", "reason": None, "rows_total": len(rows),
+            "accepted": sum(r["verdict"] == "accepted" for r in rows),
+            "rejected": sum(r["verdict"] == "rejected" for r in rows), "skipped": 0, "archived_as": None, "rows": rows}
+
+
+def receipt_row(n: int, verdict: str, reason: str = "已受理") -> dict:
+    return {"row": n, "finding_id": f"f{n}", "record_id": f"R{n}", "name": "宏发商贸", "answer": "确认无误",
+            "corrected_code": None, "note": "已核对", "verdict": verdict, "reason": reason}
+
+
+def test_a_big_receipt_page_shows_the_refused_rows_first_and_says_the_csv_has_them_all(tmp_path, monkeypatch):
+    from reports import receipts
+    from reports.render import _ENV
+
+    monkeypatch.setattr(receipts, "HTML_MAX_ROWS", 3)
+    rows = [receipt_row(n, "accepted") for n in range(2, 8)] + [receipt_row(n, "rejected", "缺少说明") for n in (9, 10)]
+    [link] = receipts.write_receipts(tmp_path, _ENV, [receipt_entry(rows)], {"market": "市场"}, "鹤岗市", "2026-11-02")
+    page = (tmp_path / link["html"]).read_text("utf-8")
+    assert "本页只列出前 3 行" in page and "全部 8 行" in page
+    assert ">R9<" in page and ">R10<" in page and ">R2<" in page and ">R3<" not in page
+    assert len(list(csv.reader(io.StringIO((tmp_path / link["csv"]).read_text("utf-8-sig"))))) == 1 + 8
+
+
+def test_an_altered_read_only_cell_is_shown_with_the_differing_characters_marked_and_escaped(tmp_path):
+    from checks.returns import marked_pair
+    from reports.receipts import receipt_csv, write_receipts
+    from reports.render import _ENV
+
+    was, now = marked_pair("宏发<b>商贸\u00a0有限公司", "宏发<b>商贸?有限公司")
+    reason = f"只读列“名称”被修改（下发为“{was}”，报送为“{now}”）"
+    entry = receipt_entry([receipt_row(2, "rejected", reason)])
+    [link] = write_receipts(tmp_path, _ENV, [entry], {"market": "市场"}, "鹤岗市", "2026-11-02")
+    page = (tmp_path / link["html"]).read_text("utf-8")
+    assert "宏发&lt;b&gt;商贸<mark>U+00A0</mark>有限公司" in page and "商贸<mark>?</mark>有限公司" in page
+    assert "⟦U+00A0⟧" in receipt_csv(entry)  # brackets in the CSV

@@ -28,10 +28,10 @@ def form(*rows):
     out = []
     for i, r in enumerate(rows):
         k = r.pop("known", known())
-        out.append({"问题编号": k.finding_id, "记录编号": k.record_id, "名称": k.name, "当前代码": k.uscc,
+        out.append({"问题编号": k.finding_id, "记录编号": k.record_id, "名称": k.name, "当前代码": k.uscc, "建议代码": "",
                     "处理结果": "", "更正后代码": "", "处理说明": "", "row": i + 2, "code_numeric": False} | r)
-    return pl.DataFrame(out, schema={**{c: pl.String for c in ("问题编号", "记录编号", "名称", "当前代码", "处理结果",
-                                                                "更正后代码", "处理说明")},
+    return pl.DataFrame(out, schema={**{c: pl.String for c in ("问题编号", "记录编号", "名称", "当前代码", "建议代码",
+                                                                "处理结果", "更正后代码", "处理说明")},
                                      "row": pl.Int64, "code_numeric": pl.Boolean})
 
 
@@ -216,3 +216,108 @@ def test_the_clean_spelling_of_a_badly_formatted_code_is_a_correction_not_the_sa
     same = known(uscc=f" {GOOD} ")
     [v] = verdict([{"known": same, "当前代码": GOOD, "处理结果": "已更正", "更正后代码": GOOD}], [same])  # as read
     assert v["verdict"] == "rejected" and "与当前代码相同" in v["reason"]
+
+
+def test_identity_columns_are_compared_as_the_validators_normalize_them():
+    k = known(uscc="91230402MA1B2C3D4X", name="鹤岗市丰昌诚商贸有限公司")
+    [v] = verdict([{"known": k, "当前代码": "9123 0402 ma1b2c3d4x", "名称": "鹤岗市丰昌诚商贸有限公司\u3000",
+                    "处理结果": "确认无误", "处理说明": "已核对"}], [k])
+    assert v["verdict"] == "accepted"
+
+
+def test_a_character_the_files_encoding_cannot_hold_saved_as_a_question_mark_is_no_alteration():
+    k = known(name="鹤岗市𬌗丰商贸有限公司")  # 𬌗 (CJK extension E) is not in GBK
+    row = {"known": k, "名称": "鹤岗市?丰商贸有限公司", "处理结果": "确认无误", "处理说明": "已核对"}
+    [v] = judge(form(dict(row)).with_columns(saved_as=pl.lit("gbk")), "market", {k.finding_id: k}, [], NAMES).to_dicts()
+    assert v["verdict"] == "accepted"
+    [v] = verdict([dict(row)], [k])  # an XLSX holds every character: a ? there is an edit
+    assert v["verdict"] == "rejected" and "鹤岗市⟦𬌗⟧丰" in v["reason"] and "鹤岗市⟦?⟧丰" in v["reason"]
+
+
+def on_record(fid: str, kind: str, record_id: str = "R-1") -> Known:
+    return Known(fid, "market", record_id, kind, "open", "91230402MA1B2C3D4X", "鹤岗市丰昌诚商贸有限公司", "2026-11-01",
+                 None, None)
+
+
+def test_contradictory_answers_on_one_record_are_all_refused_saying_which_rows_and_why():
+    a, b, c = on_record("f1", "bad_check_char"), on_record("f2", "category_mismatch"), on_record("f3", "x", "R-2")
+    v1, v2, v3 = verdict([{"known": a, "处理结果": "已更正", "更正后代码": GOOD},
+                          {"known": b, "处理结果": "确认无误", "处理说明": "类别无误"},
+                          {"known": c, "处理结果": "确认无误", "处理说明": "已核对"}], [a, b, c])
+    for v in (v1, v2):
+        assert v["verdict"] == "rejected" and v["new_status"] == "rejected-response"
+        assert "答复互相矛盾" in v["reason"] and "第 2 行“已更正”" in v["reason"] and "第 3 行“确认无误”" in v["reason"]
+    assert v3["verdict"] == "accepted"  # another record's answer stands
+
+
+def test_two_different_corrections_or_not_ours_beside_an_answer_contradict_agreeing_answers_do_not():
+    a, b = on_record("f1", "bad_check_char"), on_record("f2", "category_mismatch")
+    fix = {"处理结果": "已更正", "更正后代码": GOOD}
+    assert [v["verdict"] for v in verdict([{"known": a} | fix, {"known": b} | fix], [a, b])] == ["accepted"] * 2
+    assert [v["verdict"] for v in verdict([{"known": a, "处理结果": "已注销"},
+                                           {"known": b, "处理结果": "确认无误", "处理说明": "无误"}], [a, b])] \
+        == ["accepted"] * 2
+    other = {"处理结果": "已更正", "更正后代码": valid_code("91230402", "MA9B8C7D")}
+    assert [v["verdict"] for v in verdict([{"known": a} | fix, {"known": b} | other], [a, b])] == ["rejected"] * 2
+    assert [v["verdict"] for v in verdict([{"known": a, "处理结果": "非本单位", "处理说明": "属编办"},
+                                           {"known": b, "处理结果": "已注销"}], [a, b])] == ["rejected"] * 2
+
+
+# --------------------------------------------------------------------------- adopting the code we suggested
+
+OURS = valid_code("31230404", "31133647")  # an all-digit code (a law firm's), as a spreadsheet mangles them
+
+
+def suggested_row(k, **cells):
+    return {"known": k, "建议代码": OURS, "处理结果": "已更正"} | cells
+
+
+def judged(rows, entries, holders=(), suggested=None):
+    frame = form(*rows)
+    return judge(frame, "market", {k.finding_id: k for k in entries}, list(holders), NAMES,
+                 suggested={"f1": OURS} if suggested is None else suggested).to_dicts()
+
+
+def test_a_correction_left_empty_adopts_the_code_we_suggested_and_says_so():
+    [v] = judged([suggested_row(known())], [known()])
+    assert (v["verdict"], v["corrected_code"]) == ("accepted", OURS) and f"按建议代码 {OURS} 受理" in v["reason"]
+
+
+def test_an_empty_correction_adopts_nothing_when_the_suggestion_shown_is_not_ours_or_we_have_none():
+    [v] = judged([suggested_row(known(), 建议代码=valid_code("91230402", "MA1B2C3D"))], [known()])
+    assert v["verdict"] == "rejected" and "与市信用办下发的" in v["reason"]
+    [v] = judged([suggested_row(known(), 建议代码="")], [known()])
+    assert v["verdict"] == "rejected" and "没有“建议代码”" in v["reason"]
+    [v] = judged([suggested_row(known())], [known()], suggested={})
+    assert v["verdict"] == "rejected" and "请在“更正后代码”填写" in v["reason"]
+
+
+def test_an_adopted_code_passes_every_check_a_typed_one_does():
+    holder = Holder(OURS, "justice", "SF1", "鹤岗市某律师事务所")
+    [v] = judged([suggested_row(known())], [known()], [holder])
+    assert v["verdict"] == "rejected" and "正在使用" in v["reason"]
+
+
+@pytest.mark.parametrize("number, numeric", [
+    ("3.12304043113364E+017", False),  # Calc's CSV, as displayed
+    (str(int(float(OURS))), True),  # an XLSX number cell holding the double
+    ("312304043113364000", True),  # Excel's 15 digits
+])
+def test_a_code_a_spreadsheet_turned_into_a_number_is_taken_as_ours_when_every_surviving_digit_agrees(number, numeric):
+    assert OURS.startswith("312304043113364")
+    [v] = judged([suggested_row(known(), 更正后代码=number, code_numeric=numeric)], [known()])
+    assert (v["verdict"], v["corrected_code"]) == ("accepted", OURS)
+    assert "按数字保存" in v["reason"] and "按建议代码受理" in v["reason"]
+
+
+def test_a_mangled_number_that_differs_from_our_suggestion_or_shows_too_few_digits_is_refused_as_before():
+    for number in ("3.12304043113369E+017", "3.12304E+17"):
+        [v] = judged([suggested_row(known(), 更正后代码=number)], [known()])
+        assert v["verdict"] == "rejected" and "Excel 按数字保存" in v["reason"], number
+
+
+def test_a_reason_quotes_at_most_about_200_characters_of_what_was_typed():
+    [v] = verdict([{"处理结果": "已更正", "更正后代码": "X" * 100_000}], [known()])
+    assert v["verdict"] == "rejected" and len(v["reason"]) < 600 and "X" * 200 + "…" in v["reason"]
+    [v] = verdict([{"处理结果": "无" * 50_000}], [known()])
+    assert len(v["reason"]) < 400

@@ -53,6 +53,7 @@ from validators.tables import (
 )
 
 __all__ = [
+    "mask_personal_ids",
     "Finding",
     "Suggestion",
     "Report",
@@ -178,6 +179,33 @@ def mask(text: str) -> str:
     if len(text) <= 10:
         return "*" * len(text)
     return text[:6] + "*" * (len(text) - 10) + text[-4:]
+
+
+#: 18 digits (ASCII or full-width, the last may be X), single spaces or hyphens between them allowed, not part of a
+#: longer number: where a resident ID number may hide inside free text.
+_ID_IN_TEXT = re.compile(r"(?<![0-9０-９])[0-9０-９](?:[ \u00a0\u3000-]?[0-9０-９]){16}[ \u00a0\u3000-]?[0-9０-９XxＸｘ]"
+                         r"(?![0-9０-９])")
+_ID_SEPARATORS = str.maketrans("", "", " \u00a0\u3000-")
+
+
+def mask_personal_ids(text: str | None) -> str | None:
+    """Mask every resident ID number (GB 11643 shape, `looks_like_personal_id`) inside free text.
+
+    A valid USCC of the same shape is left alone (the rule `check` applies to a code cell).
+
+    >>> mask_personal_ids("经办人身份证 230402 19900101 1237，已核对")
+    '经办人身份证 230402********1237，已核对'
+    >>> mask_personal_ids("91230402MA1B2C3D4X 与 912304021234567890")
+    '91230402MA1B2C3D4X 与 912304021234567890'
+    """
+    if not text:
+        return text
+
+    def hide(match: re.Match) -> str:
+        number = unicodedata.normalize("NFKC", match.group(0)).translate(_ID_SEPARATORS).upper()
+        return mask(number) if looks_like_personal_id(number) and not is_valid(number) else match.group(0)
+
+    return _ID_IN_TEXT.sub(hide, text)
 
 
 def looks_like_personal_id(code: str) -> bool:
