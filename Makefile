@@ -7,7 +7,7 @@ RUN_ARGS := --data-dir $(DATA) $(if $(DATE),--date $(DATE))
 PY := $(VENV)/bin/python
 USCC := $(VENV)/bin/uscc
 
-.PHONY: install run run-local test test-fast browser-deps sample bench clean
+.PHONY: install run run-local test test-fast browser-deps calc-deps sample bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test-fast: install  ## everything but the Prefect and browser tests
 
 browser-deps:  ## Debian chromium + CJK fonts for the browser test
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk; }
+
+calc-deps:  ## LibreOffice Calc (a real spreadsheet) for the form round-trip tests
+	/usr/bin/python3 -c "import uno" 2>/dev/null || { apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends libreoffice-calc python3-uno; }
 
 sample: install  ## regenerate sample_data/ (committed output)
 	rm -rf sample_data/extracts sample_data/truth
