@@ -35,6 +35,7 @@ from pathlib import Path
 import polars as pl
 
 from validators.column import compact_expr
+from validators.uscc import mask_personal_ids
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: runs, findings, audit (the first release)
@@ -166,6 +167,16 @@ MIGRATIONS: tuple[str, ...] = (
         run_date TEXT
     );
     """,
+    # 5: resident ID numbers a clerk typed into returned forms before they were masked on the way in
+    # (`mask_ids` is `validators.uscc.mask_personal_ids`, bound by `connect`)
+    """
+    UPDATE responses SET record_id = mask_ids(record_id), name = mask_ids(name), answer = mask_ids(answer),
+        corrected_code = mask_ids(corrected_code), note = mask_ids(note), reason = mask_ids(reason);
+    UPDATE findings SET answer_code = mask_ids(answer_code), answer_note = mask_ids(answer_note),
+        rejection = mask_ids(rejection);
+    UPDATE audit SET note = mask_ids(note);
+    UPDATE return_files SET file_name = mask_ids(file_name), reason = mask_ids(reason);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -184,6 +195,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN/COMMIT below
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA foreign_keys=ON")
+    conn.create_function("mask_ids", 1, mask_personal_ids, deterministic=True)
     migrate(conn)
     return conn
 

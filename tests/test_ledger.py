@@ -188,3 +188,23 @@ def test_connections_opening_a_new_ledger_at_once_migrate_it_once(tmp_path):
     assert errors == []
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == ledger.SCHEMA_VERSION
+
+
+def test_upgrading_a_ledger_masks_the_id_numbers_earlier_versions_stored_from_returned_forms(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    full = "230402199001011237"
+    with sqlite3.connect(db) as conn:
+        for number in (1, 2, 3, 4):
+            conn.executescript(ledger.MIGRATIONS[number - 1])
+        conn.execute("PRAGMA user_version = 4")
+        conn.execute("INSERT INTO return_files (source, sha256, file_name, run_date, processed_at, outcome) "
+                     f"VALUES ('market', 'f', '张三{full}.csv', '2026-11-01', 'x', 'processed')")
+        conn.execute("INSERT INTO responses (return_file, row, finding_id, answer, corrected_code, note, verdict, "
+                     f"reason) VALUES (1, 2, 'a', '已更正', '{full}', '经营者身份证 {full}', 'rejected', 'x')")
+        conn.execute("INSERT INTO audit (at, run_date, finding_id, new_status, actor, note) "
+                     f"VALUES ('x', '2026-11-01', 'a', 'open', 'market', '张三{full}.csv 第 2 行')")
+    ledger.latest_run(db)  # any opening upgrades the file
+    with sqlite3.connect(db) as conn:
+        stored = "\n".join(str(v) for table in ("return_files", "responses", "audit")
+                           for row in conn.execute(f"SELECT * FROM {table}") for v in row)
+    assert full not in stored and "230402********1237" in stored
