@@ -152,3 +152,23 @@ def test_a_receipt_opens_offline_and_shows_what_the_clerk_typed_as_text(browser,
     assert page.locator("h2", has_text="已受理的行").inner_text().endswith("（1）")
     assert not dialogs and all(u.startswith("file://") for u in requests)
     page.screenshot(path=str(artifacts / "receipt.png"), full_page=True)
+
+
+def test_a_county_list_opens_offline_from_its_department_page_and_links_back(browser, report, artifacts):
+    page, requests, dialogs = open_page(browser, report / "market.html")
+    link = page.locator("a", has_text="230402 向阳区")
+    listed = int(link.locator("xpath=../../td[2]").inner_text())
+    link.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/market/230402.html")
+    assert "市市场监督管理局 · 230402 向阳区" in page.locator("h1").inner_text()
+    from reports.render import PAGE_SIZE
+
+    assert visible_rows(page).count() == min(listed, PAGE_SIZE)
+    assert page.locator("a", has_text="230402.xlsx").first.get_attribute("href") == "230402.xlsx"
+    page.screenshot(path=str(artifacts / "county-list.png"), full_page=False)
+    page.click("text=返回总览")
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/2026-11-27/index.html")
+    assert not dialogs and all(u.startswith("file://") for u in requests)
+    page.close()
