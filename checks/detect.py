@@ -144,10 +144,11 @@ def context_level(frame: pl.DataFrame, settings: Settings) -> list[Finding]:
                                     f"代码第 1 位“{code[0]}”表示{DEPARTMENTS[code[0]][0]}部门登记，"
                                     f"而本单位登记的主体应为“{owners}”开头", positions=(1,)))
         if r["_cat"]:
-            exp_cat, label = r["_expected"][1], r["_expected"][2:]
+            exp_cat, by_type = r["_expected"][1], r["_expected"][2] == "T"
             names = DEPARTMENTS[code[0]][1]
+            said = f"主体类型“{r['entity_type']}”" if by_type else f"名称“{r['name']}”"
             findings.append(Finding(idx, "category_mismatch",
-                                    f"主体为“{label}”，代码第 2 位应为“{exp_cat}”（{names[exp_cat]}），"
+                                    f"{said}表明为{names[exp_cat]}，代码第 2 位应为“{exp_cat}”，"
                                     f"现为“{code[1]}”（{names[code[1]]}）", positions=(2,)))
         if r["_region"]:
             where = regions.region_name(code[2:8]) or code[2:8]
@@ -464,9 +465,11 @@ def _expected_category_suggestion(ctx: Context, idx: int) -> Suggestion | None:
     expected = expected_category(r["entity_type"], r["name"])
     if not expected or not r["code"] or any(ch not in VALUE for ch in r["code"]):
         return None
-    first17 = expected.dept + expected.cat + r["code"][2:17]
+    first17 = expected.dept_cat + r["code"][2:17]
+    basis = (f"按主体类型“{r['entity_type']}”（{expected.label}）" if expected.by_type
+             else f"按名称（{expected.label}）")
     return Suggestion(first17 + calc_check_char(first17),
-                      f"按主体类型“{expected.label}”，第 1–2 位应为“{expected.dept}{expected.cat}”，并重新计算校验码；"
+                      f"{basis}，第 1–2 位应为“{expected.dept_cat}”，并重新计算校验码；"
                       "请以证照为准", "medium")
 
 

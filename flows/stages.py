@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from checks import ledger, returns
+from checks.categories import unrecognized_types
 from checks.detect import detect
 from checks.ingest import SourceReport, ingest_source
 from checks.partition import assemble, detect_partitioned, split
@@ -194,7 +195,9 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         history=ledger.history(db), changes=changes, stage_seconds=stage_seconds,
         returns=ledger.returns_of_night(db, run_date), source_names=settings.source_names,
         audit=ledger.audit_of_night(db, run_date),
-        stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]))
+        stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
+        unrecognized_types=unrecognized_types(pl.concat(_records(settings, work) or [empty_canonical().lazy()])
+                                              .select("source", "entity_type").collect()))
     folder = write_run(Path(data_dir) / "reports", view)
     ledger.finish_run(db, run_date)
     return folder

@@ -58,6 +58,7 @@ class RunView:
     source_names: dict[str, str] = field(default_factory=dict)
     audit: pl.DataFrame | None = None  # ledger.audit_of_night: tonight's state changes (audit.csv)
     stray_returns: list[dict] = field(default_factory=list)  # files under returns/ no department folder holds
+    unrecognized_types: list[dict] = field(default_factory=list)  # checks.categories.unrecognized_types
 
     def __post_init__(self):
         if "response" not in self.findings.columns:  # findings not yet through the ledger
@@ -163,7 +164,8 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         chart=trend_svg(view.history), sources=sources, matrix=matrix,
         quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
         source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=receipts,
-        audit_rows=None if view.audit is None else view.audit.height, stray_returns=view.stray_returns)
+        audit_rows=None if view.audit is None else view.audit.height, stray_returns=view.stray_returns,
+        unrecognized_types=view.unrecognized_types)
 
 
 def write_run(reports_root: Path, view: RunView) -> Path:

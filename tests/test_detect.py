@@ -219,7 +219,7 @@ def test_category_expectation_is_one_table_for_rows_and_columns():
     column = frame.select(expected_category_expr(pl.col("t"), pl.col("n")))[:, 0].to_list()
     for (entity_type, name), got in zip(cases, column):
         e = expected_category(entity_type, name)
-        assert got == (e.dept + e.cat + e.label if e else None), (entity_type, name)
+        assert got == (e.dept_cat + ("T" if e.by_type else "N") if e else None), (entity_type, name)
 
 
 def test_addresses_in_different_districts_are_not_the_same_place(settings):
@@ -229,3 +229,46 @@ def test_addresses_in_different_districts_are_not_the_same_place(settings):
                      ("market", "M2", shop_b, "夏磊勇", "个体工商户", "夏磊勇", "黑龙江省鹤岗市兴山区振兴路166号")),
                settings)
     assert f.height == 0
+
+
+# --------------------------------------------------------------------------- entity-type words (issue 13.3)
+
+@pytest.mark.parametrize("entity_type,dept_cat", [
+    ("群众团体", "13"), ("人民团体", "13"), ("群团组织", "13"), ("行政机关", "11"), ("党政机关", "11"), ("机关", "11"),
+    ("事业单位", "12"), ("公益一类事业单位", "12"), ("公益二类", "12"), ("民办非企业单位", "52"),
+    ("社会服务机构", "52"), ("社会团体", "51"), ("基金会", "53"), ("律师事务所", "31"), ("公证处", "32"),
+    ("基层法律服务所", "33"), ("司法鉴定机构", "34"), ("个体工商户", "92"), ("农民专业合作社", "93"),
+    ("有限责任公司（自然人独资）", "91"), ("个人独资企业", "91"), ("普通合伙企业", "91"), ("全民所有制", "91"),
+    ("村股份经济合作社", "N2"), ("基层工会", "81"),
+])
+def test_type_words_registries_use_name_their_gb32100_category(entity_type, dept_cat):
+    from checks.categories import expected_category
+
+    assert expected_category(entity_type, None).dept_cat == dept_cat
+
+
+def test_category_labels_come_from_the_gb32100_table_once_per_category():
+    from checks.categories import CATEGORY_WORDS, expected_category
+    from validators.tables import DEPARTMENTS
+
+    categories = [dept_cat for dept_cat, _, _ in CATEGORY_WORDS]
+    assert len(categories) == len(set(categories))
+    assert expected_category("律师执业机构", None).label == DEPARTMENTS["3"][1]["1"] == "律师执业机构"
+    assert expected_category("律师事务所", None).label == "律师执业机构"
+
+
+def test_a_peoples_organization_coded_as_a_public_institution_is_category_mismatch(settings):
+    wrong = code("12", "230400", "50000002")
+    f = detect(frame(("editorial", "E1", wrong, "鹤岗市归国华侨联合会", "群众团体", "赵强", "")), settings)
+    row = f.row(0, named=True)
+    assert f["kind"].to_list() == ["category_mismatch"] and "群众团体" in row["message"]
+    assert row["suggested_code"] == code("13", "230400", "50000002") and row["confidence"] == "medium"
+
+
+def test_entity_types_the_check_does_not_know_are_counted_per_source():
+    from checks.categories import unrecognized_types
+
+    rows = pl.DataFrame({"source": ["editorial"] * 6 + ["market"],
+                         "entity_type": ["群众团体", "筹备组", " 筹备组", "", None, "其他", "筹备组"]})
+    assert unrecognized_types(rows) == [{"source": "editorial", "value": "筹备组", "count": 2},
+                                        {"source": "market", "value": "筹备组", "count": 1}]
