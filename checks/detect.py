@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from checks.categories import expected_category, expected_category_expr
-from checks.linking import build_groups, candidate_pairs, score_pairs
+from checks.linking import MOVED, build_groups, candidate_pairs, score_pairs
 from checks.names import name_core_expr, normalize_name_expr
 from checks.settings import Settings
 from validators import regions
@@ -330,9 +330,11 @@ def _group_findings(ctx: Context, members: tuple[int, ...]) -> list[Finding]:
     for (source, code), copies in by_key.items():
         copies.sort(key=lambda r: r["record_id"])
         for r in copies[1:]:
+            link = ctx.link(r["idx"], copies[0]["idx"]) or {}
+            moved = ("；两条记录" + MOVED + "，请核实现住所，保留正确的一条") if MOVED in (link.get("reason") or "") else ""
             findings.append(Finding(r["idx"], "duplicate_record",
-                                    f"与本单位记录 {copies[0]['record_id']}（{copies[0]['name']}）为同一主体、同一代码，"
-                                    "请合并或删除重复记录", related=[c["idx"] for c in copies if c is not r],
+                                    f"与本单位记录 {copies[0]['record_id']}（{copies[0]['name']}）为同一主体、同一代码"
+                                    f"{moved}，请合并或删除重复记录", related=[c["idx"] for c in copies if c is not r],
                                     group_size=size, weakest_score=weakest, evidence=weakest_reason))
 
     # 名称不一致: same code in two registries, names differ after normalization.

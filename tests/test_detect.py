@@ -231,6 +231,76 @@ def test_addresses_in_different_districts_are_not_the_same_place(settings):
     assert f.height == 0
 
 
+# --------------------------------------------------------------------------- one code twice in a registry (issue 13.2)
+
+def records(*rows) -> pl.DataFrame:
+    """Rows of (record_id, uscc, name, entity_type, legal_rep, address, established) in the market registry."""
+    return pl.DataFrame([
+        {"source": "market", "record_id": rid, "uscc_raw": c, "uscc_numeric": False, "name": name, "entity_type": etype,
+         "legal_rep": rep, "established": when, "status": "存续", "address": address, "file": "market.csv",
+         "row": i + 2}
+        for i, (rid, c, name, etype, rep, address, when) in enumerate(rows)]).select(CANONICAL_COLUMNS)
+
+
+SHOP = code("92", "230404", "MAB1C2D3")
+OPENED = dt.date(2015, 3, 8)
+
+
+@pytest.mark.parametrize("old,new", [
+    ("黑龙江省鹤岗市南山区铁西路380号2单元513室", "南山区铁西路14号"),  # another house number
+    ("绥滨县建设街144号", "绥滨县北岗乡东明村"),  # a village address
+    ("向阳区红旗路12号", "黑龙江省鹤岗市工农区新华街88号"),  # another district
+])
+def test_a_business_that_moved_is_a_duplicate_record_not_a_code_collision(settings, old, new):
+    f = detect(records(("M1", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", old, OPENED),
+                       ("M2", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", new, OPENED)), settings)
+    assert f["kind"].to_list() == ["duplicate_record"] and f["record_id"].to_list() == ["M2"]
+    assert "可能已迁址" in f["message"][0] and "可能已迁址" in f["evidence"][0]
+
+
+def test_a_person_named_business_that_moved_is_one_entity(settings):
+    f = detect(records(("M1", SHOP, "夏磊勇", "个体工商户", "夏磊勇", "兴安区振兴路166号", OPENED),
+                       ("M2", SHOP, "夏磊勇", "个体工商户", "夏磊勇", "兴山区解放路5号", OPENED)), settings)
+    assert f["kind"].to_list() == ["duplicate_record"]
+
+
+@pytest.mark.parametrize("second", [
+    ("M2", SHOP, "南山区宏发烧烤店", "个体工商户", "李娜", "南山区铁西路14号", OPENED),  # another operator elsewhere
+    ("M2", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", "南山区铁西路14号", dt.date(2019, 6, 1)),  # opened another day
+    ("M2", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", "南山区铁西路14号", None),  # no date to compare
+    ("M2", SHOP, "工农区宏发烧烤店", "个体工商户", "王伟", "工农区铁西路14号", OPENED),  # another district in the name
+    ("M2", SHOP, "南山区天明理发店", "个体工商户", "王伟", "南山区铁西路14号", OPENED),  # another shop
+])
+def test_one_code_on_two_shops_that_do_not_agree_in_everything_is_a_code_collision(settings, second):
+    f = detect(records(("M1", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", "南山区铁西路380号", OPENED), second),
+               settings)
+    assert sorted(f["kind"].to_list()) == ["duplicate_code", "duplicate_code"]
+
+
+def test_namesakes_under_one_code_at_different_places_and_dates_are_a_code_collision(settings):
+    f = detect(records(("M1", SHOP, "张伟", "个体工商户", "张伟", "向阳区红旗路1号", OPENED),
+                       ("M2", SHOP, "张伟", "个体工商户", "张伟", "东山街道新华街9号", dt.date(2018, 1, 2))), settings)
+    assert f["kind"].to_list() == ["duplicate_code", "duplicate_code"]
+
+
+def test_different_shops_at_one_address_under_one_code_are_a_code_collision(settings):
+    f = detect(records(("M1", SHOP, "宏发烧烤店", "个体工商户", "王伟", "向阳区红旗路1号", OPENED),
+                       ("M2", SHOP, "天明理发店", "个体工商户", "李娜", "向阳区红旗路1号", OPENED)), settings)
+    assert f["kind"].to_list() == ["duplicate_code", "duplicate_code"]
+
+
+def test_a_shop_whose_operator_changed_at_the_same_address_is_one_entity(settings):
+    f = detect(records(("M1", SHOP, "宏发烧烤店", "个体工商户", "王伟", "向阳区红旗路1号", OPENED),
+                       ("M2", SHOP, "宏发烧烤店", "个体工商户", "李娜", "向阳区红旗路1号", dt.date(2021, 5, 1))), settings)
+    assert f["kind"].to_list() == ["duplicate_record"]
+
+
+def test_a_company_that_moved_says_so_in_its_duplicate_record(settings):
+    f = detect(records(("M1", A, "宏发商贸有限公司", "有限责任公司", "王伟", "向阳区红旗路1号", OPENED),
+                       ("M2", A, "宏发商贸有限公司", "有限责任公司", "王伟", "工农区新华街9号", OPENED)), settings)
+    assert f["kind"].to_list() == ["duplicate_record"] and "可能已迁址" in f["message"][0]
+
+
 # --------------------------------------------------------------------------- entity-type words (issue 13.3)
 
 @pytest.mark.parametrize("entity_type,dept_cat", [
