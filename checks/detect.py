@@ -30,7 +30,7 @@ from checks.settings import Settings
 from validators import regions
 from validators.column import BIT, classify
 from validators.tables import DEPARTMENTS, KINDS, TERMINAL_KINDS, VALUE
-from validators.uscc import Suggestion, calc_check_char, check, mask, single_edit_neighbors
+from validators.uscc import Suggestion, calc_check_char, check, formatting_fix, mask, single_edit_neighbors
 
 #: Columns of the findings frame (findings.csv carries them, SPEC §5) and their types.
 FINDING_SCHEMA = {
@@ -424,6 +424,16 @@ def attach_repairs(findings: list[Finding], ctx: Context) -> None:
     findings[:] = [f for items in by_record.values() for f in items]
 
 
+def attach_formatting_fixes(findings: list[Finding], ctx: Context) -> None:
+    """A `formatting` finding carries the clean code as its fix (`high`) when that code passes every
+    rule and the record has no error of any other kind; otherwise the record's other findings say
+    what the right code is, and one record never shows two different fixes."""
+    wrong = {f.idx for f in findings if (f.severity or KINDS[f.kind].severity) == "error"}
+    for f in findings:
+        if f.kind == "formatting" and f.idx not in wrong and ctx.rows[f.idx]["valid"]:
+            f.suggestion = formatting_fix(ctx.rows[f.idx]["norm"])
+
+
 _REPAIRABLE = {"missing", "excel_mangled", "personal_id", "legacy_number", "bad_length", "bad_charset",
                "bad_department", "bad_category", "bad_region", "bad_org_check", "bad_check_char",
                "department_mismatch", "category_mismatch"}
@@ -491,7 +501,9 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
 def assemble(record_findings: list[Finding], cross: list[Finding], ctx: Context) -> pl.DataFrame:
     """Repairs on the record findings, then every finding as the findings frame."""
     attach_repairs(record_findings, ctx)
-    return to_frame(record_findings + cross, ctx)
+    findings = record_findings + cross
+    attach_formatting_fixes(findings, ctx)
+    return to_frame(findings, ctx)
 
 
 def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None) -> pl.DataFrame:
@@ -512,8 +524,9 @@ def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None)
     cross, ctx = cross_level(frame, settings, {f.idx for f in findings})
     clock.lap("across records")
     attach_repairs(findings, ctx)
-    clock.lap("repairs")
     findings += cross
+    attach_formatting_fixes(findings, ctx)
+    clock.lap("repairs")
     result = to_frame(findings, ctx)
     clock.lap("findings frame")
     if stats is not None:

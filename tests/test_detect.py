@@ -231,6 +231,33 @@ def test_addresses_in_different_districts_are_not_the_same_place(settings):
     assert f.height == 0
 
 
+# --------------------------------------------------------------------------- formatting fixes (issue 13.1)
+
+def test_a_formatting_finding_carries_the_clean_code_as_a_sure_fix(settings):
+    f = detect(frame(("market", "M1", " " + A[:8].lower() + " " + A[8:], "宏发商贸有限公司", "有限责任公司", "王伟", "")),
+               settings)
+    row = f.row(0, named=True)
+    assert row["kind"] == "formatting" and row["suggested_code"] == A and row["confidence"] == "high"
+    assert row["suggestion_reason"]
+
+
+def test_a_formatted_code_that_is_also_broken_gets_its_fix_from_the_other_findings(settings):
+    broken = A[:17] + ("1" if A[17] != "1" else "2")
+    f = detect(frame(("market", "M1", broken[:8] + " " + broken[8:], "宏发商贸有限公司", "有限责任公司", "王伟", "")),
+               settings)
+    by_kind = {r["kind"]: r for r in f.iter_rows(named=True)}
+    assert set(by_kind) == {"bad_check_char", "formatting"}
+    assert by_kind["formatting"]["suggested_code"] is None and "仍有错误" in by_kind["formatting"]["message"]
+    assert by_kind["bad_check_char"]["suggested_code"] == A
+
+
+def test_a_clean_code_that_collides_with_another_entity_is_not_offered_as_the_fix(settings):
+    f = detect(frame(("market", "M1", A.lower(), "宏发商贸有限公司", "有限责任公司", "王伟", "向阳区红旗路1号"),
+                     ("market", "M2", A, "天明建筑工程有限公司", "有限责任公司", "李娜", "工农区新华街9号")), settings)
+    formatting = f.filter(pl.col("kind") == "formatting")
+    assert formatting.height == 1 and formatting["suggested_code"].to_list() == [None]
+
+
 # --------------------------------------------------------------------------- one code twice in a registry (issue 13.2)
 
 def records(*rows) -> pl.DataFrame:

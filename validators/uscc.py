@@ -63,6 +63,7 @@ __all__ = [
     "check",
     "calc_check_char",
     "calc_org_check_char",
+    "formatting_fix",
     "mask",
     "repair_candidates",
     "single_edit_neighbors",
@@ -369,19 +370,26 @@ def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] |
             listed = "、".join(f"第 {i + 1} 位“{normalized[i]}”" for i in bad[:5]) + ("等" if len(bad) > 5 else "")
             findings.append(_finding("bad_charset", f"{listed}不是代码允许的字符", [i + 1 for i in bad]))
 
-    if trimmed != normalized:
-        findings.append(_finding("formatting", _formatting_message(trimmed)))
-
     if allowlist and normalized in allowlist:
         failed = "、".join(KINDS[f.kind].label for f in findings if f.severity != "info")
         note = f"（原本不通过：{failed}）" if failed else ""
-        findings = [f for f in findings if f.kind == "formatting"]
-        findings.insert(0, _finding("allowlisted", f"该代码已列入白名单：{allowlist[normalized]}{note}"))
+        findings = [_finding("allowlisted", f"该代码已列入白名单：{allowlist[normalized]}{note}")]
         suggestions.clear()
+    if trimmed != normalized:
+        broken = any(f.severity == "error" for f in findings)
+        findings.append(_finding("formatting", _formatting_message(trimmed, broken)))
+        if not broken:
+            suggestions.insert(0, formatting_fix(normalized))
     return report(findings)
 
 
-def _formatting_message(text: str) -> str:
+def formatting_fix(clean: str) -> Suggestion:
+    """The fix of a `formatting` finding whose clean code passes every rule: the clean code itself
+    (`high`: normalization is exact, nothing is guessed)."""
+    return Suggestion(clean, "去除空格、不可见字符、连字符，全角改半角、小写改大写后的同一代码（已通过全部校验）", "high")
+
+
+def _formatting_message(text: str, broken: bool = False) -> str:
     parts = []
     if any(ch.isspace() or ch == "\u00a0" for ch in text):
         parts.append("空格")
@@ -394,6 +402,8 @@ def _formatting_message(text: str) -> str:
     if any(ch in "-‐‑‒–—―−ー－._·・" for ch in text):
         parts.append("连字符或点")
     found = "、".join(parts) or "多余字符"
+    if broken:
+        return f"代码含有{found}，清理后为 {compact(text)}，但清理后仍有错误，请按本记录的其他提示更正"
     return f"代码含有{found}，清理后为 {compact(text)}"
 
 
