@@ -65,9 +65,23 @@ def finding_id(source: str, record_id: str, kind: str, code: str) -> str:
 
 # --------------------------------------------------------------------------- preparation
 
+#: File types whose cells carry a type (a text cell was not rounded by this file); a CSV has none:
+#: Excel writes numbers into a CSV as it shows them, so 18 digits ending in 000 may be its damage.
+TYPED_CELL_SUFFIXES = (".xlsx",)
+
+
+def text_cell_expr() -> pl.Expr:
+    """The code cell was stored as text in a typed sheet (an XLSX cell that is not a number)."""
+    typed = pl.lit(False)
+    for suffix in TYPED_CELL_SUFFIXES:
+        typed = typed | pl.col("file").str.to_lowercase().str.ends_with(suffix)
+    return (typed & ~pl.col("uscc_numeric")).fill_null(False)
+
+
 def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """Records with the normalized code, its flags, and the keys used for linking."""
-    classified = classify(records["uscc_raw"], records["uscc_numeric"], settings.allowlist)
+    records = records.with_columns(uscc_text=text_cell_expr())
+    classified = classify(records["uscc_raw"], records["uscc_numeric"], settings.allowlist, records["uscc_text"])
     prefixes = settings.city.name_prefixes
     frame = records.with_columns(
         # a partition keeps the indexes of the whole run (checks.partition)
@@ -99,13 +113,14 @@ def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 
 def record_level(frame: pl.DataFrame, allowlist: dict[str, str] | None = None) -> list[Finding]:
     """The validator's findings on every flagged code (one scalar check per distinct cell)."""
-    flagged = frame.filter(pl.col("flags") != 0).select("idx", "uscc_raw", "uscc_numeric")
+    flagged = frame.filter(pl.col("flags") != 0).select("idx", "uscc_raw", "uscc_numeric", "uscc_text")
     findings: list[Finding] = []
     reports: dict[tuple, object] = {}
-    for idx, raw, numeric in flagged.iter_rows():
-        report = reports.get((raw, numeric))
+    for idx, raw, numeric, text in flagged.iter_rows():
+        report = reports.get((raw, numeric, text))
         if report is None:
-            report = reports[(raw, numeric)] = check(raw, numeric=numeric, allowlist=allowlist, suggest=False)
+            report = reports[(raw, numeric, text)] = check(raw, numeric=numeric, text=text, allowlist=allowlist,
+                                                          suggest=False)
         for f in report.findings:
             findings.append(Finding(idx, f.kind, f.message, f.severity, f.positions))
     return findings
@@ -193,7 +208,7 @@ def neighbor_pairs(frame: pl.DataFrame) -> pl.DataFrame:
 
 #: Columns of the records that findings, links and repairs read.
 ROW_COLUMNS = ("idx", "source", "record_id", "code", "norm", "valid", "flags", "name", "name_norm", "entity_type",
-               "uscc_raw", "file", "row")
+               "uscc_raw", "uscc_numeric", "uscc_text", "file", "row")
 
 
 def row_store(frame: pl.DataFrame, indexes) -> dict[int, dict]:
@@ -489,7 +504,8 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
     """No evidence elsewhere: what the rules alone can fix, never above `medium`."""
     if kinds & set(TERMINAL_KINDS):
         return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (SPEC §8)
-    report = check(ctx.rows[idx]["uscc_raw"], allowlist=ctx.settings.allowlist)
+    r = ctx.rows[idx]
+    report = check(r["uscc_raw"], numeric=r["uscc_numeric"], text=r["uscc_text"], allowlist=ctx.settings.allowlist)
     medium = [s for s in report.suggestions if s.confidence == "medium"]
     if len(medium) == 1:
         return medium[0]

@@ -369,3 +369,15 @@ def test_entity_types_the_check_does_not_know_are_counted_per_source():
                          "entity_type": ["群众团体", "筹备组", " 筹备组", "", None, "其他", "筹备组"]})
     assert unrecognized_types(rows) == [{"source": "editorial", "value": "筹备组", "count": 2},
                                         {"source": "market", "value": "筹备组", "count": 1}]
+
+
+# --------------------------------------------------------------------------- text cells (issue 13.4)
+
+def test_an_xlsx_text_cell_ending_in_000_is_judged_by_the_rules_not_taken_for_excel_damage(settings):
+    rows = frame(("editorial", "E1", "112304316562995000", "鹤岗市宏发管理局", "机关", "王伟", ""))
+    as_text = detect(rows.with_columns(file=pl.lit("编办_机构名录.xlsx")), settings)
+    assert as_text["kind"].to_list() == ["bad_region", "bad_check_char"]
+    assert "Excel" in as_text.filter(pl.col("kind") == "bad_check_char")["message"][0]
+    assert detect(rows, settings)["kind"].to_list() == ["excel_mangled"]  # a CSV cell: Excel may have saved it so
+    as_number = detect(rows.with_columns(file=pl.lit("编办_机构名录.xlsx"), uscc_numeric=pl.lit(True)), settings)
+    assert as_number["kind"].to_list() == ["excel_mangled"]

@@ -218,3 +218,16 @@ def test_a_code_broken_after_clean_up_offers_no_formatting_fix():
     assert all(s.confidence != "high" for s in report.suggestions)
     assert "仍有错误" in report.findings[-1].message
 
+
+# --------------------------------------------------------------------------- text cells (issue 13.4)
+
+def test_a_text_cell_of_digits_ending_in_000_is_judged_by_every_rule():
+    report = check("112304316562995000", text=True)
+    assert report.kinds == ["bad_region", "bad_check_char"] and not report.valid
+    assert "Excel" in report.findings[-1].message  # said as a possibility, not as the finding
+
+
+def test_the_same_digits_from_a_csv_or_a_number_cell_are_excel_damage():
+    assert check("112304316562995000").kinds == ["excel_mangled"]
+    assert check("112304316562995000", numeric=True, text=True).kinds == ["excel_mangled"]
+

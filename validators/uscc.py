@@ -301,13 +301,17 @@ def _excel_digits(text: str) -> str | None:
     return mantissa.ljust(18, "0") if len(mantissa) <= 18 else None
 
 
-def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] | None = None,
+def check(code: object, *, numeric: bool = False, text: bool = False, allowlist: Mapping[str, str] | None = None,
           suggest: bool = True) -> Report:
     """Every rule of GB 32100 (and SPEC §2) on one code, with repair candidates.
 
     Args:
         code: the cell as read from a registry.
         numeric: the cell was stored as a number by a spreadsheet.
+        text: the cell was stored as text in a sheet that keeps cell types (XLSX): this file did
+            not round it, so 18 digits ending in `000` are judged by the rules, not taken for Excel
+            damage (the message still says it may have been such damage upstream). Ignored when
+            `numeric` is set. A CSV cell is neither: Excel saves numbers in a CSV as it shows them.
         allowlist: codes confirmed legitimate despite failing a rule → reason.
         suggest: compute repair candidates (skip for speed when only kinds matter).
 
@@ -356,7 +360,10 @@ def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] |
             state = "" if personal_id_checksum_ok(normalized) else "（其校验位不符，可能另有录入错误）"
             return report([_finding("personal_id", f"代码栏填写的是居民身份证号码 {mask(normalized)}{state}，"
                                                    "不是统一社会信用代码")])
-        if has_error and all(ch in _DIGITS for ch in normalized) and normalized.endswith(EXCEL_ZEROED_SUFFIX):
+        zeroed_form = all(ch in _DIGITS for ch in normalized) and normalized.endswith(EXCEL_ZEROED_SUFFIX)
+        if has_error and zeroed_form and text and not numeric:
+            findings = [_note_upstream_zeroing(f) for f in findings]
+        elif has_error and zeroed_form:
             if suggest:
                 suggestions.extend(_zeroed_candidates(normalized))
             return report([_finding("excel_mangled", f"代码“{normalized}”末 3 位为 000 且校验不通过，"
@@ -387,6 +394,14 @@ def formatting_fix(clean: str) -> Suggestion:
     """The fix of a `formatting` finding whose clean code passes every rule: the clean code itself
     (`high`: normalization is exact, nothing is guessed)."""
     return Suggestion(clean, "去除空格、不可见字符、连字符，全角改半角、小写改大写后的同一代码（已通过全部校验）", "high")
+
+
+def _note_upstream_zeroing(finding: Finding) -> Finding:
+    """A text cell of digits ending in 000 that fails the check: the rules stand, the possibility is said."""
+    if finding.kind != "bad_check_char":
+        return finding
+    return Finding(finding.kind, finding.severity, finding.message + "。末 3 位为 000：若该代码曾被 Excel 当作数字保存，"
+                   "末几位可能已丢失，请以原始证照为准", finding.positions)
 
 
 def _formatting_message(text: str, broken: bool = False) -> str:
