@@ -202,7 +202,9 @@ def test_quality_on_synthetic_truth(settings, synth_dir):
     derivable = tp.filter(pl.col("derivable") == "1")
     assert (derivable["suggested_code"] == derivable["expected_code"]).mean() >= 0.95
     near = pl.read_csv(synth_dir / "truth" / "near_miss.csv", infer_schema=False)
-    related = {(r["source"] + ":" + r["record_id"], x) for r in got.iter_rows(named=True)
+    # a link says "same entity"; duplicate_code lists the other holders of a code as different entities
+    related = {(r["source"] + ":" + r["record_id"], x)
+               for r in f.filter(pl.col("kind") != "duplicate_code").iter_rows(named=True)
                for x in (r["related"] or "").split(";") if x}
     for r in near.iter_rows(named=True):
         a, b = f"{r['source_a']}:{r['record_a']}", f"{r['source_b']}:{r['record_b']}"
@@ -381,3 +383,24 @@ def test_an_xlsx_text_cell_ending_in_000_is_judged_by_the_rules_not_taken_for_ex
     assert detect(rows, settings)["kind"].to_list() == ["excel_mangled"]  # a CSV cell: Excel may have saved it so
     as_number = detect(rows.with_columns(file=pl.lit("编办_机构名录.xlsx"), uscc_numeric=pl.lit(True)), settings)
     assert as_number["kind"].to_list() == ["excel_mangled"]
+
+
+def test_synth_plants_what_independent_data_revealed(settings, synth_dir):
+    """Moved copies, code collisions a careless rule would merge, formatting fixes, type words
+    the category check must know, and XLSX text cells ending in 000 (issue 13) are all planted."""
+    records = ingest_all(settings, synth_dir).records
+    truth = pl.read_csv(synth_dir / "truth" / "findings.csv", infer_schema=False)
+    keyed = records.select("source", "record_id", "uscc_raw", "address", "entity_type")
+    copies = truth.filter(pl.col("kind") == "duplicate_record").join(keyed, on=["source", "record_id"])
+    firsts = keyed.join(copies.select("uscc_raw", pl.col("address").alias("copy_address")), on="uscc_raw")
+    assert firsts.filter(pl.col("address") != pl.col("copy_address")).height > 0  # moved
+    near = pl.read_csv(synth_dir / "truth" / "near_miss.csv", infer_schema=False)
+    assert near.filter(pl.col("why").str.contains("共用一个代码")).height > 0
+    assert truth.filter((pl.col("kind") == "formatting") & (pl.col("derivable") == "1")).height > 0
+    mismatched = truth.filter(pl.col("kind") == "category_mismatch").join(keyed, on=["source", "record_id"])
+    assert {"群众团体", "人民团体", "群团组织"} & set(mismatched["entity_type"].to_list())
+    text_cells = records.filter(pl.col("file").str.ends_with(".xlsx") & ~pl.col("uscc_numeric")
+                                & pl.col("uscc_raw").str.contains(r"^[1-9][0-9]{14}000$"))
+    assert text_cells.height > 0
+    wrong = truth.join(text_cells.select("source", "record_id"), on=["source", "record_id"])
+    assert "excel_mangled" not in wrong["kind"].to_list() and "bad_check_char" in wrong["kind"].to_list()
