@@ -9,7 +9,7 @@ import pytest
 from checks.detect import FINDING_SCHEMA
 from checks.returns import read_return
 from reports import forms
-from reports.render import RunView, highlight, render_department, write_run
+from reports.render import RunView, highlight, render_department, render_index, write_run
 
 XSS = "<script>alert(1)</script>"
 
@@ -161,3 +161,11 @@ def test_a_second_process_that_fails_leaves_the_previous_report_in_place(tmp_pat
     with pytest.raises(RuntimeError, match="XLSX forms could not be written"):
         write_run(root, view(findings_frame(finding(name="新名称"))))
     assert (root / "2026-11-28" / "index.html").read_text("utf-8") == before
+
+
+def test_the_overview_lists_entity_types_the_category_check_does_not_know():
+    v = view(findings_frame(finding()))
+    v.unrecognized_types = [{"source": "market", "value": "筹备组<b>", "count": 3}]
+    html = render_index(v)
+    assert "未识别的机构类型" in html and "筹备组&lt;b&gt;" in html and ">3<" in html
+    assert "未识别的机构类型" not in render_index(view(findings_frame(finding())))
