@@ -197,7 +197,7 @@ def _decide_weak_same_code(r: dict, text: str, address_same: bool, rep_same: boo
         r["score"] >= SIMILAR_NAME and distinctive_similarity(r["name_core"], r["name_core_b"]) >= SIMILAR_NAME)
     if address_same:
         ok = rep_same or r["score"] >= SAME_CODE_NAME
-        return ok, ("同一主体：" if ok else "不是同一主体（同一地址但名称、经营者均不同）：") + text
+        return ok, ("同一主体：" if ok else "不是同一主体（同一地址，但名称不同，经营者不同或缺失）：") + text
     if name_same and rep_same and date_same:
         return True, "同一主体：" + text + ("；" + MOVED if _moved(r, address_same) else "")
     differ = "、".join(label for label, agree in (("名称", name_same), ("经营者", rep_same), ("成立日期", date_same))
