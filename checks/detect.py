@@ -446,7 +446,7 @@ def attach_formatting_fixes(findings: list[Finding], ctx: Context) -> None:
     wrong = {f.idx for f in findings if (f.severity or KINDS[f.kind].severity) == "error"}
     for f in findings:
         if f.kind == "formatting" and f.idx not in wrong and ctx.rows[f.idx]["valid"]:
-            f.suggestion = formatting_fix(ctx.rows[f.idx]["norm"])
+            f.suggestion = formatting_fix(ctx.rows[f.idx]["uscc_raw"])
 
 
 _REPAIRABLE = {"missing", "excel_mangled", "personal_id", "legacy_number", "bad_length", "bad_charset",
