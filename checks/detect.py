@@ -346,10 +346,11 @@ def _group_findings(ctx: Context, members: tuple[int, ...]) -> list[Finding]:
         copies.sort(key=lambda r: r["record_id"])
         for r in copies[1:]:
             link = ctx.link(r["idx"], copies[0]["idx"]) or {}
-            moved = ("；两条记录" + MOVED + "，请核实现住所，保留正确的一条") if MOVED in (link.get("reason") or "") else ""
+            todo = ("；两条记录" + MOVED + "，请核实现住所，保留地址正确的一条，删除另一条"
+                    if MOVED in (link.get("reason") or "") else "，请合并或删除重复记录")
             findings.append(Finding(r["idx"], "duplicate_record",
                                     f"与本单位记录 {copies[0]['record_id']}（{copies[0]['name']}）为同一主体、同一代码"
-                                    f"{moved}，请合并或删除重复记录", related=[c["idx"] for c in copies if c is not r],
+                                    f"{todo}", related=[c["idx"] for c in copies if c is not r],
                                     group_size=size, weakest_score=weakest, evidence=weakest_reason))
 
     # 名称不一致: same code in two registries, names differ after normalization.
