@@ -107,12 +107,29 @@ def expected_category(entity_type: str | None, name: str | None) -> Expectation 
 def expected_category_expr(entity_type: pl.Expr, name: pl.Expr) -> pl.Expr:
     """Polars form of `expected_category` over whole columns, from the same table:
     `"<dept><cat>T"` (by type) or `"<dept><cat>N"` (by name), or null."""
+    return pl.coalesce(_words_expr(entity_type, "T"), _words_expr(name, "N"))
+
+
+def expected_category_column(entity_type: pl.Series, name: pl.Series) -> pl.Series:
+    """`expected_category_expr` of two columns, the type words matched once per distinct type
+    (a registry uses a few dozen types over millions of records)."""
+    types = entity_type.fill_null("").unique()
+    by_type = pl.select(types.alias("t"), _words_expr(pl.lit(types), "T").alias("e"))
+    mapping = dict(zip(by_type["t"].to_list(), by_type["e"].to_list()))
+    expected = entity_type.fill_null("").replace_strict(mapping, return_dtype=pl.String).alias("expected")
+    untyped = expected.is_null().arg_true()  # names only where the type said nothing
+    if len(untyped):
+        by_name = pl.select(_words_expr(pl.lit(name.cast(pl.String).gather(untyped)), "N"))[:, 0]
+        expected = expected.scatter(untyped, by_name)
+    return expected
+
+
+def _words_expr(column: pl.Expr, mark: str) -> pl.Expr:
+    """`"<dept><cat><mark>"` of the first row whose type (T) or name (N) words match, or null."""
+    rows = [(d, c, t.pattern if mark == "T" else (n.pattern if n else None)) for d, c, t, n in _ROWS]
     result = pl.lit(None, dtype=pl.String)
-    names = [(d, c, n.pattern) for d, c, _, n in _ROWS if n is not None]
-    types = [(d, c, t.pattern) for d, c, t, _ in _ROWS]
-    for rows, column, mark in ((names, name, "N"), (types, entity_type, "T")):  # built inside out: types win
-        for dept, cat, pattern in reversed(rows):
-            result = pl.when(column.fill_null("").str.contains(pattern)).then(pl.lit(dept + cat + mark)).otherwise(result)
+    for dept, cat, pattern in reversed([r for r in rows if r[2]]):  # built inside out: the first row wins
+        result = pl.when(column.fill_null("").str.contains(pattern)).then(pl.lit(dept + cat + mark)).otherwise(result)
     return result
 
 
@@ -143,4 +160,5 @@ def unrecognized_types(records: pl.DataFrame) -> list[dict]:
     return unknown.to_dicts()
 
 
-__all__ = ["CATEGORY_WORDS", "Expectation", "expected_category", "expected_category_expr", "unrecognized_types"]
+__all__ = ["CATEGORY_WORDS", "Expectation", "expected_category", "expected_category_expr", "expected_category_column",
+           "unrecognized_types"]

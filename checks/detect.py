@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from checks.categories import expected_category, expected_category_expr
+from checks.categories import expected_category, expected_category_column
 from checks.linking import MOVED, build_groups, candidate_pairs, score_pairs
 from checks.names import name_core_expr, normalize_name_expr
 from checks.settings import Settings
@@ -136,13 +136,12 @@ def context_level(frame: pl.DataFrame, settings: Settings) -> list[Finding]:
     own = pl.lit(False)
     for source in settings.sources:
         own = pl.when(pl.col("source") == source.key).then(dept.is_in(list(source.departments))).otherwise(own)
-    expected = expected_category_expr(pl.col("entity_type"), pl.col("name"))
     valid_pairs = [d + c for d, (_, cats) in DEPARTMENTS.items() for c in cats]
     region = pl.col("code").str.slice(2, 6)
-    columns = frame.select("idx", "source", "code", "flags", "entity_type", "name")
+    columns = frame.select("idx", "source", "code", "flags", "entity_type", "name").with_columns(
+        _expected=expected_category_column(frame["entity_type"], frame["name"]))
     flagged = columns.filter(pl.col("code").is_not_null()).with_columns(
         _dept=dept.is_in(list(DEPARTMENTS)) & ~own,
-        _expected=expected,
     ).with_columns(
         _cat=(pl.col("_expected").str.slice(0, 1) == dept) & (pl.col("_expected").str.slice(1, 1) != cat)
         & ((pl.col("flags") & BIT["bad_category"]) == 0) & pl.col("code").str.slice(0, 2).is_in(valid_pairs),

@@ -212,13 +212,16 @@ def test_quality_on_synthetic_truth(settings, synth_dir):
 
 
 def test_category_expectation_is_one_table_for_rows_and_columns():
-    from checks.categories import expected_category, expected_category_expr
+    from checks.categories import expected_category, expected_category_column, expected_category_expr
 
     cases = [("律师事务所", "黑龙江宏发律师事务所"), ("个体工商户", "向阳区张伟烧烤店"), (None, "鹤岗市宏发公证处"),
              ("有限责任公司分公司", "宏发商贸有限公司向阳分公司"), ("机关", "鹤岗市某局"), ("其他", "鹤岗市围棋协会"),
-             (None, "鹤岗市宏发司法鉴定中心"), ("事业单位", "鹤岗市第一中学"), ("", ""), ("公证处", "鹤岗市宏发公证中心")]
+             (None, "鹤岗市宏发司法鉴定中心"), ("事业单位", "鹤岗市第一中学"), ("", ""), ("公证处", "鹤岗市宏发公证中心"),
+             ("群众团体", "鹤岗市归国华侨联合会"), ("民办非企业单位", "鹤岗市宏发培训学校"), ("临时机构", "黑龙江宏发律师事务所"),
+             (None, None), ("村股份经济合作社", "萝北县春兴村股份经济合作社")]
     frame = pl.DataFrame({"t": [c[0] for c in cases], "n": [c[1] for c in cases]}, schema={"t": pl.String, "n": pl.String})
     column = frame.select(expected_category_expr(pl.col("t"), pl.col("n")))[:, 0].to_list()
+    assert expected_category_column(frame["t"], frame["n"]).to_list() == column
     for (entity_type, name), got in zip(cases, column):
         e = expected_category(entity_type, name)
         assert got == (e.dept_cat + ("T" if e.by_type else "N") if e else None), (entity_type, name)
