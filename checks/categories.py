@@ -87,7 +87,6 @@ CATEGORY_WORDS: tuple[tuple[str, str, str | None], ...] = (
 NO_CATEGORY_RE = r"^(其他|其它)(组织|单位|机构|类)?$"
 
 _ROWS = tuple((dc[0], dc[1], re.compile(t), re.compile(n) if n else None) for dc, t, n in CATEGORY_WORDS)
-_NO_CATEGORY = re.compile(NO_CATEGORY_RE)
 assert all(d in DEPARTMENTS and c in DEPARTMENTS[d][1] for d, c, _, _ in _ROWS), "a row names no GB 32100 category"
 
 
@@ -154,8 +153,8 @@ def unrecognized_types(records: pl.DataFrame) -> list[dict]:
     if records.height == 0 or "entity_type" not in records.columns:
         return []
     unknown = (records.select("source", pl.col("entity_type").str.strip_chars().alias("value"))
+               .group_by("source", "value").len("count")  # a few dozen values: the words are matched once each
                .filter(~is_recognized_type_expr(pl.col("value")))
-               .group_by("source", "value").len("count")
                .sort(["count", "source", "value"], descending=[True, False, False]))
     return unknown.to_dicts()
 
