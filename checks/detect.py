@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from checks.categories import expected_category, expected_category_expr
-from checks.linking import build_groups, candidate_pairs, score_pairs
+from checks.categories import expected_category, expected_category_column
+from checks.linking import MOVED, build_groups, candidate_pairs, score_pairs
 from checks.names import name_core_expr, normalize_name_expr
 from checks.settings import Settings
 from validators import regions
 from validators.column import BIT, classify
 from validators.tables import DEPARTMENTS, KINDS, TERMINAL_KINDS, VALUE
-from validators.uscc import Suggestion, calc_check_char, check, mask, single_edit_neighbors
+from validators.uscc import Suggestion, calc_check_char, check, formatting_fix, mask, single_edit_neighbors
 
 #: Columns of the findings frame (findings.csv carries them, SPEC §5) and their types.
 FINDING_SCHEMA = {
@@ -65,9 +65,23 @@ def finding_id(source: str, record_id: str, kind: str, code: str) -> str:
 
 # --------------------------------------------------------------------------- preparation
 
+#: File types whose cells carry a type (a text cell was not rounded by this file); a CSV has none:
+#: Excel writes numbers into a CSV as it shows them, so 18 digits ending in 000 may be its damage.
+TYPED_CELL_SUFFIXES = (".xlsx",)
+
+
+def text_cell_expr() -> pl.Expr:
+    """The code cell was stored as text in a typed sheet (an XLSX cell that is not a number)."""
+    typed = pl.lit(False)
+    for suffix in TYPED_CELL_SUFFIXES:
+        typed = typed | pl.col("file").str.to_lowercase().str.ends_with(suffix)
+    return (typed & ~pl.col("uscc_numeric")).fill_null(False)
+
+
 def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """Records with the normalized code, its flags, and the keys used for linking."""
-    classified = classify(records["uscc_raw"], records["uscc_numeric"], settings.allowlist)
+    records = records.with_columns(uscc_text=text_cell_expr())
+    classified = classify(records["uscc_raw"], records["uscc_numeric"], settings.allowlist, records["uscc_text"])
     prefixes = settings.city.name_prefixes
     frame = records.with_columns(
         # a partition keeps the indexes of the whole run (checks.partition)
@@ -99,13 +113,14 @@ def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 
 def record_level(frame: pl.DataFrame, allowlist: dict[str, str] | None = None) -> list[Finding]:
     """The validator's findings on every flagged code (one scalar check per distinct cell)."""
-    flagged = frame.filter(pl.col("flags") != 0).select("idx", "uscc_raw", "uscc_numeric")
+    flagged = frame.filter(pl.col("flags") != 0).select("idx", "uscc_raw", "uscc_numeric", "uscc_text")
     findings: list[Finding] = []
     reports: dict[tuple, object] = {}
-    for idx, raw, numeric in flagged.iter_rows():
-        report = reports.get((raw, numeric))
+    for idx, raw, numeric, text in flagged.iter_rows():
+        report = reports.get((raw, numeric, text))
         if report is None:
-            report = reports[(raw, numeric)] = check(raw, numeric=numeric, allowlist=allowlist, suggest=False)
+            report = reports[(raw, numeric, text)] = check(raw, numeric=numeric, text=text, allowlist=allowlist,
+                                                          suggest=False)
         for f in report.findings:
             findings.append(Finding(idx, f.kind, f.message, f.severity, f.positions))
     return findings
@@ -121,13 +136,12 @@ def context_level(frame: pl.DataFrame, settings: Settings) -> list[Finding]:
     own = pl.lit(False)
     for source in settings.sources:
         own = pl.when(pl.col("source") == source.key).then(dept.is_in(list(source.departments))).otherwise(own)
-    expected = expected_category_expr(pl.col("entity_type"), pl.col("name"))
     valid_pairs = [d + c for d, (_, cats) in DEPARTMENTS.items() for c in cats]
     region = pl.col("code").str.slice(2, 6)
-    columns = frame.select("idx", "source", "code", "flags", "entity_type", "name")
+    columns = frame.select("idx", "source", "code", "flags", "entity_type", "name").with_columns(
+        _expected=expected_category_column(frame["entity_type"], frame["name"]))
     flagged = columns.filter(pl.col("code").is_not_null()).with_columns(
         _dept=dept.is_in(list(DEPARTMENTS)) & ~own,
-        _expected=expected,
     ).with_columns(
         _cat=(pl.col("_expected").str.slice(0, 1) == dept) & (pl.col("_expected").str.slice(1, 1) != cat)
         & ((pl.col("flags") & BIT["bad_category"]) == 0) & pl.col("code").str.slice(0, 2).is_in(valid_pairs),
@@ -144,10 +158,11 @@ def context_level(frame: pl.DataFrame, settings: Settings) -> list[Finding]:
                                     f"代码第 1 位“{code[0]}”表示{DEPARTMENTS[code[0]][0]}部门登记，"
                                     f"而本单位登记的主体应为“{owners}”开头", positions=(1,)))
         if r["_cat"]:
-            exp_cat, label = r["_expected"][1], r["_expected"][2:]
+            exp_cat, by_type = r["_expected"][1], r["_expected"][2] == "T"
             names = DEPARTMENTS[code[0]][1]
+            said = f"主体类型“{r['entity_type']}”" if by_type else f"名称“{r['name']}”"
             findings.append(Finding(idx, "category_mismatch",
-                                    f"主体为“{label}”，代码第 2 位应为“{exp_cat}”（{names[exp_cat]}），"
+                                    f"{said}表明为{names[exp_cat]}，代码第 2 位应为“{exp_cat}”，"
                                     f"现为“{code[1]}”（{names[code[1]]}）", positions=(2,)))
         if r["_region"]:
             where = regions.region_name(code[2:8]) or code[2:8]
@@ -192,7 +207,7 @@ def neighbor_pairs(frame: pl.DataFrame) -> pl.DataFrame:
 
 #: Columns of the records that findings, links and repairs read.
 ROW_COLUMNS = ("idx", "source", "record_id", "code", "norm", "valid", "flags", "name", "name_norm", "entity_type",
-               "uscc_raw", "file", "row")
+               "uscc_raw", "uscc_numeric", "uscc_text", "file", "row")
 
 
 def row_store(frame: pl.DataFrame, indexes) -> dict[int, dict]:
@@ -329,9 +344,12 @@ def _group_findings(ctx: Context, members: tuple[int, ...]) -> list[Finding]:
     for (source, code), copies in by_key.items():
         copies.sort(key=lambda r: r["record_id"])
         for r in copies[1:]:
+            link = ctx.link(r["idx"], copies[0]["idx"]) or {}
+            todo = ("；两条记录" + MOVED + "，请核实现住所，保留地址正确的一条，删除另一条"
+                    if MOVED in (link.get("reason") or "") else "，请合并或删除重复记录")
             findings.append(Finding(r["idx"], "duplicate_record",
-                                    f"与本单位记录 {copies[0]['record_id']}（{copies[0]['name']}）为同一主体、同一代码，"
-                                    "请合并或删除重复记录", related=[c["idx"] for c in copies if c is not r],
+                                    f"与本单位记录 {copies[0]['record_id']}（{copies[0]['name']}）为同一主体、同一代码"
+                                    f"{todo}", related=[c["idx"] for c in copies if c is not r],
                                     group_size=size, weakest_score=weakest, evidence=weakest_reason))
 
     # 名称不一致: same code in two registries, names differ after normalization.
@@ -421,6 +439,16 @@ def attach_repairs(findings: list[Finding], ctx: Context) -> None:
     findings[:] = [f for items in by_record.values() for f in items]
 
 
+def attach_formatting_fixes(findings: list[Finding], ctx: Context) -> None:
+    """A `formatting` finding carries the clean code as its fix (`high`) when that code passes every
+    rule and the record has no error of any other kind; otherwise the record's other findings say
+    what the right code is, and one record never shows two different fixes."""
+    wrong = {f.idx for f in findings if (f.severity or KINDS[f.kind].severity) == "error"}
+    for f in findings:
+        if f.kind == "formatting" and f.idx not in wrong and ctx.rows[f.idx]["valid"]:
+            f.suggestion = formatting_fix(ctx.rows[f.idx]["uscc_raw"])
+
+
 _REPAIRABLE = {"missing", "excel_mangled", "personal_id", "legacy_number", "bad_length", "bad_charset",
                "bad_department", "bad_category", "bad_region", "bad_org_check", "bad_check_char",
                "department_mismatch", "category_mismatch"}
@@ -464,9 +492,11 @@ def _expected_category_suggestion(ctx: Context, idx: int) -> Suggestion | None:
     expected = expected_category(r["entity_type"], r["name"])
     if not expected or not r["code"] or any(ch not in VALUE for ch in r["code"]):
         return None
-    first17 = expected.dept + expected.cat + r["code"][2:17]
+    first17 = expected.dept_cat + r["code"][2:17]
+    basis = (f"按主体类型“{r['entity_type']}”（{expected.label}）" if expected.by_type
+             else f"按名称（{expected.label}）")
     return Suggestion(first17 + calc_check_char(first17),
-                      f"按主体类型“{expected.label}”，第 1–2 位应为“{expected.dept}{expected.cat}”，并重新计算校验码；"
+                      f"{basis}，第 1–2 位应为“{expected.dept_cat}”，并重新计算校验码；"
                       "请以证照为准", "medium")
 
 
@@ -474,7 +504,8 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
     """No evidence elsewhere: what the rules alone can fix, never above `medium`."""
     if kinds & set(TERMINAL_KINDS):
         return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (SPEC §8)
-    report = check(ctx.rows[idx]["uscc_raw"], allowlist=ctx.settings.allowlist)
+    r = ctx.rows[idx]
+    report = check(r["uscc_raw"], numeric=r["uscc_numeric"], text=r["uscc_text"], allowlist=ctx.settings.allowlist)
     medium = [s for s in report.suggestions if s.confidence == "medium"]
     if len(medium) == 1:
         return medium[0]
@@ -486,7 +517,9 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
 def assemble(record_findings: list[Finding], cross: list[Finding], ctx: Context) -> pl.DataFrame:
     """Repairs on the record findings, then every finding as the findings frame."""
     attach_repairs(record_findings, ctx)
-    return to_frame(record_findings + cross, ctx)
+    findings = record_findings + cross
+    attach_formatting_fixes(findings, ctx)
+    return to_frame(findings, ctx)
 
 
 def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None) -> pl.DataFrame:
@@ -507,8 +540,9 @@ def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None)
     cross, ctx = cross_level(frame, settings, {f.idx for f in findings})
     clock.lap("across records")
     attach_repairs(findings, ctx)
-    clock.lap("repairs")
     findings += cross
+    attach_formatting_fixes(findings, ctx)
+    clock.lap("repairs")
     result = to_frame(findings, ctx)
     clock.lap("findings frame")
     if stats is not None:

@@ -146,8 +146,10 @@ def decide(r: dict) -> tuple[bool, str]:
     if conflict:
         return False, f"不是同一主体：{conflict}（{text}）"
     if r["weak"] or r["weak_b"]:
+        if same_code:
+            return _decide_weak_same_code(r, text, address_same, rep_same, date_same)
         # Individual businesses and person-named entities: a name proves nothing.
-        ok = address_same and (rep_same or date_same or same_code)
+        ok = address_same and (rep_same or date_same)
         return ok, ("同一主体：" if ok else "不能认定为同一主体（个体户或以人名命名，需地址等佐证）：") + text
     if same_code:
         if contradicted and score >= SIMILAR_NAME:
@@ -156,6 +158,8 @@ def decide(r: dict) -> tuple[bool, str]:
                 return False, f"不是同一主体：字号相似度仅 {distinct:.0f}，负责人、地址均不同（{text}）"
         ok = (score >= SIMILAR_NAME or (rep_same and address_same)
               or (score >= SAME_CODE_NAME and (rep_same or address_same or date_same)))
+        if ok and _moved(r, address_same):
+            text += "；" + MOVED
         return ok, ("同一主体：" if ok else "不是同一主体（名称不同且无其他佐证）：") + text
     if r["name_norm"] == r["name_norm_b"] or score >= SAME_NAME:
         return not contradicted, ("同一主体：" if not contradicted else
@@ -168,6 +172,37 @@ def decide(r: dict) -> tuple[bool, str]:
             return True, "同一主体：" + text
         return False, f"不是同一主体：名称的区别部分（字号）相似度仅 {distinct:.0f}（{text}）"
     return False, "证据不足，不认定为同一主体：" + text
+
+
+#: Shown when two records of one entity (same code) differ only in their address.
+MOVED = "地址不同，可能已迁址"
+
+
+def _moved(r: dict, address_same: bool) -> bool:
+    """Both records give an address and the addresses differ."""
+    return bool(r["address_norm"]) and bool(r["address_norm_b"]) and not address_same
+
+
+def _decide_weak_same_code(r: dict, text: str, address_same: bool, rep_same: bool, date_same: bool) -> tuple[bool, str]:
+    """An individual business or person-named entity twice under one code.
+
+    The shared code is evidence in itself (a collision takes a clerk's slip), but a
+    name alone says nothing about such entities. At one address, the operator or a
+    similar name makes one entity (a changed operator keeps the code). At different
+    addresses the business may have moved: the name, the operator and the date of
+    establishment must all agree. Different operators at different places, or a
+    different name or date elsewhere, are two entities sharing a code (重码).
+    """
+    name_same = r["name_norm"] == r["name_norm_b"] or (
+        r["score"] >= SIMILAR_NAME and distinctive_similarity(r["name_core"], r["name_core_b"]) >= SIMILAR_NAME)
+    if address_same:
+        ok = rep_same or r["score"] >= SAME_CODE_NAME
+        return ok, ("同一主体：" if ok else "不是同一主体（同一地址，但名称不同，经营者不同或缺失）：") + text
+    if name_same and rep_same and date_same:
+        return True, "同一主体：" + text + ("；" + MOVED if _moved(r, address_same) else "")
+    differ = "、".join(label for label, agree in (("名称", name_same), ("经营者", rep_same), ("成立日期", date_same))
+                      if not agree)
+    return False, f"不能认定为同一主体（个体户或以人名命名，地址不同或缺失，且{differ}不一致或缺失）：" + text
 
 
 def build_groups(scored: pl.DataFrame) -> dict[int, tuple[int, ...]]:

@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import io
 import random
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -54,9 +55,12 @@ SHOPS = ["烧烤店", "超市", "五金商店", "理发店", "小吃部", "水�
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红娥玲芬燕彬飞鹏辉建国建华志强海波德明凤兰春梅宏伟"
 STREETS = ["红旗路", "新华街", "工农路", "南山路", "东山街", "胜利路", "解放路", "和平街", "建设路", "振兴路"]
-EDITORIAL_KINDS = [("1", "1", "机关", ["{d}{z}管理局", "{d}{z}办公室"]),
-                   ("1", "2", "事业单位", ["鹤岗市{z}中心", "{d}{z}服务中心", "鹤岗市{z}医院", "鹤岗市{z}学校"]),
-                   ("1", "9", "其他", ["鹤岗市{z}协会筹备处"])]
+#: (department, category, the type words registries write for it, name patterns); the first type is the usual one.
+EDITORIAL_KINDS = [("1", "1", ("机关", "行政机关", "党政机关"), ["{d}{z}管理局", "{d}{z}办公室"]),
+                   ("1", "2", ("事业单位", "公益一类事业单位", "公益二类"),
+                    ["鹤岗市{z}中心", "{d}{z}服务中心", "鹤岗市{z}医院", "鹤岗市{z}学校"]),
+                   ("1", "3", ("群众团体", "人民团体", "群团组织"), ["鹤岗市{z}联合会", "{d}{z}归国华侨联合会"]),
+                   ("1", "9", ("其他", "临时机构"), ["鹤岗市{z}协会筹备处"])]
 JUSTICE_KINDS = [("3", "1", "律师事务所", "黑龙江{z}律师事务所"), ("3", "3", "基层法律服务所", "{d}{z}法律服务所"),
                  ("1", "2", "公证处", "鹤岗市{z}公证处"), ("1", "2", "司法鉴定机构", "鹤岗市{z}司法鉴定所")]
 HEADERS = {
@@ -109,9 +113,10 @@ class Truth:
     def add(self, record: Record, kind: str, expected: str = "", derivable: bool = False):
         self.findings.append((record.source, record.record_id, kind, expected, "1" if derivable else "0"))
 
-    def add_record_kinds(self, record: Record, expected: str = "", derivable: bool = False, numeric=False):
+    def add_record_kinds(self, record: Record, expected: str = "", derivable: bool = False, numeric=False,
+                         text=False):
         """Record-level kinds of a damaged code, as the GB 32100 rules name them."""
-        for finding in check(record.code, numeric=numeric, suggest=False).findings:
+        for finding in check(record.code, numeric=numeric, text=text, suggest=False).findings:
             if finding.severity != "info" or finding.kind == "formatting":
                 is_error = finding.severity == "error"
                 self.add(record, finding.kind, expected if is_error else "", derivable and is_error)
@@ -151,8 +156,38 @@ class Generator:
         return f"黑龙江省鹤岗市{district}{self.rng.choice(STREETS)}{self.rng.randint(1, 300)}号"
 
     def _date(self) -> str:
-        day = dt.date(1990, 1, 1) + dt.timedelta(days=self.rng.randint(0, 12000))
+        return self._spell_date(dt.date(1990, 1, 1) + dt.timedelta(days=self.rng.randint(0, 12000)))
+
+    def _spell_date(self, day: dt.date) -> str:
         return self.rng.choice((day.isoformat(), day.strftime("%Y/%m/%d"), day.strftime("%Y年%m月%d日")))
+
+    def respell_date(self, text: str) -> str:
+        """The same day written as another clerk would write it."""
+        return self._spell_date(_parse_date(text))
+
+    def other_date(self, text: str) -> str:
+        """Another day than `text` (two businesses that opened on different days)."""
+        day = _parse_date(text)
+        return self._spell_date(day + dt.timedelta(days=self.rng.choice((-1, 1)) * self.rng.randint(1, 3000)))
+
+    def moved_address(self, entity: "Entity") -> str:
+        """Where a business moved to: another house number, a flat, a village, another county."""
+        old = entity.address
+        number = int((re.findall(r"(\d+)号", old) or ["0"])[-1])
+        new_number = number + self.rng.randint(1, 200)
+        district = DISTRICTS.get(entity.region, "")
+        style = self.rng.choice(["number", "flat", "village", "county", "short"])
+        if style == "number":
+            return re.sub(r"\d+号", f"{new_number}号", old)
+        if style == "flat":
+            return re.sub(r"\d+号", f"{new_number}号{self.rng.randint(1, 6)}单元{self.rng.randint(101, 1805)}室", old)
+        if style == "village":
+            town = self.rng.choice(["北岗乡", "忠仁镇", "新华镇", "太平沟乡", "团结镇"])
+            return f"{district or '绥滨县'}{town}{self._zihao(self.rng.randint(0, 900))}村"
+        if style == "county":
+            elsewhere = self.rng.choice([d for d in DISTRICTS.values() if d != district])
+            return f"黑龙江省鹤岗市{elsewhere}{self.rng.choice(STREETS)}{new_number}号"
+        return f"{district}{self.rng.choice(STREETS)}{new_number}号"  # written without the province and city
 
     def entity(self, dept, cat, name, entity_type, *, region=None, digits_only=False, legal_rep=None) -> Entity:
         region = region or self.rng.choice(REGIONS)
@@ -179,9 +214,10 @@ class Generator:
                            "农民专业合作社", region="230421")
 
     def editorial_entity(self, i: int) -> Entity:
-        dept, cat, etype, patterns = self.rng.choices(EDITORIAL_KINDS, (30, 65, 5))[0]
+        dept, cat, etypes, patterns = self.rng.choices(EDITORIAL_KINDS, (28, 60, 7, 5))[0]
         region = self.rng.choice(REGIONS)
         name = self.rng.choice(patterns).format(d=DISTRICTS.get(region, "鹤岗市"), z=self._zihao(i))
+        etype = etypes[0] if self.rng.random() < 0.6 else self.rng.choice(etypes)
         return self.entity(dept, cat, name, etype, region=region)
 
     def justice_entity(self, i: int) -> Entity:
@@ -191,12 +227,36 @@ class Generator:
         return self.entity(dept, cat, name, etype, region=region)
 
 
+def _parse_date(text: str) -> dt.date:
+    return dt.date(*map(int, re.findall(r"\d+", text)[:3]))
+
+
 # --------------------------------------------------------------------------- damage
 
 def _substitute(code: str, rng: random.Random, positions: range) -> str:
     i = rng.choice(positions)
     new = rng.choice([ch for ch in ALPHABET if ch != code[i]])
     return code[:i] + new + code[i + 1:]
+
+
+def _formatted(code: str, rng: random.Random) -> str:
+    """A code as a clerk's spreadsheet may hold it: spaces, lower case, full width, hyphens, NBSP, zero width."""
+    style = rng.choice(["space", "lower", "fullwidth", "hyphen", "nbsp", "zero_width", "tab", "mixed"])
+    if style == "space":
+        return f"{code[:6]} {code[6:12]} {code[12:]}"
+    if style == "lower" and any(c.isalpha() for c in code):
+        return code.lower()
+    if style == "fullwidth":
+        return "".join(chr(ord(c) + 0xFEE0) for c in code)
+    if style == "nbsp":
+        return code[:9] + "\u00a0" + code[9:]
+    if style == "zero_width":
+        return code[:4] + "\u200b" + code[4:]
+    if style == "tab":
+        return code[:8] + "\t" + code[8:]
+    if style == "mixed":
+        return "".join(chr(ord(c) + 0xFEE0) if i < 8 else c for i, c in enumerate(code)).lower() + "\u3000"
+    return f"{code[:8]}-{code[8:17]}-{code[17]}"
 
 
 def _personal_id(rng: random.Random, region: str) -> str:
@@ -210,7 +270,10 @@ def _plant_record_level(record: Record, truth: Truth, rng: random.Random, has_ev
     """Damage one record's code the ways registries do; record what must be found."""
     good = record.entity.code
     kind = rng.choice(["missing", "legacy", "bad_length", "charset", "check_char", "typo", "transpose",
-                       "department", "category", "region", "formatting", "excel", "personal_id"])
+                       "department", "category", "region", "formatting", "excel", "personal_id",
+                       "formatted_broken", "zeroed_text"])
+    if good.isdigit() and rng.random() < 0.15:
+        kind = "zeroed_text"  # only all-digit codes can look zeroed: give them a fair share
     if kind == "personal_id":
         if record.entity.cat != "2":  # operators of individual businesses type their ID number
             return _plant_record_level(record, truth, rng, has_evidence)
@@ -259,18 +322,22 @@ def _plant_record_level(record: Record, truth: Truth, rng: random.Random, has_ev
         record.code = good[:2] + rng.choice(["239900", "990000", "230499"]) + good[8:]
         truth.add_record_kinds(record, good, has_evidence)
     elif kind == "formatting":
-        style = rng.choice(["space", "lower", "fullwidth", "hyphen", "nbsp"])
-        if style == "space":
-            record.code = f"{good[:6]} {good[6:12]} {good[12:]}"
-        elif style == "lower" and any(c.isalpha() for c in good):
-            record.code = good.lower()
-        elif style == "fullwidth":
-            record.code = "".join(chr(ord(c) + 0xFEE0) for c in good)
-        elif style == "nbsp":
-            record.code = good[:9] + "\u00a0" + good[9:]
-        else:
-            record.code = f"{good[:8]}-{good[8:17]}-{good[17]}"
-        truth.add(record, "formatting")
+        # the clean code is the fix, and a sure one (the normalization is exact)
+        record.code = _formatted(good, rng)
+        truth.add(record, "formatting", good, True)
+    elif kind == "formatted_broken":
+        # spaced or lower-case AND mistyped: the rules' findings carry the fix, formatting none
+        broken = good[:17] + rng.choice([c for c in ALPHABET if c != good[17]])
+        record.code = _formatted(broken, rng)
+        truth.add_record_kinds(record, good, True)
+    elif kind == "zeroed_text":
+        # typed as text with a wrong region and ending in 000: not Excel damage in an XLSX text cell,
+        # but it may be in a CSV (Excel writes numbers there as it shows them)
+        if not good.isdigit():
+            return _plant_record_level(record, truth, rng, has_evidence)
+        record.code = good[:2] + rng.choice(["230431", "230499", "239901"]) + good[8:15] + "000"
+        text_cell = record.source == "market" and MARKET_AS_XLSX.get()
+        truth.add_record_kinds(record, good, has_evidence and text_cell, text=text_cell)
     elif kind == "excel":
         if record.source == "market" and good.isdigit() and MARKET_AS_XLSX.get():
             record.numeric = True  # the XLSX writer stores it as a number
@@ -472,6 +539,11 @@ def _plant_cross_record(batch, truth: Truth, gen: Generator, new_record) -> None
     shops = _Pool(rng, [r for r in market if r.entity.cat == "2"])
     anyone = _Pool(rng, market)
     units = _Pool(rng, [r for r in editorial if getattr(r, "_twin", None) is None])
+    typed_units = [r for r in editorial if getattr(r, "_twin", None) is None and r.entity.cat in "123"]
+    usual_words = {etypes[0] for _, _, etypes, _ in EDITORIAL_KINDS}
+    # every other one has a type word other than the usual 机关 / 事业单位 (the words a check may not know)
+    typed_pools = (_Pool(rng, [r for r in typed_units if r.entity.entity_type not in usual_words or r.entity.cat == "3"]),
+                   _Pool(rng, typed_units))
     firms = _Pool(rng, [r for r in justice if r.entity.dept == "3" and r.entity.cat == "1"])
     for _ in range(n):
         a, b = companies.take(), companies.take()
@@ -489,6 +561,19 @@ def _plant_cross_record(batch, truth: Truth, gen: Generator, new_record) -> None
             d.name = c.entity.name.replace("(", "（").replace(")", "）") + ("" if rng.random() < 0.5 else " ")
             _mark(c, d)
             truth.add(d, "duplicate_record")
+        # duplicate_record of a business that moved: a stale copy at its old address (same code,
+        # name, operator and date, the date perhaps written another way).
+        roll = rng.random()
+        if roll < 0.2:
+            operator = gen._person()  # a shop named after its operator
+            m = new_record("market", gen.entity("9", "2", operator, "个体工商户", legal_rep=operator))
+        else:
+            m = shops.take() if roll < 0.8 else companies.take()
+        if m is not None:
+            moved = new_record("market", replace(m.entity, address=gen.moved_address(m.entity),
+                                                 established=gen.respell_date(m.entity.established)))
+            _mark(m, moved)
+            truth.add(moved, "duplicate_record")
         # multiple_codes inside market: re-registered under a new code, old record kept.
         e = companies.take()
         if e is not None:
@@ -514,7 +599,7 @@ def _plant_cross_record(batch, truth: Truth, gen: Generator, new_record) -> None
         truth.add(company, "duplicate_code")
         truth.add(company, "department_mismatch")
 
-    for _ in range(max(1, n // 3)):
+    for i in range(max(1, n // 3)):
         a, b = firms.take(), firms.take()
         if a is not None:
             # department_mismatch: a law firm coded as a market enterprise (9…).
@@ -526,6 +611,13 @@ def _plant_cross_record(batch, truth: Truth, gen: Generator, new_record) -> None
             b.code = replace(b.entity, cat="2").code
             _mark(b)
             truth.add(b, "category_mismatch", b.entity.code, True)
+        u = typed_pools[i % 2].take() or typed_pools[1].take()
+        if u is not None:
+            # category_mismatch in editorial: an organ, institution or people's organization under
+            # another category of department 1, whatever type word its registry uses.
+            u.code = replace(u.entity, cat=rng.choice([c for c in "123" if c != u.entity.cat])).code
+            _mark(u)
+            truth.add(u, "category_mismatch", u.entity.code, True)
         s = shops.take()
         if s is not None:
             # category_mismatch in market: an individual business coded as an enterprise (91).
@@ -591,6 +683,27 @@ def _plant_near_misses(batch, truth: Truth, gen: Generator, new_record) -> None:
         p2 = new_record("market", replace(second, address=second.address.replace("号", f"-{gen.serial}号")))
         _mark(p1, p2)
         truth.near_miss.append(("market", p1.record_id, "market", p2.record_id, "以经营者姓名命名的同名个体户"))
+
+        # One code on two businesses a careless rule would merge: a shop name two operators use
+        # in one district, and two namesakes' person-named shops, each pair at different doors
+        # and opened on different days. Both holders must check their code (重码).
+        region = rng.choice(list(DISTRICTS))
+        shop_name = f"{DISTRICTS[region]}{gen._zihao(gen.serial)}{rng.choice(SHOPS)}"
+        namesake = gen._person()
+        for why, name_of in (("不同经营者的同名店铺共用一个代码", lambda: shop_name),
+                             ("同名经营者的个体户共用一个代码", lambda: namesake)):
+            first = gen.entity("9", "2", name_of(), "个体工商户", region=region,
+                               legal_rep=namesake if name_of() == namesake else None)
+            second = gen.entity("9", "2", name_of(), "个体工商户", region=region,
+                                legal_rep=namesake if name_of() == namesake else None)
+            second = replace(second, established=gen.other_date(first.established))
+            c1 = new_record("market", replace(first, address=first.address.replace("号", f"-{gen.serial}号")))
+            c2 = new_record("market", replace(second, address=second.address.replace("号", f"-{gen.serial + 1}号")),
+                            code=first.code)
+            _mark(c1, c2)
+            truth.add(c1, "duplicate_code")
+            truth.add(c2, "duplicate_code")
+            truth.near_miss.append(("market", c1.record_id, "market", c2.record_id, why))
 
     for i in range(max(1, len(editorial) // 100)):
         zi = gen._zihao(gen.serial)

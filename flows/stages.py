@@ -31,6 +31,7 @@ from typing import Callable
 import polars as pl
 
 from checks import guard, ledger, returns
+from checks.categories import unrecognized_types
 from checks.counties import county_expr
 from checks.detect import detect
 from checks.ingest import SourceReport, ingest_source
@@ -292,7 +293,9 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         audit=ledger.audit_of_night(db, run_date),
         stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
         unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date],
-        reassignments=ledger.reassignments_of_night(db, run_date))
+        reassignments=ledger.reassignments_of_night(db, run_date),
+        unrecognized_types=unrecognized_types(pl.concat(_records(settings, work) or [empty_canonical().lazy()])
+                                              .select("source", "entity_type").collect()))
     return write_run(Path(data_dir) / "reports", view)
 
 

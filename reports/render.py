@@ -69,6 +69,7 @@ class RunView:
     stray_returns: list[dict] = field(default_factory=list)  # files under returns/ no department folder holds
     unfinished: list[str] = field(default_factory=list)  # earlier nights whose runs all failed (not on the trend)
     reassignments: list[dict] = field(default_factory=list)  # ledger.reassignments_of_night
+    unrecognized_types: list[dict] = field(default_factory=list)  # checks.categories.unrecognized_types
 
     def __post_init__(self):
         # overdue first: what a department must deal with before anything else
@@ -188,7 +189,8 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         audit_rows=None if view.audit is None else view.audit.height, stray_returns=view.stray_returns,
         unfinished=view.unfinished, overdue=sum(overdue.values()),
         reassignments=[{**r, "from_name": names.get(r["from_source"], r["from_source"]),
-                        "to_name": names.get(r["to_source"], r["to_source"])} for r in view.reassignments])
+                        "to_name": names.get(r["to_source"], r["to_source"])} for r in view.reassignments],
+        unrecognized_types=view.unrecognized_types)
 
 
 def _county_lists(listed: pl.DataFrame, asked: pl.DataFrame) -> list[dict]:

@@ -202,7 +202,9 @@ def test_quality_on_synthetic_truth(settings, synth_dir):
     derivable = tp.filter(pl.col("derivable") == "1")
     assert (derivable["suggested_code"] == derivable["expected_code"]).mean() >= 0.95
     near = pl.read_csv(synth_dir / "truth" / "near_miss.csv", infer_schema=False)
-    related = {(r["source"] + ":" + r["record_id"], x) for r in got.iter_rows(named=True)
+    # a link says "same entity"; duplicate_code lists the other holders of a code as different entities
+    related = {(r["source"] + ":" + r["record_id"], x)
+               for r in f.filter(pl.col("kind") != "duplicate_code").iter_rows(named=True)
                for x in (r["related"] or "").split(";") if x}
     for r in near.iter_rows(named=True):
         a, b = f"{r['source_a']}:{r['record_a']}", f"{r['source_b']}:{r['record_b']}"
@@ -210,16 +212,19 @@ def test_quality_on_synthetic_truth(settings, synth_dir):
 
 
 def test_category_expectation_is_one_table_for_rows_and_columns():
-    from checks.categories import expected_category, expected_category_expr
+    from checks.categories import expected_category, expected_category_column, expected_category_expr
 
     cases = [("律师事务所", "黑龙江宏发律师事务所"), ("个体工商户", "向阳区张伟烧烤店"), (None, "鹤岗市宏发公证处"),
              ("有限责任公司分公司", "宏发商贸有限公司向阳分公司"), ("机关", "鹤岗市某局"), ("其他", "鹤岗市围棋协会"),
-             (None, "鹤岗市宏发司法鉴定中心"), ("事业单位", "鹤岗市第一中学"), ("", ""), ("公证处", "鹤岗市宏发公证中心")]
+             (None, "鹤岗市宏发司法鉴定中心"), ("事业单位", "鹤岗市第一中学"), ("", ""), ("公证处", "鹤岗市宏发公证中心"),
+             ("群众团体", "鹤岗市归国华侨联合会"), ("民办非企业单位", "鹤岗市宏发培训学校"), ("临时机构", "黑龙江宏发律师事务所"),
+             (None, None), ("村股份经济合作社", "萝北县春兴村股份经济合作社")]
     frame = pl.DataFrame({"t": [c[0] for c in cases], "n": [c[1] for c in cases]}, schema={"t": pl.String, "n": pl.String})
     column = frame.select(expected_category_expr(pl.col("t"), pl.col("n")))[:, 0].to_list()
+    assert expected_category_column(frame["t"], frame["n"]).to_list() == column
     for (entity_type, name), got in zip(cases, column):
         e = expected_category(entity_type, name)
-        assert got == (e.dept + e.cat + e.label if e else None), (entity_type, name)
+        assert got == (e.dept_cat + ("T" if e.by_type else "N") if e else None), (entity_type, name)
 
 
 def test_addresses_in_different_districts_are_not_the_same_place(settings):
@@ -229,3 +234,176 @@ def test_addresses_in_different_districts_are_not_the_same_place(settings):
                      ("market", "M2", shop_b, "夏磊勇", "个体工商户", "夏磊勇", "黑龙江省鹤岗市兴山区振兴路166号")),
                settings)
     assert f.height == 0
+
+
+# --------------------------------------------------------------------------- formatting fixes (issue 13.1)
+
+def test_a_formatting_finding_carries_the_clean_code_as_a_sure_fix(settings):
+    f = detect(frame(("market", "M1", " " + A[:8].lower() + " " + A[8:], "宏发商贸有限公司", "有限责任公司", "王伟", "")),
+               settings)
+    row = f.row(0, named=True)
+    assert row["kind"] == "formatting" and row["suggested_code"] == A and row["confidence"] == "high"
+    assert row["suggestion_reason"]
+
+
+def test_a_formatted_code_that_is_also_broken_gets_its_fix_from_the_other_findings(settings):
+    broken = A[:17] + ("1" if A[17] != "1" else "2")
+    f = detect(frame(("market", "M1", broken[:8] + " " + broken[8:], "宏发商贸有限公司", "有限责任公司", "王伟", "")),
+               settings)
+    by_kind = {r["kind"]: r for r in f.iter_rows(named=True)}
+    assert set(by_kind) == {"bad_check_char", "formatting"}
+    assert by_kind["formatting"]["suggested_code"] is None and "仍有错误" in by_kind["formatting"]["message"]
+    assert by_kind["bad_check_char"]["suggested_code"] == A
+
+
+def test_a_clean_code_that_collides_with_another_entity_is_not_offered_as_the_fix(settings):
+    f = detect(frame(("market", "M1", A.lower(), "宏发商贸有限公司", "有限责任公司", "王伟", "向阳区红旗路1号"),
+                     ("market", "M2", A, "天明建筑工程有限公司", "有限责任公司", "李娜", "工农区新华街9号")), settings)
+    formatting = f.filter(pl.col("kind") == "formatting")
+    assert formatting.height == 1 and formatting["suggested_code"].to_list() == [None]
+
+
+# --------------------------------------------------------------------------- one code twice in a registry (issue 13.2)
+
+def records(*rows) -> pl.DataFrame:
+    """Rows of (record_id, uscc, name, entity_type, legal_rep, address, established) in the market registry."""
+    return pl.DataFrame([
+        {"source": "market", "record_id": rid, "uscc_raw": c, "uscc_numeric": False, "name": name, "entity_type": etype,
+         "legal_rep": rep, "established": when, "status": "存续", "address": address, "file": "market.csv",
+         "row": i + 2}
+        for i, (rid, c, name, etype, rep, address, when) in enumerate(rows)]).select(CANONICAL_COLUMNS)
+
+
+SHOP = code("92", "230404", "MAB1C2D3")
+OPENED = dt.date(2015, 3, 8)
+
+
+@pytest.mark.parametrize("old,new", [
+    ("黑龙江省鹤岗市南山区铁西路380号2单元513室", "南山区铁西路14号"),  # another house number
+    ("绥滨县建设街144号", "绥滨县北岗乡东明村"),  # a village address
+    ("向阳区红旗路12号", "黑龙江省鹤岗市工农区新华街88号"),  # another district
+])
+def test_a_business_that_moved_is_a_duplicate_record_not_a_code_collision(settings, old, new):
+    f = detect(records(("M1", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", old, OPENED),
+                       ("M2", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", new, OPENED)), settings)
+    assert f["kind"].to_list() == ["duplicate_record"] and f["record_id"].to_list() == ["M2"]
+    assert "可能已迁址" in f["message"][0] and "可能已迁址" in f["evidence"][0]
+
+
+def test_a_person_named_business_that_moved_is_one_entity(settings):
+    f = detect(records(("M1", SHOP, "夏磊勇", "个体工商户", "夏磊勇", "兴安区振兴路166号", OPENED),
+                       ("M2", SHOP, "夏磊勇", "个体工商户", "夏磊勇", "兴山区解放路5号", OPENED)), settings)
+    assert f["kind"].to_list() == ["duplicate_record"]
+
+
+@pytest.mark.parametrize("second", [
+    ("M2", SHOP, "南山区宏发烧烤店", "个体工商户", "李娜", "南山区铁西路14号", OPENED),  # another operator elsewhere
+    ("M2", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", "南山区铁西路14号", dt.date(2019, 6, 1)),  # opened another day
+    ("M2", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", "南山区铁西路14号", None),  # no date to compare
+    ("M2", SHOP, "工农区宏发烧烤店", "个体工商户", "王伟", "工农区铁西路14号", OPENED),  # another district in the name
+    ("M2", SHOP, "南山区天明理发店", "个体工商户", "王伟", "南山区铁西路14号", OPENED),  # another shop
+])
+def test_one_code_on_two_shops_that_do_not_agree_in_everything_is_a_code_collision(settings, second):
+    f = detect(records(("M1", SHOP, "南山区宏发烧烤店", "个体工商户", "王伟", "南山区铁西路380号", OPENED), second),
+               settings)
+    assert sorted(f["kind"].to_list()) == ["duplicate_code", "duplicate_code"]
+
+
+def test_namesakes_under_one_code_at_different_places_and_dates_are_a_code_collision(settings):
+    f = detect(records(("M1", SHOP, "张伟", "个体工商户", "张伟", "向阳区红旗路1号", OPENED),
+                       ("M2", SHOP, "张伟", "个体工商户", "张伟", "东山街道新华街9号", dt.date(2018, 1, 2))), settings)
+    assert f["kind"].to_list() == ["duplicate_code", "duplicate_code"]
+
+
+def test_different_shops_at_one_address_under_one_code_are_a_code_collision(settings):
+    f = detect(records(("M1", SHOP, "宏发烧烤店", "个体工商户", "王伟", "向阳区红旗路1号", OPENED),
+                       ("M2", SHOP, "天明理发店", "个体工商户", "李娜", "向阳区红旗路1号", OPENED)), settings)
+    assert f["kind"].to_list() == ["duplicate_code", "duplicate_code"]
+
+
+def test_a_shop_whose_operator_changed_at_the_same_address_is_one_entity(settings):
+    f = detect(records(("M1", SHOP, "宏发烧烤店", "个体工商户", "王伟", "向阳区红旗路1号", OPENED),
+                       ("M2", SHOP, "宏发烧烤店", "个体工商户", "李娜", "向阳区红旗路1号", dt.date(2021, 5, 1))), settings)
+    assert f["kind"].to_list() == ["duplicate_record"]
+
+
+def test_a_company_that_moved_says_so_in_its_duplicate_record(settings):
+    f = detect(records(("M1", A, "宏发商贸有限公司", "有限责任公司", "王伟", "向阳区红旗路1号", OPENED),
+                       ("M2", A, "宏发商贸有限公司", "有限责任公司", "王伟", "工农区新华街9号", OPENED)), settings)
+    assert f["kind"].to_list() == ["duplicate_record"] and "可能已迁址" in f["message"][0]
+
+
+# --------------------------------------------------------------------------- entity-type words (issue 13.3)
+
+@pytest.mark.parametrize("entity_type,dept_cat", [
+    ("群众团体", "13"), ("人民团体", "13"), ("群团组织", "13"), ("行政机关", "11"), ("党政机关", "11"), ("机关", "11"),
+    ("事业单位", "12"), ("公益一类事业单位", "12"), ("公益二类", "12"), ("民办非企业单位", "52"),
+    ("社会服务机构", "52"), ("社会团体", "51"), ("基金会", "53"), ("律师事务所", "31"), ("公证处", "32"),
+    ("基层法律服务所", "33"), ("司法鉴定机构", "34"), ("个体工商户", "92"), ("农民专业合作社", "93"),
+    ("有限责任公司（自然人独资）", "91"), ("个人独资企业", "91"), ("普通合伙企业", "91"), ("全民所有制", "91"),
+    ("村股份经济合作社", "N2"), ("基层工会", "81"),
+])
+def test_type_words_registries_use_name_their_gb32100_category(entity_type, dept_cat):
+    from checks.categories import expected_category
+
+    assert expected_category(entity_type, None).dept_cat == dept_cat
+
+
+def test_category_labels_come_from_the_gb32100_table_once_per_category():
+    from checks.categories import CATEGORY_WORDS, expected_category
+    from validators.tables import DEPARTMENTS
+
+    categories = [dept_cat for dept_cat, _, _ in CATEGORY_WORDS]
+    assert len(categories) == len(set(categories))
+    assert expected_category("律师执业机构", None).label == DEPARTMENTS["3"][1]["1"] == "律师执业机构"
+    assert expected_category("律师事务所", None).label == "律师执业机构"
+
+
+def test_a_peoples_organization_coded_as_a_public_institution_is_category_mismatch(settings):
+    wrong = code("12", "230400", "50000002")
+    f = detect(frame(("editorial", "E1", wrong, "鹤岗市归国华侨联合会", "群众团体", "赵强", "")), settings)
+    row = f.row(0, named=True)
+    assert f["kind"].to_list() == ["category_mismatch"] and "群众团体" in row["message"]
+    assert row["suggested_code"] == code("13", "230400", "50000002") and row["confidence"] == "medium"
+
+
+def test_entity_types_the_check_does_not_know_are_counted_per_source():
+    from checks.categories import unrecognized_types
+
+    rows = pl.DataFrame({"source": ["editorial"] * 6 + ["market"],
+                         "entity_type": ["群众团体", "筹备组", " 筹备组", "", None, "其他", "筹备组"]})
+    assert unrecognized_types(rows) == [{"source": "editorial", "value": "筹备组", "count": 2},
+                                        {"source": "market", "value": "筹备组", "count": 1}]
+
+
+# --------------------------------------------------------------------------- text cells (issue 13.4)
+
+def test_an_xlsx_text_cell_ending_in_000_is_judged_by_the_rules_not_taken_for_excel_damage(settings):
+    rows = frame(("editorial", "E1", "112304316562995000", "鹤岗市宏发管理局", "机关", "王伟", ""))
+    as_text = detect(rows.with_columns(file=pl.lit("编办_机构名录.xlsx")), settings)
+    assert as_text["kind"].to_list() == ["bad_region", "bad_check_char"]
+    assert "Excel" in as_text.filter(pl.col("kind") == "bad_check_char")["message"][0]
+    assert detect(rows, settings)["kind"].to_list() == ["excel_mangled"]  # a CSV cell: Excel may have saved it so
+    as_number = detect(rows.with_columns(file=pl.lit("编办_机构名录.xlsx"), uscc_numeric=pl.lit(True)), settings)
+    assert as_number["kind"].to_list() == ["excel_mangled"]
+
+
+def test_synth_plants_what_independent_data_revealed(settings, synth_dir):
+    """Moved copies, code collisions a careless rule would merge, formatting fixes, type words
+    the category check must know, and XLSX text cells ending in 000 (issue 13) are all planted."""
+    records = ingest_all(settings, synth_dir).records
+    truth = pl.read_csv(synth_dir / "truth" / "findings.csv", infer_schema=False)
+    keyed = records.select("source", "record_id", "uscc_raw", "address", "entity_type")
+    copies = truth.filter(pl.col("kind") == "duplicate_record").join(keyed, on=["source", "record_id"])
+    firsts = keyed.join(copies.select("uscc_raw", pl.col("address").alias("copy_address")), on="uscc_raw")
+    assert firsts.filter(pl.col("address") != pl.col("copy_address")).height > 0  # moved
+    near = pl.read_csv(synth_dir / "truth" / "near_miss.csv", infer_schema=False)
+    assert near.filter(pl.col("why").str.contains("共用一个代码")).height > 0
+    assert truth.filter((pl.col("kind") == "formatting") & (pl.col("derivable") == "1")).height > 0
+    mismatched = truth.filter(pl.col("kind") == "category_mismatch").join(keyed, on=["source", "record_id"])
+    assert {"群众团体", "人民团体", "群团组织"} & set(mismatched["entity_type"].to_list())
+    text_cells = records.filter(pl.col("file").str.ends_with(".xlsx") & ~pl.col("uscc_numeric")
+                                & pl.col("uscc_raw").str.contains(r"^[1-9][0-9]{14}000$"))
+    assert text_cells.height > 0
+    wrong = truth.join(text_cells.select("source", "record_id"), on=["source", "record_id"])
+    assert "excel_mangled" not in wrong["kind"].to_list() and "bad_check_char" in wrong["kind"].to_list()

@@ -12,7 +12,7 @@ import pytest
 from checks.detect import FINDING_SCHEMA
 from checks.returns import read_return
 from reports import forms
-from reports.render import RunView, highlight, render_department, write_run
+from reports.render import RunView, highlight, render_department, render_index, write_run
 
 XSS = "<script>alert(1)</script>"
 
@@ -230,3 +230,11 @@ def test_an_altered_read_only_cell_is_shown_with_the_differing_characters_marked
     page = (tmp_path / link["html"]).read_text("utf-8")
     assert "宏发&lt;b&gt;商贸<mark>U+00A0</mark>有限公司" in page and "商贸<mark>?</mark>有限公司" in page
     assert "⟦U+00A0⟧" in receipt_csv(entry)  # brackets in the CSV
+
+
+def test_the_overview_lists_entity_types_the_category_check_does_not_know():
+    v = view(findings_frame(finding()))
+    v.unrecognized_types = [{"source": "market", "value": "筹备组<b>", "count": 3}]
+    html = render_index(v)
+    assert "未识别的机构类型" in html and "筹备组&lt;b&gt;" in html and ">3<" in html
+    assert "未识别的机构类型" not in render_index(view(findings_frame(finding())))

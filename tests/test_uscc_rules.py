@@ -202,3 +202,32 @@ def test_a_15_digit_mantissa_ending_in_zero_still_counts_15_digits():
     assert report.kinds == ["excel_mangled"]
     assert report.suggestions and all(abs(int(s.code) - 912304001234560000) <= 500 for s in report.suggestions)
     assert check("9.12304E+17").suggestions == ()  # six digits kept: nothing to narrow down
+
+
+# --------------------------------------------------------------------------- formatting fixes (issue 13.1)
+
+def test_a_code_valid_after_clean_up_has_its_clean_form_as_a_sure_fix():
+    report = check(" ９１１１0000 600037341l")
+    assert report.kinds == ["formatting"] and report.valid
+    assert report.suggestions[0].code == "91110000600037341L" and report.suggestions[0].confidence == "high"
+
+
+def test_a_code_broken_after_clean_up_offers_no_formatting_fix():
+    report = check("91110000 600037341X")
+    assert report.kinds == ["bad_check_char", "formatting"]
+    assert all(s.confidence != "high" for s in report.suggestions)
+    assert "仍有错误" in report.findings[-1].message
+
+
+# --------------------------------------------------------------------------- text cells (issue 13.4)
+
+def test_a_text_cell_of_digits_ending_in_000_is_judged_by_every_rule():
+    report = check("112304316562995000", text=True)
+    assert report.kinds == ["bad_region", "bad_check_char"] and not report.valid
+    assert "Excel" in report.findings[-1].message  # said as a possibility, not as the finding
+
+
+def test_the_same_digits_from_a_csv_or_a_number_cell_are_excel_damage():
+    assert check("112304316562995000").kinds == ["excel_mangled"]
+    assert check("112304316562995000", numeric=True, text=True).kinds == ["excel_mangled"]
+

@@ -1,7 +1,7 @@
 """The vectorized column API and the scalar API are one truth: equal on every input."""
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from validators import uscc
@@ -47,12 +47,14 @@ ANY_INPUT = st.one_of(valid_codes(), mutated_codes(), st.text(max_size=24),
                       st.text(alphabet="0123456789.E+-", max_size=20), st.sampled_from(["", "无", "9.12304E+17"]))
 
 
-def _agree(values, numeric=None):
+def _agree(values, numeric=None, text=None):
     frame = check_column(pl.Series(values, dtype=pl.String),
                          numeric=pl.Series(numeric) if numeric is not None else None,
+                         text=pl.Series(text) if text is not None else None,
                          allowlist={"91350100M0001TGQXM": "试点"})
     for i, value in enumerate(values):
         report = uscc.check(value, numeric=bool(numeric[i]) if numeric else False,
+                            text=bool(text[i]) if text else False,
                             allowlist={"91350100M0001TGQXM": "试点"}, suggest=False)
         row = frame.row(i, named=True)
         assert row["kinds"] == report.kinds, (value, row, report)
@@ -71,6 +73,21 @@ def test_column_and_scalar_agree_on_any_input(values):
                           st.booleans()), min_size=1, max_size=20))
 def test_column_and_scalar_agree_on_number_cells(pairs):
     _agree([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+@st.composite
+def zeroed_codes(draw):
+    """18 digits ending in 000, as Excel leaves a code it rounded, or as someone typed it."""
+    return draw(st.text(alphabet="0123456789", min_size=15, max_size=15)) + "000"
+
+
+@settings(max_examples=150)
+@given(st.lists(st.tuples(st.one_of(valid_codes(), mutated_codes(), zeroed_codes(), st.sampled_from(
+    ["112304316562995000", " 112304316562995000", "１１２３０４３１６５６２９９５０００"])),
+    st.booleans(), st.booleans()), min_size=1, max_size=30))
+@example([("112304316562995000", False, True), ("912304000000043000", False, True), ("112304316562995000", False, False)])
+def test_column_and_scalar_agree_on_text_and_number_cells(cells):
+    _agree([c[0] for c in cells], [c[1] for c in cells], [c[2] for c in cells])
 
 
 @settings(max_examples=300)

@@ -165,11 +165,12 @@ def _large_strings(series: pl.Series) -> pa.Array:
     return array if array.type == pa.large_string() else array.cast(pa.large_string())
 
 
-def _structure_flags(pairs: np.ndarray) -> np.ndarray:
+def _structure_flags(pairs: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
     """Flags (uint16) of the positional rules, and the personal-ID / zeroed-float forms, of 18-byte codes.
 
     Args:
         pairs: (9, n) uint16, pair k = bytes 2k and 2k+1 of each code, little-endian (`_pairs`).
+        text: per code, True when the cell was stored as text in a typed sheet (XLSX): no zeroed-float form.
     """
     total = _CHECK_P[0][pairs[0]]
     for k in range(1, 9):
@@ -199,6 +200,8 @@ def _structure_flags(pairs: np.ndarray) -> np.ndarray:
         sub = np.ascontiguousarray(pairs[:, errors].T).astype("<u2").view(np.uint8).reshape(-1, 18)
         personal = _looks_like_personal_id(sub)
         zeroed = ~personal & ((sub >= 48) & (sub <= 57)).all(axis=1) & (sub[:, 15:18] == 48).all(axis=1)
+        if text is not None:
+            zeroed &= ~text[errors]
         flags[errors[personal]] = BIT["personal_id"]
         flags[errors[zeroed]] = BIT["excel_mangled"]
     return flags
@@ -221,7 +224,8 @@ def _looks_like_personal_id(matrix: np.ndarray) -> np.ndarray:
     return shape_ok & province_ok & date_ok
 
 
-def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str]) -> tuple[pl.Series, np.ndarray]:
+def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str],
+                 text: np.ndarray) -> tuple[pl.Series, np.ndarray]:
     """Normalized code and flags for ASCII-only cells that need clean-up or are not 18 characters."""
     frame = pl.DataFrame({"trimmed": trimmed, "numeric": numeric})
     frame = frame.with_columns(
@@ -256,7 +260,7 @@ def _ascii_flags(trimmed: pl.Series, numeric: pl.Series, allow: frozenset[str]) 
     flags |= (np.where(short, BIT["bad_length"], 0) | np.where(short & frame["foreign"].to_numpy(), BIT["bad_charset"], 0)).astype(np.uint16)
     idx18 = np.flatnonzero(is18)
     if len(idx18):
-        flags[idx18] = _structure_flags(_pairs_of(frame["normalized"].gather(idx18)))
+        flags[idx18] = _structure_flags(_pairs_of(frame["normalized"].gather(idx18)), text[idx18])
     became_terminal = (flags & (BIT["personal_id"] | BIT["excel_mangled"])) != 0
     open_ = ~terminal & ~became_terminal
     allowed = open_ & frame["allowlisted"].to_numpy()
@@ -280,12 +284,12 @@ def _re_escape(chars: str) -> str:
         "\n", r"\n").replace("\r", r"\r").replace("\f", r"\f").replace("\v", r"\x0B")
 
 
-def _scalar_flags(values: list[str], numerics: list[bool], allow: Mapping[str, str] | None):
+def _scalar_flags(values: list[str], numerics: list[bool], texts: list[bool], allow: Mapping[str, str] | None):
     from validators.uscc import check  # the scalar truth, for the rare non-ASCII cell
 
     codes, flags = [], []
-    for value, numeric in zip(values, numerics):
-        report = check(value, numeric=numeric, allowlist=allow, suggest=False)
+    for value, numeric, text in zip(values, numerics, texts):
+        report = check(value, numeric=numeric, text=text, allowlist=allow, suggest=False)
         bits = 0
         for finding in report.findings:
             bits |= BIT[finding.kind]
@@ -296,7 +300,7 @@ def _scalar_flags(values: list[str], numerics: list[bool], allow: Mapping[str, s
     return codes, flags
 
 
-def _judge_dense(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _judge_dense(array: pa.Array, text: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flags (uint16) and "fast" marks of an array whose every value is 18 bytes.
 
     The bytes are read in place as byte pairs (no copy). Blocks of `BLOCK`
@@ -317,7 +321,7 @@ def _judge_dense(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     def block(i: int) -> None:
         rows = slice(i, min(i + BLOCK, n))
         pairs = matrix[rows].T
-        flags[rows] = _structure_flags(pairs)
+        flags[rows] = _structure_flags(pairs, text[rows] if text is not None else None)
         # foreign bytes need clean-up; a leading "0" may be the placeholder 000…0: both go the exact way
         fast[rows] = ((flags[rows] & BIT["bad_charset"]) == 0) & ((pairs[0] & 0xFF) != ord("0"))
 
@@ -330,7 +334,8 @@ def _judge_dense(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return flags, fast
 
 
-def _fast_rows(values: pl.Series, numeric: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _fast_rows(values: pl.Series, numeric: np.ndarray | None,
+               text: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Judge every cell that is exactly 18 alphabet bytes (nearly all): flags and a "handled" mark.
 
     Such a cell needs no clean-up: its code is the cell itself and the
@@ -342,20 +347,23 @@ def _fast_rows(values: pl.Series, numeric: np.ndarray | None) -> tuple[np.ndarra
     if numeric is not None:
         is18 &= ~numeric
     if is18.all():
-        return _judge_dense(array)
+        return _judge_dense(array, text)
     flags = np.zeros(len(values), dtype=np.uint16)
     handled = np.zeros(len(values), dtype=bool)
     if is18.any():
-        sub_flags, sub_fast = _judge_dense(_large_strings(values.filter(pl.Series(is18))))
+        sub_flags, sub_fast = _judge_dense(_large_strings(values.filter(pl.Series(is18))),
+                                           text[is18] if text is not None else None)
         flags[is18] = sub_flags
         handled[is18] = sub_fast
     return flags, handled
 
 
 def _flags(values: pl.Series, numeric: np.ndarray | None, allowlist: Mapping[str, str] | None,
-           with_codes: bool) -> tuple[np.ndarray, pl.Series | None]:
+           with_codes: bool, text: np.ndarray | None = None) -> tuple[np.ndarray, pl.Series | None]:
     """Flags (uint16) of every cell, and the normalized codes when asked for."""
-    flags, handled = _fast_rows(values, numeric)
+    if text is not None and numeric is not None:
+        text = text & ~numeric  # a number cell is a number, whatever else is said of it
+    flags, handled = _fast_rows(values, numeric, text)
     flags[~handled] = 0
     if allowlist:
         errors = np.flatnonzero(handled & ((flags & ERROR_MASK) != 0))
@@ -366,32 +374,40 @@ def _flags(values: pl.Series, numeric: np.ndarray | None, allowlist: Mapping[str
         return flags, values if with_codes else None
     raw = values.gather(slow_idx).fill_null("")
     numeric_slow = pl.Series(numeric[slow_idx] if numeric is not None else np.zeros(len(slow_idx), bool))
+    text_slow = text[slow_idx] if text is not None else np.zeros(len(slow_idx), bool)
     trimmed = raw.str.strip_chars(TRIM_CHARS)
     ascii_rows = trimmed.str.contains(r"^[\x00-\x7F]*$").to_numpy()
     slow_codes = pl.Series("code", [None] * len(slow_idx), dtype=pl.String)
     idx = np.flatnonzero(ascii_rows)
     if len(idx):
-        norm, bits = _ascii_flags(trimmed.gather(idx), numeric_slow.gather(idx), frozenset(allowlist or ()))
+        norm, bits = _ascii_flags(trimmed.gather(idx), numeric_slow.gather(idx), frozenset(allowlist or ()),
+                                  text_slow[idx])
         flags[slow_idx[idx]] = bits
         slow_codes = slow_codes.scatter(idx, norm)
     other = np.flatnonzero(~ascii_rows)
     if len(other):
-        c, f = _scalar_flags(raw.gather(other).to_list(), numeric_slow.gather(other).to_list(), allowlist)
+        c, f = _scalar_flags(raw.gather(other).to_list(), numeric_slow.gather(other).to_list(),
+                             text_slow[other].tolist(), allowlist)
         flags[slow_idx[other]] = f
         slow_codes = slow_codes.scatter(other, pl.Series(c, dtype=pl.String))
     return flags, values.clone().scatter(slow_idx, slow_codes) if with_codes else None
 
 
 def classify(series: pl.Series, numeric: pl.Series | None = None,
-             allowlist: Mapping[str, str] | None = None) -> pl.DataFrame:
+             allowlist: Mapping[str, str] | None = None, text: pl.Series | None = None) -> pl.DataFrame:
     """Normalized code and kind flags of every cell (internal form of `check_column`).
+
+    Args:
+        numeric: per cell, stored as a number by a spreadsheet (see `validators.uscc.check`).
+        text: per cell, stored as text in a sheet that keeps cell types (XLSX).
 
     Returns:
         Frame with `code` (normalized), `flags` (UInt16, bit per kind, see `BIT`) and `valid`.
     """
     values = series.cast(pl.String).rename("code")
     numeric_np = numeric.cast(pl.Boolean).fill_null(False).to_numpy() if numeric is not None else None
-    flags, code = _flags(values, numeric_np, allowlist, with_codes=True)
+    text_np = text.cast(pl.Boolean).fill_null(False).to_numpy() if text is not None else None
+    flags, code = _flags(values, numeric_np, allowlist, with_codes=True, text=text_np)
     return pl.DataFrame({"code": code, "flags": flags, "valid": (flags & ERROR_MASK) == 0})
 
 
@@ -412,9 +428,11 @@ def is_valid_column(series: pl.Series, *, allowlist: Mapping[str, str] | None = 
     return pl.Series(series.name or "valid", (flags & ERROR_MASK) == 0)
 
 
-def check_column(series: pl.Series, *, numeric: pl.Series | None = None,
+def check_column(series: pl.Series, *, numeric: pl.Series | None = None, text: pl.Series | None = None,
                  allowlist: Mapping[str, str] | None = None) -> pl.DataFrame:
-    """One row per input: `input`, normalized `code`, `valid`, `kinds` (list of kind keys)."""
-    result = classify(series, numeric, allowlist)
+    """One row per input: `input`, normalized `code`, `valid`, `kinds` (list of kind keys).
+
+    `numeric` and `text` say how a spreadsheet stored each cell (`validators.uscc.check`)."""
+    result = classify(series, numeric, allowlist, text)
     return pl.DataFrame({"input": series.cast(pl.String), "code": result["code"], "valid": result["valid"],
                          "kinds": kinds_column(result["flags"])})

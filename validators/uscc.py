@@ -64,6 +64,7 @@ __all__ = [
     "check",
     "calc_check_char",
     "calc_org_check_char",
+    "formatting_fix",
     "mask",
     "repair_candidates",
     "single_edit_neighbors",
@@ -328,13 +329,17 @@ def _excel_digits(text: str) -> str | None:
     return mantissa.ljust(18, "0") if len(mantissa) <= 18 else None
 
 
-def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] | None = None,
+def check(code: object, *, numeric: bool = False, text: bool = False, allowlist: Mapping[str, str] | None = None,
           suggest: bool = True) -> Report:
     """Every rule of GB 32100 (and SPEC §2) on one code, with repair candidates.
 
     Args:
         code: the cell as read from a registry.
         numeric: the cell was stored as a number by a spreadsheet.
+        text: the cell was stored as text in a sheet that keeps cell types (XLSX): this file did
+            not round it, so 18 digits ending in `000` are judged by the rules, not taken for Excel
+            damage (the message still says it may have been such damage upstream). Ignored when
+            `numeric` is set. A CSV cell is neither: Excel saves numbers in a CSV as it shows them.
         allowlist: codes confirmed legitimate despite failing a rule → reason.
         suggest: compute repair candidates (skip for speed when only kinds matter).
 
@@ -383,7 +388,10 @@ def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] |
             state = "" if personal_id_checksum_ok(normalized) else "（其校验位不符，可能另有录入错误）"
             return report([_finding("personal_id", f"代码栏填写的是居民身份证号码 {mask(normalized)}{state}，"
                                                    "不是统一社会信用代码")])
-        if has_error and all(ch in _DIGITS for ch in normalized) and normalized.endswith(EXCEL_ZEROED_SUFFIX):
+        zeroed_form = all(ch in _DIGITS for ch in normalized) and normalized.endswith(EXCEL_ZEROED_SUFFIX)
+        if has_error and zeroed_form and text and not numeric:
+            findings = [_note_upstream_zeroing(f) for f in findings]
+        elif has_error and zeroed_form:
             if suggest:
                 suggestions.extend(_zeroed_candidates(normalized))
             return report([_finding("excel_mangled", f"代码“{normalized}”末 3 位为 000 且校验不通过，"
@@ -397,19 +405,47 @@ def check(code: object, *, numeric: bool = False, allowlist: Mapping[str, str] |
             listed = "、".join(f"第 {i + 1} 位“{normalized[i]}”" for i in bad[:5]) + ("等" if len(bad) > 5 else "")
             findings.append(_finding("bad_charset", f"{listed}不是代码允许的字符", [i + 1 for i in bad]))
 
-    if trimmed != normalized:
-        findings.append(_finding("formatting", _formatting_message(trimmed)))
-
     if allowlist and normalized in allowlist:
         failed = "、".join(KINDS[f.kind].label for f in findings if f.severity != "info")
         note = f"（原本不通过：{failed}）" if failed else ""
-        findings = [f for f in findings if f.kind == "formatting"]
-        findings.insert(0, _finding("allowlisted", f"该代码已列入白名单：{allowlist[normalized]}{note}"))
+        findings = [_finding("allowlisted", f"该代码已列入白名单：{allowlist[normalized]}{note}")]
         suggestions.clear()
+    if trimmed != normalized:
+        broken = any(f.severity == "error" for f in findings)
+        findings.append(_finding("formatting", _formatting_message(trimmed, broken)))
+        if not broken:
+            suggestions.insert(0, formatting_fix(trimmed))
     return report(findings)
 
 
-def _formatting_message(text: str) -> str:
+def formatting_fix(text: str) -> Suggestion:
+    """The fix of a `formatting` finding whose clean code passes every rule: the clean code itself
+    (`high`: normalization is exact, nothing is guessed), with what was cleaned.
+
+    >>> formatting_fix("9111 0000 6000 3734 1l").code
+    '91110000600037341L'
+    """
+    return Suggestion(compact(text), f"清理代码中的{_formatting_parts(text)}后即为此代码（已通过全部校验），"
+                                     "在登记系统中改正格式即可", "high")
+
+
+def _note_upstream_zeroing(finding: Finding) -> Finding:
+    """A text cell of digits ending in 000 that fails the check: the rules stand, the possibility is said."""
+    if finding.kind != "bad_check_char":
+        return finding
+    return Finding(finding.kind, finding.severity, finding.message + "。末 3 位为 000：若该代码曾被 Excel 当作数字保存，"
+                   "末几位可能已丢失，请以原始证照为准", finding.positions)
+
+
+def _formatting_message(text: str, broken: bool = False) -> str:
+    found = _formatting_parts(text)
+    if broken:
+        return f"代码含有{found}，清理后为 {compact(text)}，但清理后仍有错误，请按本记录的其他提示更正"
+    return f"代码含有{found}，清理后为 {compact(text)}"
+
+
+def _formatting_parts(text: str) -> str:
+    """What clean-up removes or changes in a cell, in Chinese: `空格、小写字母`."""
     parts = []
     if any(ch.isspace() or ch == "\u00a0" for ch in text):
         parts.append("空格")
@@ -421,8 +457,7 @@ def _formatting_message(text: str) -> str:
         parts.append("小写字母")
     if any(ch in "-‐‑‒–—―−ー－._·・" for ch in text):
         parts.append("连字符或点")
-    found = "、".join(parts) or "多余字符"
-    return f"代码含有{found}，清理后为 {compact(text)}"
+    return "、".join(parts) or "多余字符"
 
 
 # --------------------------------------------------------------------------- repairs
