@@ -714,6 +714,32 @@ def audit_of_night(db: Path, run_date: str) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={c: pl.String for c in AUDIT_COLUMNS}, orient="row")
 
 
+#: Columns of `lifecycle`'s two frames.
+LIFECYCLE_FINDINGS = {"finding_id": pl.String, "source": pl.String, "record_id": pl.String, "name": pl.String,
+                      "uscc": pl.String, "kind": pl.String, "severity": pl.String, "first_seen": pl.String}
+LIFECYCLE_AUDIT = {"id": pl.Int64, "run_date": pl.String, "finding_id": pl.String, "old_status": pl.String,
+                   "new_status": pl.String, "actor": pl.String}
+
+
+def lifecycle(db: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every finding (who, what, first seen) and every status change of the audit log, read in one
+    transaction: what a month's figures are replayed from (`checks.month`).
+
+    Refused attempts (the status stays as it was) and entries that are no finding's (an extract accepted by
+    the steward) are left out.
+    """
+    with closing(connect(db)) as conn:
+        conn.execute("BEGIN")  # one snapshot for both reads: a night committing meanwhile is not half in
+        findings = conn.execute("SELECT finding_id, source, record_id, name, uscc, kind, severity, first_seen "
+                                "FROM findings").fetchall()
+        audit = conn.execute("SELECT a.id, a.run_date, a.finding_id, a.old_status, a.new_status, a.actor FROM audit a "
+                             "JOIN findings f USING (finding_id) WHERE a.old_status IS NOT a.new_status "
+                             "ORDER BY a.id").fetchall()
+        conn.execute("COMMIT")
+    return (pl.DataFrame(findings, schema=LIFECYCLE_FINDINGS, orient="row"),
+            pl.DataFrame(audit, schema=LIFECYCLE_AUDIT, orient="row"))
+
+
 def statuses(db: Path) -> dict[str, str]:
     """Every finding's current status (for tests and the steward's queries)."""
     with closing(connect(db)) as conn:

@@ -18,6 +18,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "steward.toml"
 FIELDS = ("record_id", "uscc", "name", "entity_type", "legal_rep", "established", "status", "address")
 REQUIRED_FIELDS = ("record_id", "uscc", "name")
 DEFAULT_DATABASE = "state/steward.sqlite3"
+#: `[month] overdue_days` when not configured: an unresolved finding first seen over 30 days before is overdue.
+DEFAULT_OVERDUE_DAYS = 30
 
 
 class ConfigError(ValueError):
@@ -51,6 +53,8 @@ class Settings:
     max_lost_share: float = 0.10
     #: Nights a failed night's work folder is kept for diagnosis (a completed night's is removed at once).
     keep_failed_work_nights: int = 3
+    #: The monthly report (`checks.month.overdue`): days after first seen from which an unresolved finding is overdue.
+    overdue_days: int = DEFAULT_OVERDUE_DAYS
 
     def source(self, key: str) -> Source:
         for source in self.sources:
@@ -115,4 +119,7 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
         raise ConfigError(f"{where}：[guard] max_lost_share 应为 0 到 1 之间的小数（如 0.10 表示 10%），现为 {share!r}。")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ConfigError(f"{where}：[state] keep_failed_work_nights 应为不小于 0 的整数，现为 {keep!r}。")
-    return Settings(city, tuple(sources), allowlist, database, float(share), keep)
+    overdue_days = raw.get("month", {}).get("overdue_days", DEFAULT_OVERDUE_DAYS)
+    if isinstance(overdue_days, bool) or not isinstance(overdue_days, int) or overdue_days < 0:
+        raise ConfigError(f"{where}：[month] overdue_days 应为不小于 0 的整数（天数，如 30），现为 {overdue_days!r}。")
+    return Settings(city, tuple(sources), allowlist, database, float(share), keep, overdue_days)

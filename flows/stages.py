@@ -31,10 +31,11 @@ from typing import Callable
 import polars as pl
 
 from checks import guard, ledger, returns
-from checks.detect import detect
+from checks.detect import detect, prepare
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, split
+from checks.register import golden_register
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
 from flows.params import Night, check_night, today  # noqa: F401  (today: the flow's default night)
@@ -283,6 +284,7 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         audit=ledger.audit_of_night(db, run_date),
         stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
         unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date])
+    view.register = golden_register(prepare(_all_records(settings, work), settings), findings, settings)
     return write_run(Path(data_dir) / "reports", view)
 
 

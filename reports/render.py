@@ -18,8 +18,9 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from checks.register import register_csv_frame
 from reports import forms
-from reports.chart import trend_svg
+from reports.chart import lines_svg, trend_svg
 from reports.labels import with_labels
 from reports.receipts import write_receipts
 from validators.tables import KINDS, SEVERITY_LABELS, STATUS_LABELS
@@ -59,6 +60,7 @@ class RunView:
     audit: pl.DataFrame | None = None  # ledger.audit_of_night: tonight's state changes (audit.csv)
     stray_returns: list[dict] = field(default_factory=list)  # files under returns/ no department folder holds
     unfinished: list[str] = field(default_factory=list)  # earlier nights whose runs all failed (not on the trend)
+    register: pl.DataFrame | None = None  # checks.register.golden_register: register.parquet / register.csv
 
     def __post_init__(self):
         if "response" not in self.findings.columns:  # findings not yet through the ledger
@@ -139,6 +141,15 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame, recei
         receipts=receipts, shown=shown.height)
 
 
+def trend_by_source(history: list[dict], sources: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
+    """Unresolved errors and warnings per department and night, from the runs' `counts` (`source|severity`)."""
+    labels = [h["run_date"] for h in history]
+    series = {s["name"]: [sum(n for key, n in h["counts"].items()
+                              if key.split("|")[0] == s["key"] and key.split("|")[-1] != "info") for h in history]
+              for s in sources}
+    return labels, series
+
+
 def render_index(view: RunView, receipts: list[dict] = ()) -> str:
     f = view.findings
     keys = [s["key"] for s in view.sources]
@@ -161,7 +172,8 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         generated_at=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         unresolved=view.changes["open"], by_severity=dict(f.group_by("severity").len().rows()), changes=view.changes,
         by_status=dict(f.group_by("status").len().rows()), status_labels=STATUS_LABELS,
-        chart=trend_svg(view.history), sources=sources, matrix=matrix,
+        chart=trend_svg(view.history), chart_by_source=lines_svg(*trend_by_source(view.history, view.sources)),
+        sources=sources, matrix=matrix,
         quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
         source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=receipts,
         audit_rows=None if view.audit is None else view.audit.height, stray_returns=view.stray_returns,
@@ -197,6 +209,9 @@ def write_run(reports_root: Path, view: RunView) -> Path:
         view.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp / "findings.csv")
         if view.audit is not None:
             view.audit.write_csv(tmp / "audit.csv")
+        if view.register is not None:
+            view.register.write_parquet(tmp / "register.parquet")
+            register_csv_frame(view.register).write_csv(tmp / "register.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
         if writer is not None:
