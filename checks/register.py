@@ -18,9 +18,13 @@ So the partitioned run and the single-process run give the same register, and
 the linking rules stay in `checks.linking` alone. Every record is in exactly
 one entity.
 
-Entity ids are stable across nights: `entity_id` is derived from the trusted
-code when the entity has one and no other entity trusts the same code, else
-from the entity's smallest (source, record_id). `id_basis` says which.
+Entity ids are stable across nights. An entity that holds a record of an
+entity of the previous night's register keeps that entity's id (`carry_ids`:
+when an entity splits, the part with most of its records keeps it; when two
+merge, the bigger one's id survives). Only an entity none of whose records was
+registered before gets a new id, derived from its trusted code when it has one
+that no other entity trusts, else from its smallest (source, record_id);
+`id_basis` says which, and is kept with the id.
 """
 
 from __future__ import annotations
@@ -33,7 +37,11 @@ from checks.detect import Context
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
-__all__ = ["entities", "golden_register", "register_csv_frame", "entity_id"]
+__all__ = ["entities", "golden_register", "register_csv_frame", "entity_id", "carry_ids", "entity_keys",
+           "ENTITY_KEYS"]
+
+#: What a night keeps of its register for the next night's ids: each record's entity.
+ENTITY_KEYS = {"source": pl.String, "record_id": pl.String, "entity_id": pl.String, "id_basis": pl.String}
 
 #: The finding kind whose `related` lists *other* entities (every other kind's lists the same entity).
 OTHER_ENTITIES = "duplicate_code"
@@ -102,13 +110,46 @@ def entities(prepared: pl.DataFrame, findings: pl.DataFrame) -> pl.DataFrame:
                         schema={"idx": pl.Int64, "entity": pl.Int64})
 
 
-def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+def carry_ids(members: pl.DataFrame, derived: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+    """(entity, entity_id, id_basis) for tonight's entities: the previous night's id where one of its records
+    was registered, else the derived one.
+
+    Args:
+        members: (source, record_id, entity) of tonight's records.
+        derived: (entity, entity_id, id_basis) as `entity_id` derives them.
+        previous: the previous night's `ENTITY_KEYS` rows, or None on the first night.
+    """
+    if previous is None or previous.height == 0:
+        return derived
+    votes = members.join(previous, on=["source", "record_id"]) \
+        .group_by("entity", "entity_id", "id_basis").agg(n=pl.len(), key=(pl.col("source") + ":" + pl.col("record_id")).min())
+    # each earlier id goes to one entity (most of its records, then the smallest record key) …
+    won = votes.sort("entity_id", "n", "key", descending=[False, True, False]).unique("entity_id", keep="first")
+    # … and each entity keeps one earlier id (the one it holds most records of, then the smallest id)
+    kept = won.sort("entity", "n", "entity_id", descending=[False, True, False]).unique("entity", keep="first") \
+        .select("entity", "entity_id", "id_basis")
+    taken = set(kept["entity_id"].to_list())
+    fresh = derived.join(kept, on="entity", how="anti")
+    rows = []
+    for entity, eid, basis in fresh.iter_rows():
+        n = 1
+        while eid in taken:  # an id an earlier entity still holds (a split): derive another
+            n += 1
+            eid = entity_id(f"{basis}#{n}")
+        taken.add(eid)
+        rows.append((entity, eid, basis))
+    return pl.concat([kept, pl.DataFrame(rows, schema=derived.schema, orient="row")])
+
+
+def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
+                    previous: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per entity: `entity_id, id_basis, trusted_code, trusted_why, codes, records, sources`,
     per configured source `<key>_record_ids` and `<key>_names` (lists), and the open findings on it.
 
     Args:
         prepared: `checks.detect.prepare` of tonight's records.
         findings: tonight's findings with their ledger `status` (`findings.status.parquet`).
+        previous: the previous night's record → entity rows (`ENTITY_KEYS`, from `entity_keys`), for stable ids.
     """
     members = entities(prepared, findings)
     frame = prepared.select("idx", "source", "record_id", "name", "code", "valid", "flags").join(members, on="idx")
@@ -125,14 +166,17 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         id_basis=pl.when(pl.col("trusted_code").is_not_null() & (pl.len().over("trusted_code") == 1))
         .then(pl.lit("uscc:") + pl.col("trusted_code"))
         .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
-    grouped = grouped.with_columns(entity_id=pl.col("id_basis").map_elements(entity_id, return_dtype=pl.String))
+    derived = grouped.select("entity", entity_id=pl.col("id_basis").map_elements(entity_id, return_dtype=pl.String),
+                             id_basis="id_basis")
+    ids = carry_ids(frame.select("source", "record_id", "entity"), derived, previous)
+    grouped = grouped.drop("id_basis").join(ids, on="entity")
     per_record = frame.join(grouped.select("entity", "entity_id"), on="entity")
     open_ = findings.filter(pl.col("status").is_in(UNRESOLVED)).select("source", "record_id", "kind", "finding_id") \
         .join(per_record.select("source", "record_id", "entity_id"), on=["source", "record_id"]) \
-        .group_by("entity_id").agg(open_findings=pl.len(), open_kinds=pl.col("kind").unique().sort(),
+        .group_by("entity_id").agg(open_findings=pl.len().cast(pl.Int64), open_kinds=pl.col("kind").unique().sort(),
                                    open_finding_ids=pl.col("finding_id").sort())
     summary = per_record.sort("source", "record_id").group_by("entity_id").agg(
-        codes=pl.col("code").drop_nulls().unique().sort(), records=pl.len(),
+        codes=pl.col("code").drop_nulls().unique().sort(), records=pl.len().cast(pl.Int64),
         sources=pl.col("source").unique().sort(),
         **{f"{s.key}_record_ids": pl.col("record_id").filter(pl.col("source") == s.key) for s in settings.sources},
         **{f"{s.key}_names": pl.col("name").filter(pl.col("source") == s.key) for s in settings.sources})
@@ -142,6 +186,13 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
                       pl.col("open_kinds").fill_null(pl.lit([], pl.List(pl.String))),
                       pl.col("open_finding_ids").fill_null(pl.lit([], pl.List(pl.String))))
     return out.sort("entity_id")
+
+
+def entity_keys(register: pl.DataFrame, sources: list[str]) -> pl.DataFrame:
+    """The register as record → entity rows (`ENTITY_KEYS`): what the next night's `carry_ids` reads."""
+    frames = [register.select("entity_id", "id_basis", record_id=f"{s}_record_ids").explode("record_id")
+              .filter(pl.col("record_id").is_not_null()).with_columns(source=pl.lit(s)) for s in sources]
+    return pl.concat(frames).select(list(ENTITY_KEYS)) if frames else pl.DataFrame(schema=ENTITY_KEYS)
 
 
 def register_csv_frame(register: pl.DataFrame) -> pl.DataFrame:

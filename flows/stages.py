@@ -35,7 +35,7 @@ from checks.detect import detect, prepare
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, split
-from checks.register import golden_register
+from checks.register import entity_keys, golden_register
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
 from flows.params import Night, check_night, today  # noqa: F401  (today: the flow's default night)
@@ -284,8 +284,25 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         audit=ledger.audit_of_night(db, run_date),
         stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
         unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date])
-    view.register = golden_register(prepare(_all_records(settings, work), settings), findings, settings)
+    view.register = register_of(settings, data_dir, work, findings, changes.get("historical", False))
     return write_run(Path(data_dir) / "reports", view)
+
+
+#: Each record's entity in the newest night's register: the next night keeps those entity ids.
+ENTITIES = "state/entities.parquet"
+
+
+def register_of(settings: Settings, data_dir: Path, work: Path, findings: pl.DataFrame, historical: bool) -> pl.DataFrame:
+    """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's."""
+    path = Path(data_dir) / ENTITIES
+    previous = pl.read_parquet(path) if path.exists() else None
+    found = golden_register(prepare(_all_records(settings, work), settings), findings, settings, previous)
+    if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_name(f".{path.name}.tmp")
+        entity_keys(found, [s.key for s in settings.sources]).write_parquet(staged)
+        os.replace(staged, path)
+    return found
 
 
 def complete_night(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict],
