@@ -144,7 +144,7 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame, recei
 def trend_by_source(history: list[dict], sources: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
     """Unresolved errors and warnings per department and night, from the runs' `counts` (`source|severity`)."""
     labels = [h["run_date"] for h in history]
-    series = {s["name"]: [sum(n for key, n in h["counts"].items()
+    series = {s["name"]: [sum(n for key, n in h.get("counts", {}).items()
                               if key.split("|")[0] == s["key"] and key.split("|")[-1] != "info") for h in history]
               for s in sources}
     return labels, series
