@@ -152,3 +152,23 @@ def test_a_receipt_opens_offline_and_shows_what_the_clerk_typed_as_text(browser,
     assert page.locator("h2", has_text="已受理的行").inner_text().endswith("（1）")
     assert not dialogs and all(u.startswith("file://") for u in requests)
     page.screenshot(path=str(artifacts / "receipt.png"), full_page=True)
+
+
+def test_the_monthly_report_and_the_overview_trends_open_offline(browser, report, artifacts):
+    from flows.month import report_month
+
+    data = report.parents[1]
+    month = report_month(data, "2026-11", today_="2026-12-01")
+    page, requests, dialogs = open_page(browser, data / "reports" / "months" / "2026-11" / "index.html")
+    assert "统一社会信用代码重错码治理月报（2026-11）" in page.locator("h1").inner_text()
+    assert page.locator("tr.dept").count() == 3 and page.locator("tr.city").count() == 1
+    assert str(month["city"]["open_end"]) in page.locator("tr.city").inner_text()
+    assert page.locator("svg polyline").count() == 3  # one line per department
+    page.screenshot(path=str(artifacts / "month-2026-11.png"), full_page=True)
+    assert all(u.startswith("file://") for u in requests) and dialogs == []
+
+    run_all(data, run_date="2026-11-28")  # the trend shows the completed nights before tonight
+    page, requests, _ = open_page(browser, data / "reports" / "2026-11-28" / "index.html")
+    assert page.locator("svg polyline").count() == 1 + 3  # the city's line, and one per department beside it
+    page.screenshot(path=str(artifacts / "overview-trends.png"))
+    assert all(u.startswith("file://") for u in requests)
