@@ -283,8 +283,8 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         returns=ledger.returns_of_night(db, run_date), source_names=settings.source_names,
         audit=ledger.audit_of_night(db, run_date),
         stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
-        unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date])
-    view.register = register_of(settings, data_dir, work, findings, changes.get("historical", False))
+        unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date],
+        register=register_of(settings, data_dir, work, findings, changes.get("historical", False)))
     return write_run(Path(data_dir) / "reports", view)
 
 

@@ -220,3 +220,16 @@ def test_the_monthly_deployment_runs_on_the_first_at_six_in_shanghai():
     [schedule] = deployment["schedules"]
     assert (schedule["cron"], schedule["timezone"]) == ("0 6 1 * *", "Asia/Shanghai")
     assert set(deployment["parameters"]) <= set(inspect.signature(monthly.fn).parameters)
+
+
+@pytest.mark.prefect
+def test_the_monthly_flow_writes_the_month_before_and_refuses_a_wrong_month(prefect_server, sample_copy):
+    from flows.monthly import monthly
+
+    run_all(sample_copy, run_date="2026-10-20")
+    wrong = monthly(data_dir=str(sample_copy), month="2026-10-01", return_state=True)
+    assert wrong.is_failed() and "YYYY-MM" in wrong.message
+    assert not (sample_copy / "reports" / "months").exists()
+    result = monthly(data_dir=str(sample_copy), month="2026-10")
+    assert Path(result["report"]).exists() and Path(result["workbook"]).exists()
+    assert result["city"]["new"] == result["city"]["open_end"] > 0
