@@ -25,8 +25,9 @@ def trend_svg(history: list[dict]) -> Markup:
     def y(v: float) -> float:
         return TOP + plot_h * (1 - v / top)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" '
-             f'aria-label="待处理问题数趋势" style="max-width:100%;height:auto;font-size:11px">']
+    # the viewBox lets the chart shrink with its column (beside another chart) instead of being cut off
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+             f'role="img" aria-label="待处理问题数趋势" style="max-width:100%;height:auto;font-size:11px">']
     for v in range(0, int(top) + 1, int(step)):
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeded"/>'
                      f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#566573">{v}</text>')
@@ -84,8 +85,8 @@ def lines_svg(labels: list[str], series: dict[str, list[int]], title: str = "各
     def y(v: float) -> float:
         return TOP + plot_h * (1 - v / top)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" role="img" '
-             f'aria-label="{escape(title)}" style="max-width:100%;height:auto;font-size:11px">']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
+             f'role="img" aria-label="{escape(title)}" style="max-width:100%;height:auto;font-size:11px">']
     for v in range(0, int(top) + 1, int(step)):
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeded"/>'
                      f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#566573">{v}</text>')
