@@ -34,6 +34,7 @@ import hashlib
 import polars as pl
 
 from checks.detect import Context
+from validators.column import BIT
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
@@ -141,6 +142,37 @@ def carry_ids(members: pl.DataFrame, derived: pl.DataFrame, previous: pl.DataFra
     return pl.concat([kept, pl.DataFrame(rows, schema=derived.schema, orient="row")])
 
 
+#: Why a lone record's code is trusted: `checks.detect.Context.trusted_code`'s reasons, by "issued by its
+#: own registry" (tested to agree with it).
+_LONE_WHY = {True: "该代码的登记管理部门", False: "唯一没有警告的有效代码"}
+
+
+def trusted_codes(grouped: pl.DataFrame, frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """`trusted_code` and `trusted_why` of each entity (`grouped`: entity, idx list), by detection's rule.
+
+    Entities of several records ask `Context.trusted_code` itself. A lone record (most entities) is the
+    same rule on one member, done over the whole column: its code when valid and without a region warning.
+    """
+    own = pl.lit(False)
+    for source in settings.sources:
+        own = pl.when(pl.col("source") == source.key).then(pl.col("code").str.slice(0, 1).is_in(list(source.departments))) \
+            .otherwise(own)
+    clean = pl.col("valid") & pl.col("code").is_not_null() & ((pl.col("flags") & BIT["bad_region"]) == 0)
+    lone = grouped.filter(pl.col("idx").list.len() == 1).select("entity").join(frame, on="entity").select(
+        "entity", trusted_code=pl.when(clean).then(pl.col("code")),
+        trusted_why=pl.when(clean).then(pl.when(own).then(pl.lit(_LONE_WHY[True])).otherwise(pl.lit(_LONE_WHY[False]))))
+    several = grouped.filter(pl.col("idx").list.len() > 1)
+    wanted = set(several["idx"].explode().to_list())
+    rows = {r["idx"]: r for r in frame.filter(pl.col("idx").is_in(list(wanted)))
+            .select("idx", "source", "code", "valid", "flags").iter_rows(named=True)}
+    ctx = Context(frame, settings, rows, {}, {}, {})  # detection's own rule for the code to trust
+    trusted = [ctx.trusted_code(tuple(sorted(m))) for m in several["idx"].to_list()]
+    joint = pl.DataFrame({"entity": several["entity"],
+                          "trusted_code": pl.Series([t[0] if t else None for t in trusted], dtype=pl.String),
+                          "trusted_why": pl.Series([t[2] if t else None for t in trusted], dtype=pl.String)})
+    return grouped.join(pl.concat([lone, joint]), on="entity", how="left")
+
+
 def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
                     previous: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per entity: `entity_id, id_basis, trusted_code, trusted_why, codes, records, sources`,
@@ -153,15 +185,9 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
     """
     members = entities(prepared, findings)
     frame = prepared.select("idx", "source", "record_id", "name", "code", "valid", "flags").join(members, on="idx")
-    rows = {r["idx"]: r for r in frame.select("idx", "source", "code", "valid", "flags").iter_rows(named=True)}
-    ctx = Context(frame, settings, rows, {}, {}, {})  # detection's own rule for the code to trust
     grouped = frame.sort("source", "record_id").group_by("entity", maintain_order=True).agg(
         pl.col("idx"), first_source=pl.col("source").first(), first_record=pl.col("record_id").first())
-    trusted = [ctx.trusted_code(tuple(sorted(m))) for m in grouped["idx"].to_list()]
-    grouped = grouped.with_columns(
-        trusted_code=pl.Series([t[0] if t else None for t in trusted], dtype=pl.String),
-        trusted_why=pl.Series([t[2] if t else None for t in trusted], dtype=pl.String),
-    ).with_columns(
+    grouped = trusted_codes(grouped, frame, settings).with_columns(
         # a code two entities trust (a 重码 both registries may issue) identifies neither
         id_basis=pl.when(pl.col("trusted_code").is_not_null() & (pl.len().over("trusted_code") == 1))
         .then(pl.lit("uscc:") + pl.col("trusted_code"))

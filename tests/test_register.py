@@ -150,3 +150,19 @@ def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_get
     derived = pl.DataFrame({"entity": [0, 2, 3], "entity_id": ["d0", "d2", "d3"], "id_basis": ["a", "b", "c"]})
     ids = dict(carry_ids(members, derived, previous).select("entity", "entity_id").rows())
     assert ids == {0: "old", 2: "d2", 3: "d3"}
+
+
+def test_the_code_to_trust_is_detections_rule_for_every_entity(sample_copy, settings):
+    from checks.detect import Context, detect, prepare
+    from checks.ingest import ingest_source
+    from checks.register import entities, trusted_codes
+
+    records = pl.concat([ingest_source(s, sample_copy)[0] for s in settings.sources])
+    found = detect(records, settings)
+    frame = prepare(records, settings).join(entities(prepare(records, settings), found), on="idx")
+    grouped = frame.group_by("entity").agg(pl.col("idx"))
+    ours = trusted_codes(grouped, frame, settings)
+    ctx = Context(frame, settings, {r["idx"]: r for r in frame.iter_rows(named=True)}, {}, {}, {})
+    theirs = [ctx.trusted_code(tuple(sorted(m))) for m in ours["idx"].to_list()]
+    assert [(t[0], t[2]) if t else (None, None) for t in theirs] == list(zip(ours["trusted_code"], ours["trusted_why"]))
+    assert ours["trusted_code"].null_count() < ours.height  # most entities have a code to trust
