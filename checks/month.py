@@ -105,13 +105,14 @@ def _events(findings: pl.DataFrame, audit: pl.DataFrame, first: dt.date, end: dt
 
 
 def progress(findings: pl.DataFrame, audit: pl.DataFrame, month: str, end: dt.date | None = None,
-             overdue_days: int = DEFAULT_OVERDUE_DAYS) -> tuple[pl.DataFrame, pl.DataFrame]:
+             overdue_days: int = DEFAULT_OVERDUE_DAYS, sources: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The month's figures per department and county, per department, and for the city; and its overdue list.
 
     Args:
         findings: `ledger.lifecycle`'s findings.
         audit: `ledger.lifecycle`'s audit log.
         end: the last day counted (default the month's last day; earlier for a month not yet over).
+        sources: departments that get a row even with nothing to count (every configured one).
 
     Returns:
         (progress, overdue): progress has `level` (`county` | `department` | `city`), `source`, `county`,
@@ -151,6 +152,9 @@ def progress(findings: pl.DataFrame, audit: pl.DataFrame, month: str, end: dt.da
             merged = merged.join(part, on=keys, how="left") if keys else pl.concat([merged, part], how="horizontal")
         if not keys:
             merged = merged.with_columns(source=pl.lit(None, pl.String))
+        if level == "department":  # a department with nothing to count still reports its zeros
+            merged = pl.concat([merged, pl.DataFrame({"source": [s for s in sources if s not in merged["source"]]},
+                                                     schema={"source": pl.String})], how="diagonal_relaxed")
         if level != "county":
             merged = merged.with_columns(county=pl.lit(None, pl.String), county_name=pl.lit(None, pl.String))
         frames.append(merged.with_columns(level=pl.lit(level)))

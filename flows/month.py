@@ -34,7 +34,8 @@ def write_report(params: Month, today_: str) -> dict:
     found, audit = ledger.lifecycle(db)
     first, last = figures.month_bounds(params.month)
     end = min(last, dt.date.fromisoformat(today_))
-    progress, overdue = figures.progress(found, audit, params.month, end, params.settings.overdue_days)
+    progress, overdue = figures.progress(found, audit, params.month, end, params.settings.overdue_days,
+                                         tuple(s.key for s in params.settings.sources))
     start_month = min(found["first_seen"].min() or params.month, params.month + "-01")[:7]
     trend = figures.trend(found, audit, figures.months_between(start_month, params.month), end)
     nights = [h["run_date"] for h in ledger.history(db, limit=100_000)

@@ -233,3 +233,37 @@ def test_the_monthly_flow_writes_the_month_before_and_refuses_a_wrong_month(pref
     result = monthly(data_dir=str(sample_copy), month="2026-10")
     assert Path(result["report"]).exists() and Path(result["workbook"]).exists()
     assert result["city"]["new"] == result["city"]["open_end"] > 0
+
+
+def _three_findings():
+    findings = pl.DataFrame({
+        "finding_id": ["a", "b", "c"], "source": ["market"] * 3, "record_id": ["1", "2", "3"], "name": ["甲", "乙", "丙"],
+        "uscc": ["91230402MA1000001X", "92230422MA2000002Y", "9.12304E+17"],
+        "kind": ["bad_check_char", "region_outside", "excel_mangled"], "severity": ["error", "warning", "error"],
+        "first_seen": ["2026-09-20", "2026-10-05", "2026-11-02"]})
+    audit = pl.DataFrame({
+        "id": [1, 2, 3, 4, 5, 6], "finding_id": ["a", "a", "b", "b", "a", "c"],
+        "run_date": ["2026-09-20", "2026-10-10", "2026-10-05", "2026-10-12", "2026-11-02", "2026-11-02"],
+        "old_status": [None, "open", None, "open", "fixed", None],
+        "new_status": ["open", "fixed", "open", "waived", "reopened", "open"], "actor": ["nightly"] * 6})
+    return findings, audit
+
+
+def test_a_status_on_a_day_is_the_last_change_logged_up_to_that_night():
+    _, audit = _three_findings()
+    assert dict(month.statuses_at(audit, dt.date(2026, 10, 9)).rows()) == {"a": "open", "b": "open"}
+    assert dict(month.statuses_at(audit, dt.date(2026, 10, 31)).rows()) == {"a": "fixed", "b": "waived"}
+    assert dict(month.statuses_at(audit, dt.date(2026, 11, 30)).rows()) == {"a": "reopened", "b": "waived", "c": "open"}
+
+
+def test_a_month_counts_only_its_own_changes_and_findings_first_seen_by_its_end():
+    findings, audit = _three_findings()
+    progress, overdue = month.progress(findings, audit, "2026-10", overdue_days=30, sources=("editorial", "market"))
+    city = _row(progress, "city")
+    assert (city["open_start"], city["new"], city["fixed"], city["waived"], city["open_end"]) == (1, 1, 1, 1, 0)
+    assert city["median_days_to_fix"] == 20.0 and city["cleared_share"] == 1.0 and overdue.height == 0
+    assert _row(progress, "department", "editorial")["open_end"] == 0  # a department with nothing still has its row
+    assert set(progress.filter(pl.col("level") == "county")["county"]) == {"230402", "230422"}  # c is November's
+    november, late = month.progress(findings, audit, "2026-11", overdue_days=30)
+    assert _row(november, "county", "market", month.UNKNOWN_COUNTY)["new"] == 1  # 9.12304E+17: no usable region
+    assert late["finding_id"].to_list() == ["a"]  # reopened, first seen 71 days before 30 November
