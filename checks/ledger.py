@@ -156,6 +156,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE findings ADD COLUMN due_date TEXT;
     ALTER TABLE findings ADD COLUMN assigned_to TEXT;
+    ALTER TABLE findings ADD COLUMN county TEXT;
     UPDATE findings SET due_date = date(first_seen, '+30 days') WHERE due_date IS NULL;
     CREATE TABLE IF NOT EXISTS reassignments (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -308,7 +309,10 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
          "open": int (unresolved errors and warnings: the road-to-zero count)}
     """
     days = due_days or DEFAULT_DUE_DAYS
+    if "county" not in findings.columns:  # the county list a finding is on (`checks.counties`), when known
+        findings = findings.with_columns(county=pl.lit(None, pl.String))
     tonight_rows = findings.select("finding_id", "source", "record_id", "kind", "severity", "uscc", "name", "related",
+                                   "county",
                                    due=pl.col("kind").replace_strict(days, default=None, return_dtype=pl.Int64)
                                    .fill_null(pl.col("severity").replace_strict(days, default=30,
                                                                                return_dtype=pl.Int64)))
@@ -317,8 +321,8 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         latest = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         historical = latest is not None and run_date < latest
         conn.execute("CREATE TEMP TABLE tonight (finding_id TEXT PRIMARY KEY, source TEXT, record_id TEXT, "
-                     "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT, due INTEGER)")
-        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?)", tonight_rows.iter_rows())
+                     "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT, county TEXT, due INTEGER)")
+        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?,?)", tonight_rows.iter_rows())
         if not historical:  # statuses move forward in time only
             fresh = _record_extracts(conn, run_date, tonight)
             _move_seen(conn, run_date, now, actor, fresh, None if tonight is None else tonight.sources_read)
@@ -371,8 +375,9 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
     conn.execute("CREATE TEMP TABLE fresh AS SELECT finding_id FROM tonight "
                  "WHERE finding_id NOT IN (SELECT finding_id FROM findings)")
     conn.execute("INSERT INTO findings (finding_id, source, record_id, kind, severity, status, first_seen, "
-                 "last_seen, status_changed, uscc, name, related, due_date) SELECT finding_id, source, record_id, "
-                 "kind, severity, 'open', ?, ?, ?, uscc, name, related, date(?, '+' || due || ' days') "
+                 "last_seen, status_changed, uscc, name, related, county, due_date) SELECT finding_id, source, "
+                 "record_id, kind, severity, 'open', ?, ?, ?, uscc, name, related, county, "
+                 "date(?, '+' || due || ' days') "
                  "FROM tonight JOIN fresh USING (finding_id)", (run_date, run_date, now, run_date))
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, NULL, 'open', ?, '首次发现' FROM fresh", (now, run_date, actor))
@@ -412,7 +417,7 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                  "FROM moves m WHERE findings.finding_id = m.finding_id", (now, run_date))
     conn.execute("DROP TABLE moves")
     conn.execute("UPDATE findings SET last_seen = ?, severity = t.severity, uscc = t.uscc, name = t.name, "
-                 "related = t.related "
+                 "related = t.related, county = coalesce(t.county, findings.county) "
                  "FROM tonight t WHERE findings.finding_id = t.finding_id", (run_date,))
 
 
@@ -810,6 +815,33 @@ def audit_of_night(db: Path, run_date: str) -> pl.DataFrame:
                             "a.new_status, a.actor, a.note FROM audit a LEFT JOIN findings f USING (finding_id) "
                             "WHERE a.run_date = ? ORDER BY a.id", (run_date,)).fetchall()
     return pl.DataFrame(rows, schema={c: pl.String for c in AUDIT_COLUMNS}, orient="row")
+
+
+#: Columns of `lifecycle`'s two frames.
+LIFECYCLE_FINDINGS = {"finding_id": pl.String, "source": pl.String, "record_id": pl.String, "name": pl.String,
+                      "uscc": pl.String, "kind": pl.String, "severity": pl.String, "first_seen": pl.String,
+                      "county": pl.String}
+LIFECYCLE_AUDIT = {"id": pl.Int64, "run_date": pl.String, "finding_id": pl.String, "old_status": pl.String,
+                   "new_status": pl.String, "actor": pl.String}
+
+
+def lifecycle(db: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every finding (who, what, first seen) and every status change of the audit log, read in one
+    transaction: what a month's figures are replayed from (`checks.month`).
+
+    Refused attempts (the status stays as it was) and entries that are no finding's (an extract accepted by
+    the steward) are left out.
+    """
+    with closing(connect(db)) as conn:
+        conn.execute("BEGIN")  # one snapshot for both reads: a night committing meanwhile is not half in
+        findings = conn.execute("SELECT finding_id, source, record_id, name, uscc, kind, severity, first_seen, "
+                                "county FROM findings").fetchall()
+        audit = conn.execute("SELECT a.id, a.run_date, a.finding_id, a.old_status, a.new_status, a.actor FROM audit a "
+                             "JOIN findings f USING (finding_id) WHERE a.old_status IS NOT a.new_status "
+                             "ORDER BY a.id").fetchall()
+        conn.execute("COMMIT")
+    return (pl.DataFrame(findings, schema=LIFECYCLE_FINDINGS, orient="row"),
+            pl.DataFrame(audit, schema=LIFECYCLE_AUDIT, orient="row"))
 
 
 def statuses(db: Path) -> dict[str, str]:

@@ -18,6 +18,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "steward.toml"
 FIELDS = ("record_id", "uscc", "name", "entity_type", "legal_rep", "established", "status", "address")
 REQUIRED_FIELDS = ("record_id", "uscc", "name")
 DEFAULT_DATABASE = "state/steward.sqlite3"
+#: Days an error has from first seen to due when `[due]` says nothing (warnings 60, info notes 90).
+DEFAULT_OVERDUE_DAYS = 30
 
 
 class ConfigError(ValueError):
@@ -52,7 +54,7 @@ class Settings:
     #: Nights a failed night's work folder is kept for diagnosis (a completed night's is removed at once).
     keep_failed_work_nights: int = 3
     #: Days from first seen to due, by severity and (overriding it) by kind (`[due]`, `[due.kinds]`).
-    due_days: dict[str, int] = field(default_factory=lambda: {"error": 30, "warning": 60, "info": 90})
+    due_days: dict[str, int] = field(default_factory=lambda: {"error": DEFAULT_OVERDUE_DAYS, "warning": 60, "info": 90})
 
     def source(self, key: str) -> Source:
         for source in self.sources:

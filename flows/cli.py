@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--why", default="", help="reopen / reassign 的原因（记入审计日志）")
     book.add_argument("--to", help="reassign：改由哪个来源处理（如 justice）")
 
+    report = sub.add_parser("report", help="生成月度进展报告（逐月跟踪问效）")
+    report.add_argument("period", choices=["month"], help="month：月报")
+    report.add_argument("month", nargs="?", help="月份 YYYY-MM（默认上个月）")
+    report.add_argument("--data-dir", default="data", help="数据目录")
+    report.add_argument("--config", help="配置文件，默认 config/steward.toml")
+
     synth = sub.add_parser("synth", help="生成合成数据（含标准答案）")
     synth.add_argument("--out", required=True, help="输出的数据目录")
     synth.add_argument("--records", type=int, default=3000, help="记录总数")
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return _ledger(args)
         if args.command == "extracts":
             return _extracts(args)
+        if args.command == "report":
+            return _report(args)
     except UsageError as exc:
         print(f"uscc {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -297,6 +305,20 @@ def _ledger(args) -> int:
         print(f"部门答复（{f['answered_on']}）：{f['answer']} {f['answer_code'] or ''} {f['answer_note'] or ''}".rstrip())
     for e in f["audit"]:
         print(f"  {e['run_date']}  {e['old_status'] or '—'} → {e['new_status']}  {e['actor']}：{e['note'] or ''}")
+    return 0
+
+
+def _report(args) -> int:
+    from flows.month import describe, report_month
+    from flows.params import ParameterError
+
+    try:
+        result = report_month(args.data_dir, args.month, args.config)
+    except ParameterError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"月报：{Path(result['report']).resolve()}")
+    print(f"表格：{Path(result['workbook']).resolve()}")
+    print(describe(result))
     return 0
 
 

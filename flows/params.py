@@ -122,6 +122,49 @@ def check_night(data_dir: object, run_date: object = None, config: str | None = 
     return Night(path, night, settings, config, buckets, dask_workers, wait)
 
 
+@dataclass(frozen=True)
+class Month:
+    """A monthly report's checked parameters."""
+
+    data_dir: Path
+    month: str  # YYYY-MM
+    settings: Settings
+    config: str | None
+
+
+def month_before(moment: dt.datetime | dt.date) -> str:
+    """The month before the one `moment` falls in, in Asia/Shanghai (the monthly run on the 1st reports it).
+
+    >>> month_before(dt.datetime(2026, 11, 30, 22, 0, tzinfo=dt.timezone.utc))  # 06:00 on 1 December in Shanghai
+    '2026-11'
+    """
+    day = dt.date.fromisoformat(night_of(moment)) if isinstance(moment, dt.datetime) else moment
+    return (day.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+
+
+def check_month(data_dir: object, month: object = None, config: str | None = None,
+                scheduled: dt.datetime | None = None) -> Month:
+    """A monthly report's parameters, checked; raises ParameterError naming the first wrong one.
+
+    Args:
+        month: YYYY-MM; when None, the month before `scheduled` (a scheduled run's start) or before today,
+            in Asia/Shanghai. A month after the current one is refused; the current one is reported so far.
+    """
+    if month is None or str(month).strip() == "":
+        month = month_before(scheduled) if scheduled is not None else month_before(dt.date.fromisoformat(today()))
+    text = str(month).strip()
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise ParameterError(f"月份“{_shown(text)}”格式不对，应为 YYYY-MM（如 2026-11）。")
+    if text > today()[:7]:
+        raise ParameterError(f"月份 {text} 尚未开始（今天是 {today()}），无法生成月报。")
+    path = check_data_dir(data_dir)
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        raise ParameterError(str(exc)) from None
+    return Month(path, text, settings, config)
+
+
 def _whole(value: object, label: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
         raise ParameterError(f"参数 {label}“{_shown(str(value))}”应为整数。")

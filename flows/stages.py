@@ -33,10 +33,11 @@ import polars as pl
 from checks import guard, ledger, returns
 from checks.categories import unrecognized_types
 from checks.counties import county_expr
-from checks.detect import detect
+from checks.detect import detect, prepare
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, split
+from checks.register import entity_keys, golden_register
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
 from flows.params import Night, check_night, today  # noqa: F401  (today: the flow's default night)
@@ -269,7 +270,7 @@ def extract_of(s: dict) -> ledger.Extract:
 
 def update_ledger(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict]) -> dict:
     """Findings' lifecycle (SPEC §6) → `<work>/findings.status.parquet`; tonight's changes."""
-    findings = pl.read_parquet(work / "findings.parquet")
+    findings = with_county(settings, work, pl.read_parquet(work / "findings.parquet"))
     result = ledger.record_run(ledger_path(data_dir, settings), run_date, findings, tonight_of(settings, work, sources),
                                due_days=settings.due_days)
     statuses = result.pop("statuses")
@@ -282,7 +283,7 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
            stage_seconds: dict[str, float]) -> Path:
     """Write the reports of the run; returns the run's report folder."""
     db = ledger_path(data_dir, settings)
-    findings = with_county(settings, work, pl.read_parquet(work / "findings.status.parquet"))
+    findings = pl.read_parquet(work / "findings.status.parquet")
     quarantines = [pl.read_parquet(p) for s in settings.sources
                    if (p := work / f"{s.key}.quarantine.parquet").exists()]
     view = RunView(
@@ -295,7 +296,8 @@ def render(settings: Settings, data_dir: Path, work: Path, run_date: str, source
         unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date],
         reassignments=ledger.reassignments_of_night(db, run_date),
         unrecognized_types=unrecognized_types(pl.concat(_records(settings, work) or [empty_canonical().lazy()])
-                                              .select("source", "entity_type").collect()))
+                                              .select("source", "entity_type").collect()),
+        register=register_of(settings, data_dir, work, findings, changes.get("historical", False)))
     return write_run(Path(data_dir) / "reports", view)
 
 
@@ -307,6 +309,23 @@ def with_county(settings: Settings, work: Path, findings: pl.DataFrame) -> pl.Da
     joined = findings.join(addresses.unique(["source", "record_id"]), on=["source", "record_id"], how="left")
     county = county_expr(pl.col("uscc"), pl.col("address"), settings.city.jurisdiction_prefix)
     return joined.with_columns(county=county).drop("address")
+
+
+#: Each record's entity in the newest night's register: the next night keeps those entity ids.
+ENTITIES = "state/entities.parquet"
+
+
+def register_of(settings: Settings, data_dir: Path, work: Path, findings: pl.DataFrame, historical: bool) -> pl.DataFrame:
+    """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's."""
+    path = Path(data_dir) / ENTITIES
+    previous = pl.read_parquet(path) if path.exists() else None
+    found = golden_register(prepare(_all_records(settings, work), settings), findings, settings, previous)
+    if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_name(f".{path.name}.tmp")
+        entity_keys(found, [s.key for s in settings.sources]).write_parquet(staged)
+        os.replace(staged, path)
+    return found
 
 
 def complete_night(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict],

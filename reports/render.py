@@ -19,8 +19,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from checks.counties import UNKNOWN, county_name
+from checks.register import register_csv_frame
 from reports import forms
-from reports.chart import trend_svg
+from reports.chart import lines_svg, trend_svg
 from reports.labels import with_labels
 from reports.receipts import write_receipts
 from validators.tables import KINDS, SEVERITY_LABELS, STATUS_LABELS
@@ -70,6 +71,7 @@ class RunView:
     unfinished: list[str] = field(default_factory=list)  # earlier nights whose runs all failed (not on the trend)
     reassignments: list[dict] = field(default_factory=list)  # ledger.reassignments_of_night
     unrecognized_types: list[dict] = field(default_factory=list)  # checks.categories.unrecognized_types
+    register: pl.DataFrame | None = None  # checks.register.golden_register: register.parquet / register.csv
 
     def __post_init__(self):
         # overdue first: what a department must deal with before anything else
@@ -159,6 +161,15 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame, recei
         counties=counties)
 
 
+def trend_by_source(history: list[dict], sources: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
+    """Unresolved errors and warnings per department and night, from the runs' `counts` (`source|severity`)."""
+    labels = [h["run_date"] for h in history]
+    series = {s["name"]: [sum(n for key, n in h.get("counts", {}).items()
+                              if key.split("|")[0] == s["key"] and key.split("|")[-1] != "info") for h in history]
+              for s in sources}
+    return labels, series
+
+
 def render_index(view: RunView, receipts: list[dict] = ()) -> str:
     f = view.findings
     keys = [s["key"] for s in view.sources]
@@ -183,7 +194,8 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         generated_at=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         unresolved=view.changes["open"], by_severity=dict(f.group_by("severity").len().rows()), changes=view.changes,
         by_status=dict(f.group_by("status").len().rows()), status_labels=STATUS_LABELS,
-        chart=trend_svg(view.history), sources=sources, matrix=matrix,
+        chart=trend_svg(view.history), chart_by_source=lines_svg(*trend_by_source(view.history, view.sources)),
+        sources=sources, matrix=matrix,
         quarantine=view.quarantine.head(QUARANTINE_SHOWN).to_dicts(), quarantine_total=view.quarantine.height,
         source_names=names, notes=notes, stage_seconds=view.stage_seconds, receipts=receipts,
         audit_rows=None if view.audit is None else view.audit.height, stray_returns=view.stray_returns,
@@ -251,6 +263,9 @@ def write_run(reports_root: Path, view: RunView) -> Path:
         forms.neutralize_frame(view.findings.select(FINDINGS_CSV_COLUMNS)).write_csv(tmp / "findings.csv")
         if view.audit is not None:
             forms.neutralize_frame(view.audit).write_csv(tmp / "audit.csv")
+        if view.register is not None:
+            view.register.write_parquet(tmp / "register.parquet")
+            forms.neutralize_frame(register_csv_frame(view.register)).write_csv(tmp / "register.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
         if writer is not None:

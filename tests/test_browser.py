@@ -172,3 +172,23 @@ def test_a_county_list_opens_offline_from_its_department_page_and_links_back(bro
     assert page.url.endswith("/2026-11-27/index.html")
     assert not dialogs and all(u.startswith("file://") for u in requests)
     page.close()
+
+
+def test_the_monthly_report_and_the_overview_trends_open_offline(browser, report, artifacts):
+    from flows.month import report_month
+
+    data = report.parents[1]
+    month = report_month(data, "2026-11", today_="2026-12-01")
+    page, requests, dialogs = open_page(browser, data / "reports" / "months" / "2026-11" / "index.html")
+    assert "统一社会信用代码重错码治理月报（2026-11）" in page.locator("h1").inner_text()
+    assert page.locator("tr.dept").count() == 3 and page.locator("tr.city").count() == 1
+    assert str(month["city"]["open_end"]) in page.locator("tr.city").inner_text()
+    assert page.locator("svg polyline").count() == 3  # one line per department
+    page.screenshot(path=str(artifacts / "month-2026-11.png"), full_page=True)
+    assert all(u.startswith("file://") for u in requests) and dialogs == []
+
+    run_all(data, run_date="2026-11-28")  # the trend shows the completed nights before tonight
+    page, requests, _ = open_page(browser, data / "reports" / "2026-11-28" / "index.html")
+    assert page.locator("svg polyline").count() == 1 + 3  # the city's line, and one per department beside it
+    page.screenshot(path=str(artifacts / "overview-trends.png"))
+    assert all(u.startswith("file://") for u in requests)

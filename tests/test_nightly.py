@@ -190,7 +190,7 @@ def test_the_deployment_runs_the_nightly_flow_at_two_in_shanghai():
     from tests.conftest import ROOT
 
     project = yaml.safe_load((ROOT / "prefect.yaml").read_text("utf-8"))
-    [deployment] = project["deployments"]
+    deployment = next(d for d in project["deployments"] if d["name"] == "nightly")
     assert deployment["name"] == "nightly" and deployment["entrypoint"] == "flows/nightly.py:nightly"
     [schedule] = deployment["schedules"]
     assert (schedule["cron"], schedule["timezone"]) == ("0 2 * * *", "Asia/Shanghai")

@@ -250,7 +250,7 @@ def test_deploying_without_the_variables_is_refused_naming_each(tmp_path):
 
     project = yaml.safe_load((ROOT / "prefect.yaml").read_text("utf-8"))
     assert "flows.preflight" in project["build"][0]["prefect.deployments.steps.run_shell_script"]["script"]
-    [deployment] = project["deployments"]
+    deployment = next(d for d in project["deployments"] if d["name"] == "nightly")
     assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
 
 

@@ -1,0 +1,227 @@
+"""The golden register: one row per entity across all registries (issue 15, item 5).
+
+The clean input the credit-sharing platform and the public credit evaluation
+need: which records of which registries are one entity, the one code to trust
+for it (or none, where nobody can be presumed right), and the findings still
+open on it.
+
+Entities are recomputed from what detection decided, not decided again:
+
+* records holding the same code are one entity unless a `duplicate_code`
+  finding says they are different entities (its `related` lists the holders
+  that are *not* the record's entity);
+* every other finding's `related` names records of the same entity
+  (`multiple_codes`, `name_mismatch`, `duplicate_record`, and the record a
+  repair's evidence came from).
+
+So the partitioned run and the single-process run give the same register, and
+the linking rules stay in `checks.linking` alone. Every record is in exactly
+one entity.
+
+Entity ids are stable across nights. An entity that holds a record of an
+entity of the previous night's register keeps that entity's id (`carry_ids`:
+when an entity splits, the part with most of its records keeps it; when two
+merge, the bigger one's id survives). Only an entity none of whose records was
+registered before gets a new id, derived from its trusted code when it has one
+that no other entity trusts, else from its smallest (source, record_id);
+`id_basis` says which, and is kept with the id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+from checks.detect import Context
+from validators.column import BIT
+from checks.ledger import UNRESOLVED
+from checks.settings import Settings
+
+__all__ = ["entities", "golden_register", "register_csv_frame", "entity_id", "carry_ids", "entity_keys",
+           "ENTITY_KEYS"]
+
+#: What a night keeps of its register for the next night's ids: each record's entity.
+ENTITY_KEYS = {"source": pl.String, "record_id": pl.String, "entity_id": pl.String, "id_basis": pl.String}
+
+#: The finding kind whose `related` lists *other* entities (every other kind's lists the same entity).
+OTHER_ENTITIES = "duplicate_code"
+
+
+def entity_id(basis: str) -> str:
+    """The stable id of an entity from its basis (`uscc:<code>` or `record:<source>:<record_id>`)."""
+    return hashlib.sha1(basis.encode()).hexdigest()[:16]
+
+
+class _Union:
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+
+    def find(self, a: int) -> int:
+        root = a
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while a != root:  # path compression
+            self.parent[a], a = root, self.parent.get(a, a)
+        return root
+
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def entities(prepared: pl.DataFrame, findings: pl.DataFrame) -> pl.DataFrame:
+    """(idx, entity): the entity (smallest member idx) of every prepared record.
+
+    Args:
+        prepared: `checks.detect.prepare` of tonight's records (`idx, source, record_id, code`).
+        findings: tonight's findings frame (`source, record_id, kind, related`).
+    """
+    index = {(s, r): i for i, s, r in prepared.select("idx", "source", "record_id").iter_rows()}
+    union = _Union()
+    flagged: dict[int, set[int]] = {}  # a duplicate_code holder → the holders that are other entities
+    for source, record_id, kind, related in findings.select("source", "record_id", "kind", "related").iter_rows():
+        me = index.get((source, record_id))
+        others = [index[(s, r)] for s, r in (k.split(":", 1) for k in (related or "").split(";") if ":" in k)
+                  if (s, r) in index]
+        if me is None:
+            continue
+        if kind == OTHER_ENTITIES:
+            flagged.setdefault(me, set()).update(others)
+            continue
+        for other in others:
+            union.join(me, other)
+    shared = prepared.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1)) \
+        .group_by("code").agg(pl.col("idx").sort())
+    for holders in shared["idx"].to_list():
+        marked = [h for h in holders if h in flagged]
+        if not marked:  # one code, one entity: detection found no different entity among its holders
+            for h in holders[1:]:
+                union.join(holders[0], h)
+            continue
+        for h in marked:
+            for same in (x for x in holders if x != h and x not in flagged[h]):
+                union.join(h, same)
+        unmarked = [h for h in holders if h not in flagged]  # the registry presumed right: one entity
+        for h in unmarked[1:]:
+            union.join(unmarked[0], h)
+    idx = prepared["idx"]
+    return pl.DataFrame({"idx": idx, "entity": [union.find(i) for i in idx.to_list()]},
+                        schema={"idx": pl.Int64, "entity": pl.Int64})
+
+
+def carry_ids(members: pl.DataFrame, derived: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+    """(entity, entity_id, id_basis) for tonight's entities: the previous night's id where one of its records
+    was registered, else the derived one.
+
+    Args:
+        members: (source, record_id, entity) of tonight's records.
+        derived: (entity, entity_id, id_basis) as `entity_id` derives them.
+        previous: the previous night's `ENTITY_KEYS` rows, or None on the first night.
+    """
+    if previous is None or previous.height == 0:
+        return derived
+    votes = members.join(previous, on=["source", "record_id"]) \
+        .group_by("entity", "entity_id", "id_basis").agg(n=pl.len(), key=(pl.col("source") + ":" + pl.col("record_id")).min())
+    # each earlier id goes to one entity (most of its records, then the smallest record key) …
+    won = votes.sort("entity_id", "n", "key", descending=[False, True, False]).unique("entity_id", keep="first")
+    # … and each entity keeps one earlier id (the one it holds most records of, then the smallest id)
+    kept = won.sort("entity", "n", "entity_id", descending=[False, True, False]).unique("entity", keep="first") \
+        .select("entity", "entity_id", "id_basis")
+    taken = set(kept["entity_id"].to_list())
+    fresh = derived.join(kept, on="entity", how="anti")
+    rows = []
+    for entity, eid, basis in fresh.iter_rows():
+        n = 1
+        while eid in taken:  # an id an earlier entity still holds (a split): derive another
+            n += 1
+            eid = entity_id(f"{basis}#{n}")
+        taken.add(eid)
+        rows.append((entity, eid, basis))
+    return pl.concat([kept, pl.DataFrame(rows, schema=derived.schema, orient="row")])
+
+
+#: Why a lone record's code is trusted: `checks.detect.Context.trusted_code`'s reasons, by "issued by its
+#: own registry" (tested to agree with it).
+_LONE_WHY = {True: "该代码的登记管理部门", False: "唯一没有警告的有效代码"}
+
+
+def trusted_codes(grouped: pl.DataFrame, frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """`trusted_code` and `trusted_why` of each entity (`grouped`: entity, idx list), by detection's rule.
+
+    Entities of several records ask `Context.trusted_code` itself. A lone record (most entities) is the
+    same rule on one member, done over the whole column: its code when valid and without a region warning.
+    """
+    own = pl.lit(False)
+    for source in settings.sources:
+        own = pl.when(pl.col("source") == source.key).then(pl.col("code").str.slice(0, 1).is_in(list(source.departments))) \
+            .otherwise(own)
+    clean = pl.col("valid") & pl.col("code").is_not_null() & ((pl.col("flags") & BIT["bad_region"]) == 0)
+    lone = grouped.filter(pl.col("idx").list.len() == 1).select("entity").join(frame, on="entity").select(
+        "entity", trusted_code=pl.when(clean).then(pl.col("code")),
+        trusted_why=pl.when(clean).then(pl.when(own).then(pl.lit(_LONE_WHY[True])).otherwise(pl.lit(_LONE_WHY[False]))))
+    several = grouped.filter(pl.col("idx").list.len() > 1)
+    wanted = set(several["idx"].explode().to_list())
+    rows = {r["idx"]: r for r in frame.filter(pl.col("idx").is_in(list(wanted)))
+            .select("idx", "source", "code", "valid", "flags").iter_rows(named=True)}
+    ctx = Context(frame, settings, rows, {}, {}, {})  # detection's own rule for the code to trust
+    trusted = [ctx.trusted_code(tuple(sorted(m))) for m in several["idx"].to_list()]
+    joint = pl.DataFrame({"entity": several["entity"],
+                          "trusted_code": pl.Series([t[0] if t else None for t in trusted], dtype=pl.String),
+                          "trusted_why": pl.Series([t[2] if t else None for t in trusted], dtype=pl.String)})
+    return grouped.join(pl.concat([lone, joint]), on="entity", how="left")
+
+
+def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
+                    previous: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per entity: `entity_id, id_basis, trusted_code, trusted_why, codes, records, sources`,
+    per configured source `<key>_record_ids` and `<key>_names` (lists), and the open findings on it.
+
+    Args:
+        prepared: `checks.detect.prepare` of tonight's records.
+        findings: tonight's findings with their ledger `status` (`findings.status.parquet`).
+        previous: the previous night's record → entity rows (`ENTITY_KEYS`, from `entity_keys`), for stable ids.
+    """
+    members = entities(prepared, findings)
+    frame = prepared.select("idx", "source", "record_id", "name", "code", "valid", "flags").join(members, on="idx")
+    grouped = frame.sort("source", "record_id").group_by("entity", maintain_order=True).agg(
+        pl.col("idx"), first_source=pl.col("source").first(), first_record=pl.col("record_id").first())
+    grouped = trusted_codes(grouped, frame, settings).with_columns(
+        # a code two entities trust (a 重码 both registries may issue) identifies neither
+        id_basis=pl.when(pl.col("trusted_code").is_not_null() & (pl.len().over("trusted_code") == 1))
+        .then(pl.lit("uscc:") + pl.col("trusted_code"))
+        .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
+    derived = grouped.select("entity", entity_id=pl.col("id_basis").map_elements(entity_id, return_dtype=pl.String),
+                             id_basis="id_basis")
+    ids = carry_ids(frame.select("source", "record_id", "entity"), derived, previous)
+    grouped = grouped.drop("id_basis").join(ids, on="entity")
+    per_record = frame.join(grouped.select("entity", "entity_id"), on="entity")
+    open_ = findings.filter(pl.col("status").is_in(UNRESOLVED)).select("source", "record_id", "kind", "finding_id") \
+        .join(per_record.select("source", "record_id", "entity_id"), on=["source", "record_id"]) \
+        .group_by("entity_id").agg(open_findings=pl.len().cast(pl.Int64), open_kinds=pl.col("kind").unique().sort(),
+                                   open_finding_ids=pl.col("finding_id").sort())
+    summary = per_record.sort("source", "record_id").group_by("entity_id").agg(
+        codes=pl.col("code").drop_nulls().unique().sort(), records=pl.len().cast(pl.Int64),
+        sources=pl.col("source").unique().sort(),
+        **{f"{s.key}_record_ids": pl.col("record_id").filter(pl.col("source") == s.key) for s in settings.sources},
+        **{f"{s.key}_names": pl.col("name").filter(pl.col("source") == s.key) for s in settings.sources})
+    out = grouped.select("entity_id", "id_basis", "trusted_code", "trusted_why").join(summary, on="entity_id") \
+        .join(open_, on="entity_id", how="left") \
+        .with_columns(pl.col("open_findings").fill_null(0),
+                      pl.col("open_kinds").fill_null(pl.lit([], pl.List(pl.String))),
+                      pl.col("open_finding_ids").fill_null(pl.lit([], pl.List(pl.String))))
+    return out.sort("entity_id")
+
+
+def entity_keys(register: pl.DataFrame, sources: list[str]) -> pl.DataFrame:
+    """The register as record → entity rows (`ENTITY_KEYS`): what the next night's `carry_ids` reads."""
+    frames = [register.select("entity_id", "id_basis", record_id=f"{s}_record_ids").explode("record_id")
+              .filter(pl.col("record_id").is_not_null()).with_columns(source=pl.lit(s)) for s in sources]
+    return pl.concat(frames).select(list(ENTITY_KEYS)) if frames else pl.DataFrame(schema=ENTITY_KEYS)
+
+
+def register_csv_frame(register: pl.DataFrame) -> pl.DataFrame:
+    """The register with its list columns joined by `;` (register.csv; the parquet keeps the lists)."""
+    return register.with_columns(pl.col(c).list.join(";") for c, t in register.schema.items()
+                                 if isinstance(t, pl.List))

@@ -1,0 +1,168 @@
+"""The golden register (issue 15, item 5): one row per entity across all registries, stable ids."""
+
+from __future__ import annotations
+
+import shutil
+
+import polars as pl
+import pytest
+
+from checks.register import entity_id, golden_register, register_csv_frame
+from flows.stages import run_all
+from tests.conftest import ROOT
+from tests.test_loop import load, new_extract_xlsx
+from validators.uscc import calc_check_char
+
+NIGHT1, NIGHT2 = "2026-11-01", "2026-11-02"
+
+
+def code(first17: str) -> str:
+    return first17 + calc_check_char(first17)
+
+
+X, Y = code("91230402MA1000001"), code("91230403MA1000002")
+Z_MARKET, Z_EDITORIAL = code("91230404MA1000003"), code("12230404MB1000004")
+
+
+def prepared(rows: list[tuple]) -> pl.DataFrame:
+    """What `checks.detect.prepare` gives, for the columns the register reads."""
+    return pl.DataFrame(rows, schema={"source": pl.String, "record_id": pl.String, "name": pl.String,
+                                      "code": pl.String}, orient="row") \
+        .with_columns(idx=pl.int_range(pl.len(), dtype=pl.Int64), valid=pl.col("code").is_not_null(),
+                      flags=pl.lit(0, pl.Int64))
+
+
+def findings(rows: list[tuple]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"finding_id": pl.String, "source": pl.String, "record_id": pl.String,
+                                      "kind": pl.String, "related": pl.String, "status": pl.String}, orient="row")
+
+
+@pytest.fixture
+def small(settings):
+    records = prepared([
+        ("market", "M1", "鹤岗市甲公司", X), ("editorial", "E1", "甲公司", X),  # one code, two registries
+        ("market", "M2", "乙商店", Y), ("market", "M3", "丙商店", Y),  # 重码: two entities
+        ("market", "M4", "丁公司", Z_MARKET), ("editorial", "E2", "丁中心", Z_EDITORIAL),  # 一主体多码
+        ("justice", "J1", "戊律师事务所", None),  # no code
+    ])
+    found = findings([
+        ("f1", "market", "M3", "duplicate_code", "market:M2", "open"),
+        ("f2", "market", "M2", "duplicate_code", "market:M3", "open"),
+        ("f3", "market", "M4", "multiple_codes", "editorial:E2", "open"),
+        ("f4", "editorial", "E2", "multiple_codes", "market:M4", "fixed"),
+        ("f5", "justice", "J1", "missing", "", "responded"),
+    ])
+    return golden_register(records, found, settings)
+
+
+def _entity(register: pl.DataFrame, source: str, record_id: str) -> dict:
+    [row] = register.filter(pl.col(f"{source}_record_ids").list.contains(record_id)).to_dicts()
+    return row
+
+
+def test_records_with_one_code_in_two_registries_are_one_entity_trusting_that_code(small):
+    row = _entity(small, "market", "M1")
+    assert row["editorial_record_ids"] == ["E1"] and row["records"] == 2
+    assert row["trusted_code"] == X and row["id_basis"] == f"uscc:{X}" and row["entity_id"] == entity_id(f"uscc:{X}")
+    assert row["open_findings"] == 0
+
+
+def test_a_duplicate_code_is_two_entities_and_identifies_neither(small):
+    m2, m3 = _entity(small, "market", "M2"), _entity(small, "market", "M3")
+    assert m2["entity_id"] != m3["entity_id"]
+    assert (m2["id_basis"], m3["id_basis"]) == ("record:market:M2", "record:market:M3")  # both would trust Y
+
+
+def test_one_entity_under_two_codes_is_one_row_with_no_code_to_trust(small):
+    row = _entity(small, "market", "M4")
+    assert row["editorial_record_ids"] == ["E2"] and sorted(row["codes"]) == sorted([Z_MARKET, Z_EDITORIAL])
+    assert row["trusted_code"] is None and row["id_basis"] == "record:editorial:E2"  # the smallest record key
+    assert row["open_findings"] == 1 and row["open_kinds"] == ["multiple_codes"]  # f4 is fixed
+
+
+def test_a_record_without_a_code_is_its_own_entity_with_its_open_finding(small):
+    row = _entity(small, "justice", "J1")
+    assert row["trusted_code"] is None and row["open_finding_ids"] == ["f5"] and row["justice_names"] == ["戊律师事务所"]
+
+
+def test_the_csv_joins_the_lists(small):
+    csv = register_csv_frame(small)
+    assert all(t == pl.String or t.is_numeric() for t in csv.schema.values())
+    assert csv.height == small.height == 5
+
+
+# --------------------------------------------------------------------------- on the nightly
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory):
+    data = tmp_path_factory.mktemp("register") / "data"
+    shutil.copytree(ROOT / "sample_data", data)
+    run_all(data, run_date=NIGHT1)
+    market = load(data / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
+    fix = market.filter((pl.col("kind") == "bad_check_char") & pl.col("suggested_code").is_not_null()).row(0, named=True)
+    xlsx = next((data / "extracts" / "market").glob("*.xlsx"))
+    new_extract_xlsx(xlsx, xlsx.with_name("m2.xlsx"), {fix["record_id"]: fix["suggested_code"]})
+    run_all(data, run_date=NIGHT2)
+    return data, fix
+
+
+def _members(register: pl.DataFrame, sources: list[str]) -> pl.DataFrame:
+    """(entity_id, members): each entity's records as one sorted key."""
+    keys = [pl.col(f"{s}_record_ids").list.eval(pl.lit(f"{s}:") + pl.element()) for s in sources]
+    return register.select("entity_id", members=pl.concat_list(keys).list.sort().list.join(";"))
+
+
+def test_every_record_is_in_exactly_one_entity(two_nights, settings):
+    data, _ = two_nights
+    register = pl.read_parquet(data / "reports" / NIGHT1 / "register.parquet")
+    summary = pl.read_json(data / "reports" / NIGHT1 / "summary.json")["sources"][0]
+    checked = sum(summary[s.key]["rows_checked"] for s in settings.sources)
+    assert register["records"].sum() == checked
+    keys = [f"{s.key}:{r}" for s in settings.sources for ids in register[f"{s.key}_record_ids"] for r in ids]
+    assert len(keys) == len(set(keys)) == checked
+    assert register["entity_id"].n_unique() == register.height < checked  # some entities span records
+    assert pl.read_csv(data / "reports" / NIGHT1 / "register.csv", infer_schema=False).height == register.height
+
+
+def test_entity_ids_are_the_same_on_the_next_night(two_nights, settings):
+    data, fix = two_nights
+    sources = [s.key for s in settings.sources]
+    first = _members(pl.read_parquet(data / "reports" / NIGHT1 / "register.parquet"), sources)
+    second = _members(pl.read_parquet(data / "reports" / NIGHT2 / "register.parquet"), sources)
+    same = first.join(second, on="members", suffix="_next")
+    assert same.height >= first.height - 2  # only the corrected record's entity may change
+    assert same.filter(pl.col("entity_id") != pl.col("entity_id_next")).height == 0
+    def entity_of(night: str) -> dict:
+        return pl.read_parquet(data / "reports" / night / "register.parquet") \
+            .filter(pl.col("market_record_ids").list.contains(fix["record_id"])).row(0, named=True)
+
+    before, after = entity_of(NIGHT1), entity_of(NIGHT2)
+    assert before["trusted_code"] is None and after["trusted_code"] == fix["suggested_code"]  # corrected
+    assert after["entity_id"] == before["entity_id"]  # and still the same entity to the platform
+
+
+def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_gets_a_new_one():
+    from checks.register import carry_ids
+
+    previous = pl.DataFrame({"source": ["market"] * 3, "record_id": ["M1", "M2", "M3"], "entity_id": ["old"] * 3,
+                             "id_basis": ["uscc:X"] * 3})
+    members = pl.DataFrame({"source": ["market"] * 4, "record_id": ["M1", "M2", "M3", "M9"], "entity": [0, 0, 2, 3]})
+    derived = pl.DataFrame({"entity": [0, 2, 3], "entity_id": ["d0", "d2", "d3"], "id_basis": ["a", "b", "c"]})
+    ids = dict(carry_ids(members, derived, previous).select("entity", "entity_id").rows())
+    assert ids == {0: "old", 2: "d2", 3: "d3"}
+
+
+def test_the_code_to_trust_is_detections_rule_for_every_entity(sample_copy, settings):
+    from checks.detect import Context, detect, prepare
+    from checks.ingest import ingest_source
+    from checks.register import entities, trusted_codes
+
+    records = pl.concat([ingest_source(s, sample_copy)[0] for s in settings.sources])
+    found = detect(records, settings)
+    frame = prepare(records, settings).join(entities(prepare(records, settings), found), on="idx")
+    grouped = frame.group_by("entity").agg(pl.col("idx"))
+    ours = trusted_codes(grouped, frame, settings)
+    ctx = Context(frame, settings, {r["idx"]: r for r in frame.iter_rows(named=True)}, {}, {}, {})
+    theirs = [ctx.trusted_code(tuple(sorted(m))) for m in ours["idx"].to_list()]
+    assert [(t[0], t[2]) if t else (None, None) for t in theirs] == list(zip(ours["trusted_code"], ours["trusted_why"]))
+    assert ours["trusted_code"].null_count() < ours.height  # most entities have a code to trust
