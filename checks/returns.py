@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,9 +33,9 @@ from typing import Callable
 import polars as pl
 
 from checks import ledger, xlsx
-from checks.ingest import HEADER_SEARCH_ROWS
+from checks.ingest import HEADER_SEARCH_ROWS, entry_refusal, folder_refusal, list_folder, name_refusal
 from checks.names import normalize_name
-from checks.textfile import TextFileError, decode, sniff_delimiter
+from checks.textfile import TextFileError, decode, quote, sniff_delimiter
 from reports.forms import ANSWER_COLUMNS, ANSWERS, READ_ONLY
 from validators.tables import STATUS_LABELS, TRIM_CHARS
 from validators.uscc import check, compact
@@ -287,29 +288,39 @@ def _name_equality(prefixes: tuple[str, ...]) -> Callable[[str | None, str | Non
 # --------------------------------------------------------------------------- processing (I/O)
 
 def pending_files(returns_dir: Path) -> list[Path]:
-    """Files waiting in one source's returns folder, oldest first (mtime, then name)."""
-    if not returns_dir.is_dir():
-        return []
-    files = [p for p in returns_dir.iterdir() if p.is_file() and not p.name.startswith((".", "~$"))]
-    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+    """Files waiting in one source's returns folder, oldest first (mtime, then name).
+
+    Only regular files inside the data directory (`checks.ingest.list_folder`): symlinks,
+    devices, FIFOs, folders, hidden and lock files are never opened; `stray_files` lists them.
+    """
+    files, _ = list_folder(Path(returns_dir), Path(returns_dir).parent.parent)
+    return sorted(files, key=lambda p: (os.lstat(p).st_mtime, p.name))
 
 
 def stray_files(data_dir: Path, source_keys: list[str]) -> list[dict]:
-    """Files under returns/ that no configured department's folder holds: listed, never guessed at."""
+    """Entries under returns/ that are not processed, each with why: files no configured
+    department's folder holds (listed, never guessed at), and in a department's folder
+    whatever `pending_files` leaves out (symlinks, devices, hidden files …)."""
     root = Path(data_dir) / "returns"
+    refused = folder_refusal(root, Path(data_dir))
+    if refused:
+        return [{"file": "", "reason": refused + "。"}]
     if not root.is_dir():
         return []
+    keys = "、".join(source_keys)
     out = []
-    for path in sorted(root.iterdir()):
-        if path.name.startswith("."):
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        where = quote(entry.name, 60)
+        if entry.is_dir(follow_symlinks=False):
+            files, skipped = list_folder(Path(entry.path), Path(data_dir))
+            out += [{"file": f"{where}/{f['file']}", "reason": f["reason"] + "。"} for f in skipped]
+            if entry.name not in source_keys:
+                out += [{"file": f"{where}/{quote(p.name, 120)}",
+                         "reason": f"目录 {where} 不是已配置的单位（{keys}），文件未处理。"} for p in files]
             continue
-        if path.is_file():
-            out.append({"file": path.name, "reason": "直接放在 returns/ 下，无法判断是哪个单位报送的。"
-                                                     f"请移入 returns/<单位>/（{'、'.join(source_keys)}）。"})
-        elif path.is_dir() and path.name not in source_keys:
-            for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                out.append({"file": str(f.relative_to(root)),
-                            "reason": f"目录 {path.name} 不是已配置的单位（{'、'.join(source_keys)}），文件未处理。"})
+        reason = entry_refusal(Path(entry.path), Path(data_dir)) or name_refusal(entry.name)
+        out.append({"file": where, "reason": (reason + "。") if reason else
+                    f"直接放在 returns/ 下，无法判断是哪个单位报送的。请移入 returns/<单位>/（{keys}）。"})
     return out
 
 

@@ -73,7 +73,7 @@ def ingest_one(settings: Settings, data_dir: Path, work: Path, key: str) -> dict
     """Read one source's newest extract into `<work>/<key>.records.parquet` (+ quarantine)."""
     source = settings.source(key)
     started = time.perf_counter()
-    records, quarantine, report = ingest_source(source, Path(data_dir))
+    records, quarantine, report = ingest_source(source, Path(data_dir), settings.limits)
     records.write_parquet(work / f"{key}.records.parquet")
     quarantine.write_parquet(work / f"{key}.quarantine.parquet")
     result = _source_result(source, report, time.perf_counter() - started)
