@@ -298,16 +298,16 @@ def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, li
         del data
         data = text.encode("utf-8")
         del text
-    lines = _check_lines(data, name, limits)
+    lines, lone_cr = _check_lines(data, name, limits)
     head_bytes = data[:65536]
     head = head_bytes.decode("utf-8-sig", errors="ignore")
     delimiter, header_row, header_line, title_rows, header = _find_header(head, source)
-    width = len(header)
+    width = max(len(header), _line_at(data, header_line).count(delimiter.encode()) + 1)
     if width > limits.max_columns:
         raise IngestError(f"{name} 的表头（第 {header_line} 行）有 {width:,} 列，超过上限 {limits.max_columns:,} 列，"
                           "不是正常的数据导出，未读取。请确认导出内容后重新提交。")
-    fast = _read_csv_polars(path if encoding in ("utf-8", "utf-8-sig") else data, delimiter, lines,
-                            encoding, header_line - 1)
+    fast = None if lone_cr else _read_csv_polars(path if encoding in ("utf-8", "utf-8-sig") else data,
+                                                 delimiter, lines, encoding, header_line - 1)
     if fast is None:
         fast = _read_csv_python(data.decode("utf-8-sig"), name, delimiter, encoding, header_row, limits)
     if title_rows:
@@ -315,12 +315,17 @@ def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, li
     return fast
 
 
-def _check_lines(data: bytes, name: str, limits: Limits) -> int:
-    """The file's physical lines, refused beyond the limits; streams over the bytes in
-    blocks (no list of every line is built). A file whose breaks are lone \\r (old Mac
-    exports) is measured on \\r. Returns the number of \\n-separated lines."""
+def _check_lines(data: bytes, name: str, limits: Limits) -> tuple[int, bool]:
+    """The file's physical lines, refused beyond the limits, and whether its line breaks are
+    lone \\r (old Mac exports; then only the exact reader sees its rows). Streams over the
+    bytes in blocks: no list of every line is built. Returns the number of \\n-separated lines."""
     newlines = data.count(b"\n")
     breaks = data.count(b"\r")
+    total = max(newlines, breaks) + 1
+    if total > limits.csv_max_lines:
+        raise IngestError(f"{name} 有 {total:,} 行，超过上限 {limits.csv_max_lines:,} 行，未读取。"
+                          "请确认导出内容（或拆分文件）后重新提交。")
+    lone_cr = breaks > newlines and data.count(b"\r\n") < breaks
     separator = b"\r" if breaks > 2 * newlines + 1 else b"\n"
     longest, carry, line, at_line, block = 0, 0, 0, 1, 16 << 20
     for start in range(0, len(data), block):
@@ -336,11 +341,18 @@ def _check_lines(data: bytes, name: str, limits: Limits) -> int:
             raise IngestError(
                 f"{name} 第 {at_line:,} 行超过 {limits.csv_max_line_bytes // 1024:,} KB，不是正常的数据行"
                 "（可能缺少换行符或不是 CSV 文件），未读取。请确认导出内容后重新提交。")
-    total = max(newlines, breaks) + 1
-    if total > limits.csv_max_lines:
-        raise IngestError(f"{name} 有 {total:,} 行，超过上限 {limits.csv_max_lines:,} 行，未读取。"
-                          "请确认导出内容（或拆分文件）后重新提交。")
-    return newlines + (0 if data.endswith(b"\n") else 1)
+    return newlines + (0 if data.endswith(b"\n") else 1), lone_cr
+
+
+def _line_at(data: bytes, line: int) -> bytes:
+    """The bytes of a physical line (1-based), for counting its delimiters before any parser runs."""
+    start = 0
+    for _ in range(line - 1):
+        start = data.find(b"\n", start) + 1
+        if start == 0:
+            return b""
+    end = data.find(b"\n", start)
+    return data[start: end if end >= 0 else len(data)]
 
 
 def _find_header(head: str, source: Source | None) -> tuple[str, int, int, int, list[str]]:

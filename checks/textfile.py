@@ -88,9 +88,9 @@ def detect(data: bytes, name: str = "文件") -> tuple[str, str | None]:
 
 def _utf16_without_bom(data: bytes, head: bytes) -> tuple[str, str] | None:
     """UTF-16 LE or BE without a BOM: the NUL bytes of ASCII text (digits, delimiters, line
-    breaks) all fall on one side of each byte pair; Chinese characters have none."""
+    breaks) fall on one side of each byte pair; Chinese characters rarely have one (U+4E00 一)."""
     even, odd = head[0::2].count(0), head[1::2].count(0)
-    if len(head) < 4 or len(data) % 2 or max(even, odd) < len(head) // 16 or min(even, odd) > max(even, odd) // 50:
+    if len(head) < 4 or len(data) % 2 or max(even, odd) < len(head) // 16 or min(even, odd) > max(even, odd) // 10:
         return None
     encoding = "utf-16-le" if odd > even else "utf-16-be"
     try:

@@ -131,14 +131,14 @@ def _check_directory(infos: list[zipfile.ZipInfo], name: str, limits: Limits) ->
             raise XlsxError(_broken(name, "使用了 Excel 不使用的压缩方式"))
         total += info.file_size
         ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > limits.xlsx_max_member_bytes or total > limits.xlsx_max_total_bytes:
-            raise XlsxError(f"{name} 解压后超过 {_size(min(limits.xlsx_max_member_bytes, limits.xlsx_max_total_bytes))}"
-                            f"（部件 {info.filename[:80]} 声明 {_size(info.file_size)}），远超正常数据导出，未读取。"
-                            "请确认导出内容后重新提交。")
         if info.file_size > (1 << 20) and ratio > limits.xlsx_max_ratio:
             raise XlsxError(f"{name} 的部件 {info.filename[:80]} 压缩比为 {ratio:,.0f} 倍（{_size(info.compress_size)} 解压为 "
                             f"{_size(info.file_size)}），超过上限 {limits.xlsx_max_ratio} 倍，"
                             "可能是恶意构造的压缩包（zip 炸弹），未读取。请重新导出后提交。")
+        if info.file_size > limits.xlsx_max_member_bytes or total > limits.xlsx_max_total_bytes:
+            raise XlsxError(f"{name} 解压后超过 {_size(min(limits.xlsx_max_member_bytes, limits.xlsx_max_total_bytes))}"
+                            f"（部件 {info.filename[:80]} 声明 {_size(info.file_size)}），远超正常数据导出，未读取。"
+                            "请确认导出内容后重新提交。")
 
 
 def _size(n: int) -> str:
