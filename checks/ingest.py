@@ -107,6 +107,7 @@ class RawTable:
     blank_rows: int = 0  # blank rows the reader counted without keeping them (rows_read includes them)
     sheet: str | None = None  # the sheet, when a workbook's data spans several
     notes: list[str] = field(default_factory=list)  # layout notes for the overview
+    may_hold_controls: bool = True  # False when the reader saw no control byte in the whole file
 
 
 # --------------------------------------------------------------------------- which files may be opened
@@ -310,6 +311,7 @@ def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, li
                                                  delimiter, lines, encoding, header_line - 1)
     if fast is None:
         fast = _read_csv_python(data.decode("utf-8-sig"), name, delimiter, encoding, header_row, limits)
+    fast.may_hold_controls = _has_control_bytes(data)
     if title_rows:
         fast.notes.append(f"表头在第 {header_line} 行，上方 {title_rows} 行（标题等）不是数据，未作为数据读取")
     return fast
@@ -317,8 +319,8 @@ def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, li
 
 def _check_lines(data: bytes, name: str, limits: Limits) -> tuple[int, bool]:
     """The file's physical lines, refused beyond the limits, and whether its line breaks are
-    lone \\r (old Mac exports; then only the exact reader sees its rows). Streams over the
-    bytes in blocks: no list of every line is built. Returns the number of \\n-separated lines."""
+    lone \\r (old Mac exports; then only the exact reader sees its rows). One pass over the
+    bytes, no list of lines is built. Returns the number of \\n-separated lines."""
     newlines = data.count(b"\n")
     breaks = data.count(b"\r")
     total = max(newlines, breaks) + 1
@@ -327,21 +329,28 @@ def _check_lines(data: bytes, name: str, limits: Limits) -> tuple[int, bool]:
                           "请确认导出内容（或拆分文件）后重新提交。")
     lone_cr = breaks > newlines and data.count(b"\r\n") < breaks
     separator = b"\r" if breaks > 2 * newlines + 1 else b"\n"
-    longest, carry, line, at_line, block = 0, 0, 0, 1, 16 << 20
-    for start in range(0, len(data), block):
-        pieces = data[start: start + block].split(separator)
-        lengths = [carry + len(pieces[0])] + [len(p) for p in pieces[1:]]
-        for i, length in enumerate(lengths[:-1]):
-            if length > longest:
-                longest, at_line = length, line + i + 1
-        line += len(pieces) - 1
-        carry = lengths[-1]
-        if max(longest, carry) > limits.csv_max_line_bytes:
-            at_line = at_line if longest > limits.csv_max_line_bytes else line + 1
+    limit, start = limits.csv_max_line_bytes, 0
+    while len(data) - start > limit:
+        # the last break within limit + 1 bytes: no line in between can be longer than the limit,
+        # and none there means one is (a pass at memrchr speed, not a loop over every line)
+        at = data.rfind(separator, start, start + limit + 1)
+        if at < 0:
+            line = data.count(separator, 0, start) + 1
             raise IngestError(
-                f"{name} 第 {at_line:,} 行超过 {limits.csv_max_line_bytes // 1024:,} KB，不是正常的数据行"
+                f"{name} 第 {line:,} 行超过 {limit // 1024:,} KB，不是正常的数据行"
                 "（可能缺少换行符或不是 CSV 文件），未读取。请确认导出内容后重新提交。")
+        start = at + 1
     return newlines + (0 if data.endswith(b"\n") else 1), lone_cr
+
+
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13)) + b"\x7f"
+
+
+def _has_control_bytes(data: bytes) -> bool:
+    """Whether UTF-8 bytes hold a control character (`CONTROL_RE`), in blocks (bounded memory)."""
+    block = 16 << 20
+    return any(len(chunk) != len(chunk.translate(None, _CONTROL_BYTES))
+               for chunk in (data[i: i + block] for i in range(0, len(data), block)))
 
 
 def _line_at(data: bytes, line: int) -> bytes:
@@ -619,7 +628,7 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
     blank = pl.all_horizontal([pl.col(c).fill_null("").str.strip_chars(FIELD_TRIM) == "" for c in data_cols]) \
         if data_cols else pl.lit(True)
     control = pl.any_horizontal([pl.col(c).str.contains(_CONTROL_PATTERN).fill_null(False) for c in data_cols]) \
-        if data_cols else pl.lit(False)
+        if data_cols and raw.may_hold_controls else pl.lit(False)
     cells = cells.with_columns(_blank=blank, _control=control)
     rows_blank = int(cells["_blank"].sum()) + raw.blank_rows
     report.rows_read += cells.height + raw.blank_rows

@@ -53,6 +53,8 @@ _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 #: Members read whole by the preflight (workbook, relationships): never more than this.
 _SMALL_MEMBER = 16 << 20
 _BLOCK = 4 << 20
+#: The compression ratio is judged on members that expand beyond this; smaller ones are harmless.
+_RATIO_FROM = 64 << 20
 
 
 class XlsxError(ValueError):
@@ -131,7 +133,7 @@ def _check_directory(infos: list[zipfile.ZipInfo], name: str, limits: Limits) ->
             raise XlsxError(_broken(name, "使用了 Excel 不使用的压缩方式"))
         total += info.file_size
         ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > (1 << 20) and ratio > limits.xlsx_max_ratio:
+        if info.file_size > _RATIO_FROM and ratio > limits.xlsx_max_ratio:
             raise XlsxError(f"{name} 的部件 {info.filename[:80]} 压缩比为 {ratio:,.0f} 倍（{_size(info.compress_size)} 解压为 "
                             f"{_size(info.file_size)}），超过上限 {limits.xlsx_max_ratio} 倍，"
                             "可能是恶意构造的压缩包（zip 炸弹），未读取。请重新导出后提交。")

@@ -349,7 +349,7 @@ CASES = [
     Case("zip_bomb_4gib.xlsx", zip_bomb, "rejected", "zip 炸弹", heavy=True),
     Case("zip_bomb_lying.xlsx", zip_bomb_lying, "rejected", "比其声明的", heavy=True),
     Case("shared_strings_bomb.xlsx", shared_strings_bomb, "rejected", "zip 炸弹", heavy=True),
-    Case("deeply_nested.xlsx", deeply_nested, "rejected", "压缩比"),
+    Case("deeply_nested.xlsx", deeply_nested, "ok", ""),
     Case("million_empty_rows.xlsx", million_empty_rows, "ok", "", heavy=True),
     Case("million_columns.csv", million_columns, "rejected", "列，超过上限 1,000 列", heavy=True),
     Case("mostly_cr.csv", mostly_cr, "rejected", "行，超过上限 20,000,000 行", heavy=True),

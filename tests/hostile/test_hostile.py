@@ -143,3 +143,46 @@ def test_a_workbook_that_aborts_its_parser_costs_only_its_own_source(tmp_path):
     sources = json.loads(done.stdout.strip().splitlines()[-1])
     assert sources["editorial"][0] == "rejected" and "所需内存超过上限" in sources["editorial"][1]
     assert sources["market"] == ["ok", None, 3] and sources["justice"] == ["ok", None, 3]
+
+
+@pytest.mark.slow
+def test_a_night_over_every_hostile_file_at_once_reports_every_clean_source(tmp_path):
+    """Issue 12, done when: the nightly run over a data dir holding all of them finishes, every
+    clean source gets its report, and no output holds a NUL or the content of a file outside."""
+    from flows.stages import run_all
+    from tests.conftest import ROOT
+
+    config = (ROOT / "config" / "steward.toml").read_text("utf-8")
+    columns = config[config.index("[sources.columns]"):config.index("[[sources]]", config.index("[sources.columns]"))]
+    data = tmp_path / "data"
+    for i, case in enumerate(CASES):
+        config += f'\n[[sources]]\nkey = "h{i:02d}"\nname = "{case.file}"\ndepartments = ["1"]\n{columns}'
+        extract_dir(data / "cases" / f"h{i:02d}", case)
+        (data / "extracts").mkdir(exist_ok=True)
+        (data / "cases" / f"h{i:02d}" / "extracts" / "editorial").rename(data / "extracts" / f"h{i:02d}")
+    (tmp_path / "steward.toml").write_text(config, "utf-8")
+    market = ["主体编号", "统一社会信用代码", "主体名称", "主体类型", "法定代表人", "成立日期", "登记状态", "住所"]
+    justice = ["机构编号", "统一社会信用代码", "机构名称", "机构类型", "负责人", "批准日期", "状态", "地址"]
+    for key, header in (("editorial", None), ("market", market), ("justice", justice)):
+        (data / "extracts" / key).mkdir()
+        (data / "extracts" / key / "名录.csv").write_bytes((csv_text(header, ROWS) if header else csv_text()).encode())
+    (data / "returns" / "market").mkdir(parents=True)
+    os.symlink("/etc/passwd", data / "returns" / "market" / "反馈.csv")
+    os.mkfifo(data / "returns" / "market" / "管道.csv")
+
+    result = run_all(data, "2026-11-30", config=str(tmp_path / "steward.toml"))
+    folder = Path(result["report_dir"])
+    summary = json.loads((folder / "summary.json").read_text("utf-8"))["sources"]
+    assert all(summary[k]["status"] == "ok" and summary[k]["rows_checked"] == 3 for k in ("editorial", "market", "justice"))
+    for i, case in enumerate(CASES):
+        expected = "rejected" if case.outcome in ("rejected", "refused", "ignored") else "ok"
+        assert summary[f"h{i:02d}"]["status"] == expected, (case.file, summary[f"h{i:02d}"])
+    for output in folder.rglob("*"):
+        if output.is_file():
+            content = output.read_bytes()
+            assert b"root:x:0:0" not in content, output
+            if output.suffix in (".html", ".json", ".csv"):
+                assert b"\x00" not in content, output
+    overview = (folder / "index.html").read_text("utf-8")
+    assert "returns/market/反馈.csv：是符号链接" in overview and "returns/market/管道.csv：不是普通文件" in overview
+    assert "拒绝读取：passwd.csv（是符号链接" in overview
