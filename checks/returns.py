@@ -89,13 +89,15 @@ def read_return(path: Path) -> pl.DataFrame:
     if path.stat().st_size == 0:
         raise ReturnFormError(f"{path.name} 是空文件。请使用下发的更正清单填写后重新报送。")
     if path.suffix.lower() == ".xlsx":
-        try:
-            names = xlsx.sheet_names(path)
+        try:  # bounded like an extract: what the workbook declares is checked, the parser runs in a child
+            sheets = xlsx.read_workbook(path, quote(path.name, 120))
         except xlsx.XlsxError as exc:
             raise ReturnFormError(str(exc)) from None
         frames = []  # a long list spans 更正清单, 更正清单(2), …: every sheet with the key column counts
-        for sheet in names:
-            frame = xlsx.read_rows(path, sheet)
+        for workbook_sheet in sheets:
+            sheet, frame = workbook_sheet.name, workbook_sheet.cells
+            if frame is None:
+                continue
             for at in range(min(frame.height, HEADER_SEARCH_ROWS)):
                 header = [clean_cell(v) for v in frame.row(at)]
                 if KEY in header:

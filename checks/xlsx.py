@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import resource
+import stat
 import struct
 import subprocess
 import sys
@@ -330,6 +331,22 @@ def _child(path: str, out: str, memory_mb: int) -> int:
         del frame
     (Path(out) / "sheets.json").write_text(json.dumps(listing, ensure_ascii=False), "utf-8")
     return 0
+
+
+def read_workbook(path: Path, name: str | None = None, limits: Limits | None = None) -> list[SheetCells]:
+    """A workbook's sheets, bounded: opened only if it is a regular file (no symlink followed),
+    `preflight`, then `read_sheets`. For readers that have a path (returned forms)."""
+    limits = limits or Limits()
+    name = name or Path(path).name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise XlsxError(f"{name} 无法打开（可能是符号链接或已被移走），未读取。") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise XlsxError(f"{name} 不是普通文件，为安全起见不读取。")
+        preflight(handle, name, limits)
+        return read_sheets(fd, name, limits)
 
 
 # --------------------------------------------------------------------------- in-process helpers

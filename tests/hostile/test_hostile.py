@@ -186,3 +186,15 @@ def test_a_night_over_every_hostile_file_at_once_reports_every_clean_source(tmp_
     overview = (folder / "index.html").read_text("utf-8")
     assert "returns/market/反馈.csv：是符号链接" in overview and "returns/market/管道.csv：不是普通文件" in overview
     assert "拒绝读取：passwd.csv（是符号链接" in overview
+
+
+def test_a_returned_workbook_is_bounded_like_an_extract(tmp_path):
+    from checks.returns import ReturnFormError, read_return
+    from make_hostile import xfd_cell_undeclared
+
+    xfd_cell_undeclared(tmp_path / "反馈.xlsx")
+    far_cell_two_letters(tmp_path / "反馈2.xlsx")  # the parser child aborts on it; the run goes on
+    with pytest.raises(ReturnFormError, match="单元格 XFD1048576"):
+        read_return(tmp_path / "反馈.xlsx")
+    with pytest.raises(ReturnFormError, match="所需内存超过上限"):
+        read_return(tmp_path / "反馈2.xlsx")
