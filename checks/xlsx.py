@@ -351,24 +351,6 @@ def read_workbook(path: Path, name: str | None = None, limits: Limits | None = N
 
 # --------------------------------------------------------------------------- in-process helpers
 
-def sheet_names(path: Path) -> list[str]:
-    import fastexcel
-
-    try:
-        return list(fastexcel.read_excel(str(path)).sheet_names)
-    except Exception:  # calamine raises several types for broken files
-        raise XlsxError(_broken(Path(path).name, "不是有效的 Excel 工作簿")) from None
-
-
-def read_rows(path: Path, sheet: str, n_rows: int | None = None) -> pl.DataFrame:
-    """All cells of a sheet as strings, no header interpretation (column_0 …)."""
-    import fastexcel
-
-    reader = fastexcel.read_excel(str(path))
-    frame = reader.load_sheet(sheet, header_row=None, dtypes="string", n_rows=n_rows).to_polars()
-    return frame.rename({c: f"column_{i}" for i, c in enumerate(frame.columns)})
-
-
 def _column_letters(index: int) -> bytes:
     letters = ""
     index += 1
