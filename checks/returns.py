@@ -130,7 +130,7 @@ def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numer
               sheet: str | None = None) -> pl.DataFrame:
     missing = [h for h in REQUIRED_HEADERS if h not in header]
     if missing:
-        found = "、".join(h for h in header if h) or "（无）"
+        found = quote("、".join(h for h in header if h), 200) or "（无）"
         where = f"{path.name}（工作表“{sheet}”）" if sheet else path.name
         raise ReturnFormError(f"{where} 缺少列：{'、'.join(missing)}（文件中的列：{found}）。"
                               "请使用下发的更正清单，不要删除或改名表头，填写后重新报送。")

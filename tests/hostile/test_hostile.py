@@ -198,3 +198,12 @@ def test_a_returned_workbook_is_bounded_like_an_extract(tmp_path):
         read_return(tmp_path / "反馈.xlsx")
     with pytest.raises(ReturnFormError, match="所需内存超过上限"):
         read_return(tmp_path / "反馈2.xlsx")
+
+
+def test_a_returned_form_with_a_huge_header_gets_a_short_reason(tmp_path):
+    from checks.returns import ReturnFormError, read_return
+
+    (tmp_path / "反馈.csv").write_bytes(("无" * 100_000 + "\r\n1\r\n").encode())
+    with pytest.raises(ReturnFormError) as refused:
+        read_return(tmp_path / "反馈.csv")
+    assert "无" * 200 + "…" in str(refused.value) and len(str(refused.value)) < 500
