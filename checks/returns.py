@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
 import io
+import os
 import re
 import shutil
 import unicodedata
@@ -48,9 +48,9 @@ import polars as pl
 
 from checks import ledger, xlsx
 from checks.form import ANSWER_COLUMNS, ANSWERS, READ_ONLY, RECOVERABLE
-from checks.ingest import HEADER_SEARCH_ROWS
+from checks.ingest import HEADER_SEARCH_ROWS, entry_refusal, file_sha256, folder_refusal, list_folder, name_refusal
 from checks.names import normalize_name
-from checks.textfile import TextFileError, decode, sniff_delimiter
+from checks.textfile import TextFileError, decode, quote, sniff_delimiter
 from validators.tables import STATUS_LABELS, TRIM_CHARS
 from validators.uscc import check, compact, mask_personal_ids
 
@@ -115,13 +115,15 @@ def read_return(path: Path) -> pl.DataFrame:
     if path.stat().st_size == 0:
         raise ReturnFormError(f"{path.name} 是空文件。请使用下发的更正清单填写后重新报送。")
     if path.suffix.lower() == ".xlsx":
-        try:
-            names = xlsx.sheet_names(path)
+        try:  # bounded like an extract: what the workbook declares is checked, the parser runs in a child
+            sheets = xlsx.read_workbook(path, quote(path.name, 120))
         except xlsx.XlsxError as exc:
             raise ReturnFormError(str(exc)) from None
         frames = []  # a long list spans 更正清单, 更正清单(2), …: every sheet with the key column counts
-        for sheet in names:
-            frame = xlsx.read_rows(path, sheet)
+        for workbook_sheet in sheets:
+            sheet, frame = workbook_sheet.name, workbook_sheet.cells
+            if frame is None:
+                continue
             for at in range(min(frame.height, HEADER_SEARCH_ROWS)):
                 header = [clean_cell(v) for v in frame.row(at)]
                 if KEY in header:
@@ -154,7 +156,7 @@ def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numer
               sheet: str | None = None, saved_as: str | None = None) -> pl.DataFrame:
     missing = [h for h in REQUIRED_HEADERS if h not in header]
     if missing:
-        found = "、".join(h for h in header if h) or "（无）"
+        found = quote("、".join(h for h in header if h), 200) or "（无）"
         where = f"{path.name}（工作表“{sheet}”）" if sheet else path.name
         raise ReturnFormError(f"{where} 缺少列：{'、'.join(missing)}（文件中的列：{found}）。"
                               "请使用下发的更正清单，不要删除或改名表头，填写后重新报送。")
@@ -166,14 +168,6 @@ def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numer
     data["saved_as"] = [saved_as] * len(kept)
     schema = {h: pl.String for h in positions} | {"row": pl.Int64, "code_numeric": pl.Boolean, "saved_as": pl.String}
     return pl.DataFrame(data, schema=schema)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- judging
@@ -499,29 +493,39 @@ def _name_equality(prefixes: tuple[str, ...]) -> Callable[[str | None, str | Non
 # --------------------------------------------------------------------------- processing (I/O)
 
 def pending_files(returns_dir: Path) -> list[Path]:
-    """Files waiting in one source's returns folder, oldest first (mtime, then name)."""
-    if not returns_dir.is_dir():
-        return []
-    files = [p for p in returns_dir.iterdir() if p.is_file() and not p.name.startswith((".", "~$"))]
-    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+    """Files waiting in one source's returns folder, oldest first (mtime, then name).
+
+    Only regular files inside the data directory (`checks.ingest.list_folder`): symlinks,
+    devices, FIFOs, folders, hidden and lock files are never opened; `stray_files` lists them.
+    """
+    files, _ = list_folder(Path(returns_dir), Path(returns_dir).parent.parent)
+    return sorted(files, key=lambda p: (os.lstat(p).st_mtime, p.name))
 
 
 def stray_files(data_dir: Path, source_keys: list[str]) -> list[dict]:
-    """Files under returns/ that no configured department's folder holds: listed, never guessed at."""
+    """Entries under returns/ that are not processed, each with why: files no configured
+    department's folder holds (listed, never guessed at), and in a department's folder
+    whatever `pending_files` leaves out (symlinks, devices, hidden files …)."""
     root = Path(data_dir) / "returns"
+    refused = folder_refusal(root, Path(data_dir))
+    if refused:
+        return [{"file": "", "reason": refused + "。"}]
     if not root.is_dir():
         return []
+    keys = "、".join(source_keys)
     out = []
-    for path in sorted(root.iterdir()):
-        if path.name.startswith("."):
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        where = quote(entry.name, 60)
+        if entry.is_dir(follow_symlinks=False):
+            files, skipped = list_folder(Path(entry.path), Path(data_dir))
+            out += [{"file": f"{where}/{f['file']}", "reason": f["reason"] + "。"} for f in skipped]
+            if entry.name not in source_keys:
+                out += [{"file": f"{where}/{quote(p.name, 120)}",
+                         "reason": f"目录 {where} 不是已配置的单位（{keys}），文件未处理。"} for p in files]
             continue
-        if path.is_file():
-            out.append({"file": path.name, "reason": "直接放在 returns/ 下，无法判断是哪个单位报送的。"
-                                                     f"请移入 returns/<单位>/（{'、'.join(source_keys)}）。"})
-        elif path.is_dir() and path.name not in source_keys:
-            for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                out.append({"file": str(f.relative_to(root)),
-                            "reason": f"目录 {path.name} 不是已配置的单位（{'、'.join(source_keys)}），文件未处理。"})
+        reason = entry_refusal(Path(entry.path), Path(data_dir)) or name_refusal(entry.name)
+        out.append({"file": where, "reason": (reason + "。") if reason else
+                    f"直接放在 returns/ 下，无法判断是哪个单位报送的。请移入 returns/<单位>/（{keys}）。"})
     return out
 
 

@@ -1,4 +1,4 @@
-"""The project configuration (`config/steward.toml`): city, registries, allowlist.
+"""The project configuration (`config/steward.toml`): city, registries, allowlist, limits.
 
 Registries are data: a fourth one (say 民政局, department 5) is a new
 `[[sources]]` entry, never code.
@@ -43,6 +43,29 @@ class City:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a file may declare before it is parsed (`[limits]`); beyond them it is refused, not read.
+
+    The defaults are far above any real registry export and far below what makes a parser
+    take the machine down (see the comments in `config/steward.toml`).
+    """
+
+    max_file_bytes: int = 3 << 30
+    csv_max_line_bytes: int = 1 << 20
+    csv_max_lines: int = 20_000_000
+    max_columns: int = 1_000
+    xlsx_max_rows: int = 1_048_576
+    xlsx_max_cells: int = 40_000_000
+    xlsx_max_member_bytes: int = 2 << 30
+    xlsx_max_total_bytes: int = 4 << 30
+    xlsx_max_ratio: int = 200
+    xlsx_max_members: int = 1_000
+    xlsx_max_sheets: int = 100
+    xlsx_parser_memory_mb: int = 6_144
+    xlsx_parser_seconds: int = 600
+
+
+@dataclass(frozen=True)
 class Settings:
     city: City
     sources: tuple[Source, ...]
@@ -55,6 +78,7 @@ class Settings:
     keep_failed_work_nights: int = 3
     #: Days from first seen to due, by severity and (overriding it) by kind (`[due]`, `[due.kinds]`).
     due_days: dict[str, int] = field(default_factory=lambda: {"error": DEFAULT_OVERDUE_DAYS, "warning": 60, "info": 90})
+    limits: Limits = field(default_factory=Limits)
 
     def source(self, key: str) -> Source:
         for source in self.sources:
@@ -130,4 +154,17 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
             raise ConfigError(f"{where}：期限 {key} = {days!r} 应为 1 到 3650 之间的天数。")
         due[key] = days
-    return Settings(city, tuple(sources), allowlist, database, float(share), keep, due)
+    return Settings(city, tuple(sources), allowlist, database, float(share), keep, due,
+                    parse_limits(raw.get("limits", {}), where))
+
+
+def parse_limits(raw: dict, where: str = "配置") -> Limits:
+    """`[limits]`: positive integers; an unknown key is an error (a typo must not leave a limit at its default)."""
+    known = Limits.__dataclass_fields__
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}：[limits] 中有未知的配置项 {unknown}，可用的配置项为 {sorted(known)}。")
+    bad = [k for k, v in raw.items() if isinstance(v, bool) or not isinstance(v, int) or v <= 0]
+    if bad:
+        raise ConfigError(f"{where}：[limits] 中的 {bad} 必须是正整数。")
+    return Limits(**raw)

@@ -1,11 +1,15 @@
 """Decode text files as departments send them: UTF-8 (with or without BOM),
-UTF-16 with BOM (Excel's "Unicode text"), GB18030/GBK. Never mojibake: a file
-that decodes as none of them is rejected with that reason.
+UTF-16 with or without BOM (Excel's "Unicode text"), GB18030/GBK. Never
+mojibake: a file that decodes as none of them is rejected with that reason.
+
+Also the one place that shortens what a message quotes from a file (`quote`):
+a reason never carries more than a couple of hundred characters of content.
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 from pathlib import Path
 
 
@@ -15,6 +19,31 @@ class TextFileError(ValueError):
 
 #: UTF-8 is validated in chunks of this many bytes, so a large file is never held as text.
 CHUNK = 16 << 20
+#: How much of a file's content a message may quote (then `…`).
+QUOTE_CHARS = 200
+#: C0 control characters other than tab and line breaks: never text a clerk typed.
+CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def quote(text: object, limit: int = QUOTE_CHARS) -> str:
+    r"""Content as a message may quote it: at most `limit` characters, then `…`; control
+    characters and line breaks shown as `�` and spaces, so a reason stays one short line.
+
+    >>> quote("统一社会信用代码" * 100, 10)
+    '统一社会信用代码统一…'
+    >>> quote("a\x00b\nc")
+    'a�b c'
+    """
+    text = "" if text is None else str(text)
+    cut = len(text) > limit
+    text = CONTROL_RE.sub("\ufffd", text[:limit]).replace("\r", " ").replace("\n", " ")
+    return text + "…" if cut else text
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of `text` as `U+0000`, or None (see `CONTROL_RE`)."""
+    match = CONTROL_RE.search(text)
+    return f"U+{ord(match.group()):04X}" if match else None
 
 
 def detect(data: bytes, name: str = "文件") -> tuple[str, str | None]:
@@ -32,9 +61,15 @@ def detect(data: bytes, name: str = "文件") -> tuple[str, str | None]:
             return "utf-16", data.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise TextFileError(_bad_bytes(name, "UTF-16", exc)) from None
-    if b"\x00" in data[:65536]:
-        raise TextFileError(f"{name} 含有二进制内容（NUL 字节），不是文本文件。"
-                            "请确认导出的是 CSV 或 XLSX，而不是其他格式改了扩展名。")
+    head = data[:65536]
+    if b"\x00" in head:
+        utf16 = _utf16_without_bom(data, head)
+        if utf16 is not None:
+            return utf16
+        if _binary_head(head):
+            raise TextFileError(f"{name} 含有二进制内容（NUL 字节），不是文本文件。"
+                                "请确认导出的是 CSV 或 XLSX，而不是其他格式改了扩展名。")
+        # a few NUL bytes in a text file: decoded, and the rows holding them are quarantined
     try:
         _validate_utf8(data, 0, name, None)
         return "utf-8", None
@@ -49,6 +84,28 @@ def detect(data: bytes, name: str = "文件") -> tuple[str, str | None]:
         raise TextFileError(f"{name} 的编码无法识别：按 GB18030 解码后含大量控制字符，可能不是文本文件。"
                             "请用 Excel 另存为“CSV UTF-8”后重新提交。")
     return "gb18030", text
+
+
+def _utf16_without_bom(data: bytes, head: bytes) -> tuple[str, str] | None:
+    """UTF-16 LE or BE without a BOM: the NUL bytes of ASCII text (digits, delimiters, line
+    breaks) fall on one side of each byte pair; Chinese characters rarely have one (U+4E00 一)."""
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    if len(head) < 4 or len(data) % 2 or max(even, odd) < len(head) // 16 or min(even, odd) > max(even, odd) // 10:
+        return None
+    encoding = "utf-16-le" if odd > even else "utf-16-be"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    if "\x00" in text[:32768] or _looks_binary(text):
+        return None
+    return encoding, text
+
+
+def _binary_head(head: bytes) -> bool:
+    """Many control bytes at the start: a binary file renamed, not text with a stray NUL."""
+    controls = sum(head.count(b) for b in range(32) if b not in (9, 10, 13))
+    return controls > max(3, len(head) // 200)
 
 
 def _validate_utf8(data: bytes, start: int, name: str, declared: str | None) -> None:

@@ -111,7 +111,7 @@ def ingest_one(settings: Settings, data_dir: Path, work: Path, key: str) -> dict
     """Read one source's newest extract into `<work>/<key>.records.parquet` (+ quarantine), then guard it."""
     source = settings.source(key)
     started = time.perf_counter()
-    records, quarantine, report = ingest_source(source, Path(data_dir))
+    records, quarantine, report = ingest_source(source, Path(data_dir), settings.limits)
     return admit(settings, data_dir, work, source, records, quarantine, report, time.perf_counter() - started)
 
 
@@ -122,8 +122,7 @@ def admit(settings: Settings, data_dir: Path, work: Path, source: Source, record
     result = _source_result(source, report, seconds)
     result["extract"] = None
     if report.status == "ok":
-        path = Path(data_dir) / "extracts" / source.key / report.file
-        sha = returns.file_sha256(path)
+        sha = report.sha256
         db = ledger_path(data_dir, settings)
         known = db.exists()  # the first night has no ledger yet: no baseline, no acceptance
         verdict = guard.judge(records, quarantine["record_id"], _baseline(data_dir, db, source.key) if known else None,

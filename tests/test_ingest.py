@@ -6,7 +6,8 @@ import shutil
 import polars as pl
 import pytest
 
-from checks.ingest import IngestError, ingest_all, parse_dates, read_csv, read_xlsx, select_extract, to_canonical
+from checks.ingest import (IngestError, ingest_all, ingest_source, parse_dates, read_csv, read_xlsx, select_extract,
+                           to_canonical)
 from checks.settings import parse_settings
 from tests.conftest import CORPUS
 
@@ -170,3 +171,119 @@ def test_a_fourth_registry_is_configuration_only(tmp_path):
     result = ingest_all(settings, tmp_path)
     assert result.sources["civil"].status == "ok"
     assert result.records.filter(pl.col("source") == "civil")["name"].to_list() == ["鹤岗市围棋协会"]
+
+
+# --------------------------------------------------------------------------- layouts people make (issues 11, 12)
+
+HEADER = ["机构编号", "统一社会信用代码", "机构名称", "机构类别", "法定代表人", "成立日期", "状态", "地址"]
+ROWS = [["BB001", "12230400MA1C4B0P68", "鹤岗市第一中学", "事业单位", "王伟", "2001-09-01", "存续", "红旗路1号"],
+        ["BB002", "11230402MA1C4B0Q43", "鹤岗市向阳区人社局", "机关", "李娜", "2010-03-05", "存续", "新华街2号"]]
+
+
+def write_csv(folder, name, header, rows, encoding="utf-8", above=""):
+    folder.mkdir(parents=True, exist_ok=True)
+    text = above + "\r\n".join(",".join(r) for r in [header] + rows) + "\r\n"
+    (folder / name).write_bytes(text.encode(encoding))
+    return folder / name
+
+
+def test_every_sheet_that_carries_the_header_is_read_and_counted_per_sheet(tmp_path, settings):
+    import xlsxwriter
+
+    folder = tmp_path / "extracts" / "editorial"
+    folder.mkdir(parents=True)
+    book = xlsxwriter.Workbook(str(folder / "名录.xlsx"))
+    book.add_worksheet("说明").write_string(0, 0, "按区县分表")
+    for s in range(20):
+        sheet = book.add_worksheet(f"第{s + 1}册")
+        sheet.write_row(0, 0, HEADER)
+        for r in range(30):
+            sheet.write_row(r + 1, 0, [f"S{s}-{r}"] + ROWS[r % 2][1:])
+        if s == 19:
+            sheet.write_row(31, 0, [""] * 8)
+            sheet.write_row(32, 0, ["S0-0"] + ROWS[0][1:])  # an id already on the first sheet
+    book.close()
+    records, quarantine, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert report.status == "ok" and len(report.sheets) == 20
+    assert (report.rows_read, report.rows_checked, report.rows_quarantined, report.rows_blank) == (602, 599, 2, 1)
+    last = report.sheets[-1]
+    assert (last["sheet"], last["rows_read"], last["rows_checked"], last["rows_quarantined"], last["rows_blank"]) == \
+        ("第20册", 32, 30, 1, 1)
+    assert all(s["rows_read"] == s["rows_checked"] + s["rows_quarantined"] + s["rows_blank"] for s in report.sheets)
+    assert "名录.xlsx（工作表“第1册”） 第 2 行" in quarantine["reason"][0]
+    assert any("说明" in n and "没有表头" in n for n in report.layout_notes)
+    assert records.filter(pl.col("record_id") == "S19-29")["file"].item() == "名录.xlsx（工作表“第20册”）"
+
+
+def test_an_empty_code_column_before_the_real_one_is_passed_over_and_the_overview_says_so(tmp_path, settings):
+    header = HEADER[:1] + ["统一社会信用代码"] + HEADER[2:] + ["统一社会信用代码"]
+    write_csv(tmp_path / "extracts" / "editorial", "a.csv", header, [[r[0], ""] + r[2:] + [r[1]] for r in ROWS])
+    records, _, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert records["uscc_raw"].to_list() == [ROWS[0][1], ROWS[1][1]]  # not two empty codes (two false `missing`)
+    assert report.layout_notes == ["表头“统一社会信用代码”出现 2 次（第 2 列、第 9 列），只有第 9 列有内容，已使用该列"]
+
+
+def test_a_column_twice_with_values_in_both_is_refused_naming_the_column(tmp_path, settings):
+    write_csv(tmp_path / "extracts" / "editorial", "a.csv", HEADER + ["机构名称"], [r + ["别名"] for r in ROWS])
+    _, _, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert report.status == "rejected" and "“机构名称”出现了 2 次（第 3 列、第 9 列），且都有内容" in report.reason
+
+
+def test_csv_title_rows_above_the_header_are_searched_like_a_sheet(tmp_path, settings):
+    write_csv(tmp_path / "extracts" / "editorial", "a.csv", HEADER, ROWS, "gb18030", above="鹤岗市机构名录\r\n制表：编办\r\n")
+    records, _, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert report.status == "ok" and records["row"].to_list() == [4, 5]  # file lines, as the clerk sees them
+    assert report.layout_notes == ["表头在第 3 行，上方 2 行（标题等）不是数据，未作为数据读取"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_read(encoding, tmp_path, settings):
+    folder = tmp_path / "extracts" / "editorial"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes("\r\n".join("\t".join(r) for r in [HEADER] + ROWS).encode(encoding))
+    records, _, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert report.encoding == encoding and records["name"].to_list() == ["鹤岗市第一中学", "鹤岗市向阳区人社局"]
+
+
+def test_a_nul_byte_far_into_the_file_quarantines_its_row_and_reaches_no_record(tmp_path, settings):
+    rows = [[f"N{i:05d}"] + ROWS[0][1:] for i in range(2000)]
+    rows[1500][2] = "鹤岗市\x00第一中学"
+    write_csv(tmp_path / "extracts" / "editorial", "a.csv", HEADER, rows)
+    records, quarantine, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert (report.rows_checked, report.rows_quarantined) == (1999, 1)
+    assert quarantine["row"].to_list() == [1502] and "U+0000" in quarantine["reason"][0]
+    assert not records["name"].str.contains("\x00").any()
+
+
+def test_limits_come_from_configuration_and_a_misspelt_one_is_an_error(tmp_path):
+    import tomllib
+
+    from checks.settings import ConfigError
+    from tests.conftest import ROOT
+
+    raw = tomllib.loads((ROOT / "config" / "steward.toml").read_text("utf-8"))
+    raw["limits"]["max_columns"] = 5
+    write_csv(tmp_path / "extracts" / "editorial", "a.csv", HEADER, ROWS)
+    result = ingest_all(parse_settings(raw), tmp_path)
+    assert "有 8 列，超过上限 5 列" in result.sources["editorial"].reason
+    raw["limits"]["max_colums"] = 5
+    with pytest.raises(ConfigError, match="max_colums"):
+        parse_settings(raw)
+
+
+def test_hidden_and_lock_files_are_listed_as_ignored_not_skipped_silently(tmp_path):
+    folder = tmp_path / "extracts" / "editorial"
+    for name in ("..csv", ".x.csv", "~$名录.xlsx"):
+        write_csv(folder, name, HEADER, ROWS)
+    newest, ignored = select_extract(folder, tmp_path)
+    assert newest is None
+    assert {i["file"]: i["refused"] for i in ignored} == {"..csv": False, ".x.csv": False, "~$名录.xlsx": False}
+    assert "临时锁文件" in ignored[-1]["reason"]
+
+
+def test_a_reason_quotes_at_most_200_characters_of_the_file(tmp_path, settings):
+    folder = tmp_path / "extracts" / "editorial"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes(("无" * 100_000 + "\r\n1\r\n").encode())
+    _, _, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert "无" * 200 + "…" in report.reason and len(report.reason) < 400
