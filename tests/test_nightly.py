@@ -196,3 +196,21 @@ def test_the_deployment_runs_the_nightly_flow_at_two_in_shanghai():
     assert (schedule["cron"], schedule["timezone"]) == ("0 2 * * *", "Asia/Shanghai")
     assert set(deployment["parameters"]) <= set(inspect.signature(nightly.fn).parameters)
     assert deployment["work_pool"]["name"] == "uscc-local"
+
+
+def test_a_registry_with_every_other_code_left_blank_gets_its_missing_findings(sample_copy):
+    """Scattered blank codes beside the configured allowlist crashed every night (IndexError), no report at all."""
+    path = sample_copy / "extracts" / "justice" / "司法行政机构名录.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text("utf-8-sig"))))
+    blanked = [r[0] for i, r in enumerate(rows[1:]) if i % 2 and len(r) > 1 and r[0]]
+    for i, r in enumerate(rows[1:]):
+        if i % 2 and len(r) > 1:
+            r[1] = ""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8-sig")
+    result = run_all(sample_copy, run_date="2026-11-27")
+    assert not result["rejected"]
+    found = pl.read_csv(sample_copy / "reports" / "2026-11-27" / "findings.csv", infer_schema=False)
+    missing = found.filter((pl.col("source") == "justice") & (pl.col("kind") == "missing"))["record_id"]
+    assert len(set(blanked) & set(missing)) >= 0.9 * len(blanked) > 30  # (a few are the same entity's twins)

@@ -150,3 +150,4 @@ def test_agree_on_a_sliced_column_with_an_odd_byte_offset(values, head):
     frame = check_column(series)
     assert frame["kinds"].to_list() == [uscc.check(v, suggest=False).kinds for v in values]
     assert frame["code"].to_list() == values
+

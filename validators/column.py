@@ -367,7 +367,7 @@ def _flags(values: pl.Series, numeric: np.ndarray | None, allowlist: Mapping[str
     flags[~handled] = 0
     if allowlist:
         errors = np.flatnonzero(handled & ((flags & ERROR_MASK) != 0))
-        listed = errors[values.gather(errors).is_in(list(allowlist)).to_numpy()]
+        listed = errors[values.gather(errors).is_in(list(allowlist)).fill_null(False).to_numpy()]  # a blank cell is no listed code
         flags[listed] = BIT["allowlisted"]
     slow_idx = np.flatnonzero(~handled)
     if not len(slow_idx):
