@@ -151,3 +151,23 @@ def test_agree_on_a_sliced_column_with_an_odd_byte_offset(values, head):
     assert frame["kinds"].to_list() == [uscc.check(v, suggest=False).kinds for v in values]
     assert frame["code"].to_list() == values
 
+
+
+def test_a_blank_cell_whose_arrow_slot_still_holds_a_code_is_missing():
+    """Arrow leaves a null slot's bytes undefined; polars' parquet reader can leave a neighbour's code there.
+    Read as a code it made blank cells valid codes (and, beside an allowlist, crashed the night)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from validators.column import BIT, classify
+
+    code = b"91110000600037341L"
+    offsets = np.array([0, 18, 36], dtype=np.int64)
+    validity = pa.py_buffer(np.packbits([1, 0], bitorder="little").tobytes())  # second cell null, its bytes a code
+    array = pa.Array.from_buffers(pa.large_string(), 2, [validity, pa.py_buffer(offsets.tobytes()),
+                                                          pa.py_buffer(code * 2)], null_count=1)
+    series = pl.from_arrow(array)
+    assert series.to_list() == [code.decode(), None]
+    for allowlist in (None, {"91350100M0001TGQXM": "试点"}):
+        result = classify(series, allowlist=allowlist)
+        assert result["flags"].to_list() == [0, BIT["missing"]] and result["valid"].to_list() == [True, False]

@@ -344,6 +344,8 @@ def _fast_rows(values: pl.Series, numeric: np.ndarray | None,
     array = _large_strings(values)
     offsets, _ = _buffers(array)
     is18 = np.diff(offsets) == 18
+    if array.null_count:  # Arrow leaves a null slot's bytes undefined: after a parquet round trip they may be a code
+        is18 &= ~values.is_null().to_numpy()
     if numeric is not None:
         is18 &= ~numeric
     if is18.all():
@@ -367,7 +369,7 @@ def _flags(values: pl.Series, numeric: np.ndarray | None, allowlist: Mapping[str
     flags[~handled] = 0
     if allowlist:
         errors = np.flatnonzero(handled & ((flags & ERROR_MASK) != 0))
-        listed = errors[values.gather(errors).is_in(list(allowlist)).fill_null(False).to_numpy()]  # a blank cell is no listed code
+        listed = errors[values.gather(errors).is_in(list(allowlist)).to_numpy()]
         flags[listed] = BIT["allowlisted"]
     slow_idx = np.flatnonzero(~handled)
     if not len(slow_idx):
