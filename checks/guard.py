@@ -5,11 +5,12 @@ of the registry, makes every finding on the missing records look fixed. So
 before tonight's extract of a source may move anything in the ledger it is
 compared with the last extract accepted for that source (`Baseline`):
 
-- it has data rows;
+- it has data rows that can be checked;
 - it has not lost more than `max_lost_share` of the baseline's record ids
   (a registry's normal churn adds records and marks others 注销/吊销; it does
-  not delete a tenth of them overnight);
-- the code and name columns are not empty throughout.
+  not delete a tenth of them overnight); a quarantined row is not there;
+- the code and name columns are not empty throughout, and the share of valid
+  codes has not fallen by more than `max_lost_share` (blanked or shifted columns).
 
 An implausible extract is *held* (待确认): the night uses the last accepted
 extract of that source instead, and none of its findings moves. The steward
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from validators.column import is_valid_column
+
 #: Share of the last accepted extract's records that may be missing tonight before the extract is held.
 DEFAULT_MAX_LOST_SHARE = 0.10
 
@@ -35,6 +38,7 @@ class Baseline:
     run_date: str
     file: str | None
     record_ids: pl.Series
+    valid_share: float | None = None  # of its records, those whose code passes every error rule
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class Verdict:
     note: str | None = None  # shown when accepted on the steward's word
 
 
+def valid_share(records: pl.DataFrame) -> float | None:
+    """The share of records whose code passes every error rule (None for no records)."""
+    if records.height == 0:
+        return None
+    return float(is_valid_column(records["uscc_raw"]).mean())
+
+
 def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline | None,
           max_lost_share: float = DEFAULT_MAX_LOST_SHARE, steward_why: str | None = None,
           source: str = "<来源>") -> Verdict:
@@ -61,7 +72,8 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
         steward_why: the steward's reason, when this very file was accepted deliberately.
         source: the source's key, for the command the reason tells the steward to run.
     """
-    present = pl.concat([records["record_id"], quarantined_ids.cast(pl.String)]).drop_nulls().unique()
+    # quarantined rows cannot be checked: their records take no part tonight, so they count as missing
+    present = records["record_id"].drop_nulls().unique()
     n = records.height + quarantined_ids.len()
     previous = baseline.record_ids.len() if baseline is not None else None
     lost = None
@@ -72,13 +84,20 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
     reasons = []
     if n == 0:
         reasons.append("本期文件没有任何数据行（只有表头或空行），很可能是导出失败")
+    elif records.height == 0:
+        reasons.append(f"本期 {n} 行全部被隔离（编号缺失或重复、字段错位等），没有可检查的记录")
     else:
         for column, label in (("uscc_raw", "统一社会信用代码"), ("name", "名称")):
             if records.height and records[column].null_count() == records.height:
                 reasons.append(f"“{label}”列在全部 {records.height} 行中都为空，很可能是导出时列错位或缺失")
     if baseline is not None and previous and lost is not None and lost > max_lost_share * previous:
         reasons.append(f"与上期（{baseline.run_date}，{baseline.file or '—'}）相比，上期 {previous} 条记录中有 {lost} 条"
-                       f"（{lost / previous:.0%}）不在本期数据中，超过允许的 {max_lost_share:.0%}")
+                       f"（{lost / previous:.0%}）不在本期可检查的数据中，超过允许的 {max_lost_share:.0%}")
+    share = valid_share(records)
+    if baseline is not None and baseline.valid_share is not None and share is not None \
+            and baseline.valid_share - share > max_lost_share:
+        reasons.append(f"有效代码的占比从上期的 {baseline.valid_share:.0%} 降至本期的 {share:.0%}，"
+                       "很可能是代码列被清空、错位或与其他列对调")
     if not reasons:
         return Verdict(False, n, previous, lost)
     figures = f"上期 {previous} 条，本期 {n} 条" if previous is not None else f"本期 {n} 条"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -424,12 +425,13 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
 def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, tonight: Tonight | None) -> None:
     """Close as fixed the unresolved findings tonight's extracts no longer show, saying why."""
     rows = conn.execute(
-        "SELECT finding_id, source, record_id, uscc, status, answer FROM findings WHERE status IN (%s) "
+        "SELECT finding_id, source, record_id, uscc, status, answer, related FROM findings WHERE status IN (%s) "
         "AND finding_id NOT IN (SELECT finding_id FROM tonight)" % ",".join("?" * len(UNRESOLVED)),
         UNRESOLVED).fetchall()
     if not rows:
         return
-    gone = pl.DataFrame(rows, schema=["finding_id", "source", "record_id", "uscc", "status", "answer"], orient="row")
+    gone = pl.DataFrame(rows, schema=["finding_id", "source", "record_id", "uscc", "status", "answer", "related"],
+                        orient="row")
     if tonight is None:
         gone = gone.with_columns(note=pl.lit(GONE_NOTES["problem_gone"]))
     else:
@@ -446,11 +448,22 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, t
                           .when(pl.col("code_held").is_null()).then(pl.lit(GONE_NOTES["record_and_code_gone"])))
         # A record gone while its code stays in the extract under another record id is not a fix.
         gone = gone.filter(pl.col("note").is_not_null())
+        # Nor a problem that involved a record of a source not accepted tonight: that evidence was not checked.
+        unread = [s for s in {s for r in gone["related"].drop_nulls().to_list() for s in _sources_of(r)}
+                  if s not in tonight.sources_read]
+        if unread:
+            gone = gone.filter(~pl.col("related").fill_null("").str.contains(
+                "(^|;)(" + "|".join(re.escape(s) for s in unread) + "):"))
     moves = gone.select("finding_id", "status", "note").rows()
     conn.executemany("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                      "VALUES (?, ?, ?, ?, 'fixed', ?, ?)", [(now, run_date, f, s, actor, n) for f, s, n in moves])
     conn.executemany("UPDATE findings SET status = 'fixed', status_changed = ? WHERE finding_id = ?",
                      [(now, f) for f, _, _ in moves])
+
+
+def _sources_of(related: str) -> set[str]:
+    """The sources named in a finding's `related` (`source:record_id;…`)."""
+    return {part.split(":", 1)[0] for part in related.split(";") if ":" in part}
 
 
 def _night_changes(conn: sqlite3.Connection, run_date: str, actor: str) -> dict:

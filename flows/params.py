@@ -85,6 +85,8 @@ def check_data_dir(value: object) -> Path:
         raise ParameterError("没有给出数据目录（data_dir 为空）：部署时环境变量 USCC_DATA_DIR 可能未设置。"
                              "请 export USCC_DATA_DIR=/数据目录 后重新部署，或运行时用 --data-dir 指定。")
     path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ParameterError(f"数据目录 {_shown(text)} 是一个文件，不是目录。请给出含 extracts/ 的数据目录。")
     if not path.is_dir():
         raise ParameterError(f"数据目录 {_shown(text)} 不存在。请检查路径，或先创建 {_shown(text)}/extracts/<来源>/。")
     if path.resolve() == CHECKOUT:
@@ -106,6 +108,10 @@ def check_night(data_dir: object, run_date: object = None, config: str | None = 
         lock_wait: seconds to wait for another run on the same data directory to finish.
     """
     night = parse_run_date(run_date) or (night_of(scheduled) if scheduled is not None else today())
+    latest = (dt.date.fromisoformat(today()) + dt.timedelta(days=1)).isoformat()
+    if night > latest:  # a night not yet come would make every real night an "older night's rerun"
+        raise ParameterError(f"运行日期 {night} 晚于今天（{today()}，Asia/Shanghai），很可能是笔误。"
+                             "夜间任务只能运行今天或以前的日期，请改正 --date / run_date。")
     path = check_data_dir(data_dir)
     buckets = _whole(buckets, "buckets（分桶数）", minimum=0)
     dask_workers = _whole(dask_workers, "dask_workers（Dask 进程数）", minimum=1)

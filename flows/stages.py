@@ -125,9 +125,13 @@ def admit(settings: Settings, data_dir: Path, work: Path, source: Source, record
         sha = report.sha256
         db = ledger_path(data_dir, settings)
         known = db.exists()  # the first night has no ledger yet: no baseline, no acceptance
-        verdict = guard.judge(records, quarantine["record_id"], _baseline(data_dir, db, source.key) if known else None,
-                              settings.max_lost_share, ledger.steward_acceptance(db, source.key, sha) if known else None,
-                              source.key)
+        why = ledger.steward_acceptance(db, source.key, sha) if known else None
+        try:
+            baseline = _baseline(data_dir, db, source.key) if known else None
+        except BaselineLost as exc:
+            baseline, verdict = None, guard.Verdict(not why, records.height, reason=None if why else str(exc))
+        else:
+            verdict = guard.judge(records, quarantine["record_id"], baseline, settings.max_lost_share, why, source.key)
         result["extract"] = {"sha256": sha, "records": verdict.records, "previous_records": verdict.previous_records,
                              "lost": verdict.lost, "note": verdict.note}
         if verdict.held:
@@ -141,24 +145,35 @@ def admit(settings: Settings, data_dir: Path, work: Path, source: Source, record
     return result
 
 
+class BaselineLost(RuntimeError):
+    """The ledger has an accepted extract for a source but its copy in state/accepted/ is gone or damaged."""
+
+
 def _baseline(data_dir: Path, db: Path, key: str) -> guard.Baseline | None:
     entry = ledger.accepted_extract(db, key)
-    path = Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
-    if entry is None or not path.exists():
+    if entry is None:
         return None
-    return guard.Baseline(entry["run_date"], entry["file"], pl.read_parquet(path, columns=["record_id"])["record_id"])
+    path = Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
+    try:
+        accepted = pl.read_parquet(path, columns=["record_id", "uscc_raw"])
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise BaselineLost(
+            f"上期已接受的数据（{entry['run_date']}，{entry['file']}，{entry['records']} 条）的副本 {ACCEPTED_ROOT}/{key}.parquet "
+            f"缺失或已损坏（{type(exc).__name__}），无法核对本期数据是否完整。本期沿用台账中的状态，该部门的问题状态保持不变。"
+            f"请运维人员从备份恢复该文件；或由市信用办核对本期数据后运行 uscc extracts accept {key} --why \"原因\" 确认接受。"
+        ) from None
+    return guard.Baseline(entry["run_date"], entry["file"], accepted["record_id"], guard.valid_share(accepted))
 
 
 def _carry_forward(data_dir: Path, work: Path, key: str) -> str | None:
     """Tonight's records of a source that was not accepted: its last accepted extract (or none)."""
     accepted = Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
-    if accepted.exists():
-        shutil.copyfile(accepted, work / f"{key}.records.parquet")
-        carried = pl.read_parquet(work / f"{key}.records.parquet", columns=["file"])["file"]
-        found = carried.head(1).to_list()
-    else:
-        empty_canonical().write_parquet(work / f"{key}.records.parquet")
-        found = []
+    try:
+        carried = pl.read_parquet(accepted)
+    except (OSError, pl.exceptions.PolarsError):  # none yet, or lost (the guard has said so): nothing to carry
+        carried = empty_canonical()
+    carried.write_parquet(work / f"{key}.records.parquet")
+    found = carried["file"].head(1).to_list()
     empty_quarantine().write_parquet(work / f"{key}.quarantine.parquet")
     return found[0] if found else None
 

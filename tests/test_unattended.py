@@ -218,6 +218,8 @@ def test_a_malformed_run_date_is_refused_before_anything_is_written(sample_copy)
         run_all(sample_copy, run_date="2026/11/30")
     with pytest.raises(ParameterError, match="不能小于 0"):
         run_all(sample_copy, run_date=NIGHT1, buckets=-1)
+    with pytest.raises(ParameterError, match="晚于今天"):  # 2026 typed as 2062: every real night would be a rerun
+        run_all(sample_copy, run_date="2062-12-02")
     assert not (sample_copy / "state").exists() and not (sample_copy / "reports").exists()
 
 
@@ -232,6 +234,9 @@ def test_a_data_dir_left_as_an_unresolved_deployment_variable_is_refused_naming_
         check_data_dir(str(ROOT))
     with pytest.raises(ParameterError, match="不存在"):
         check_data_dir(str(tmp_path / "missing"))
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ParameterError, match="是一个文件"):
+        check_data_dir(str(tmp_path / "a-file"))
     assert not (tmp_path / "missing").exists()
 
 
@@ -387,3 +392,46 @@ def test_the_automation_that_notifies_a_failed_night_is_a_valid_prefect_automati
     automation = AutomationCore.model_validate(doc)
     assert automation.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     assert automation.trigger.match_related.root["prefect.resource.name"] == "uscc-nightly"
+
+
+def rewrite_justice(data: Path, change) -> None:
+    """Tonight's justice export: last night's CSV with its rows changed by `change(rows) -> rows`."""
+    import csv
+    import io
+
+    [old] = sorted((data / "extracts" / "justice").glob("*.csv"), key=lambda p: p.stat().st_mtime)[-1:]
+    rows = list(csv.reader(io.StringIO(old.read_text("utf-8-sig"))))
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([rows[0]] + change([r for r in rows[1:] if r]))
+    dest = data / "extracts" / "justice" / "司法行政机构名录_new.csv"
+    dest.write_text(out.getvalue(), encoding="utf-8-sig")
+    newer(dest)
+
+
+def test_an_export_whose_every_row_is_quarantined_is_held(sample_copy):
+    run_all(sample_copy, run_date=NIGHT1)
+    before = ledger.statuses(db_of(sample_copy))
+    rewrite_justice(sample_copy, lambda rows: rows + rows)  # every row twice: every record id duplicated
+    result = run_all(sample_copy, run_date=NIGHT2)
+    assert "全部被隔离" in result["held"]["justice"]
+    assert ledger.statuses(db_of(sample_copy)) == before  # no editorial cross-registry finding closed either
+
+
+def test_an_export_whose_codes_were_mostly_blanked_is_held(sample_copy):
+    run_all(sample_copy, run_date=NIGHT1)
+    before = ledger.statuses(db_of(sample_copy))
+    rewrite_justice(sample_copy, lambda rows: [r[:1] + [""] + r[2:] if i % 5 else r for i, r in enumerate(rows)])
+    result = run_all(sample_copy, run_date=NIGHT2)
+    assert "有效代码的占比从上期的" in result["held"]["justice"]
+    assert ledger.statuses(db_of(sample_copy)) == before
+
+
+def test_a_lost_copy_of_the_accepted_extract_holds_the_source_until_the_steward_accepts(sample_copy):
+    run_all(sample_copy, run_date=NIGHT1)
+    before = ledger.statuses(db_of(sample_copy))
+    (sample_copy / "state" / "accepted" / "justice.parquet").write_bytes(b"PAR1 truncated")
+    second = run_all(sample_copy, run_date=NIGHT2)
+    assert "缺失或已损坏" in second["held"]["justice"] and ledger.statuses(db_of(sample_copy)) == before
+    ledger.steward_accept_extract(db_of(sample_copy), "justice", "已核对本期数据完整")
+    third = run_all(sample_copy, run_date=NIGHT3)
+    assert not third["held"] and (sample_copy / "state" / "accepted" / "justice.parquet").stat().st_size > 1000
