@@ -568,7 +568,8 @@ def steward_accept_extract(db: Path, source: str, why: str) -> dict:
         night, file, sha, records, previous, reason = row
         status = conn.execute("SELECT status FROM extracts WHERE source = ? AND run_date = ?", (source, night)).fetchone()[0]
         if status != "held":
-            raise LedgerError(f"来源 {source} 最近一期（{night}，{file}）的数据不是“待确认”状态（{status}），无需接受。")
+            shown = {"ok": "已接受", "rejected": "被拒收"}.get(status, status)
+            raise LedgerError(f"来源 {source} 最近一期（{night}，{file}）的数据是“{shown}”，不是“待确认”，无需接受。")
         now = _now()
         conn.execute("INSERT INTO extract_acceptances (source, sha256, file, why, at, actor) VALUES (?,?,?,?,?,?)",
                      (source, sha, file, why.strip(), now, "steward"))
@@ -695,6 +696,14 @@ def apply_return(db: Path, run_date: str, returned: ReturnedFile, verdicts: pl.D
             _audit(conn, now, run_date, v["finding_id"], old, new, actor,
                    f"{returned.file_name} 第 {v['row']} 行：{v['answer']}" + (f"；{v['reason']}" if v["reason"] else ""))
     return file_id
+
+
+def return_counts_of_night(db: Path, run_date: str) -> list[dict]:
+    """Each returned file processed on this run date, with its counts (no rows)."""
+    with closing(connect(db)) as conn:
+        rows = conn.execute("SELECT source, file_name, outcome, accepted, rejected, skipped FROM return_files "
+                            "WHERE run_date = ? ORDER BY id", (run_date,)).fetchall()
+    return [dict(zip(("source", "file_name", "outcome", "accepted", "rejected", "skipped"), r)) for r in rows]
 
 
 def returns_of_night(db: Path, run_date: str) -> list[dict]:

@@ -127,7 +127,8 @@ def _night(night, dask_address: str | None, logger) -> dict:
     for h in handled:
         logger.info(stages.describe_return(h))
     with clock.stage(stages.LEDGER):
-        changes = update_ledger(data_dir, work, run_date, sources, config) | stages.returns_counts(handled)
+        changes = update_ledger(data_dir, work, run_date, sources, config) | stages.returns_counts(
+            settings, night.data_dir, run_date)
     logger.info(stages.describe_changes(changes))
     with clock.stage(stages.RENDER):
         folder = render_reports(data_dir, work, run_date, sources, changes, clock.seconds, config)

@@ -357,10 +357,12 @@ def complete_night(settings: Settings, data_dir: Path, work: Path, run_date: str
     shutil.rmtree(work, ignore_errors=True)
 
 
-def returns_counts(handled: list[dict]) -> dict:
-    """Tonight's returned files in three numbers (the run result and the Prefect summary)."""
-    return {"return_files": len(handled), "returns_accepted": sum(h.get("accepted", 0) for h in handled),
-            "returns_rejected": sum(h.get("rejected", 0) for h in handled)}
+def returns_counts(settings: Settings, data_dir: Path, run_date: str) -> dict:
+    """The night's returned files in three numbers (the run result, the console, the Prefect summary), from
+    the ledger, as summary.json has them: a rerun, or a run finishing a move a killed run left, says the same."""
+    entries = ledger.return_counts_of_night(ledger_path(data_dir, settings), run_date)
+    return {"return_files": len(entries), "returns_accepted": sum(e["accepted"] for e in entries),
+            "returns_rejected": sum(e["rejected"] for e in entries)}
 
 
 def result_of(folder: Path, sources: list[dict], changes: dict, handled: list[dict] = ()) -> dict:
@@ -442,7 +444,8 @@ def _run_night(night: Night, say: Callable[[str], None]) -> dict:
     for h in handled:
         say(describe_return(h))
     with clock.stage(LEDGER):
-        changes = update_ledger(settings, data_dir, work, run_date, sources) | returns_counts(handled)
+        changes = update_ledger(settings, data_dir, work, run_date, sources) | returns_counts(settings, data_dir,
+                                                                                            run_date)
     say(describe_changes(changes))
     with clock.stage(RENDER):
         folder = render(settings, data_dir, work, run_date, sources, changes, clock.seconds)

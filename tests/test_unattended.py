@@ -382,6 +382,8 @@ def test_a_rerun_after_a_crash_between_commit_and_archive_counts_what_summary_js
     [entry] = summary["returns"]
     assert entry["accepted"] == 3 == result["returns"]["returns_accepted"]
     assert any("受理 3 行" in line for line in said), said
+    again = run_all(sample_copy, run_date=NIGHT2)  # a plain rerun of the night says what the night did
+    assert again["returns"] == result["returns"] == {"returns_accepted": 3, "returns_rejected": 0, "return_files": 1}
 
 
 def test_the_automation_that_notifies_a_failed_night_is_a_valid_prefect_automation():
