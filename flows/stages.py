@@ -80,13 +80,13 @@ def clear_leftovers(settings: Settings, data_dir: Path, run_date: str, today_: s
     """Remove what dead runs left (called holding the data directory's lock): half-written report folders,
     and work folders of failed nights older than `keep_failed_work_nights`. Returns what was removed."""
     removed = []
-    reports = Path(data_dir) / "reports"
-    if reports.is_dir():
-        for path in reports.iterdir():
-            if path.name.startswith(".") and (".tmp-" in path.name or ".old-" in path.name) and path.is_dir() \
-                    and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(f"reports/{path.name}")
+    for reports in (Path(data_dir) / "reports", Path(data_dir) / "reports" / "months"):
+        if reports.is_dir() and not reports.is_symlink():
+            for path in reports.iterdir():
+                if path.name.startswith(".") and (".tmp-" in path.name or ".old-" in path.name) and path.is_dir() \
+                        and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(str(path.relative_to(data_dir)))
     root = Path(data_dir) / WORK_ROOT
     if root.is_dir():
         horizon = (dt.date.fromisoformat(today_ or today()) - dt.timedelta(days=settings.keep_failed_work_nights))

@@ -7,7 +7,6 @@ by `checks.month`; this module only lays them out.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ import polars as pl
 import xlsxwriter
 
 from reports.chart import lines_svg
-from reports.render import _ENV
+from reports.render import _ENV, publish_folder, staging_folder
 from validators.tables import KINDS, SEVERITY_LABELS, STATUS_LABELS
 
 #: Overdue findings the page lists (the workbook lists every one).
@@ -183,19 +182,11 @@ def write_month(reports_root: Path, view: MonthView) -> Path:
     """Write `reports_root/months/<month>/index.html` and `progress.xlsx`; return that folder."""
     root = reports_root / "months"
     root.mkdir(parents=True, exist_ok=True)
-    final, tmp = root / view.month, root / f".{view.month}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    final, tmp = root / view.month, staging_folder(root, view.month)
     try:
         write_progress_xlsx(tmp / "progress.xlsx", view)
         (tmp / "index.html").write_text(render_month(view), encoding="utf-8")
-        old = root / f".{view.month}.old-{os.getpid()}"
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        if old.exists():
-            shutil.rmtree(old)
+        publish_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -220,14 +220,31 @@ def _county_lists(listed: pl.DataFrame, asked: pl.DataFrame) -> list[dict]:
     return out
 
 
+def staging_folder(root: Path, name: str) -> Path:
+    """A fresh temporary folder beside `root/name`, where a report is written before it is moved into place
+    (a dead run's is removed by the next run, `flows.stages.clear_leftovers`)."""
+    tmp = root / f".{name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    return tmp
+
+
+def publish_folder(tmp: Path, final: Path) -> None:
+    """Move a written report folder into place, replacing the previous one: a reader never sees half of either."""
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def write_run(reports_root: Path, view: RunView) -> Path:
     """Write every file of the run into `reports_root/<run_date>/`; return that folder."""
     reports_root.mkdir(parents=True, exist_ok=True)
     final = reports_root / view.run_date
-    tmp = reports_root / f".{view.run_date}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = staging_folder(reports_root, view.run_date)
     writer = None
     try:
         receipts = write_receipts(tmp, _ENV, view.returns, view.source_names, view.city, view.run_date)
@@ -271,12 +288,7 @@ def write_run(reports_root: Path, view: RunView) -> Path:
         if writer is not None:
             forms.wait_xlsx_writer(writer)  # raises if a form could not be written
             writer = None
-        old = reports_root / f".{view.run_date}.old-{os.getpid()}"
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        if old.exists():
-            shutil.rmtree(old)
+        publish_folder(tmp, final)
     except BaseException:
         if writer is not None:  # stop the form writer before removing the folder it writes into
             writer.kill()

@@ -14,7 +14,7 @@ from flows.stages import run_all
 from tests.test_loop import fill_csv, load
 from tests.test_unattended import corrected_market
 
-NIGHT1, LATER = "2026-11-01", "2026-12-05"
+NIGHT1 = "2026-11-01"
 
 
 def db_of(data):
@@ -22,20 +22,21 @@ def db_of(data):
 
 
 def test_a_finding_is_due_by_its_severity_and_listed_first_once_overdue(sample_copy):
-    run_all(sample_copy, run_date=NIGHT1)
-    f1 = load(sample_copy / "reports" / NIGHT1, "findings.csv")
+    first, later = "2026-10-01", "2026-11-05"
+    run_all(sample_copy, run_date=first)
+    f1 = load(sample_copy / "reports" / first, "findings.csv")
     due = dict(f1.select("severity", "due_date").unique().rows())
-    assert due == {"error": "2026-12-01", "warning": "2026-12-31", "info": "2027-01-30"}
+    assert due == {"error": "2026-10-31", "warning": "2026-11-30", "info": "2026-12-30"}
     assert f1["overdue"].unique().to_list() == ["false"]
-    run_all(sample_copy, run_date=LATER)  # the same extracts five weeks on: the errors are late
-    f2 = load(sample_copy / "reports" / LATER, "findings.csv")
+    run_all(sample_copy, run_date=later)  # the same extracts five weeks on: the errors are late
+    f2 = load(sample_copy / "reports" / later, "findings.csv")
     late = f2.filter(pl.col("overdue") == "true")
     assert set(late["severity"]) == {"error"} and late.height == f2.filter(pl.col("severity") == "error").height
-    form = load(sample_copy / "reports" / LATER, "market.csv")
-    assert form["处理期限"].str.strip_chars().head(1).to_list() == ["2026-12-01（已逾期）"]
-    index = (sample_copy / "reports" / LATER / "index.html").read_text("utf-8")
+    form = load(sample_copy / "reports" / later, "market.csv")
+    assert form["处理期限"].str.strip_chars().head(1).to_list() == ["2026-10-31（已逾期）"]
+    index = (sample_copy / "reports" / later / "index.html").read_text("utf-8")
     assert f"已逾期<b>{late.height}</b>" in index
-    page = (sample_copy / "reports" / LATER / "market.html").read_text("utf-8")
+    page = (sample_copy / "reports" / later / "market.html").read_text("utf-8")
     assert "已超过处理期限，排在最前" in page
 
 

@@ -188,13 +188,19 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_log_line(sample_copy):
     assert any("接管数据目录锁" in line and f"进程 {dead.pid}" in line for line in said)
 
 
-def test_two_runs_started_together_apply_a_returned_form_once(sample_copy):
-    run_all(sample_copy, run_date=NIGHT1)
-    f1 = load(sample_copy / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
+def night_one_and_three_waivers(data: Path) -> list[str]:
+    """Night 1, then the market bureau's form returned with three 确认无误 answers; their finding ids."""
+    run_all(data, run_date=NIGHT1)
+    f1 = load(data / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
     waive = f1.filter(pl.col("kind") == "region_outside")["finding_id"].head(3).to_list()
-    (sample_copy / "returns" / "market").mkdir(parents=True, exist_ok=True)
-    fill_xlsx(sample_copy / "reports" / NIGHT1 / "market.xlsx", sample_copy / "returns" / "market" / "反馈.xlsx",
+    (data / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    fill_xlsx(data / "reports" / NIGHT1 / "market.xlsx", data / "returns" / "market" / "反馈.xlsx",
               {i: {"处理结果": "确认无误", "处理说明": "已核对"} for i in waive})
+    return waive
+
+
+def test_two_runs_started_together_apply_a_returned_form_once(sample_copy):
+    night_one_and_three_waivers(sample_copy)
     runs = [subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
                               "--date", date, "--wait", "300"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for date in (NIGHT2, NIGHT3)]
@@ -367,12 +373,7 @@ def _alive(pid: int) -> bool:
 def test_a_rerun_after_a_crash_between_commit_and_archive_counts_what_summary_json_says(sample_copy):
     from tests.test_loop import CRASH
 
-    run_all(sample_copy, run_date=NIGHT1)
-    f1 = load(sample_copy / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
-    waive = f1.filter(pl.col("kind") == "region_outside")["finding_id"].head(3).to_list()
-    (sample_copy / "returns" / "market").mkdir(parents=True, exist_ok=True)
-    fill_xlsx(sample_copy / "reports" / NIGHT1 / "market.xlsx", sample_copy / "returns" / "market" / "反馈.xlsx",
-              {i: {"处理结果": "确认无误", "处理说明": "已核对"} for i in waive})
+    night_one_and_three_waivers(sample_copy)
     killed = subprocess.run([sys.executable, "-c", CRASH, str(sample_copy), "after-commit"], cwd=ROOT, env=ENV,
                             capture_output=True, text=True)
     assert killed.returncode == 137, killed.stderr
