@@ -72,7 +72,7 @@ ALL_PAIRS = r"""
 import json, sys, time
 from pathlib import Path
 from rapidfuzz import fuzz, process
-from checks.detect import prepare
+from checks.rules import prepare
 from checks.ingest import ingest_all
 from checks.settings import load_settings
 settings = load_settings()

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "out"
 sys.path.insert(0, str(ROOT))
 
-from checks.detect import FINDING_SCHEMA  # noqa: E402
+from checks.findings import FINDING_SCHEMA  # noqa: E402
 from reports.render import RunView, render_department  # noqa: E402
 
 KINDS = ["bad_check_char", "duplicate_code", "missing", "multiple_codes", "bad_org_check", "region_outside"]

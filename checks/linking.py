@@ -13,6 +13,7 @@ on its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import polars as pl
 from rapidfuzz import fuzz, process
@@ -72,18 +73,35 @@ def fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
     return joined.filter(pl.Series(scores >= SIMILAR_NAME)).select("a", "b", "block")
 
 
-def candidate_pairs(frame: pl.DataFrame, neighbor_pairs: pl.DataFrame) -> pl.DataFrame:
-    """All proposed pairs with the blocks that proposed them."""
+def block_pairs(records_of: Callable[[str | pl.Expr], pl.DataFrame], neighbor_pairs: pl.DataFrame) -> pl.DataFrame:
+    """Pairs (a, b, block) that each block proposes, before merging.
+
+    Args:
+        records_of: the records a block looks at, by its key (a column name, or the legal-representative
+            block's expression): the whole frame in one process, the records whose key hashes to one bucket
+            in `checks.partition`.
+        neighbor_pairs: invalid codes one edit away from a valid code, and legacy codes (`checks.cross_record`).
+    """
     parts = [
-        pairs_within(frame, "code", different_code=False, block="code"),
-        pairs_within(frame, "org", different_code=True, block="org"),
-        pairs_within(frame, "name_norm", different_code=True, block="name"),
-        fuzzy_rep_pairs(frame),
+        pairs_within(records_of("code"), "code", different_code=False, block="code"),
+        pairs_within(records_of("org"), "org", different_code=True, block="org"),
+        pairs_within(records_of("name_norm"), "name_norm", different_code=True, block="name"),
+        fuzzy_rep_pairs(records_of(rep_block_expr())),
         neighbor_pairs.select("a", "b", pl.lit("neighbor").alias("block")),
     ]
-    pairs = pl.concat(parts).with_columns(
+    return pl.concat([p.select("a", "b", "block") for p in parts])
+
+
+def merge_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Each pair once (a < b) with the blocks that proposed it (`code,name`)."""
+    pairs = pairs.with_columns(
         a=pl.min_horizontal("a", "b"), b=pl.max_horizontal("a", "b")).filter(pl.col("a") != pl.col("b"))
     return pairs.group_by("a", "b").agg(pl.col("block").unique().sort().str.join(",").alias("blocks"))
+
+
+def candidate_pairs(frame: pl.DataFrame, neighbor_pairs: pl.DataFrame) -> pl.DataFrame:
+    """All proposed pairs of one frame with the blocks that proposed them."""
+    return merge_pairs(block_pairs(lambda key: frame, neighbor_pairs))
 
 
 def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:

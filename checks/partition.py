@@ -32,19 +32,16 @@ from pathlib import Path
 import polars as pl
 
 from checks import linking
-from checks.detect import (
+from checks.cross_record import (
     ROW_COLUMNS,
-    Finding,
-    context_level,
     cross_from,
     neighbor_candidates,
     neighbor_pairs_from,
-    prepare,
-    record_level,
+    shared_codes_frame,
 )
-from checks.detect import (
-    assemble as assemble_frame,
-)
+from checks.detect import assemble as assemble_frame
+from checks.findings import RecordFinding
+from checks.rules import context_level, prepare, record_level
 from checks.settings import Settings
 from validators.column import compact_expr
 
@@ -123,19 +120,8 @@ def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dic
     def only(key: str | pl.Expr) -> pl.DataFrame:
         return mine.filter(_in_bucket(key, bucket, buckets).fill_null(False))
 
-    by_rep = only(rep_block)
-    parts = [
-        linking.pairs_within(only("code"), "code", different_code=False, block="code"),
-        linking.pairs_within(only("org"), "org", different_code=True, block="org"),
-        linking.pairs_within(only("name_norm"), "name_norm", different_code=True, block="name"),
-        linking.fuzzy_rep_pairs(by_rep) if by_rep.height else None,
-        _neighbor_pairs(folder, keys, mine, only("legacy_org"), bucket, buckets),
-    ]
-    found = [p.select("a", "b", "block") for p in parts if p is not None and p.height]
-    pairs = pl.concat(found) if found else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
-    code_holders = only("code")
-    shared = (code_holders.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1))
-              .group_by("code").agg(pl.col("idx").sort()))
+    pairs = linking.block_pairs(only, _neighbor_pairs(folder, keys, mine, only("legacy_org"), bucket, buckets))
+    shared = shared_codes_frame(only("code"))
     pairs.write_parquet(folder / f"pairs-{bucket}.parquet")
     shared.write_parquet(folder / f"shared-{bucket}.parquet")
     return {"bucket": bucket, "records": mine.height, "pairs": pairs.height}
@@ -143,22 +129,20 @@ def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dic
 
 def _neighbor_pairs(folder: Path, keys: list[str], holders: pl.DataFrame, legacy: pl.DataFrame, bucket: int,
                     buckets: int) -> pl.DataFrame:
-    """`checks.detect.neighbor_pairs` for the codes looked up that hash to this bucket: `holders` are the
+    """`checks.cross_record.neighbor_pairs` for the codes looked up that hash to this bucket: `holders` are the
     records whose code or organization code hashes here, `legacy` those whose legacy code does."""
     candidates = pl.concat([pl.scan_parquet(folder / f"neighbors-{k}.parquet") for k in keys]) \
         .filter(_in_bucket("candidate", bucket, buckets)).collect()
-    return neighbor_pairs_from(candidates, holders, legacy).with_columns(block=pl.lit("neighbor"))
+    return neighbor_pairs_from(candidates, holders, legacy)
 
 
 def assemble(folder: Path, keys: list[str], buckets: int, settings: Settings) -> pl.DataFrame:
     """Step 3: the findings frame of the whole run."""
     found = [pickle.loads((folder / f"findings-{k}.pickle").read_bytes()) for k in keys]
     by_idx = lambda f: f.idx  # noqa: E731  (stable: keeps each record's kinds in rule order)
-    record_findings: list[Finding] = sorted((f for x in found for f in x["record"]), key=by_idx) + \
+    record_findings: list[RecordFinding] = sorted((f for x in found for f in x["record"]), key=by_idx) + \
         sorted((f for x in found for f in x["context"]), key=by_idx)
-    pairs = pl.concat([pl.read_parquet(folder / f"pairs-{b}.parquet") for b in range(buckets)]) \
-        .with_columns(a=pl.min_horizontal("a", "b"), b=pl.max_horizontal("a", "b")).filter(pl.col("a") != pl.col("b")) \
-        .group_by("a", "b").agg(pl.col("block").unique().sort().str.join(",").alias("blocks"))
+    pairs = linking.merge_pairs(pl.concat([pl.read_parquet(folder / f"pairs-{b}.parquet") for b in range(buckets)]))
     shared = dict(pl.concat([pl.read_parquet(folder / f"shared-{b}.parquet") for b in range(buckets)]).iter_rows())
     involved = {f.idx for f in record_findings}
     wanted = involved | set(pairs["a"]) | set(pairs["b"]) | {i for ids in shared.values() for i in ids}

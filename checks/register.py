@@ -33,7 +33,7 @@ import hashlib
 
 import polars as pl
 
-from checks.detect import Context
+from checks.cross_record import Context
 from validators.column import BIT
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
@@ -75,7 +75,7 @@ def entities(prepared: pl.DataFrame, findings: pl.DataFrame) -> pl.DataFrame:
     """(idx, entity): the entity (smallest member idx) of every prepared record.
 
     Args:
-        prepared: `checks.detect.prepare` of tonight's records (`idx, source, record_id, code`).
+        prepared: `checks.rules.prepare` of tonight's records (`idx, source, record_id, code`).
         findings: tonight's findings frame (`source, record_id, kind, related`).
     """
     index = {(s, r): i for i, s, r in prepared.select("idx", "source", "record_id").iter_rows()}
@@ -142,7 +142,7 @@ def carry_ids(members: pl.DataFrame, derived: pl.DataFrame, previous: pl.DataFra
     return pl.concat([kept, pl.DataFrame(rows, schema=derived.schema, orient="row")])
 
 
-#: Why a lone record's code is trusted: `checks.detect.Context.trusted_code`'s reasons, by "issued by its
+#: Why a lone record's code is trusted: `checks.cross_record.Context.trusted_code`'s reasons, by "issued by its
 #: own registry" (tested to agree with it).
 _LONE_WHY = {True: "该代码的登记管理部门", False: "唯一没有警告的有效代码"}
 
@@ -179,7 +179,7 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
     per configured source `<key>_record_ids` and `<key>_names` (lists), and the open findings on it.
 
     Args:
-        prepared: `checks.detect.prepare` of tonight's records.
+        prepared: `checks.rules.prepare` of tonight's records.
         findings: tonight's findings with their ledger `status` (`findings.status.parquet`).
         previous: the previous night's record → entity rows (`ENTITY_KEYS`, from `entity_keys`), for stable ids.
     """

@@ -33,7 +33,8 @@ import polars as pl
 from checks import guard, ledger, returns
 from checks.categories import unrecognized_types
 from checks.counties import county_expr
-from checks.detect import detect, prepare
+from checks.detect import detect
+from checks.rules import prepare
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, split

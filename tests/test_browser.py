@@ -106,7 +106,7 @@ def test_list_prints_on_a4_landscape(browser, report, artifacts):
 
 
 def test_a_long_list_shows_200_rows_at_a_time_but_filters_all(browser, tmp_path):
-    from checks.detect import FINDING_SCHEMA
+    from checks.findings import FINDING_SCHEMA
     from reports.render import PAGE_SIZE, RunView, render_department
 
     rows = [{c: None for c in FINDING_SCHEMA} | {

@@ -92,7 +92,7 @@ def test_the_steward_reads_a_findings_history_and_reopens_a_waiver(capsys, sampl
     import polars as pl
 
     from checks import ledger
-    from checks.detect import FINDING_SCHEMA
+    from checks.findings import FINDING_SCHEMA
 
     db = sample_copy / "state" / "steward.sqlite3"
     row = {c: None for c in FINDING_SCHEMA} | {"finding_id": "f1", "source": "market", "record_id": "R1",

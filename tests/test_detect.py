@@ -5,7 +5,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from checks.detect import FINDING_COLUMNS, detect, finding_id
+from checks.detect import detect
+from checks.findings import FINDING_COLUMNS, finding_id
 from checks.ingest import ingest_all
 from checks.schema import CANONICAL_COLUMNS
 from validators import uscc

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from checks import ledger
-from checks.detect import FINDING_SCHEMA
+from checks.findings import FINDING_SCHEMA
 
 
 def findings(*ids, severity="error", source="market", name="鹤岗市某某商贸有限公司"):

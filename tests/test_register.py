@@ -25,7 +25,7 @@ Z_MARKET, Z_EDITORIAL = code("91230404MA1000003"), code("12230404MB1000004")
 
 
 def prepared(rows: list[tuple]) -> pl.DataFrame:
-    """What `checks.detect.prepare` gives, for the columns the register reads."""
+    """What `checks.rules.prepare` gives, for the columns the register reads."""
     return pl.DataFrame(rows, schema={"source": pl.String, "record_id": pl.String, "name": pl.String,
                                       "code": pl.String}, orient="row") \
         .with_columns(idx=pl.int_range(pl.len(), dtype=pl.Int64), valid=pl.col("code").is_not_null(),
@@ -153,7 +153,9 @@ def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_get
 
 
 def test_the_code_to_trust_is_detections_rule_for_every_entity(sample_copy, settings):
-    from checks.detect import Context, detect, prepare
+    from checks.cross_record import Context
+    from checks.detect import detect
+    from checks.rules import prepare
     from checks.ingest import ingest_source
     from checks.register import entities, trusted_codes
 

@@ -9,7 +9,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from checks.detect import FINDING_SCHEMA
+from checks.findings import FINDING_SCHEMA
 from checks.returns import read_return
 from reports import forms
 from reports.render import RunView, highlight, render_department, render_index, write_run

@@ -151,7 +151,7 @@ def test_a_form_without_its_key_columns_is_refused_with_the_columns_found(tmp_pa
 
 def test_unreadable_or_foreign_files_get_a_receipt_and_change_nothing(tmp_path, settings):
     from checks import ledger
-    from checks.detect import FINDING_SCHEMA
+    from checks.findings import FINDING_SCHEMA
     from checks.returns import process_file
 
     db = tmp_path / "state" / "ledger.sqlite3"
