@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-LOCK_FILE = "state/nightly.lock"
+from checks.catalog import LOCK_FILE
 
 
 class LockBusy(RuntimeError):

@@ -239,7 +239,7 @@ def _run(args) -> int:
 
 def _ledger_db(args):
     from checks.settings import ConfigError, load_settings
-    from flows.stages import ledger_path
+    from checks.catalog import ledger_path
 
     try:
         settings = load_settings(args.config)

@@ -13,7 +13,7 @@ from pathlib import Path
 from checks import ledger
 from checks import month as figures
 from flows.params import Month, ParameterError, check_month, today
-from flows.stages import ledger_path
+from checks.catalog import ledger_path
 from reports.month import MonthView, write_month
 
 

@@ -9,47 +9,49 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from prefect import flow, get_run_logger, runtime, task
+from prefect import flow, get_run_logger, runtime, task, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from checks.catalog import WorkFolder
 from checks.lock import LockBusy, night_lock
-from checks.settings import load_settings
+from checks.settings import Settings
 from flows import stages
 from flows.params import ParameterError, check_night
+from reports import console
 
 
 @task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def ingest_source(data_dir: str, work: str, key: str, config: str | None) -> dict:
+def ingest_source(settings: Settings, data_dir: str, work: str, key: str) -> dict:
     """Read one registry's newest extract (retried: shared folders can hiccup)."""
-    return stages.ingest_one(load_settings(config), Path(data_dir), Path(work), key)
+    return stages.ingest_one(settings, Path(data_dir), WorkFolder(Path(work)), key)
 
 
 @task(cache_policy=NO_CACHE)
-def detect_findings(work: str, config: str | None) -> dict:
+def detect_findings(settings: Settings, work: str) -> dict:
     """Validate every code and link records across registries."""
-    return stages.detect_all(load_settings(config), Path(work))
+    return stages.detect_all(settings, WorkFolder(Path(work)))
 
 
 @task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def process_returns(data_dir: str, work: str, run_date: str, config: str | None) -> list[dict]:
+def judge_returns(settings: Settings, data_dir: str, work: str, run_date: str) -> list[dict]:
     """Judge the departments' returned forms row by row (retried: each file is one transaction)."""
-    return stages.process_returns(load_settings(config), Path(data_dir), Path(work), run_date)
+    return stages.judge_returns(settings, Path(data_dir), WorkFolder(Path(work)), run_date)
 
 
 @task(cache_policy=NO_CACHE)
-def update_ledger(data_dir: str, work: str, run_date: str, sources: list[dict], config: str | None) -> dict:
+def update_ledger(settings: Settings, data_dir: str, work: str, run_date: str, sources: list[dict]) -> dict:
     """Move each finding along its lifecycle; count what changed tonight."""
-    return stages.update_ledger(load_settings(config), Path(data_dir), Path(work), run_date, sources)
+    return stages.update_ledger(settings, Path(data_dir), WorkFolder(Path(work)), run_date, sources)
 
 
 @task(retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def render_reports(data_dir: str, work: str, run_date: str, sources: list[dict], changes: dict,
-                   seconds: dict, config: str | None) -> str:
+def render_reports(settings: Settings, data_dir: str, work: str, run_date: str, sources: list[dict], changes: dict,
+                   seconds: dict) -> str:
     """Write the overview, the department lists and forms, atomically."""
-    return str(stages.render(load_settings(config), Path(data_dir), Path(work), run_date, sources, changes, seconds))
+    return str(stages.render(settings, Path(data_dir), WorkFolder(Path(work)), run_date, sources, changes, seconds))
 
 
 @flow(name="uscc-nightly", task_runner=ThreadPoolTaskRunner(max_workers=3), log_prints=True)
@@ -80,7 +82,7 @@ def nightly(data_dir: str = "data", run_date: dt.date | None = None, config: str
     except (ParameterError, LockBusy) as exc:
         logger.error(str(exc))
         return Failed(message=str(exc), data={"refused": str(exc)})
-    failure = stages.failure_message(result)
+    failure = console.failure_message(result)
     if failure:
         logger.error("本期运行未全部成功：%s", failure)
         return Failed(message=f"本期运行未全部成功（报告已生成）：{failure}", data=result)
@@ -94,53 +96,58 @@ def _scheduled() -> dt.datetime | None:
 
 
 def _night(night, dask_address: str | None, logger) -> dict:
-    settings, data_dir, run_date = night.settings, str(night.data_dir), night.run_date
-    config = night.config
-    for removed in stages.clear_leftovers(settings, night.data_dir, run_date):
-        logger.warning("已清理上次异常中断留下的 %s", removed)
-    work = str(stages.work_dir(night.data_dir, run_date))
-    clock = stages.StageClock()
+    """The night's stages as Prefect tasks, in `stages.drive`'s order."""
+    return stages.drive(night, PrefectSteps(night, dask_address, logger), logger.info, logger.warning)
 
-    with clock.stage(stages.INGEST):
-        futures = ingest_source.map(data_dir, work, [s.key for s in settings.sources], config)
+
+class PrefectSteps:
+    """`stages.Steps` as Prefect tasks: sources read in parallel, detection optionally on Dask."""
+
+    def __init__(self, night, dask_address: str | None, logger):
+        self.night, self.dask_address, self.logger = night, dask_address, logger
+        self.settings, self.data_dir, self.run_date = night.settings, str(night.data_dir), night.run_date
+        self.work = WorkFolder.of(night.data_dir, night.run_date)
+
+    def ingest(self) -> list[dict]:
+        futures = ingest_source.map(unmapped(self.settings), self.data_dir, str(self.work.path),
+                                    [s.key for s in self.settings.sources])
         sources = []
-        for source, future in zip(settings.sources, futures):
+        for source, future in zip(self.settings.sources, futures):
             outcome = future.result(raise_on_failure=False)
             if isinstance(outcome, BaseException):  # one source failing never stops the others
-                outcome = stages.failed_source(settings, night.data_dir, Path(work), source.key, outcome)
+                outcome = stages.failed_source(self.settings, self.night.data_dir, self.work, source.key, outcome)
             sources.append(outcome)
-    for s in sources:
-        (logger.warning if s["status"] != "ok" else logger.info)(stages.describe_source(s))
+        for s in sources:
+            (self.logger.warning if s["status"] != "ok" else self.logger.info)(console.describe_source(s))
+        return sources
 
-    with clock.stage(stages.DETECT):
-        if night.buckets:
+    def detect(self) -> dict:
+        if self.night.buckets:
             from flows.partitioned import dask_runner, detect_partitioned
 
-            runner = dask_runner(dask_address, night.dask_workers)
-            counts = detect_partitioned.with_options(task_runner=runner)(work, config, night.buckets,
-                                                                         parts=night.buckets)
-        else:
-            counts = detect_findings(work, config)
-    logger.info(stages.describe_detection(counts))
-    with clock.stage(stages.RETURNS):
-        handled = process_returns(data_dir, work, run_date, config)
-    for h in handled:
-        logger.info(stages.describe_return(h))
-    with clock.stage(stages.LEDGER):
-        changes = update_ledger(data_dir, work, run_date, sources, config) | stages.returns_counts(
-            settings, night.data_dir, run_date)
-    logger.info(stages.describe_changes(changes))
-    with clock.stage(stages.RENDER):
-        folder = render_reports(data_dir, work, run_date, sources, changes, clock.seconds, config)
-    logger.info("总览：%s", Path(folder, "index.html").resolve())
+            runner = dask_runner(self.dask_address, self.night.dask_workers)
+            return detect_partitioned.with_options(task_runner=runner)(str(self.work.path), self.night.config,
+                                                                       self.night.buckets, parts=self.night.buckets)
+        return detect_findings(self.settings, str(self.work.path))
 
-    result = stages.result_of(Path(folder), sources, changes, handled)
-    _publish(run_date, result, sources, counts, changes, Path(work))
-    stages.complete_night(settings, night.data_dir, Path(work), run_date, sources, changes["historical"])
-    return result
+    def returns(self) -> list[dict]:
+        return judge_returns(self.settings, self.data_dir, str(self.work.path), self.run_date)
+
+    def ledger(self, sources: list[dict]) -> dict:
+        return update_ledger(self.settings, self.data_dir, str(self.work.path), self.run_date, sources)
+
+    def render(self, sources: list[dict], changes: dict, seconds: dict[str, float]) -> Path:
+        folder = Path(render_reports(self.settings, self.data_dir, str(self.work.path), self.run_date, sources,
+                                     changes, seconds))
+        self.logger.info("总览：%s", (folder / "index.html").resolve())
+        return folder
+
+    def publish(self, result: dict, sources: list[dict], counts: dict, changes: dict) -> None:
+        _publish(self.run_date, result, sources, counts, changes, self.work)
 
 
-def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, changes: dict, work: Path) -> None:
+def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, changes: dict,
+             work: WorkFolder) -> None:
     """A summary artifact, tables by department × kind and of row accounting, a link to the overview."""
     overview = Path(result["overview"]).resolve().as_uri()
     create_link_artifact(key="uscc-overview-link", link=overview, link_text=f"总览 {run_date}",

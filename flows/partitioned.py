@@ -16,7 +16,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 
 from checks import partition
-from checks.settings import load_settings
+from checks.catalog import WorkFolder
+from checks.settings import Settings, load_settings
 from flows import stages
 
 
@@ -41,9 +42,9 @@ def _api_url() -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def scan_partition(folder: str, key: str, config: str | None) -> dict:
+def scan_partition(folder: str, key: str, settings: Settings) -> dict:
     """Validate one region's records and derive their link keys."""
-    return partition.scan_partition(Path(folder), key, load_settings(config))
+    return partition.scan_partition(Path(folder), key, settings)
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,17 +57,18 @@ def link_bucket(folder: str, keys: list[str], bucket: int, buckets: int) -> dict
 def detect_partitioned(work: str, config: str | None = None, buckets: int = 8, parts: int = 8) -> dict:
     """Split by region → scan partitions → link buckets → assemble findings."""
     logger = get_run_logger()
-    settings = load_settings(config)
-    folder, keys = stages.split_partitions(settings, Path(work), parts)
+    settings = load_settings(config)  # once: every task of the subflow gets this reading
+    work_folder = WorkFolder(Path(work))
+    folder = work_folder.partitions
+    keys = stages.split_partitions(settings, work_folder, parts)
     for key, regions in partition.regions_of(folder).items():
         shown = "、".join(regions[:12]) + (f" 等 {len(regions)} 个" if len(regions) > 12 else "")
         logger.info("分区 %s：地区 %s", key, shown)
     if not keys:  # no source could be read tonight: nothing to spread
-        return stages.assemble_partitions(settings, Path(work), folder, keys, buckets)
-    scanned = scan_partition.map(str(folder), keys, unmapped(config))
+        return stages.assemble_partitions(settings, work_folder, keys, buckets)
+    scanned = scan_partition.map(str(folder), keys, unmapped(settings))
     for s in scanned.result():
         logger.info("分区 %s：%d 条记录，%d 条单条记录问题", s["partition"], s["records"], s["findings"])
     linked = link_bucket.map(str(folder), unmapped(keys), range(buckets), unmapped(buckets))
     logger.info("按键分桶 %d 个，候选记录对 %d", buckets, sum(b["pairs"] for b in linked.result()))
-    counts = stages.assemble_partitions(settings, Path(work), folder, keys, buckets)
-    return counts
+    return stages.assemble_partitions(settings, work_folder, keys, buckets)

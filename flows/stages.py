@@ -1,10 +1,11 @@
-"""The nightly job's stages as plain functions: the Prefect flow only wires them.
+"""The nightly job's stages as plain functions, and the one order they run in (`drive`).
 
-Stages exchange files in a work folder (`DATA_DIR/state/work/<run date>/`),
-never big frames, so each stage can be a Prefect task, retried or rerun alone.
+    ingest ×N (+ the plausibility guard) → detect → returns → ledger → render → complete the night
 
-    ingest_source ×N (+ the plausibility guard) → detect → process_returns → update_ledger → render
-    → complete_night
+`drive` is that order, once: `run_all` runs it with plain calls, the Prefect flow (`flows.nightly`) with
+tasks. Stages exchange files in the night's work folder (`checks.catalog.WorkFolder`), never big frames,
+so each stage can be a Prefect task, retried or rerun alone. The settings are read once per night
+(`flows.params.check_night`) and every stage gets that reading.
 
 A source whose extract is rejected (unreadable) or held (implausible, `checks.guard`)
 takes part tonight with its last accepted extract, so nothing that depends on it —
@@ -26,28 +27,27 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import polars as pl
 
-from checks import guard, ledger, returns
+from checks import guard, ledger, returns, tonight
+from checks.catalog import ACCEPTED_ROOT, ENTITIES, REPORTS, WORK_ROOT, WorkFolder, accepted_path, ledger_path
 from checks.categories import unrecognized_types
-from checks.counties import county_expr
 from checks.detect import detect
-from checks.rules import prepare
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, split
 from checks.register import entity_keys, golden_register
+from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
 from flows.params import Night, check_night, today  # noqa: F401  (today: the flow's default night)
-from reports.receipts import OUTCOME_LABELS
+from reports import console
 from reports.render import RunView, write_run
-from validators.column import compact_expr
 
-#: Stage labels as the overview shows them, in order.
-INGEST, DETECT, RETURNS, LEDGER, RENDER = "读取与校验格式", "问题检测", "处理反馈", "状态台账", "生成报告"
+#: Stage labels as the overview shows them, in the order `drive` runs them.
+INGEST, DETECT, RETURNS, LEDGER, RENDER = STAGES = ("读取与校验格式", "问题检测", "处理反馈", "状态台账", "生成报告")
 
 
 class StageClock:
@@ -65,23 +65,11 @@ class StageClock:
             self.seconds[label] = time.perf_counter() - started
 
 
-WORK_ROOT = "state/work"
-#: The last accepted extract of each source (`<key>.parquet`): the guard's baseline, and what a held or
-#: rejected source takes part with. It holds the extract's raw values, like extracts/ itself.
-ACCEPTED_ROOT = "state/accepted"
-
-
-def work_dir(data_dir: Path, run_date: str) -> Path:
-    path = Path(data_dir) / WORK_ROOT / run_date
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def clear_leftovers(settings: Settings, data_dir: Path, run_date: str, today_: str | None = None) -> list[str]:
     """Remove what dead runs left (called holding the data directory's lock): half-written report folders,
     and work folders of failed nights older than `keep_failed_work_nights`. Returns what was removed."""
     removed = []
-    for reports in (Path(data_dir) / "reports", Path(data_dir) / "reports" / "months"):
+    for reports in (Path(data_dir) / REPORTS, Path(data_dir) / REPORTS / "months"):
         if reports.is_dir() and not reports.is_symlink():
             for path in reports.iterdir():
                 if path.name.startswith(".") and (".tmp-" in path.name or ".old-" in path.name) and path.is_dir() \
@@ -102,21 +90,17 @@ def clear_leftovers(settings: Settings, data_dir: Path, run_date: str, today_: s
     return removed
 
 
-def ledger_path(data_dir: Path, settings: Settings) -> Path:
-    """The ledger file: $USCC_DATABASE, else `[state] database` (relative to the data directory)."""
-    configured = os.environ.get("USCC_DATABASE") or settings.database
-    return Path(data_dir) / configured  # an absolute configured path wins over data_dir
+# --------------------------------------------------------------------------- ingest and the guard
 
-
-def ingest_one(settings: Settings, data_dir: Path, work: Path, key: str) -> dict:
-    """Read one source's newest extract into `<work>/<key>.records.parquet` (+ quarantine), then guard it."""
+def ingest_one(settings: Settings, data_dir: Path, work: WorkFolder, key: str) -> dict:
+    """Read one source's newest extract into the work folder (records + quarantine), then guard it."""
     source = settings.source(key)
     started = time.perf_counter()
     records, quarantine, report = ingest_source(source, Path(data_dir), settings.limits)
     return admit(settings, data_dir, work, source, records, quarantine, report, time.perf_counter() - started)
 
 
-def admit(settings: Settings, data_dir: Path, work: Path, source: Source, records: pl.DataFrame,
+def admit(settings: Settings, data_dir: Path, work: WorkFolder, source: Source, records: pl.DataFrame,
           quarantine: pl.DataFrame, report: SourceReport, seconds: float) -> dict:
     """Judge a read extract with the plausibility guard; write what tonight's detection uses for the source:
     tonight's records when accepted, else the last accepted extract's."""
@@ -138,11 +122,11 @@ def admit(settings: Settings, data_dir: Path, work: Path, source: Source, record
         if verdict.held:
             result["status"], result["reason"] = "held", verdict.reason
     if result["status"] == "ok":
-        records.write_parquet(work / f"{source.key}.records.parquet")
-        quarantine.write_parquet(work / f"{source.key}.quarantine.parquet")
+        records.write_parquet(work.records(source.key))
+        quarantine.write_parquet(work.quarantine(source.key))
     else:
         result["carried_from"] = _carry_forward(data_dir, work, source.key)
-    (work / f"{source.key}.source.json").write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+    work.source_result(source.key).write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
     return result
 
 
@@ -154,9 +138,8 @@ def _baseline(data_dir: Path, db: Path, key: str) -> guard.Baseline | None:
     entry = ledger.accepted_extract(db, key)
     if entry is None:
         return None
-    path = Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
     try:
-        accepted = pl.read_parquet(path, columns=["record_id", "uscc_raw"])
+        accepted = pl.read_parquet(accepted_path(data_dir, key), columns=["record_id", "uscc_raw"])
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise BaselineLost(
             f"上期已接受的数据（{entry['run_date']}，{entry['file']}，{entry['records']} 条）的副本 {ACCEPTED_ROOT}/{key}.parquet "
@@ -166,26 +149,19 @@ def _baseline(data_dir: Path, db: Path, key: str) -> guard.Baseline | None:
     return guard.Baseline(entry["run_date"], entry["file"], accepted["record_id"], guard.valid_share(accepted))
 
 
-def _carry_forward(data_dir: Path, work: Path, key: str) -> str | None:
+def _carry_forward(data_dir: Path, work: WorkFolder, key: str) -> str | None:
     """Tonight's records of a source that was not accepted: its last accepted extract (or none)."""
-    accepted = Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
     try:
-        carried = pl.read_parquet(accepted)
+        carried = pl.read_parquet(accepted_path(data_dir, key))
     except (OSError, pl.exceptions.PolarsError):  # none yet, or lost (the guard has said so): nothing to carry
         carried = empty_canonical()
-    carried.write_parquet(work / f"{key}.records.parquet")
+    carried.write_parquet(work.records(key))
     found = carried["file"].head(1).to_list()
-    empty_quarantine().write_parquet(work / f"{key}.quarantine.parquet")
+    empty_quarantine().write_parquet(work.quarantine(key))
     return found[0] if found else None
 
 
-def _all_records(settings: Settings, work: Path) -> pl.DataFrame:
-    frames = [pl.read_parquet(work / f"{s.key}.records.parquet") for s in settings.sources
-              if (work / f"{s.key}.records.parquet").exists()]
-    return pl.concat(frames) if frames else empty_canonical()
-
-
-def failed_source(settings: Settings, data_dir: Path, work: Path, key: str, error: BaseException) -> dict:
+def failed_source(settings: Settings, data_dir: Path, work: WorkFolder, key: str, error: BaseException) -> dict:
     """A source whose reading crashed (a bug, not bad data): rejected with the error; its last accepted extract
     takes part instead."""
     source = settings.source(key)
@@ -198,143 +174,105 @@ def _source_result(source: Source, report: SourceReport, seconds: float) -> dict
     return {**report.to_dict(), "departments": list(source.departments), "key": source.key, "seconds": seconds}
 
 
-def findings_table(work: Path) -> list[dict]:
-    """Findings by source, kind and status (the Prefect table artifact)."""
-    findings = pl.read_parquet(work / "findings.status.parquet", columns=["source", "kind", "status"])
-    return findings.group_by("source", "kind", "status").len("findings").sort("source", "kind", "status").to_dicts()
+# --------------------------------------------------------------------------- detection
 
-
-def detect_all(settings: Settings, work: Path, buckets: int = 0) -> dict:
-    """All sources' records → `<work>/findings.parquet`.
+def detect_all(settings: Settings, work: WorkFolder, buckets: int = 0) -> dict:
+    """All sources' records → the work folder's findings.
 
     Args:
         buckets: 0 for one process; else the number of key buckets of the partitioned detection
             (`checks.partition`), run here one step after another (`flows.partitioned` spreads it over Dask).
     """
-    records = _all_records(settings, work)
+    records = tonight.all_records(settings, work)
     if buckets and records.height:
-        findings = detect_partitioned(records, settings, work / "partitions", buckets=buckets, parts=buckets)
+        findings = detect_partitioned(records, settings, work.partitions, buckets=buckets, parts=buckets)
     else:
         findings = detect(records, settings)
-    findings.write_parquet(work / "findings.parquet")
+    findings.write_parquet(work.findings)
     return {"records": records.height, "findings": findings.height}
 
 
-def split_partitions(settings: Settings, work: Path, parts: int) -> tuple[Path, list[str]]:
-    """Tonight's records split by region into `<work>/partitions/`; the partition keys."""
-    folder = work / "partitions"
-    return folder, split(_all_records(settings, work), folder, parts)
+def split_partitions(settings: Settings, work: WorkFolder, parts: int) -> list[str]:
+    """Tonight's records split by region into the work folder's partitions; the partition keys."""
+    return split(tonight.all_records(settings, work), work.partitions, parts)
 
 
-def assemble_partitions(settings: Settings, work: Path, folder: Path, keys: list[str], buckets: int) -> dict:
-    """The partitioned detection's last step → `<work>/findings.parquet`."""
+def assemble_partitions(settings: Settings, work: WorkFolder, keys: list[str], buckets: int) -> dict:
+    """The partitioned detection's last step → the work folder's findings."""
+    folder = work.partitions
     findings = assemble(folder, keys, buckets, settings) if keys else detect(empty_canonical(), settings)
-    findings.write_parquet(work / "findings.parquet")
+    findings.write_parquet(work.findings)
     return {"records": sum(pl.scan_parquet(folder / f"part-{k}.parquet").select(pl.len()).collect().item()
                            for k in keys), "findings": findings.height}
 
 
-def _records(settings: Settings, work: Path) -> list[pl.LazyFrame]:
-    return [pl.scan_parquet(p) for s in settings.sources if (p := work / f"{s.key}.records.parquet").exists()]
+# --------------------------------------------------------------------------- returns, ledger, reports
 
-
-def process_returns(settings: Settings, data_dir: Path, work: Path, run_date: str) -> list[dict]:
+def judge_returns(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str) -> list[dict]:
     """Judge and apply the departments' returned forms; one dict per file (receipts are rendered later)."""
     db = ledger_path(data_dir, settings)
     latest = ledger.latest_run(db)
     if latest is not None and run_date < latest:
         return []  # an older night rerun: answers are applied by the newest night only
-
-    def holders_of(codes: list[str]) -> list[returns.Holder]:
-        frames = _records(settings, work)
-        if not codes or not frames:
-            return []
-        found = pl.concat(frames).select("source", "record_id", "name", code=compact_expr(pl.col("uscc_raw"))) \
-            .filter(pl.col("code").is_in(codes)).collect()
-        return [returns.Holder(c, s, r, n) for c, s, r, n in found.select("code", "source", "record_id", "name").rows()]
-
-    def suggestions_of(ids: list[str]) -> dict[str, str]:
-        """The code tonight's detection suggests for these findings (what an empty 更正后代码 may adopt)."""
-        found = pl.scan_parquet(work / "findings.parquet") \
-            .filter(pl.col("finding_id").is_in(ids) & pl.col("suggested_code").is_not_null()) \
-            .select("finding_id", "suggested_code").collect()
-        return dict(found.rows())
-
-    return returns.process_returns(data_dir, db, run_date, settings, holders_of, suggestions_of)
+    return returns.process_returns(data_dir, db, run_date, settings,
+                                   lambda codes: tonight.holders_of(settings, work, codes),
+                                   lambda ids: tonight.suggestions_of(work, ids))
 
 
-def tonight_of(settings: Settings, work: Path, sources: list[dict]) -> ledger.Tonight:
-    """What tonight's extracts hold (checked and quarantined records), for closing findings."""
-    checked = [f.select("source", "record_id", code=compact_expr(pl.col("uscc_raw")), checked=pl.lit(True))
-               for f in _records(settings, work)]
-    held = [pl.scan_parquet(p).filter(pl.col("record_id").is_not_null())
-            .select("source", "record_id", code=pl.lit(None, pl.String), checked=pl.lit(False))
-            for s in settings.sources if (p := work / f"{s.key}.quarantine.parquet").exists()]
-    frames = checked + held
-    records = pl.concat(frames).collect() if frames else ledger.Tonight(frozenset()).records
-    return ledger.Tonight(frozenset(s["key"] for s in sources if s["status"] == "ok"), records,
-                          tuple(extract_of(s) for s in sources))
-
-
-def extract_of(s: dict) -> ledger.Extract:
-    """A source's result as the ledger keeps its extract verdict."""
-    e = s.get("extract") or {}
-    return ledger.Extract(s["key"], s["status"], s.get("file"), e.get("sha256"), s.get("rows_read", 0),
-                          e.get("records", 0), e.get("previous_records"), e.get("lost"), s.get("reason"))
-
-
-def update_ledger(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict]) -> dict:
-    """Findings' lifecycle (SPEC §6) → `<work>/findings.status.parquet`; tonight's changes."""
-    findings = with_county(settings, work, pl.read_parquet(work / "findings.parquet"))
-    result = ledger.record_run(ledger_path(data_dir, settings), run_date, findings, tonight_of(settings, work, sources),
+def update_ledger(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict]) -> dict:
+    """Findings' lifecycle (docs/correction-loop.md) → the work folder's findings with status; tonight's
+    changes, with the night's returned-file counts."""
+    db = ledger_path(data_dir, settings)
+    findings = tonight.with_county(settings, work, pl.read_parquet(work.findings))
+    result = ledger.record_run(db, run_date, findings, tonight.ledger_input(settings, work, sources),
                                due_days=settings.due_days)
     statuses = result.pop("statuses")
     findings = findings.drop("status").join(statuses, on="finding_id", how="left")
-    findings.write_parquet(work / "findings.status.parquet")
-    return result
+    findings.write_parquet(work.findings_status)
+    return result | returns_counts(db, run_date)
 
 
-def render(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict], changes: dict,
+def returns_counts(db: Path, run_date: str) -> dict:
+    """The night's returned files in three numbers (the run result, the console, the Prefect summary), from
+    the ledger, as summary.json has them: a rerun, or a run finishing a move a killed run left, says the same."""
+    entries = ledger.return_counts_of_night(db, run_date)
+    return {"return_files": len(entries), "returns_accepted": sum(e["accepted"] for e in entries),
+            "returns_rejected": sum(e["rejected"] for e in entries)}
+
+
+def findings_table(work: WorkFolder) -> list[dict]:
+    """Findings by source, kind and status (the Prefect table artifact)."""
+    findings = pl.read_parquet(work.findings_status, columns=["source", "kind", "status"])
+    return findings.group_by("source", "kind", "status").len("findings").sort("source", "kind", "status").to_dicts()
+
+
+def render(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict], changes: dict,
            stage_seconds: dict[str, float]) -> Path:
     """Write the reports of the run; returns the run's report folder."""
     db = ledger_path(data_dir, settings)
-    findings = pl.read_parquet(work / "findings.status.parquet")
-    quarantines = [pl.read_parquet(p) for s in settings.sources
-                   if (p := work / f"{s.key}.quarantine.parquet").exists()]
+    findings = pl.read_parquet(work.findings_status)
     view = RunView(
         run_date=run_date, city=settings.city.name, sources=sources, findings=findings,
-        quarantine=pl.concat(quarantines) if quarantines else empty_quarantine(),
+        quarantine=tonight.quarantined(settings, work),
         history=ledger.history(db, including=run_date), changes=changes, stage_seconds=stage_seconds,
         returns=ledger.returns_of_night(db, run_date), source_names=settings.source_names,
         audit=ledger.audit_of_night(db, run_date),
         stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
         unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date],
         reassignments=ledger.reassignments_of_night(db, run_date),
-        unrecognized_types=unrecognized_types(pl.concat(_records(settings, work) or [empty_canonical().lazy()])
+        unrecognized_types=unrecognized_types(pl.concat(tonight.scan_records(settings, work)
+                                                        or [empty_canonical().lazy()])
                                               .select("source", "entity_type").collect()),
         register=register_of(settings, data_dir, work, findings, changes.get("historical", False)))
-    return write_run(Path(data_dir) / "reports", view)
+    return write_run(Path(data_dir) / REPORTS, view)
 
 
-def with_county(settings: Settings, work: Path, findings: pl.DataFrame) -> pl.DataFrame:
-    """Each finding's county list (`checks.counties`): from its code, else its record's address."""
-    frames = _records(settings, work)
-    addresses = pl.concat(frames).select("source", "record_id", "address").collect() if frames else \
-        pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "address": pl.String})
-    joined = findings.join(addresses.unique(["source", "record_id"]), on=["source", "record_id"], how="left")
-    county = county_expr(pl.col("uscc"), pl.col("address"), settings.city.jurisdiction_prefix)
-    return joined.with_columns(county=county).drop("address")
-
-
-#: Each record's entity in the newest night's register: the next night keeps those entity ids.
-ENTITIES = "state/entities.parquet"
-
-
-def register_of(settings: Settings, data_dir: Path, work: Path, findings: pl.DataFrame, historical: bool) -> pl.DataFrame:
+def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: pl.DataFrame,
+                historical: bool) -> pl.DataFrame:
     """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's."""
     path = Path(data_dir) / ENTITIES
     previous = pl.read_parquet(path) if path.exists() else None
-    found = golden_register(prepare(_all_records(settings, work), settings), findings, settings, previous)
+    found = golden_register(prepare(tonight.all_records(settings, work), settings), findings, settings, previous)
     if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.name}.tmp")
@@ -343,27 +281,19 @@ def register_of(settings: Settings, data_dir: Path, work: Path, findings: pl.Dat
     return found
 
 
-def complete_night(settings: Settings, data_dir: Path, work: Path, run_date: str, sources: list[dict],
+def complete_night(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict],
                    historical: bool = False) -> None:
     """The night completed: its accepted extracts become the next night's baseline, the night goes on the
     ledger's timeline, and its work folder (raw values of the extracts) is removed."""
     accepted = [s for s in sources if s["status"] == "ok"] if not historical else []
-    folder = Path(data_dir) / ACCEPTED_ROOT
-    folder.mkdir(parents=True, exist_ok=True)
     for s in accepted:
-        staged = folder / f".{s['key']}.parquet.tmp"
-        shutil.copyfile(work / f"{s['key']}.records.parquet", staged)
-        os.replace(staged, folder / f"{s['key']}.parquet")
-    ledger.finish_run(ledger_path(data_dir, settings), run_date, [extract_of(s) for s in accepted])
-    shutil.rmtree(work, ignore_errors=True)
-
-
-def returns_counts(settings: Settings, data_dir: Path, run_date: str) -> dict:
-    """The night's returned files in three numbers (the run result, the console, the Prefect summary), from
-    the ledger, as summary.json has them: a rerun, or a run finishing a move a killed run left, says the same."""
-    entries = ledger.return_counts_of_night(ledger_path(data_dir, settings), run_date)
-    return {"return_files": len(entries), "returns_accepted": sum(e["accepted"] for e in entries),
-            "returns_rejected": sum(e["rejected"] for e in entries)}
+        target = accepted_path(data_dir, s["key"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(work.records(s["key"]), staged)
+        os.replace(staged, target)
+    ledger.finish_run(ledger_path(data_dir, settings), run_date, [tonight.extract_of(s) for s in accepted])
+    shutil.rmtree(work.path, ignore_errors=True)
 
 
 def result_of(folder: Path, sources: list[dict], changes: dict, handled: list[dict] = ()) -> dict:
@@ -382,36 +312,79 @@ def result_of(folder: Path, sources: list[dict], changes: dict, handled: list[di
     }
 
 
-def describe_source(s: dict) -> str:
-    """One progress line per source (the flow's log and `uscc run --no-prefect`)."""
-    if s["status"] == "rejected":
-        return f"{s['name']} 本期数据被拒收：{s['reason']}"
-    if s["status"] == "held":
-        return f"{s['name']} 本期数据待确认：{s['reason']}"
-    return (f"{s['name']}：读取 {s['rows_read']} 行，检查 {s['rows_checked']} 行，隔离 {s['rows_quarantined']} 行，"
-            f"空行 {s['rows_blank']} 行")
+# --------------------------------------------------------------------------- the order of the night
+
+class Steps(Protocol):
+    """How each stage of one night runs: plain calls (`LocalSteps`) or Prefect tasks (`flows.nightly`)."""
+
+    def ingest(self) -> list[dict]: ...
+
+    def detect(self) -> dict: ...
+
+    def returns(self) -> list[dict]: ...
+
+    def ledger(self, sources: list[dict]) -> dict: ...
+
+    def render(self, sources: list[dict], changes: dict, seconds: dict[str, float]) -> Path: ...
+
+    def publish(self, result: dict, sources: list[dict], counts: dict, changes: dict) -> None: ...
 
 
-def describe_detection(counts: dict) -> str:
-    return f"检测：{counts['records']} 条记录，{counts['findings']} 条问题"
+def drive(night: Night, steps: Steps, say: Callable[[str], None], warn: Callable[[str], None]) -> dict:
+    """One night, stage after stage in `STAGES` order (called holding the data directory's lock)."""
+    for removed in clear_leftovers(night.settings, night.data_dir, night.run_date):
+        warn(console.describe_leftover(removed))
+    clock = StageClock()
+    with clock.stage(INGEST):
+        sources = steps.ingest()
+    with clock.stage(DETECT):
+        counts = steps.detect()
+    say(console.describe_detection(counts))
+    with clock.stage(RETURNS):
+        handled = steps.returns()
+    for h in handled:
+        say(console.describe_return(h))
+    with clock.stage(LEDGER):
+        changes = steps.ledger(sources)
+    say(console.describe_changes(changes))
+    with clock.stage(RENDER):
+        folder = steps.render(sources, changes, clock.seconds)
+    result = result_of(folder, sources, changes, handled)
+    steps.publish(result, sources, counts, changes)
+    complete_night(night.settings, night.data_dir, WorkFolder.of(night.data_dir, night.run_date), night.run_date,
+                   sources, changes["historical"])
+    return result
 
 
-def describe_return(h: dict) -> str:
-    outcome = OUTCOME_LABELS[h["outcome"]]
-    return (f"反馈 {h['source']}/{h['file']}：{outcome}，受理 {h.get('accepted', 0)} 行，未受理 {h.get('rejected', 0)} 行"
-            + (f"（{h['reason']}）" if h["reason"] else ""))
+class LocalSteps:
+    """The stages as plain calls in this process, in order (`uscc run --no-prefect`, tests)."""
 
+    def __init__(self, night: Night, say: Callable[[str], None]):
+        self.night, self.say = night, say
+        self.settings, self.data_dir, self.run_date = night.settings, night.data_dir, night.run_date
+        self.work = WorkFolder.of(night.data_dir, night.run_date)
 
-def describe_changes(changes: dict) -> str:
-    return (f"台账：新发现 {changes['new']}，已更正 {changes['fixed']}，重新出现 {changes['reopened']}；"
-            f"待处理 {changes['open']}")
+    def ingest(self) -> list[dict]:
+        sources = []
+        for s in self.settings.sources:
+            sources.append(ingest_one(self.settings, self.data_dir, self.work, s.key))
+            self.say(console.describe_source(sources[-1]))
+        return sources
 
+    def detect(self) -> dict:
+        return detect_all(self.settings, self.work, self.night.buckets)
 
-def failure_message(result: dict) -> str | None:
-    """Why a night that wrote its reports still failed (a rejected or held source), or None."""
-    parts = [f"{k} 被拒收：{v}" for k, v in result["rejected"].items()] + \
-        [f"{k} 待确认：{v}" for k, v in result["held"].items()]
-    return "；".join(parts) or None
+    def returns(self) -> list[dict]:
+        return judge_returns(self.settings, self.data_dir, self.work, self.run_date)
+
+    def ledger(self, sources: list[dict]) -> dict:
+        return update_ledger(self.settings, self.data_dir, self.work, self.run_date, sources)
+
+    def render(self, sources: list[dict], changes: dict, seconds: dict[str, float]) -> Path:
+        return render(self.settings, self.data_dir, self.work, self.run_date, sources, changes, seconds)
+
+    def publish(self, result: dict, sources: list[dict], counts: dict, changes: dict) -> None:
+        pass
 
 
 def run_all(data_dir: Path, run_date: str | None = None, config: str | None = None, buckets: int = 0,
@@ -423,32 +396,4 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
     """
     night = check_night(data_dir, run_date, config, buckets, lock_wait=lock_wait)
     with night_lock(night.data_dir, night.run_date, night.lock_wait, say):
-        return _run_night(night, say)
-
-
-def _run_night(night: Night, say: Callable[[str], None]) -> dict:
-    settings, data_dir, run_date = night.settings, night.data_dir, night.run_date
-    for removed in clear_leftovers(settings, data_dir, run_date):
-        say(f"已清理上次异常中断留下的 {removed}")
-    work = work_dir(data_dir, run_date)
-    clock = StageClock()
-    with clock.stage(INGEST):
-        sources = []
-        for s in settings.sources:
-            sources.append(ingest_one(settings, data_dir, work, s.key))
-            say(describe_source(sources[-1]))
-    with clock.stage(DETECT):
-        counts = detect_all(settings, work, night.buckets)
-    say(describe_detection(counts))
-    with clock.stage(RETURNS):
-        handled = process_returns(settings, data_dir, work, run_date)
-    for h in handled:
-        say(describe_return(h))
-    with clock.stage(LEDGER):
-        changes = update_ledger(settings, data_dir, work, run_date, sources) | returns_counts(settings, data_dir,
-                                                                                            run_date)
-    say(describe_changes(changes))
-    with clock.stage(RENDER):
-        folder = render(settings, data_dir, work, run_date, sources, changes, clock.seconds)
-    complete_night(settings, data_dir, work, run_date, sources, changes["historical"])
-    return result_of(folder, sources, changes, handled)
+        return drive(night, LocalSteps(night, say), say, say)

@@ -193,7 +193,7 @@ def test_receipts_escape_what_a_clerk_typed(tmp_path):
 
 
 def test_the_ledger_path_comes_from_the_environment_or_the_configuration(tmp_path, settings, monkeypatch):
-    from flows.stages import ledger_path
+    from checks.catalog import ledger_path
 
     assert ledger_path(tmp_path, settings) == tmp_path / "state" / "steward.sqlite3"
     monkeypatch.setenv("USCC_DATABASE", str(tmp_path / "elsewhere.sqlite3"))

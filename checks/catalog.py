@@ -1,0 +1,84 @@
+"""Where a data directory keeps what the nightly job writes: one home for its file names.
+
+    DATA_DIR/
+      extracts/<source>/…           the registries' extracts (read by `checks.ingest`)
+      returns/<source>/…            returned forms (read by `checks.returns`)
+      reports/<night>/…, months/    what people read (written by `reports.render`, `reports.month`)
+      state/steward.sqlite3         the ledger (`[state] database`, or $USCC_DATABASE)
+      state/nightly.lock            one night at a time (`checks.lock`)
+      state/accepted/<source>.parquet   each source's last accepted extract (the guard's baseline)
+      state/entities.parquet        each record's entity in the newest golden register
+      state/work/<night>/           the night's work folder (`WorkFolder`), removed when the night completes
+
+Stages exchange files in the work folder, never big frames, so each stage can be a Prefect task,
+retried or rerun alone; `WorkFolder` names every one of those files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from checks.settings import Settings
+
+WORK_ROOT = "state/work"
+#: The last accepted extract of each source (`<key>.parquet`): the guard's baseline, and what a held or
+#: rejected source takes part with. It holds the extract's raw values, like extracts/ itself.
+ACCEPTED_ROOT = "state/accepted"
+#: Each record's entity in the newest night's register: the next night keeps those entity ids.
+ENTITIES = "state/entities.parquet"
+LOCK_FILE = "state/nightly.lock"
+REPORTS = "reports"
+
+
+def ledger_path(data_dir: Path, settings: Settings) -> Path:
+    """The ledger file: $USCC_DATABASE, else `[state] database` (relative to the data directory)."""
+    configured = os.environ.get("USCC_DATABASE") or settings.database
+    return Path(data_dir) / configured  # an absolute configured path wins over data_dir
+
+
+def accepted_path(data_dir: Path, key: str) -> Path:
+    """The copy of a source's last accepted extract."""
+    return Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"
+
+
+@dataclass(frozen=True)
+class WorkFolder:
+    """The files one night's stages exchange (`DATA_DIR/state/work/<night>/`)."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, data_dir: Path, run_date: str) -> WorkFolder:
+        """The night's work folder, created when missing."""
+        path = Path(data_dir) / WORK_ROOT / run_date
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def records(self, key: str) -> Path:
+        """A source's records taking part tonight (tonight's, or its last accepted extract's)."""
+        return self.path / f"{key}.records.parquet"
+
+    def quarantine(self, key: str) -> Path:
+        """A source's rows that could not be checked tonight."""
+        return self.path / f"{key}.quarantine.parquet"
+
+    def source_result(self, key: str) -> Path:
+        """What reading and judging a source's extract gave (JSON)."""
+        return self.path / f"{key}.source.json"
+
+    @property
+    def findings(self) -> Path:
+        """Tonight's detection (`checks.findings.FINDING_SCHEMA`)."""
+        return self.path / "findings.parquet"
+
+    @property
+    def findings_status(self) -> Path:
+        """Tonight's findings with their ledger status, owner and county: what the reports show."""
+        return self.path / "findings.status.parquet"
+
+    @property
+    def partitions(self) -> Path:
+        """The partitioned detection's exchange folder (`checks.partition`)."""
+        return self.path / "partitions"
