@@ -50,8 +50,18 @@ def county_expr(code: pl.Expr, address: pl.Expr, prefix: str) -> pl.Expr:
     return pl.coalesce(inside, from_address, outside, pl.lit(UNKNOWN))
 
 
+#: The county list of findings whose county nothing could tell.
+UNKNOWN_LABEL = "未能确定区县"
+
+
+def county_label(region: str) -> str:
+    """A county list's name alone: `向阳区`; `未能确定区县` for `unknown`; `未知地区` for a region GB/T 2260
+    does not name."""
+    if region == UNKNOWN:
+        return UNKNOWN_LABEL
+    return regions.region_name(region) or "未知地区"
+
+
 def county_name(region: str) -> str:
     """What a county list is called: `230402 向阳区`, `未能确定区县`."""
-    if region == UNKNOWN:
-        return "未能确定区县"
-    return f"{region} {regions.region_name(region) or '未知地区'}"
+    return UNKNOWN_LABEL if region == UNKNOWN else f"{region} {county_label(region)}"

@@ -29,8 +29,7 @@ import polars as pl
 from checks.ledger import CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, UNRESOLVED
 from checks.settings import DEFAULT_OVERDUE_DAYS
 from checks.counties import UNKNOWN as UNKNOWN_COUNTY
-from checks.counties import county_expr
-from validators import regions
+from checks.counties import county_expr, county_label
 
 __all__ = ["month_bounds", "statuses_at", "with_county", "progress", "overdue", "trend", "months_between",
            "DEFAULT_OVERDUE_DAYS", "UNKNOWN_COUNTY"]
@@ -70,7 +69,7 @@ def with_county(findings: pl.DataFrame) -> pl.DataFrame:
     stored = pl.col("county") if "county" in findings.columns else pl.lit(None, pl.String)
     frame = findings.with_columns(county=pl.coalesce(stored, county_expr(pl.col("uscc"), pl.lit(None, pl.String),
                                                                          "")))
-    names = {r: regions.region_name(r) or "未知地区" for r in frame["county"].unique().to_list()}
+    names = {r: county_label(r) for r in frame["county"].unique().to_list()}
     return frame.with_columns(county_name=pl.col("county").replace_strict(names, return_dtype=pl.String))
 
 

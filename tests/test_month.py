@@ -272,3 +272,13 @@ def test_a_month_counts_only_its_own_changes_and_findings_first_seen_by_its_end(
     november, late = month.progress(findings, audit, "2026-11", overdue_days=30)
     assert _row(november, "county", "market", month.UNKNOWN_COUNTY)["new"] == 1  # 9.12304E+17: no usable region
     assert late["finding_id"].to_list() == ["a"]  # reopened, first seen 71 days before 30 November
+
+
+def test_the_month_names_a_county_as_the_nights_county_lists_do():
+    from checks import counties
+
+    findings = pl.DataFrame({"uscc": ["91230402MA1XYZ0001", None], "county": ["230402", counties.UNKNOWN]})
+    names = dict(month.with_county(findings).select("county", "county_name").rows())
+    # the lists' file title is "230402 向阳区" / "未能确定区县"; the month's column shows the name alone
+    assert names[counties.UNKNOWN] == counties.county_name(counties.UNKNOWN) == "未能确定区县"
+    assert counties.county_name("230402") == f"230402 {names['230402']}" and names["230402"] == "向阳区"
