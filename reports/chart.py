@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 760, 260
@@ -13,27 +15,9 @@ def trend_svg(history: list[dict]) -> Markup:
     if not history:
         return Markup('<p class="small">暂无历史运行记录。</p>')
     values = [h["open"] for h in history]
-    top = max(max(values), 1)
-    step = _nice_step(top)
-    top = step * -(-top // step)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     n = len(history)
-
-    def x(i: int) -> float:
-        return LEFT + (plot_w / 2 if n == 1 else plot_w * i / (n - 1))
-
-    def y(v: float) -> float:
-        return TOP + plot_h * (1 - v / top)
-
-    # the viewBox lets the chart shrink with its column (beside another chart) instead of being cut off
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
-             f'role="img" aria-label="待处理问题数趋势" style="max-width:100%;height:auto;font-size:11px">']
-    for v in range(0, int(top) + 1, int(step)):
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeded"/>'
-                     f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#566573">{v}</text>')
-    parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#1e8449" '
-                 f'stroke-width="2" stroke-dasharray="6 4"/><text x="{WIDTH - RIGHT}" y="{y(0) - 6:.1f}" '
-                 'text-anchor="end" fill="#1e8449">目标：清零（0）</text>')
+    parts, x, y = _canvas(n, max(values), HEIGHT, "待处理问题数趋势")
+    parts.append(f'<text x="{WIDTH - RIGHT}" y="{y(0) - 6:.1f}" text-anchor="end" fill="#1e8449">目标：清零（0）</text>')
     points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
     parts.append(f'<polyline points="{points}" fill="none" stroke="#c0392b" stroke-width="2.5"/>')
     label_every = max(1, n // 8)
@@ -47,6 +31,31 @@ def trend_svg(history: list[dict]) -> Markup:
     parts.append(f'<text x="{x(n - 1):.1f}" y="{y(values[-1]) - 8:.1f}" text-anchor="middle" '
                  f'font-weight="bold">{values[-1]}</text></svg>')
     return Markup("".join(parts))
+
+
+def _canvas(n: int, highest: int, height: int, title: str) -> tuple[list[str], Callable, Callable]:
+    """The opening of a chart of `n` points up to `highest`: the svg element, the value grid and the
+    dashed target line at zero; and the x (point index) and y (value) scales."""
+    top = max(highest, 1)
+    step = _nice_step(top)
+    top = step * -(-top // step)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(i: int) -> float:
+        return LEFT + (plot_w / 2 if n == 1 else plot_w * i / (n - 1))
+
+    def y(v: float) -> float:
+        return TOP + plot_h * (1 - v / top)
+
+    # the viewBox lets the chart shrink with its column (beside another chart) instead of being cut off
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
+             f'role="img" aria-label="{escape(title)}" style="max-width:100%;height:auto;font-size:11px">']
+    for v in range(0, int(top) + 1, int(step)):
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeded"/>'
+                     f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#566573">{v}</text>')
+    parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#1e8449" '
+                 'stroke-width="2" stroke-dasharray="6 4"/>')
+    return parts, x, y
 
 
 def _nice_step(top: int) -> int:
@@ -71,27 +80,10 @@ def lines_svg(labels: list[str], series: dict[str, list[int]], title: str = "各
     """
     if not labels or not series:
         return Markup('<p class="small">暂无历史运行记录。</p>')
-    top = max(max((max(v) for v in series.values() if v), default=0), 1)
-    step = _nice_step(top)
-    top = step * -(-top // step)
     legend_h = 18 * ((len(series) + 3) // 4)
-    height = HEIGHT + legend_h
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     n = len(labels)
-
-    def x(i: int) -> float:
-        return LEFT + (plot_w / 2 if n == 1 else plot_w * i / (n - 1))
-
-    def y(v: float) -> float:
-        return TOP + plot_h * (1 - v / top)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
-             f'role="img" aria-label="{escape(title)}" style="max-width:100%;height:auto;font-size:11px">']
-    for v in range(0, int(top) + 1, int(step)):
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeded"/>'
-                     f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#566573">{v}</text>')
-    parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#1e8449" '
-                 'stroke-width="2" stroke-dasharray="6 4"/>')
+    parts, x, y = _canvas(n, max((max(v) for v in series.values() if v), default=0), HEIGHT + legend_h, title)
+    plot_w = WIDTH - LEFT - RIGHT
     label_every = max(1, n // 8)
     for i, label in enumerate(labels):
         if i % label_every == 0 or i == n - 1:
