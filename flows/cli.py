@@ -193,7 +193,7 @@ def _describe(report) -> str:
 # --------------------------------------------------------------------------- run / synth
 
 def _run(args) -> int:
-    from checks.lock import LockBusy, describe, holder_of
+    from checks.lock import LockBusy, holder_of
     from flows.params import ParameterError, check_night
 
     try:
