@@ -111,7 +111,8 @@ def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestio
     if kinds & set(TERMINAL_KINDS):
         return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (SPEC §8)
     r = ctx.rows[idx]
-    report = check(r["uscc_raw"], numeric=r["uscc_numeric"], text=r["uscc_text"], allowlist=ctx.settings.allowlist)
+    report = check(r["uscc_raw"], numeric=r["uscc_numeric"], text=r["uscc_text"], allowlist=ctx.settings.allowlist,
+                   least="medium")
     medium = [s for s in report.suggestions if s.confidence == "medium"]
     if len(medium) == 1:
         return medium[0]

@@ -231,3 +231,20 @@ def test_the_same_digits_from_a_csv_or_a_number_cell_are_excel_damage():
     assert check("112304316562995000").kinds == ["excel_mangled"]
     assert check("112304316562995000", numeric=True, text=True).kinds == ["excel_mangled"]
 
+
+
+def test_asking_for_medium_repairs_only_gives_every_candidate_but_the_low_ones():
+    from hypothesis import given, settings
+
+    from tests.test_vectorized_agrees import ANY_INPUT, mutated_codes
+
+    @settings(max_examples=400)
+    @given(ANY_INPUT, mutated_codes())
+    def agree(value, mutated):
+        for code in (value, mutated):
+            full = check(code).suggestions
+            assert check(code, least="medium").suggestions == tuple(s for s in full if s.confidence != "low")
+
+    agree()
+    with pytest.raises(ValueError):
+        check("91230402MA1XYZ0000", least="high")

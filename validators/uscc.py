@@ -330,7 +330,7 @@ def _excel_digits(text: str) -> str | None:
 
 
 def check(code: object, *, numeric: bool = False, text: bool = False, allowlist: Mapping[str, str] | None = None,
-          suggest: bool = True) -> Report:
+          suggest: bool = True, least: str = "low") -> Report:
     """Every rule of GB 32100 (and SPEC §2) on one code, with repair candidates.
 
     Args:
@@ -342,6 +342,8 @@ def check(code: object, *, numeric: bool = False, text: bool = False, allowlist:
             `numeric` is set. A CSV cell is neither: Excel saves numbers in a CSV as it shows them.
         allowlist: codes confirmed legitimate despite failing a rule → reason.
         suggest: compute repair candidates (skip for speed when only kinds matter).
+        least: the lowest confidence of repair candidates wanted: `low` (all), or `medium` (skips the
+            search of every single-edit neighbour, most of a suggestion's cost).
 
     Returns:
         A `Report`; `valid` is true when no finding has severity `error`.
@@ -397,7 +399,7 @@ def check(code: object, *, numeric: bool = False, text: bool = False, allowlist:
             return report([_finding("excel_mangled", f"代码“{normalized}”末 3 位为 000 且校验不通过，"
                                                      "是 Excel 把代码当作数字保存后丢失了末几位")])
         if suggest and has_error:
-            suggestions.extend(repair_candidates(normalized))
+            suggestions.extend(repair_candidates(normalized, least))
     else:
         findings = [_finding("bad_length", f"代码为 {len(normalized)} 位，应为 18 位")]
         bad = [i for i, ch in enumerate(normalized) if ch not in VALUE]
@@ -462,15 +464,17 @@ def _formatting_parts(text: str) -> str:
 
 # --------------------------------------------------------------------------- repairs
 
-def repair_candidates(code: str) -> list[Suggestion]:
+def repair_candidates(code: str, least: str = "low") -> list[Suggestion]:
     """Repair candidates for an invalid 18-character code, each with its reason.
 
     The computed check character (medium, only when every other rule passes),
     confusable characters fixed (medium, only when the result validates), and
     every code one substitution or one adjacent transposition away that passes
     every structural rule (low). None is `high`: that takes evidence from
-    another registry (see `checks.repairs`).
+    another registry (see `checks.repairs`). With `least="medium"` the low ones are not searched for.
     """
+    if least not in ("low", "medium"):
+        raise ValueError(f"least must be 'low' or 'medium', not {least!r}")
     found: dict[str, Suggestion] = {}
 
     def add(candidate: str, reason: str, confidence: str) -> None:
@@ -496,6 +500,8 @@ def repair_candidates(code: str) -> list[Suggestion]:
         add(code[:17] + calc_check_char(code[:17]),
             "前 17 位全部校验通过，按 GB 32100 重新计算第 18 位校验码；也可能是前 17 位中有字符录错，请核对证照",
             "medium")
+    if least == "medium":
+        return list(found.values())
     for candidate, reason in single_edit_neighbors(code):
         if not _structure(candidate):
             add(candidate, f"{reason}后全部校验通过", "low")
