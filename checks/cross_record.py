@@ -18,15 +18,15 @@ from checks.findings import RecordFinding
 from checks.linking import MOVED, build_groups, candidate_pairs, score_pairs
 from checks.settings import Settings
 from validators.column import BIT
-from validators.uscc import Suggestion, single_edit_neighbors
+from validators.uscc import Suggestion, single_edit_codes
 
 def neighbor_candidates(frame: pl.DataFrame) -> pl.DataFrame:
     """(idx, candidate): the codes one edit away from each invalid code that pass the check."""
     rows_a, candidates = [], []
     for idx, code in frame.filter(~pl.col("valid") & pl.col("code").is_not_null()).select("idx", "code").iter_rows():
-        for candidate, _ in single_edit_neighbors(code):
-            rows_a.append(idx)
-            candidates.append(candidate)
+        found = single_edit_codes(code)
+        rows_a += [idx] * len(found)
+        candidates += found
     return pl.DataFrame({"idx": rows_a, "candidate": candidates}, schema={"idx": pl.Int64, "candidate": pl.String})
 
 

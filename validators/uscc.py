@@ -515,24 +515,38 @@ def single_edit_neighbors(code: str) -> list[tuple[str, str]]:
 
     Only a code of 18 alphabet characters has neighbors.
     """
-    if len(code) != 18 or any(ch not in VALUE for ch in code):
-        return []
     out = []
-    total = _check_total(code)
-    if total:
-        for i, weight in enumerate(CHECK_WEIGHTS + (1,)):
-            new = ALPHABET[(VALUE[code[i]] - total * pow(weight, -1, 31)) % 31]
-            out.append((code[:i] + new + code[i + 1:], f"第 {i + 1} 位“{code[i]}”改为“{new}”"))
-        for i in range(17):
-            if code[i] != code[i + 1]:
-                swapped = code[:i] + code[i + 1] + code[i] + code[i + 2:]
-                if _check_total(swapped) == 0:
-                    out.append((swapped, f"第 {i + 1}、{i + 2} 位对调"))
+    for candidate in single_edit_codes(code):
+        i = next(k for k in range(18) if candidate[k] != code[k])
+        if i < 17 and candidate[i + 1] != code[i + 1]:
+            out.append((candidate, f"第 {i + 1}、{i + 2} 位对调"))
+        else:
+            out.append((candidate, f"第 {i + 1} 位“{code[i]}”改为“{candidate[i]}”"))
     return out
 
 
-def _check_total(code: str) -> int:
-    return (sum(VALUE[ch] * w for ch, w in zip(code[:17], CHECK_WEIGHTS)) + VALUE[code[17]]) % 31
+def single_edit_codes(code: str) -> list[str]:
+    """`single_edit_neighbors` without the reasons (what matching against other registries needs):
+    the substitutions by position, then the transpositions."""
+    if len(code) != 18 or any(ch not in VALUE for ch in code):
+        return []
+    values = [VALUE[ch] for ch in code]
+    total = sum(v * w for v, w in zip(values, _ALL_WEIGHTS)) % 31
+    if not total:
+        return []
+    out = [code[:i] + ALPHABET[(values[i] - total * inverse) % 31] + code[i + 1:]
+           for i, inverse in enumerate(_INVERSE_WEIGHTS)]
+    for i in range(17):
+        # swapping positions i and i+1 changes the weighted total by (v[i+1] - v[i]) * (w[i] - w[i+1])
+        if values[i] != values[i + 1] and \
+                (total + (values[i + 1] - values[i]) * (_ALL_WEIGHTS[i] - _ALL_WEIGHTS[i + 1])) % 31 == 0:
+            out.append(code[:i] + code[i + 1] + code[i] + code[i + 2:])
+    return out
+
+
+#: The weight of each of the 18 positions in the check equation (position 18 counts once), and the inverses mod 31.
+_ALL_WEIGHTS = CHECK_WEIGHTS + (1,)
+_INVERSE_WEIGHTS = tuple(pow(w, -1, 31) for w in _ALL_WEIGHTS)
 
 
 # --------------------------------------------------------------------------- stdnum shape
