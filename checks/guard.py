@@ -10,7 +10,12 @@ compared with the last extract accepted for that source (`Baseline`):
   (a registry's normal churn adds records and marks others 注销/吊销; it does
   not delete a tenth of them overnight); a quarantined row is not there;
 - the code and name columns are not empty throughout, and the share of valid
-  codes has not fallen by more than `max_lost_share` (blanked or shifted columns).
+  codes has not fallen by more than `max_lost_share` (blanked or shifted columns);
+- no more than `max_lost_share` of the records it shares with the baseline have
+  a different code (a code column shifted by a row keeps every code valid, and
+  a correction campaign changes a few percent of a registry, not a tenth);
+- the share of records whose code names another department (position 1) has
+  not risen by more than `max_lost_share` (another registry's rows appended).
 
 An implausible extract is *held* (待确认): the night uses the last accepted
 extract of that source instead, and none of its findings moves. The steward
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from validators.column import is_valid_column
+from validators.column import compact_expr, is_valid_column
 
 #: Share of the last accepted extract's records that may be missing tonight before the extract is held.
 DEFAULT_MAX_LOST_SHARE = 0.10
@@ -39,6 +44,23 @@ class Baseline:
     file: str | None
     record_ids: pl.Series
     valid_share: float | None = None  # of its records, those whose code passes every error rule
+    codes: pl.DataFrame | None = None  # record_id, code (`codes_of`)
+    foreign_share: float | None = None  # of its records, those whose code names another department
+
+
+def codes_of(records: pl.DataFrame) -> pl.DataFrame:
+    """Each record's code as codes are compared (`compact_expr`): `record_id`, `code`."""
+    return records.select("record_id", code=compact_expr(pl.col("uscc_raw").fill_null("")))
+
+
+def foreign_share(records: pl.DataFrame, departments: tuple[str, ...]) -> float | None:
+    """The share of records whose 18-character code starts with another department's letter (None for no records
+    or no departments configured)."""
+    if records.height == 0 or not departments:
+        return None
+    code = compact_expr(pl.col("uscc_raw").fill_null(""))
+    other = (code.str.len_chars() == 18) & ~code.str.slice(0, 1).is_in(list(departments))
+    return float(records.select(other.mean()).item())
 
 
 @dataclass(frozen=True)
@@ -62,7 +84,7 @@ def valid_share(records: pl.DataFrame) -> float | None:
 
 def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline | None,
           max_lost_share: float = DEFAULT_MAX_LOST_SHARE, steward_why: str | None = None,
-          source: str = "<来源>") -> Verdict:
+          source: str = "<来源>", departments: tuple[str, ...] = ()) -> Verdict:
     """The guard's verdict on tonight's extract of one source.
 
     Args:
@@ -71,6 +93,7 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
         baseline: the last accepted extract, None on the source's first night.
         steward_why: the steward's reason, when this very file was accepted deliberately.
         source: the source's key, for the command the reason tells the steward to run.
+        departments: the registration-authority letters the source's records should carry (position 1).
     """
     # quarantined rows cannot be checked: their records take no part tonight, so they count as missing
     present = records["record_id"].drop_nulls().unique()
@@ -98,6 +121,17 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
             and baseline.valid_share - share > max_lost_share:
         reasons.append(f"有效代码的占比从上期的 {baseline.valid_share:.0%} 降至本期的 {share:.0%}，"
                        "很可能是代码列被清空、错位或与其他列对调")
+    if baseline is not None and baseline.codes is not None and records.height:
+        both = codes_of(records).join(baseline.codes, on="record_id", how="inner", suffix="_before")
+        changed = int(both.select(pl.col("code").ne_missing(pl.col("code_before")).sum()).item())
+        if both.height and changed > max_lost_share * both.height:
+            reasons.append(f"两期都有的 {both.height} 条记录中有 {changed} 条（{changed / both.height:.0%}）本期的代码与上期不同，"
+                           f"超过允许的 {max_lost_share:.0%}，很可能是导出时代码列错行或与其他列对调")
+    foreign = foreign_share(records, departments)
+    if baseline is not None and baseline.foreign_share is not None and foreign is not None \
+            and foreign - baseline.foreign_share > max_lost_share:
+        reasons.append(f"代码第 1 位不是本单位登记管理部门码（{'、'.join(departments)}）的记录从上期的 "
+                       f"{baseline.foreign_share:.0%} 增至本期的 {foreign:.0%}，很可能混入了其他部门的数据")
     if not reasons:
         return Verdict(False, n, previous, lost)
     figures = f"上期 {previous} 条，本期 {n} 条" if previous is not None else f"本期 {n} 条"

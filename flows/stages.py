@@ -112,11 +112,12 @@ def admit(settings: Settings, data_dir: Path, work: WorkFolder, source: Source, 
         known = db.exists()  # the first night has no ledger yet: no baseline, no acceptance
         why = ledger.steward_acceptance(db, source.key, sha) if known else None
         try:
-            baseline = _baseline(data_dir, db, source.key) if known else None
+            baseline = _baseline(data_dir, db, source) if known else None
         except BaselineLost as exc:
             baseline, verdict = None, guard.Verdict(not why, records.height, reason=None if why else str(exc))
         else:
-            verdict = guard.judge(records, quarantine["record_id"], baseline, settings.max_lost_share, why, source.key)
+            verdict = guard.judge(records, quarantine["record_id"], baseline, settings.max_lost_share, why, source.key,
+                                  source.departments)
         result["extract"] = {"sha256": sha, "records": verdict.records, "previous_records": verdict.previous_records,
                              "lost": verdict.lost, "note": verdict.note}
         if verdict.held:
@@ -134,7 +135,8 @@ class BaselineLost(RuntimeError):
     """The ledger has an accepted extract for a source but its copy in state/accepted/ is gone or damaged."""
 
 
-def _baseline(data_dir: Path, db: Path, key: str) -> guard.Baseline | None:
+def _baseline(data_dir: Path, db: Path, source: Source) -> guard.Baseline | None:
+    key = source.key
     entry = ledger.accepted_extract(db, key)
     if entry is None:
         return None
@@ -146,7 +148,8 @@ def _baseline(data_dir: Path, db: Path, key: str) -> guard.Baseline | None:
             f"缺失或已损坏（{type(exc).__name__}），无法核对本期数据是否完整。本期沿用台账中的状态，该部门的问题状态保持不变。"
             f"请运维人员从备份恢复该文件；或由市信用办核对本期数据后运行 uscc extracts accept {key} --why \"原因\" 确认接受。"
         ) from None
-    return guard.Baseline(entry["run_date"], entry["file"], accepted["record_id"], guard.valid_share(accepted))
+    return guard.Baseline(entry["run_date"], entry["file"], accepted["record_id"], guard.valid_share(accepted),
+                          guard.codes_of(accepted), guard.foreign_share(accepted, source.departments))
 
 
 def _carry_forward(data_dir: Path, work: WorkFolder, key: str) -> str | None:

@@ -438,3 +438,32 @@ def test_a_lost_copy_of_the_accepted_extract_holds_the_source_until_the_steward_
     ledger.steward_accept_extract(db_of(sample_copy), "justice", "已核对本期数据完整")
     third = run_all(sample_copy, run_date=NIGHT3)
     assert not third["held"] and (sample_copy / "state" / "accepted" / "justice.parquet").stat().st_size > 1000
+
+
+def test_an_export_whose_code_column_slipped_by_a_row_is_held(sample_copy):
+    """Every code still valid, every record still there: only the pairing of code and record is wrong."""
+    run_all(sample_copy, run_date=NIGHT1)
+    before = ledger.statuses(db_of(sample_copy))
+    rewrite_justice(sample_copy, lambda rows: [r[:1] + [rows[i - 1][1]] + r[2:] for i, r in enumerate(rows)])
+    result = run_all(sample_copy, run_date=NIGHT2)
+    assert "本期的代码与上期不同" in result["held"]["justice"] and "错行" in result["held"]["justice"]
+    assert ledger.statuses(db_of(sample_copy)) == before
+
+
+def test_an_export_with_another_departments_rows_appended_is_held(sample_copy):
+    from validators.uscc import calc_check_char, calc_org_check_char, is_valid
+
+    run_all(sample_copy, run_date=NIGHT1)
+    before = ledger.statuses(db_of(sample_copy))
+
+    def foreign(row: list[str], i: int) -> list[str]:  # a market-bureau record (position 1 = 9) under a new id
+        org = f"MA{i:06d}"
+        first17 = f"92230402{org}{calc_org_check_char(org)}"
+        code = first17 + calc_check_char(first17)
+        assert is_valid(code)  # valid codes: only their department betrays them
+        return [f"{row[0]}-M{i}", code] + row[2:]
+
+    rewrite_justice(sample_copy, lambda rows: rows + [foreign(r, i) for i, r in enumerate(rows[: len(rows) // 4])])
+    result = run_all(sample_copy, run_date=NIGHT2)
+    assert "混入了其他部门的数据" in result["held"]["justice"]
+    assert ledger.statuses(db_of(sample_copy)) == before
