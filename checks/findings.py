@@ -42,6 +42,8 @@ class RecordFinding:
     group_size: int | None = None
     weakest_score: float | None = None
     evidence: str = ""
+    #: the rules' own `medium` repair candidates for the record's code (record-level findings; `checks.repairs`)
+    medium: tuple[Suggestion, ...] = ()
 
 
 def finding_id(source: str, record_id: str, kind: str, code: str) -> str:

@@ -14,7 +14,7 @@ from checks.categories import expected_category
 from checks.cross_record import Context, strong_link
 from checks.findings import RecordFinding
 from validators.tables import KINDS, TERMINAL_KINDS, VALUE
-from validators.uscc import Suggestion, calc_check_char, check, formatting_fix, single_edit_neighbors
+from validators.uscc import Suggestion, calc_check_char, formatting_fix, single_edit_neighbors
 
 def attach_repairs(findings: list[RecordFinding], ctx: Context) -> None:
     """Give record-level and context findings the best suggestion there is, with its reason."""
@@ -40,7 +40,7 @@ def attach_repairs(findings: list[RecordFinding], ctx: Context) -> None:
             by_type = f.kind in ("department_mismatch", "category_mismatch")
             if by_type not in fallback:
                 fallback[by_type] = (_expected_category_suggestion(ctx, idx) if by_type
-                                     else _structural_suggestion(ctx, idx, kinds))
+                                     else _structural_suggestion(items, kinds))
             f.suggestion = fallback[by_type]
     findings[:] = [f for items in by_record.values() for f in items]
 
@@ -106,14 +106,12 @@ def _expected_category_suggestion(ctx: Context, idx: int) -> Suggestion | None:
                       "请以证照为准", "medium")
 
 
-def _structural_suggestion(ctx: Context, idx: int, kinds: set[str]) -> Suggestion | None:
-    """No evidence elsewhere: what the rules alone can fix, never above `medium`."""
+def _structural_suggestion(items: list[RecordFinding], kinds: set[str]) -> Suggestion | None:
+    """No evidence elsewhere: what the rules alone can fix (the record-level findings' `medium` candidates,
+    when there is exactly one), never above `medium`."""
     if kinds & set(TERMINAL_KINDS):
         return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (SPEC §8)
-    r = ctx.rows[idx]
-    report = check(r["uscc_raw"], numeric=r["uscc_numeric"], text=r["uscc_text"], allowlist=ctx.settings.allowlist,
-                   least="medium")
-    medium = [s for s in report.suggestions if s.confidence == "medium"]
+    medium = next((f.medium for f in items if f.medium), ())
     if len(medium) == 1:
         return medium[0]
     return None

@@ -66,17 +66,20 @@ def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 # --------------------------------------------------------------------------- stage 1: record level
 
 def record_level(frame: pl.DataFrame, allowlist: dict[str, str] | None = None) -> list[RecordFinding]:
-    """The validator's findings on every flagged code (one scalar check per distinct cell)."""
+    """The validator's findings on every flagged code (one scalar check per distinct cell), each with the
+    rules' own `medium` repair candidates (what stage 4 offers when no other registry has evidence)."""
     flagged = frame.filter(pl.col("flags") != 0).select("idx", "uscc_raw", "uscc_numeric", "uscc_text")
     findings: list[RecordFinding] = []
-    reports: dict[tuple, object] = {}
+    reports: dict[tuple, tuple] = {}
     for idx, raw, numeric, text in flagged.iter_rows():
-        report = reports.get((raw, numeric, text))
-        if report is None:
-            report = reports[(raw, numeric, text)] = check(raw, numeric=numeric, text=text, allowlist=allowlist,
-                                                          suggest=False)
+        seen = reports.get((raw, numeric, text))
+        if seen is None:
+            report = check(raw, numeric=numeric, text=text, allowlist=allowlist, least="medium")
+            seen = reports[(raw, numeric, text)] = (
+                report, tuple(s for s in report.suggestions if s.confidence == "medium"))
+        report, medium = seen
         for f in report.findings:
-            findings.append(RecordFinding(idx, f.kind, f.message, f.severity, f.positions))
+            findings.append(RecordFinding(idx, f.kind, f.message, f.severity, f.positions, medium=medium))
     return findings
 
 

@@ -343,7 +343,8 @@ def check(code: object, *, numeric: bool = False, text: bool = False, allowlist:
         allowlist: codes confirmed legitimate despite failing a rule → reason.
         suggest: compute repair candidates (skip for speed when only kinds matter).
         least: the lowest confidence of repair candidates wanted: `low` (all), or `medium` (skips the
-            search of every single-edit neighbour, most of a suggestion's cost).
+            searches of every single-edit neighbour and of every code Excel may have rounded, most of a
+            suggestion's cost).
 
     Returns:
         A `Report`; `valid` is true when no finding has severity `error`.
@@ -367,12 +368,12 @@ def check(code: object, *, numeric: bool = False, text: bool = False, allowlist:
         scientific = _SCIENTIFIC_PARTS.match(spaceless)
         # digits Excel wrote out, trailing zeros included (9.12304001234560E+17 kept 15)
         written = len(scientific.group(1) + (scientific.group(2) or "")) if scientific else 0
-        if suggest and digits and (_FLOAT.match(spaceless) or written >= EXCEL_SIGNIFICANT_DIGITS):
+        if suggest and least == "low" and digits and (_FLOAT.match(spaceless) or written >= EXCEL_SIGNIFICANT_DIGITS):
             suggestions.extend(_zeroed_candidates(digits))
         return report([_finding("excel_mangled", f"代码“{trimmed}”是 Excel 把代码当作数字保存后的形式，末几位已丢失")])
 
     if numeric and len(normalized) >= 16 and all(ch in _DIGITS for ch in normalized):
-        if suggest:
+        if suggest and least == "low":  # all low
             suggestions.extend(_zeroed_candidates(normalized))
         return report([_finding("excel_mangled", f"代码“{trimmed}”在表格中以数字保存，超过 15 位的数字已丢失")])
 
@@ -394,7 +395,7 @@ def check(code: object, *, numeric: bool = False, text: bool = False, allowlist:
         if has_error and zeroed_form and text and not numeric:
             findings = [_note_upstream_zeroing(f) for f in findings]
         elif has_error and zeroed_form:
-            if suggest:
+            if suggest and least == "low":  # all low
                 suggestions.extend(_zeroed_candidates(normalized))
             return report([_finding("excel_mangled", f"代码“{normalized}”末 3 位为 000 且校验不通过，"
                                                      "是 Excel 把代码当作数字保存后丢失了末几位")])
