@@ -52,37 +52,59 @@ def finding_id(source: str, record_id: str, kind: str, code: str) -> str:
 
 
 def to_frame(findings: list[RecordFinding], rows: dict[int, dict], source_names: dict[str, str]) -> pl.DataFrame:
-    """The findings frame of record findings; `rows` holds every record they name (`checks.cross_record.row_store`)."""
-    names = source_names
+    """The findings frame of record findings; `rows` holds every record they name (`checks.cross_record.row_store`).
 
-    def personal(i: int) -> bool:
-        return bool(rows[i]["flags"] & BIT["personal_id"])
+    Built column by column; what each related record contributes (its `related` key and its JSON detail)
+    is worked out once per record, however many findings name it.
+    """
+    shown_of: dict[int, str] = {}
+    personal_of: dict[int, bool] = {}
+    key_of: dict[int, str] = {}
+    detail_of: dict[int, str] = {}
 
     def shown(i: int) -> str:
-        value = rows[i]["uscc_raw"] or ""
-        return mask(value.strip()) if personal(i) else value
+        value = shown_of.get(i)
+        if value is None:
+            r = rows[i]
+            personal_of[i] = personal = bool(r["flags"] & BIT["personal_id"])
+            raw = r["uscc_raw"] or ""
+            value = shown_of[i] = mask(raw.strip()) if personal else raw
+        return value
 
-    out = []
-    kind_order = list(KINDS)
-    for f in sorted(findings, key=lambda f: (f.idx, kind_order.index(f.kind))):
+    def related_key(i: int) -> str:
+        key = key_of.get(i)
+        if key is None:
+            key = key_of[i] = f"{rows[i]['source']}:{rows[i]['record_id']}"
+        return key
+
+    def detail(i: int) -> str:  # one element of json.dumps([...], ensure_ascii=False)
+        text = detail_of.get(i)
+        if text is None:
+            x = rows[i]
+            text = detail_of[i] = json.dumps(
+                {"source": x["source"], "source_name": source_names.get(x["source"], x["source"]),
+                 "record_id": x["record_id"], "name": x["name"], "code": shown(i)}, ensure_ascii=False)
+        return text
+
+    rank = {kind: i for i, kind in enumerate(KINDS)}
+    ordered = sorted(findings, key=lambda f: (f.idx, rank[f.kind]))
+    columns: dict[str, list] = {name: [] for name in FINDING_SCHEMA}
+    for f in ordered:
         m = rows[f.idx]
-        code_key = mask(m["norm"]) if personal(f.idx) else m["norm"]
-        related = [rows[i] for i in f.related]
-        detail = [{"source": x["source"], "source_name": names.get(x["source"], x["source"]),
-                   "record_id": x["record_id"], "name": x["name"], "code": shown(x["idx"])} for x in related]
+        uscc = shown(f.idx)
+        code_key = mask(m["norm"]) if personal_of[f.idx] else m["norm"]
         s = f.suggestion
-        out.append({
-            "finding_id": finding_id(m["source"], m["record_id"], f.kind, code_key),
-            "source": m["source"], "record_id": m["record_id"], "uscc": shown(f.idx), "name": m["name"],
-            "kind": f.kind, "severity": f.severity or KINDS[f.kind].severity, "message": f.message,
-            "positions": ",".join(str(p) for p in f.positions),
-            "suggested_code": s.code if s else None, "confidence": s.confidence if s else None,
-            "suggestion_reason": s.reason if s else None,
-            "related": ";".join(f"{x['source']}:{x['record_id']}" for x in related),
-            "related_detail": json.dumps(detail, ensure_ascii=False),
-            "group_size": f.group_size, "weakest_score": f.weakest_score, "evidence": f.evidence,
-            "status": "open", "file": m["file"], "row": m["row"],
-        })
-    return pl.DataFrame(out, schema=FINDING_SCHEMA) if out else pl.DataFrame(schema=FINDING_SCHEMA)
-
-
+        for name, value in (
+            ("finding_id", finding_id(m["source"], m["record_id"], f.kind, code_key)),
+            ("source", m["source"]), ("record_id", m["record_id"]), ("uscc", uscc), ("name", m["name"]),
+            ("kind", f.kind), ("severity", f.severity or KINDS[f.kind].severity), ("message", f.message),
+            ("positions", ",".join(str(p) for p in f.positions)),
+            ("suggested_code", s.code if s else None), ("confidence", s.confidence if s else None),
+            ("suggestion_reason", s.reason if s else None),
+            ("related", ";".join(related_key(i) for i in f.related)),
+            ("related_detail", "[" + ", ".join(detail(i) for i in f.related) + "]"),
+            ("group_size", f.group_size), ("weakest_score", f.weakest_score), ("evidence", f.evidence),
+            ("status", "open"), ("file", m["file"]), ("row", m["row"]),
+        ):
+            columns[name].append(value)
+    return pl.DataFrame(columns, schema=FINDING_SCHEMA)
