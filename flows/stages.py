@@ -259,7 +259,7 @@ def process_returns(settings: Settings, data_dir: Path, work: Path, run_date: st
             .select("finding_id", "suggested_code").collect()
         return dict(found.rows())
 
-    return returns.process_returns(data_dir, db, run_date, settings, holders_of, suggestions_of)
+    return returns.apply_waiting_returns(data_dir, db, run_date, settings, holders_of, suggestions_of)
 
 
 def tonight_of(settings: Settings, work: Path, sources: list[dict]) -> ledger.Tonight:
