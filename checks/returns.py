@@ -1,25 +1,10 @@
 """Returned correction forms (SPEC §6): read, judge row by row, apply, archive.
 
 A department returns the form we sent (`DATA_DIR/returns/<source>/*.csv|xlsx`,
-often re-saved by Excel in GBK). Each row is judged:
-
-- the finding exists, belongs to the returning department (anything else is
-  refused and logged: a department only ever changes its own findings) and is
-  open, reopened or had its last answer rejected;
-- `处理结果` is one of the four answers; `已更正` brings a code that fully
-  validates and that no other entity holds; `确认无误` and `非本单位` give a
-  reason in `处理说明`;
-- the read-only columns that identify the record (记录编号, 名称, 当前代码)
-  are as we sent them, compared as the validators normalize them; a `?` (or
-  a merged character) where the file's encoding could not hold ours is no
-  alteration, a real edit is quoted with the differing characters marked;
-- an `已更正` whose 更正后代码 is empty, or a number a spreadsheet made of the
-  digits typed, adopts the code we suggest tonight when the row shows that
-  suggestion and every surviving digit agrees; the adopted code is checked
-  like a typed one;
-- the accepted answers to one record's findings agree with each other.
-
-Resident ID numbers in anything a clerk typed (and in the file's name) are
+often re-saved by Excel in GBK). Each row is judged (`checks.return_judge`: the
+finding is the department's and answerable, the answer complete and its code valid and
+free, the record's identity columns as we sent them, the answers to one record in
+agreement); resident ID numbers in anything a clerk typed (and in the file's name) are
 masked before a verdict is stored or shown.
 
 `judge` is pure (frames and dicts in, a verdict frame out). `apply_waiting_returns`
