@@ -1,1 +1,1 @@
-"""Whole datasets: ingest, schemas, linking, detection, ledger, synthetic data."""
+"""Whole datasets: ingest, schemas, linking, detection, ledger."""

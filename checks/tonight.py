@@ -13,7 +13,7 @@ import polars as pl
 from checks import ledger
 from checks.catalog import WorkFolder
 from checks.counties import county_expr
-from checks.returns import Holder
+from checks.return_judge import Holder
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings
 from validators.column import compact_expr

@@ -323,7 +323,7 @@ def _report(args) -> int:
 
 
 def _synth(args) -> int:
-    from checks.synth import generate
+    from synth import generate
 
     if args.records < 100:
         raise UsageError("--records 至少为 100")

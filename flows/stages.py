@@ -217,7 +217,7 @@ def judge_returns(settings: Settings, data_dir: Path, work: WorkFolder, run_date
     latest = ledger.latest_run(db)
     if latest is not None and run_date < latest:
         return []  # an older night rerun: answers are applied by the newest night only
-    return returns.process_returns(data_dir, db, run_date, settings,
+    return returns.apply_waiting_returns(data_dir, db, run_date, settings,
                                    lambda codes: tonight.holders_of(settings, work, codes),
                                    lambda ids: tonight.suggestions_of(work, ids))
 

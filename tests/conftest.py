@@ -31,7 +31,7 @@ def settings():
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """A 3,000-record synthetic data directory (with truth), generated once per session."""
-    from checks.synth import generate
+    from synth import generate
 
     out = tmp_path_factory.mktemp("synth")
     generate(out, records=3000, seed=7)

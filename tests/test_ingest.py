@@ -188,21 +188,18 @@ def write_csv(folder, name, header, rows, encoding="utf-8", above=""):
 
 
 def test_every_sheet_that_carries_the_header_is_read_and_counted_per_sheet(tmp_path, settings):
-    import xlsxwriter
+    from synth.workbook import ExtractBook
 
     folder = tmp_path / "extracts" / "editorial"
-    folder.mkdir(parents=True)
-    book = xlsxwriter.Workbook(str(folder / "名录.xlsx"))
-    book.add_worksheet("说明").write_string(0, 0, "按区县分表")
-    for s in range(20):
-        sheet = book.add_worksheet(f"第{s + 1}册")
-        sheet.write_row(0, 0, HEADER)
-        for r in range(30):
-            sheet.write_row(r + 1, 0, [f"S{s}-{r}"] + ROWS[r % 2][1:])
-        if s == 19:
-            sheet.write_row(31, 0, [""] * 8)
-            sheet.write_row(32, 0, ["S0-0"] + ROWS[0][1:])  # an id already on the first sheet
-    book.close()
+    with ExtractBook(folder / "名录.xlsx") as book:
+        book.sheet("说明").write_row(["按区县分表"])
+        for s in range(20):
+            sheet = book.sheet(f"第{s + 1}册")
+            sheet.write_row(HEADER)
+            sheet.write_rows([f"S{s}-{r}"] + ROWS[r % 2][1:] for r in range(30))
+            if s == 19:
+                sheet.write_row([""] * 8)
+                sheet.write_row(["S0-0"] + ROWS[0][1:])  # an id already on the first sheet
     records, quarantine, report = ingest_source(settings.source("editorial"), tmp_path)
     assert report.status == "ok" and len(report.sheets) == 20
     assert (report.rows_read, report.rows_checked, report.rows_quarantined, report.rows_blank) == (602, 599, 2, 1)

@@ -344,7 +344,7 @@ def test_a_run_killed_while_applying_a_return_leaves_the_ledger_consistent(tmp_p
 
 
 def test_a_late_answer_to_a_fixed_finding_is_told_the_night_it_was_verified(nights):
-    from checks.returns import _not_answerable
+    from checks.return_judge import _not_answerable
 
     fixed = nights["fixes"][0]["finding_id"]
     [entry] = ledger.known_findings(nights["db"], [fixed]).values()

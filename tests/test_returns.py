@@ -152,7 +152,7 @@ def test_a_form_without_its_key_columns_is_refused_with_the_columns_found(tmp_pa
 def test_unreadable_or_foreign_files_get_a_receipt_and_change_nothing(tmp_path, settings):
     from checks import ledger
     from checks.findings import FINDING_SCHEMA
-    from checks.returns import process_file
+    from checks.returns import apply_returned_file
 
     db = tmp_path / "state" / "ledger.sqlite3"
     mine = pl.DataFrame([{c: None for c in FINDING_SCHEMA} | {"finding_id": "f1", "source": "market",
@@ -169,7 +169,7 @@ def test_unreadable_or_foreign_files_get_a_receipt_and_change_nothing(tmp_path, 
     for name, (content, words) in cases.items():
         path = folder / name
         path.write_bytes(content)
-        done = process_file(path, "market", tmp_path, db, "2026-11-02", settings, lambda codes: [])
+        done = apply_returned_file(path, "market", tmp_path, db, "2026-11-02", settings, lambda codes: [])
         assert done["outcome"] == "rejected" and words in done["reason"], (name, done)
         assert not path.exists()  # archived, never processed again
     assert ledger.statuses(db) == {"f1": "open"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import xlsxwriter
+from synth.workbook import ExtractBook
 
 HERE = Path(__file__).parent
 HEADER = ["机构编号", "统一社会信用代码", "机构名称", "机构类别", "法定代表人", "成立日期", "状态", "地址"]
@@ -52,28 +52,17 @@ def main():
     dates = [r[:5] + [d] + r[6:] for r, d in zip(ROWS, ["20010901", "2010-13-45", "44197"])]
     (HERE / "dates.csv").write_bytes(csv_text(HEADER, dates).encode("utf-8"))
 
-    book = xlsxwriter.Workbook(str(HERE / "codes_as_numbers.xlsx"))
-    sheet = book.add_worksheet("名录")
-    sheet.write_row(0, 0, HEADER)
-    sheet.write_row(1, 0, ROWS[0])
-    sheet.write_string(2, 0, "BB010")
-    sheet.write_number(2, 1, 912304001234567890)  # an 18-digit code typed into a number cell
-    sheet.write_row(2, 2, ["鹤岗市宏发商贸有限公司", "企业", "刘洋"])
-    sheet.write_datetime(2, 5, dt.datetime(2018, 4, 2), book.add_format({"num_format": "yyyy-mm-dd"}))
-    sheet.write_string(3, 0, "BB011")
-    sheet.write_number(3, 1, 230402000012345)  # a 15-digit registration number: digits intact
-    sheet.write_string(3, 2, "鹤岗市兴山区某商店")
-    book.close()
+    with ExtractBook(HERE / "codes_as_numbers.xlsx") as book:
+        sheet = book.sheet("名录")
+        sheet.write_rows([HEADER, ROWS[0]])
+        # an 18-digit code typed into a number cell, and a date cell
+        sheet.write_row(["BB010", 912304001234567890, "鹤岗市宏发商贸有限公司", "企业", "刘洋", dt.datetime(2018, 4, 2)])
+        sheet.write_row(["BB011", 230402000012345, "鹤岗市兴山区某商店"])  # a 15-digit registration number: digits intact
 
-    book = xlsxwriter.Workbook(str(HERE / "title_row.xlsx"))
-    cover = book.add_worksheet("说明")
-    cover.write_string(0, 0, "本表为市委编办机构名录导出")
-    sheet = book.add_worksheet("数据")
-    sheet.write_string(0, 0, "鹤岗市机构编制实名制数据（2026年11月）")
-    sheet.write_row(1, 0, HEADER)
-    for i, row in enumerate(ROWS, start=2):
-        sheet.write_row(i, 0, row)
-    book.close()
+    with ExtractBook(HERE / "title_row.xlsx") as book:
+        book.sheet("说明").write_row(["本表为市委编办机构名录导出"])
+        sheet = book.sheet("数据")
+        sheet.write_rows([["鹤岗市机构编制实名制数据（2026年11月）"], HEADER, *ROWS])
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-import xlsxwriter
+from synth.workbook import ExtractBook
 
 HEADER = ["机构编号", "统一社会信用代码", "机构名称", "机构类别", "法定代表人", "成立日期", "状态", "地址"]
 ROWS = [
@@ -145,13 +145,11 @@ def sheet_xml(rows: list[list[str]] | None = None, extra: str = "", dimension: s
 # --------------------------------------------------------------------------- the cases
 
 def xfd_cell(path: Path) -> None:
-    """xlsxwriter, as Excel would: one stray cell at the last column of the last row."""
-    book = xlsxwriter.Workbook(str(path))
-    sheet = book.add_worksheet("名录")
-    for r, values in enumerate([HEADER] + ROWS):
-        sheet.write_row(r, 0, values)
-    sheet.write_string(1048575, 16383, "x")
-    book.close()
+    """A real workbook writer, as Excel would: one stray cell at the last column of the last row."""
+    with ExtractBook(path) as book:
+        sheet = book.sheet("名录")
+        sheet.write_rows([HEADER] + ROWS)
+        sheet.write_cell(1048575, 16383, "x")
 
 
 def xfd_cell_undeclared(path: Path) -> None:
@@ -247,11 +245,8 @@ def old_xls(path: Path) -> None:
 
 def truncated_xlsx(path: Path) -> None:
     whole = path.with_suffix(".whole")
-    xfd = xlsxwriter.Workbook(str(whole))
-    sheet = xfd.add_worksheet("名录")
-    for r, values in enumerate([HEADER] + ROWS * 200):
-        sheet.write_row(r, 0, values)
-    xfd.close()
+    with ExtractBook(whole) as book:
+        book.sheet("名录").write_rows([HEADER] + ROWS * 200)
     data = whole.read_bytes()
     whole.unlink()
     path.write_bytes(data[: len(data) // 2])
@@ -282,18 +277,14 @@ def unique_code(n: int) -> str:
 
 
 def twenty_sheets(path: Path) -> None:
-    book = xlsxwriter.Workbook(str(path))
-    notes = book.add_worksheet("填表说明")
-    notes.write_string(0, 0, "本表为鹤岗市机构编制名录，按区县分表。")
-    for s in range(20):
-        sheet = book.add_worksheet(f"第{s + 1}册")
-        sheet.write_row(0, 0, HEADER)
-        for r in range(50):
-            base = ROWS[r % 3]
-            sheet.write_row(r + 1, 0, [f"S{s:02d}R{r:03d}", unique_code(s * 100 + r)] + base[2:])
-    # one record id twice, on two sheets: both rows are quarantined, naming both sheets
-    book.worksheets()[3].write_string(5, 0, "S00R001")
-    book.close()
+    with ExtractBook(path) as book:
+        book.sheet("填表说明").write_row(["本表为鹤岗市机构编制名录，按区县分表。"])
+        for s in range(20):
+            sheet = book.sheet(f"第{s + 1}册")
+            sheet.write_row(HEADER)
+            sheet.write_rows([f"S{s:02d}R{r:03d}", unique_code(s * 100 + r)] + ROWS[r % 3][2:] for r in range(50))
+        # one record id twice, on two sheets: both rows are quarantined, naming both sheets
+        book.sheets[3].write_cell(5, 0, "S00R001")
 
 
 def duplicate_code_column(filled: str) -> Callable[[Path], None]:
