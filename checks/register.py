@@ -184,8 +184,10 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         previous: the previous night's record → entity rows (`ENTITY_KEYS`, from `entity_keys`), for stable ids.
     """
     members = entities(prepared, findings)
-    frame = prepared.select("idx", "source", "record_id", "name", "code", "valid", "flags").join(members, on="idx")
-    grouped = frame.sort("source", "record_id").group_by("entity", maintain_order=True).agg(
+    # sorted once: the entities' first records and every per-source list below are in (source, record_id) order
+    frame = prepared.select("idx", "source", "record_id", "name", "code", "valid", "flags").join(members, on="idx") \
+        .sort("source", "record_id")
+    grouped = frame.group_by("entity", maintain_order=True).agg(
         pl.col("idx"), first_source=pl.col("source").first(), first_record=pl.col("record_id").first())
     grouped = trusted_codes(grouped, frame, settings).with_columns(
         # a code two entities trust (a 重码 both registries may issue) identifies neither
@@ -196,12 +198,12 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
                              id_basis="id_basis")
     ids = carry_ids(frame.select("source", "record_id", "entity"), derived, previous)
     grouped = grouped.drop("id_basis").join(ids, on="entity")
-    per_record = frame.join(grouped.select("entity", "entity_id"), on="entity")
+    per_record = frame.join(grouped.select("entity", "entity_id"), on="entity", maintain_order="left")
     open_ = findings.filter(pl.col("status").is_in(UNRESOLVED)).select("source", "record_id", "kind", "finding_id") \
         .join(per_record.select("source", "record_id", "entity_id"), on=["source", "record_id"]) \
         .group_by("entity_id").agg(open_findings=pl.len().cast(pl.Int64), open_kinds=pl.col("kind").unique().sort(),
                                    open_finding_ids=pl.col("finding_id").sort())
-    summary = per_record.sort("source", "record_id").group_by("entity_id").agg(
+    summary = per_record.group_by("entity_id").agg(
         codes=pl.col("code").drop_nulls().unique().sort(), records=pl.len().cast(pl.Int64),
         sources=pl.col("source").unique().sort(),
         **{f"{s.key}_record_ids": pl.col("record_id").filter(pl.col("source") == s.key) for s in settings.sources},

@@ -27,6 +27,8 @@ from reports.labels import with_labels
 SHEET = "更正清单"
 #: Data rows per sheet: Excel's 1,048,576 rows less the header.
 XLSX_MAX_ROWS = 1_048_575
+#: Form rows whose text is held at once while a workbook is written (a province's form has a million).
+ROWS_AT_ONCE = 50_000
 
 
 def neutralize_frame(frame: pl.DataFrame) -> pl.DataFrame:
@@ -36,10 +38,16 @@ def neutralize_frame(frame: pl.DataFrame) -> pl.DataFrame:
         for c, dtype in frame.schema.items() if dtype == pl.String)
 
 
+#: The columns `with_labels` reads (besides those READ_ONLY names itself).
+_LABELLED = {"kind", "severity", "confidence", "status", "related_detail", "response", "due_date", "overdue"}
+
+
 def form_rows(findings: pl.DataFrame) -> list[list[str]]:
     """The read-only part of the form, one list per finding, already neutralized."""
     rows = []
-    for f in findings.iter_rows(named=True):
+    # only what the form shows and its labels are made of: a row's dict is built for each of 10^5 rows
+    wanted = {col for _, col in READ_ONLY} | _LABELLED
+    for f in findings.select(c for c in findings.columns if c in wanted).iter_rows(named=True):
         values = with_labels(f)
         values["related_text"] = "；".join(f"{r['source_name']} {r['record_id']} {r['name'] or ''} {r['code']}"
                                           for r in values["related_list"])
@@ -47,14 +55,18 @@ def form_rows(findings: pl.DataFrame) -> list[list[str]]:
     return rows
 
 
-def write_csv(path: Path, findings: pl.DataFrame) -> None:
-    """UTF-8 with BOM (Excel opens it as UTF-8); code columns kept as text by a leading tab."""
+def write_csv(path: Path, findings: pl.DataFrame, rows: list[list[str]] | None = None) -> None:
+    """UTF-8 with BOM (Excel opens it as UTF-8); code columns kept as text by a leading tab.
+
+    Args:
+        rows: `form_rows(findings)` when the caller has them already (a county's are its department's).
+    """
     headers = [h for h, _ in READ_ONLY] + list(ANSWER_COLUMNS)
     text_at = [i for i, h in enumerate(headers) if h in TEXT_COLUMNS]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(headers)
-    for row in form_rows(findings):
+    for row in (form_rows(findings) if rows is None else rows):
         row = row + ["", "", ""]
         for i in text_at:
             if row[i] and not row[i].startswith("'"):
@@ -82,23 +94,26 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     headers = [h for h, _ in READ_ONLY] + list(ANSWER_COLUMNS)
     widths = [18, 14, 28, 22, 14, 8, 48, 22, 10, 40, 40, 10, 14, 30, 12, 22, 30]
     n_ro = len(READ_ONLY)
-    rows = form_rows(findings)
     # a sheet holds 1,048,576 rows: a bigger list continues on 更正清单(2), (3)… (the reader reads them all)
-    chunks = [rows[i:i + XLSX_MAX_ROWS] for i in range(0, len(rows), XLSX_MAX_ROWS)] or [[]]
+    sheet_frames = [findings.slice(i, XLSX_MAX_ROWS) for i in range(0, findings.height, XLSX_MAX_ROWS)] \
+        or [findings.clear()]
     sheets = []
-    for number, chunk in enumerate(chunks, start=1):
+    for number, part in enumerate(sheet_frames, start=1):
         sheet = book.add_worksheet(SHEET if number == 1 else f"{SHEET}({number})")
         sheets.append(sheet)
         for col, (header, width) in enumerate(zip(headers, widths)):
             sheet.set_column(col, col, width)
             sheet.write_string(0, col, header, head_ro if col < n_ro else head_rw)
-        for r, row in enumerate(chunk, start=1):
-            for col, value in enumerate(row):
-                sheet.write_string(r, col, value, cell_ro)
-            sheet.write_blank(r, n_ro, None, divider)
-            sheet.write_blank(r, n_ro + 1, None, cell_rw)
-            sheet.write_blank(r, n_ro + 2, None, cell_rw)
-        last = max(len(chunk), 1)
+        r = 0
+        for start in range(0, part.height, ROWS_AT_ONCE):  # the rows' text is built a block at a time
+            for row in form_rows(part.slice(start, ROWS_AT_ONCE)):
+                r += 1
+                for col, value in enumerate(row):
+                    sheet.write_string(r, col, value, cell_ro)
+                sheet.write_blank(r, n_ro, None, divider)
+                sheet.write_blank(r, n_ro + 1, None, cell_rw)
+                sheet.write_blank(r, n_ro + 2, None, cell_rw)
+        last = max(part.height, 1)
         sheet.data_validation(1, n_ro, max(last, 1000), n_ro, {
             "validate": "list", "source": list(ANSWERS),
             "input_title": "处理结果", "input_message": "请从下拉列表选择：" + "、".join(ANSWERS),
@@ -135,14 +150,33 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
 
 # --------------------------------------------------------------------------- forms in a second process
 
-def start_xlsx_writer(folder: Path, jobs: list[tuple[Path, pl.DataFrame, str, str]]) -> subprocess.Popen:
+Job = tuple[Path, pl.DataFrame, str, str]  # (xlsx path, findings, department or county name, run date)
+
+
+def start_xlsx_writer(folder: Path, jobs: list[Job]) -> subprocess.Popen:
     """Write the XLSX forms in a child process (`python -m reports.forms`) while the caller goes on.
 
     The findings go over as parquet files in `folder` (removed by the child); a child process,
     not multiprocessing, so that nothing depends on how the caller's main module is guarded.
     """
+    return _spawn(folder, list(enumerate(jobs)))
+
+
+def start_xlsx_writers(folder: Path, jobs: list[Job], processes: int) -> list[subprocess.Popen]:
+    """The XLSX forms written by up to `processes` child processes at once, each given about as many rows
+    (the biggest forms first, each to the child with the fewest rows so far)."""
+    shares: list[list[tuple[int, Job]]] = [[] for _ in range(max(1, min(processes, len(jobs))))]
+    rows = [0] * len(shares)
+    for i, job in sorted(enumerate(jobs), key=lambda ij: -ij[1][1].height):
+        least = rows.index(min(rows))
+        shares[least].append((i, job))
+        rows[least] += job[1].height
+    return [_spawn(folder, share) for share in shares if share]
+
+
+def _spawn(folder: Path, jobs: list[tuple[int, Job]]) -> subprocess.Popen:
     plan = []
-    for i, (path, findings, source_name, run_date) in enumerate(jobs):
+    for i, (path, findings, source_name, run_date) in jobs:
         frame = folder / f".form-{i}.parquet"
         findings.write_parquet(frame)
         plan.append({"findings": str(frame), "xlsx": str(path), "source_name": source_name, "run_date": run_date})
@@ -154,6 +188,23 @@ def wait_xlsx_writer(child: subprocess.Popen) -> None:
     _, err = child.communicate()
     if child.returncode:
         raise RuntimeError(f"XLSX forms could not be written (exit {child.returncode}): {err[-2000:]}")
+
+
+def wait_xlsx_writers(children: list[subprocess.Popen]) -> None:
+    """Wait for every form writer; raise for the first that failed (the others are stopped)."""
+    try:
+        for child in children:
+            wait_xlsx_writer(child)
+    except BaseException:
+        stop_xlsx_writers(children)
+        raise
+
+
+def stop_xlsx_writers(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
 
 
 def _write_planned(plan: list[dict]) -> None:

@@ -13,12 +13,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from checks.counties import UNKNOWN, county_name
+from checks.ledger import ANSWERABLE, UNRESOLVED
 from checks.register import register_csv_frame
 from reports import forms
 from reports.chart import lines_svg, trend_svg
@@ -34,6 +36,8 @@ QUARANTINE_SHOWN = 200
 PAGE_SIZE = 200
 #: Form rows from which the XLSX forms are written by a second process (starting one costs about a second).
 FORMS_IN_A_PROCESS = 50_000
+#: Processes writing the XLSX forms at once (one per core; the forms are the slowest files of a big night).
+FORM_WRITERS = max(1, os.cpu_count() or 1)
 #: Rows a list page carries at most (20,000 open in about a second); the forms always carry every row.
 HTML_MAX_ROWS = 20_000
 #: Columns of findings.csv (SPEC §5 plus what a machine needs to explain a finding).
@@ -82,10 +86,10 @@ class RunView:
         return self.findings.filter((pl.col("owner") == key) & pl.col("status").is_in(statuses))
 
 
-#: Findings a department list shows: a waived finding is not raised again (SPEC §6).
-LISTED = ("open", "reopened", "rejected-response", "responded")
-#: Findings the form asks about: those a department may answer (checks.ledger.ANSWERABLE).
-ASKED = ("open", "reopened", "rejected-response")
+#: Findings a department list shows: the unresolved ones (a waived finding is not raised again, SPEC §6).
+LISTED = UNRESOLVED
+#: Findings the form asks about: those a department may answer.
+ASKED = ANSWERABLE
 
 
 def highlight(code: str | None, positions: str | None) -> Markup:
@@ -117,13 +121,16 @@ def summary(view: RunView) -> dict:
     }
 
 
-def _finding_rows(findings: pl.DataFrame) -> list[dict]:
+def _finding_rows(findings: pl.DataFrame) -> list[SimpleNamespace]:
+    """The rows of a list page. Objects, not dicts: jinja2 reads `f.kind` as an attribute first, and on a
+    dict that fails with an exception before it looks up the key (millions of cells on a big night)."""
     rows = []
     for f in findings.iter_rows(named=True):
         f = with_labels(f)
         f["code_html"] = highlight(f["uscc"], f["positions"])
         f["kind_rank"] = f"{KIND_ORDER.index(f['kind']):02d}"
-        rows.append(f)
+        f["related_list"] = [SimpleNamespace(**r) for r in f["related_list"]]
+        rows.append(SimpleNamespace(**f))
     return rows
 
 
@@ -245,7 +252,7 @@ def write_run(reports_root: Path, view: RunView) -> Path:
     reports_root.mkdir(parents=True, exist_ok=True)
     final = reports_root / view.run_date
     tmp = staging_folder(reports_root, view.run_date)
-    writer = None
+    writers = []
     try:
         receipts = write_receipts(tmp, _ENV, view.returns, view.source_names, view.city, view.run_date)
         asked = {s["key"]: view.of(s["key"], ASKED) for s in view.sources}
@@ -259,8 +266,8 @@ def write_run(reports_root: Path, view: RunView) -> Path:
                 (tmp / s["key"]).mkdir()
         workbooks = sorted(jobs, key=lambda job: -job[1].height)
         if sum(job[1].height for job in workbooks) >= FORMS_IN_A_PROCESS:
-            # the XLSX forms are the slowest files: another process writes them while this one does the rest
-            writer = forms.start_xlsx_writer(tmp, workbooks)
+            # the XLSX forms are the slowest files: other processes write them while this one does the rest
+            writers = forms.start_xlsx_writers(tmp, workbooks, FORM_WRITERS)
         else:
             for job in workbooks:
                 forms.write_xlsx(*job)
@@ -271,11 +278,16 @@ def write_run(reports_root: Path, view: RunView) -> Path:
                       "asked": c["asked_frame"].height} for c in counties[key]]
             (tmp / f"{key}.html").write_text(render_department(view, source, listed[key], mine, counties=links),
                                              encoding="utf-8")
-            forms.write_csv(tmp / f"{key}.csv", asked[key])
+            rows = forms.form_rows(asked[key])
+            forms.write_csv(tmp / f"{key}.csv", asked[key], rows)
+            at = asked[key]["county"].to_list() if counties[key] else []
             for c in counties[key]:
                 (tmp / key / f"{c['region']}.html").write_text(
                     render_department(view, source, c["listed_frame"], mine, county=c["region"]), encoding="utf-8")
-                forms.write_csv(tmp / key / f"{c['region']}.csv", c["asked_frame"])
+                # a county's form rows are its department's, in the same order (`_county_lists` filters)
+                region = c["region"]
+                own = [row for row, county in zip(rows, at) if county == region] if region is not None else []
+                forms.write_csv(tmp / key / f"{region}.csv", c["asked_frame"], own)
         # opened in spreadsheets too: formula-like text gets one leading ' (README: how a machine undoes it)
         forms.neutralize_frame(view.findings.select(FINDINGS_CSV_COLUMNS)).write_csv(tmp / "findings.csv")
         if view.audit is not None:
@@ -285,14 +297,11 @@ def write_run(reports_root: Path, view: RunView) -> Path:
             forms.neutralize_frame(register_csv_frame(view.register)).write_csv(tmp / "register.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
-        if writer is not None:
-            forms.wait_xlsx_writer(writer)  # raises if a form could not be written
-            writer = None
+        forms.wait_xlsx_writers(writers)  # raises if a form could not be written
+        writers = []
         publish_folder(tmp, final)
     except BaseException:
-        if writer is not None:  # stop the form writer before removing the folder it writes into
-            writer.kill()
-            writer.wait()
+        forms.stop_xlsx_writers(writers)  # stop the form writers before removing the folder they write into
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final

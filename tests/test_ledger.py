@@ -5,7 +5,7 @@ import sqlite3
 import polars as pl
 import pytest
 
-from checks import ledger
+from checks import ledger, ledger_night
 from checks.findings import FINDING_SCHEMA
 
 
@@ -161,7 +161,7 @@ def test_a_crash_inside_the_nightly_update_leaves_the_ledger_as_it_was(tmp_path,
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ledger, "_close_gone", crash)
+    monkeypatch.setattr(ledger_night, "_close_gone", crash)
     with pytest.raises(OSError):
         ledger.record_run(db, "2026-11-02", findings("b", "c"))
     assert (ledger.statuses(db), ledger.audit_log(db), ledger.history(db)) == before

@@ -303,7 +303,7 @@ import checks.returns as returns
 from flows.stages import run_all
 point = sys.argv[2]
 if point == "before-commit":
-    import checks.ledger as ledger
+    import checks.ledger_returns as ledger
     real = ledger._audit
     def audit(*a, **k):
         real(*a, **k)

@@ -1,0 +1,239 @@
+"""The ledger's file: its schema and upgrades, the lifecycle's statuses, connections and transactions.
+
+The schema is versioned (`PRAGMA user_version`); `MIGRATIONS` upgrades an
+older file in place, one transaction per version. The statuses a finding moves
+through (SPEC §6) are named here once; the nightly update, the returned forms,
+the month's replay and the reports read them from here (via `checks.ledger`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+from validators.uscc import mask_personal_ids
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, findings, audit (the first release)
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_date TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        open_count INTEGER NOT NULL,
+        counts_json TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS findings (
+        finding_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        status_changed TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS findings_status ON findings(status);
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        run_date TEXT NOT NULL,
+        finding_id TEXT NOT NULL,
+        old_status TEXT,
+        new_status TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        note TEXT
+    );
+    """,
+    # 2: the correction loop — the record a finding is about, answers, returned files
+    """
+    ALTER TABLE findings ADD COLUMN uscc TEXT;
+    ALTER TABLE findings ADD COLUMN name TEXT;
+    ALTER TABLE findings ADD COLUMN related TEXT;
+    ALTER TABLE findings ADD COLUMN answer TEXT;
+    ALTER TABLE findings ADD COLUMN answer_code TEXT;
+    ALTER TABLE findings ADD COLUMN answer_note TEXT;
+    ALTER TABLE findings ADD COLUMN answered_on TEXT;
+    ALTER TABLE findings ADD COLUMN waived_record TEXT;
+    ALTER TABLE findings ADD COLUMN rejection TEXT;
+    CREATE INDEX IF NOT EXISTS findings_answer_code ON findings(answer_code);
+    CREATE INDEX IF NOT EXISTS audit_finding ON audit(finding_id);
+    CREATE TABLE IF NOT EXISTS return_files (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        run_date TEXT NOT NULL,
+        processed_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        rows_total INTEGER NOT NULL DEFAULT 0,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        archived_as TEXT
+    );
+    CREATE INDEX IF NOT EXISTS return_files_hash ON return_files(source, sha256);
+    CREATE INDEX IF NOT EXISTS return_files_night ON return_files(run_date);
+    CREATE TABLE IF NOT EXISTS responses (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        return_file INTEGER NOT NULL REFERENCES return_files(id),
+        row INTEGER NOT NULL,
+        finding_id TEXT,
+        record_id TEXT,
+        name TEXT,
+        answer TEXT,
+        corrected_code TEXT,
+        note TEXT,
+        verdict TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS responses_file ON responses(return_file);
+    """,
+    # 3: unattended nights — each night's verdict on each source's extract, the last accepted
+    # extract per source (the plausibility baseline), the steward's acceptances of held extracts;
+    # a run date that is no date (an operator's `2026/11/30`) would sort after every real night
+    """
+    CREATE TABLE IF NOT EXISTS extracts (
+        run_date TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        file TEXT,
+        sha256 TEXT,
+        rows_read INTEGER,
+        records INTEGER,
+        previous_records INTEGER,
+        lost INTEGER,
+        reason TEXT,
+        PRIMARY KEY (run_date, source)
+    );
+    CREATE INDEX IF NOT EXISTS extracts_hash ON extracts(source, sha256);
+    CREATE TABLE IF NOT EXISTS accepted_extracts (
+        source TEXT PRIMARY KEY,
+        run_date TEXT NOT NULL,
+        file TEXT,
+        sha256 TEXT,
+        records INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS extract_acceptances (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        file TEXT,
+        why TEXT NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL
+    );
+    DELETE FROM runs WHERE run_date NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]';
+    """,
+    # 4: the steward's month — a due date per finding (set when first seen; the clock stops while an
+    # answer waits for the next extract), and findings handed to another department
+    """
+    ALTER TABLE findings ADD COLUMN due_date TEXT;
+    ALTER TABLE findings ADD COLUMN assigned_to TEXT;
+    ALTER TABLE findings ADD COLUMN county TEXT;
+    UPDATE findings SET due_date = date(first_seen, '+30 days') WHERE due_date IS NULL;
+    CREATE TABLE IF NOT EXISTS reassignments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        finding_id TEXT NOT NULL,
+        from_source TEXT NOT NULL,
+        to_source TEXT NOT NULL,
+        why TEXT NOT NULL,
+        at TEXT NOT NULL,
+        run_date TEXT
+    );
+    """,
+    # 5: resident ID numbers a clerk typed into returned forms before they were masked on the way in
+    # (`mask_ids` is `validators.uscc.mask_personal_ids`, bound by `connect`)
+    """
+    UPDATE responses SET record_id = mask_ids(record_id), name = mask_ids(name), answer = mask_ids(answer),
+        corrected_code = mask_ids(corrected_code), note = mask_ids(note), reason = mask_ids(reason);
+    UPDATE findings SET answer_code = mask_ids(answer_code), answer_note = mask_ids(answer_note),
+        rejection = mask_ids(rejection);
+    UPDATE audit SET note = mask_ids(note);
+    UPDATE return_files SET file_name = mask_ids(file_name), reason = mask_ids(reason);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: Statuses that still need work (counted on the road to zero).
+UNRESOLVED = ("open", "reopened", "responded", "rejected-response")
+CLOSED = ("fixed", "waived")
+#: Statuses a department may answer (SPEC §6: the finding must be open).
+ANSWERABLE = ("open", "reopened", "rejected-response")
+#: Days from first seen to due, by severity, when the configuration says nothing (`[due]`).
+DEFAULT_DUE_DAYS = {"error": 30, "warning": 60, "info": 90}
+#: Statuses whose due date runs (a `responded` answer waits for the next extract: its clock is stopped).
+CLOCK_RUNS = ("open", "reopened", "rejected-response")
+
+
+#: Page cache of a connection, for the ledger and its temporary tables each (KiB; pages are taken as needed).
+CACHE_KIB = 256 * 1024
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating or upgrading) the ledger."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN/COMMIT below
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    # a night touches every finding: with SQLite's default 2 MB page cache the indexes are read again and again
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
+    conn.create_function("mask_ids", 1, mask_personal_ids, deterministic=True)
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations this file lacks, each in its own transaction; return the version.
+
+    The version is read again inside each write transaction: two connections opening a new file at
+    once (the parallel ingest tasks do) must not both apply the same step.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"ledger schema version {version} is newer than this program ({SCHEMA_VERSION})")
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        statements = [s for s in MIGRATIONS[number - 1].split(";") if s.strip()]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+class _Transaction:
+    """`with _Transaction(conn):` one BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _audit(conn, at, run_date, fid, old, new, actor, note) -> None:
+    conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
+                 "VALUES (?,?,?,?,?,?,?)", (at, run_date, fid, old, new, actor, note))
+
+
+class LedgerError(ValueError):
+    """A steward's request the ledger can't carry out; the message says why (in Chinese)."""

@@ -1,0 +1,131 @@
+"""The steward's hand on the ledger: reopening, reassigning, accepting a held extract; the extracts' verdicts.
+
+Every change is audited as the steward's, with the reason given (`--why`); a request the ledger can't carry
+out raises `LedgerError` with a sentence in Chinese.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from checks.ledger_history import audit_log
+from checks.ledger_schema import UNRESOLVED, LedgerError, _audit, _now, _Transaction, connect
+
+
+def accepted_extract(db: Path, source: str) -> dict | None:
+    """The last extract accepted for a source (run_date, file, sha256, records), or None."""
+    with closing(connect(db)) as conn:
+        row = conn.execute("SELECT run_date, file, sha256, records FROM accepted_extracts WHERE source = ?",
+                           (source,)).fetchone()
+    return dict(zip(("run_date", "file", "sha256", "records"), row)) if row else None
+
+
+def steward_acceptance(db: Path, source: str, sha256: str) -> str | None:
+    """Why the steward accepted this exact extract (by content hash), or None."""
+    with closing(connect(db)) as conn:
+        row = conn.execute("SELECT why FROM extract_acceptances WHERE source = ? AND sha256 = ? ORDER BY id DESC",
+                           (source, sha256)).fetchone()
+    return row[0] if row else None
+
+
+def extract_verdicts(db: Path, source: str | None = None, limit: int = 30) -> list[dict]:
+    """The latest nights' verdicts on the extracts, newest first (`uscc extracts list`)."""
+    keys = ("run_date", "source", "status", "file", "sha256", "rows_read", "records", "previous_records", "lost",
+            "reason")
+    with closing(connect(db)) as conn:
+        rows = conn.execute(f"SELECT {', '.join(keys)} FROM extracts" + (" WHERE source = ?" if source else "")
+                            + " ORDER BY run_date DESC, source LIMIT ?", ((source,) if source else ()) + (limit,))
+        return [dict(zip(keys, r)) for r in rows.fetchall()]
+
+
+def steward_accept_extract(db: Path, source: str, why: str) -> dict:
+    """The steward accepts the extract the guard held last for this source; the next night uses it (audited)."""
+    if not why.strip():
+        raise LedgerError("请用 --why 写明接受该期数据的原因（如“3 月集中清理注销主体，经核实属实”），会记入审计日志。")
+    with closing(connect(db)) as conn, _Transaction(conn):
+        row = conn.execute("SELECT run_date, file, sha256, records, previous_records, reason FROM extracts "
+                           "WHERE source = ? ORDER BY run_date DESC LIMIT 1", (source,)).fetchone()
+        if row is None or row[2] is None:
+            raise LedgerError(f"台账中没有来源 {source} 的数据检查记录：请先运行夜间任务。")
+        night, file, sha, records, previous, reason = row
+        status = conn.execute("SELECT status FROM extracts WHERE source = ? AND run_date = ?", (source, night)).fetchone()[0]
+        if status != "held":
+            shown = {"ok": "已接受", "rejected": "被拒收"}.get(status, status)
+            raise LedgerError(f"来源 {source} 最近一期（{night}，{file}）的数据是“{shown}”，不是“待确认”，无需接受。")
+        now = _now()
+        conn.execute("INSERT INTO extract_acceptances (source, sha256, file, why, at, actor) VALUES (?,?,?,?,?,?)",
+                     (source, sha, file, why.strip(), now, "steward"))
+        _audit(conn, now, night, "", "held", "accepted", "steward",
+               f"市信用办确认接受 {source} 的数据 {file}（上期 {previous} 条，本期 {records} 条；原因：{reason}）：{why.strip()}")
+    return {"run_date": night, "file": file, "records": records, "previous_records": previous}
+
+
+def finding_detail(db: Path, finding_id: str) -> dict:
+    """One finding as the ledger holds it, with its audit trail (`uscc ledger show`)."""
+    with closing(connect(db)) as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM findings WHERE finding_id = ?", (finding_id,)).fetchone()
+    if row is None:
+        raise LedgerError(f"台账中没有问题编号 {finding_id}。")
+    return {**dict(row), "audit": audit_log(db, finding_id)}
+
+
+def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
+    """The steward puts a finding back to `open` (lifts a waiver, takes back 非本单位 or 已注销); audited."""
+    if not why.strip():
+        raise LedgerError("请用 --why 写明重新打开的原因（会记入审计日志）。")
+    with closing(connect(db)) as conn, _Transaction(conn):
+        row = conn.execute("SELECT status FROM findings WHERE finding_id = ?", (finding_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"台账中没有问题编号 {finding_id}。")
+        old = row[0]
+        if old not in ("responded", "waived", "rejected-response"):
+            raise LedgerError(f"问题 {finding_id} 当前状态为 {old}，只有已反馈、确认无误或反馈未通过的问题可以重新打开。")
+        run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        conn.execute("UPDATE findings SET status = 'open', status_changed = ?, waived_record = NULL WHERE finding_id = ?",
+                     (_now(), finding_id))
+        _audit(conn, _now(), run_date, finding_id, old, "open", "steward", f"市信用办重新打开：{why.strip()}")
+    return old, "open"
+
+
+def steward_reassign(db: Path, finding_id: str, to_source: str, why: str, source_names: dict[str, str]) -> dict:
+    """Hand a finding to another department (the usual follow-up of 非本单位); audited as the steward.
+
+    The new department sees it on its next list and form and only it may answer; an answer that
+    was waiting (responded) is set aside, the finding is open for the new owner.
+    """
+    if to_source not in source_names:
+        raise LedgerError(f"没有来源“{to_source}”；已配置的来源：{'、'.join(source_names)}。")
+    if not why.strip():
+        raise LedgerError("请用 --why 写明改派的原因（如“经核实该律所由司法局登记”），会记入审计日志。")
+    with closing(connect(db)) as conn, _Transaction(conn):
+        row = conn.execute("SELECT status, coalesce(assigned_to, source) FROM findings WHERE finding_id = ?",
+                           (finding_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"台账中没有问题编号 {finding_id}。")
+        status, owner = row
+        if status not in UNRESOLVED:
+            raise LedgerError(f"问题 {finding_id} 当前状态为 {status}，已关闭的问题无需改派。")
+        if owner == to_source:
+            raise LedgerError(f"问题 {finding_id} 已由{source_names[to_source]}处理，无需改派。")
+        now = _now()
+        run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        new = "open" if status == "responded" else status
+        conn.execute("UPDATE findings SET assigned_to = ?, status = ?, status_changed = ? WHERE finding_id = ?",
+                     (to_source, new, now, finding_id))
+        conn.execute("INSERT INTO reassignments (finding_id, from_source, to_source, why, at) VALUES (?,?,?,?,?)",
+                     (finding_id, owner, to_source, why.strip(), now))
+        _audit(conn, now, run_date, finding_id, status, new, "steward",
+               f"市信用办改派：由{source_names.get(owner, owner)}改为{source_names[to_source]}处理：{why.strip()}")
+    return {"from": owner, "to": to_source, "old_status": status, "new_status": new}
+
+
+def reassignments_of_night(db: Path, run_date: str) -> list[dict]:
+    """The steward's reassignments that tonight's run took up (the overview lists them)."""
+    keys = ("finding_id", "from_source", "to_source", "why", "at")
+    with closing(connect(db)) as conn:
+        rows = conn.execute(f"SELECT {', '.join(keys)} FROM reassignments WHERE run_date = ? ORDER BY id",
+                            (run_date,)).fetchall()
+    return [dict(zip(keys, r)) for r in rows]
