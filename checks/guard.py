@@ -21,12 +21,12 @@ An implausible extract is *held* (待确认): the night uses the last accepted
 extract of that source instead, and none of its findings moves. The steward
 accepts a held extract deliberately when the change is real
 (`uscc extracts accept SOURCE --why …`, by the file's content hash); the next
-night then takes it. `judge` is pure: frames and numbers in, a verdict out.
+night then takes it. `judge` is pure: frames and numbers in, a verdict (`Extract`) out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import polars as pl
 
@@ -64,15 +64,28 @@ def foreign_share(records: pl.DataFrame, departments: tuple[str, ...]) -> float 
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The guard's decision on one extract; `reason` (Chinese) is set when it is held."""
+class Extract:
+    """The verdict on one source's extract tonight — accepted (`ok`), `held` by the guard, or `rejected`
+    (unreadable) — with the figures behind it. The guard makes it, the source's result carries it
+    (`as_dict`), and the ledger keeps it per night (`extracts` table)."""
 
-    held: bool
-    records: int
+    source: str
+    status: str
+    file: str | None = None
+    sha256: str | None = None
+    rows_read: int = 0
+    records: int = 0
     previous_records: int | None = None
     lost: int | None = None
-    reason: str | None = None
+    reason: str | None = None  # why it is held or rejected (Chinese)
     note: str | None = None  # shown when accepted on the steward's word
+
+    @property
+    def held(self) -> bool:
+        return self.status == "held"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def valid_share(records: pl.DataFrame) -> float | None:
@@ -84,7 +97,7 @@ def valid_share(records: pl.DataFrame) -> float | None:
 
 def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline | None,
           max_lost_share: float = DEFAULT_MAX_LOST_SHARE, steward_why: str | None = None,
-          source: str = "<来源>", departments: tuple[str, ...] = ()) -> Verdict:
+          source: str = "<来源>", departments: tuple[str, ...] = ()) -> Extract:
     """The guard's verdict on tonight's extract of one source.
 
     Args:
@@ -103,7 +116,8 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
     if baseline is not None:
         lost = baseline.record_ids.len() - int(baseline.record_ids.is_in(present.implode()).sum())
     if steward_why:
-        return Verdict(False, n, previous, lost, note=f"市信用办已确认接受本期数据：{steward_why}")
+        return Extract(source, "ok", records=n, previous_records=previous, lost=lost,
+                       note=f"市信用办已确认接受本期数据：{steward_why}")
     reasons = []
     if n == 0:
         reasons.append("本期文件没有任何数据行（只有表头或空行），很可能是导出失败")
@@ -133,9 +147,9 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
         reasons.append(f"代码第 1 位不是本单位登记管理部门码（{'、'.join(departments)}）的记录从上期的 "
                        f"{baseline.foreign_share:.0%} 增至本期的 {foreign:.0%}，很可能混入了其他部门的数据")
     if not reasons:
-        return Verdict(False, n, previous, lost)
+        return Extract(source, "ok", records=n, previous_records=previous, lost=lost)
     figures = f"上期 {previous} 条，本期 {n} 条" if previous is not None else f"本期 {n} 条"
     reason = (f"{figures}：{'；'.join(reasons)}。本期沿用上期已接受的数据，该部门的问题状态保持不变。"
               "请数据报送单位核实并重新导出；如数据确实如此（如集中清理注销主体），市信用办可运行"
               f" uscc extracts accept {source} --why \"原因\" 确认接受，下一次运行即采用。")
-    return Verdict(True, n, previous, lost, reason)
+    return Extract(source, "held", records=n, previous_records=previous, lost=lost, reason=reason)

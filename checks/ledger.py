@@ -32,8 +32,7 @@ The ledger's jobs live in their own modules; this one is where callers import th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from checks.guard import Extract
 from checks.ledger_history import (AUDIT_COLUMNS, LIFECYCLE_AUDIT, LIFECYCLE_FINDINGS, audit_log, audit_of_night,
                                    history, lifecycle, statuses)
 from checks.ledger_night import (GONE_NOTES, Tonight, finish_run, latest_run, record_run, response_text_expr,
@@ -44,21 +43,6 @@ from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DA
                                   UNRESOLVED, LedgerError, connect, migrate)
 from checks.ledger_steward import (accepted_extract, extract_verdicts, finding_detail, reassignments_of_night,
                                    steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen)
-
-
-@dataclass(frozen=True)
-class Extract:
-    """One source's extract as judged tonight: accepted (`ok`), `held` by the plausibility guard, or `rejected`."""
-
-    source: str
-    status: str
-    file: str | None = None
-    sha256: str | None = None
-    rows_read: int = 0
-    records: int = 0
-    previous_records: int | None = None
-    lost: int | None = None
-    reason: str | None = None
 
 
 __all__ = [

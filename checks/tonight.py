@@ -12,6 +12,7 @@ import polars as pl
 
 from checks import ledger
 from checks.catalog import WorkFolder
+from checks.guard import Extract
 from checks.counties import county_expr
 from checks.return_judge import Holder
 from checks.schema import empty_canonical, empty_quarantine
@@ -68,11 +69,9 @@ def ledger_input(settings: Settings, work: WorkFolder, sources: list[dict]) -> l
                           tuple(extract_of(s) for s in sources))
 
 
-def extract_of(s: dict) -> ledger.Extract:
-    """A source's result as the ledger keeps its extract verdict."""
-    e = s.get("extract") or {}
-    return ledger.Extract(s["key"], s["status"], s.get("file"), e.get("sha256"), s.get("rows_read", 0),
-                          e.get("records", 0), e.get("previous_records"), e.get("lost"), s.get("reason"))
+def extract_of(s: dict) -> Extract:
+    """A source's result's extract verdict (`checks.guard.Extract`), as the ledger keeps it."""
+    return Extract(**s["extract"])
 
 
 def with_county(settings: Settings, work: WorkFolder, findings: pl.DataFrame) -> pl.DataFrame:

@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -105,23 +106,23 @@ def admit(settings: Settings, data_dir: Path, work: WorkFolder, source: Source, 
     """Judge a read extract with the plausibility guard; write what tonight's detection uses for the source:
     tonight's records when accepted, else the last accepted extract's."""
     result = _source_result(source, report, seconds)
-    result["extract"] = None
+    extract = guard.Extract(source.key, "rejected", report.file, report.sha256, report.rows_read, reason=report.reason)
     if report.status == "ok":
-        sha = report.sha256
         db = ledger_path(data_dir, settings)
         known = db.exists()  # the first night has no ledger yet: no baseline, no acceptance
-        why = ledger.steward_acceptance(db, source.key, sha) if known else None
+        why = ledger.steward_acceptance(db, source.key, report.sha256) if known else None
         try:
             baseline = _baseline(data_dir, db, source) if known else None
         except BaselineLost as exc:
-            baseline, verdict = None, guard.Verdict(not why, records.height, reason=None if why else str(exc))
+            extract = guard.Extract(source.key, "ok" if why else "held", records=records.height,
+                                    reason=None if why else str(exc))
         else:
-            verdict = guard.judge(records, quarantine["record_id"], baseline, settings.max_lost_share, why, source.key,
+            extract = guard.judge(records, quarantine["record_id"], baseline, settings.max_lost_share, why, source.key,
                                   source.departments)
-        result["extract"] = {"sha256": sha, "records": verdict.records, "previous_records": verdict.previous_records,
-                             "lost": verdict.lost, "note": verdict.note}
-        if verdict.held:
-            result["status"], result["reason"] = "held", verdict.reason
+        extract = replace(extract, file=report.file, sha256=report.sha256, rows_read=report.rows_read)
+        if extract.held:
+            result["status"], result["reason"] = "held", extract.reason
+    result["extract"] = extract.as_dict()
     if result["status"] == "ok":
         records.write_parquet(work.records(source.key))
         quarantine.write_parquet(work.quarantine(source.key))
