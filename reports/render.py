@@ -30,7 +30,8 @@ from validators.tables import KINDS, SEVERITY_LABELS, STATUS_LABELS
 
 _ENV = Environment(loader=PackageLoader("reports", "templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=False)
-KIND_ORDER = list(KINDS)
+#: Finding kinds in the order lists and counts show them (the order of `validators.tables.KINDS`).
+DISPLAY_ORDER = list(KINDS)
 QUARANTINE_SHOWN = 200
 #: Rows of a department list shown at once (the rest one click away; filters see all).
 PAGE_SIZE = 200
@@ -128,7 +129,7 @@ def _finding_rows(findings: pl.DataFrame) -> list[SimpleNamespace]:
     for f in findings.iter_rows(named=True):
         f = with_labels(f)
         f["code_html"] = highlight(f["uscc"], f["positions"])
-        f["kind_rank"] = f"{KIND_ORDER.index(f['kind']):02d}"
+        f["kind_rank"] = f"{DISPLAY_ORDER.index(f['kind']):02d}"
         f["related_list"] = [SimpleNamespace(**r) for r in f["related_list"]]
         rows.append(SimpleNamespace(**f))
     return rows
@@ -137,7 +138,7 @@ def _finding_rows(findings: pl.DataFrame) -> list[SimpleNamespace]:
 def _by_kind(findings: pl.DataFrame) -> list[dict]:
     counts = dict(findings.group_by("kind").len().rows())
     return [{"key": k, "label": KINDS[k].label, "count": counts[k], "advice": KINDS[k].advice}
-            for k in KIND_ORDER if k in counts]
+            for k in DISPLAY_ORDER if k in counts]
 
 
 def shown_in_html(findings: pl.DataFrame, limit: int) -> pl.DataFrame:
@@ -146,7 +147,7 @@ def shown_in_html(findings: pl.DataFrame, limit: int) -> pl.DataFrame:
     if findings.height <= limit:
         return findings
     rank = {sev: i for i, sev in enumerate(SEVERITY_LABELS)}
-    kinds = {k: i for i, k in enumerate(KIND_ORDER)}
+    kinds = {k: i for i, k in enumerate(DISPLAY_ORDER)}
     return findings.sort(~pl.col("overdue"), pl.col("severity").replace_strict(rank, default=len(rank)),
                          pl.col("kind").replace_strict(kinds, default=len(kinds)), "record_id", maintain_order=True) \
         .head(limit)
@@ -182,7 +183,7 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
     keys = [s["key"] for s in view.sources]
     cells = dict(((k, s), n) for k, s, n in f.group_by("kind", "owner").len().rows())
     matrix = []
-    for kind in KIND_ORDER:
+    for kind in DISPLAY_ORDER:
         counts = [cells.get((kind, key), 0) for key in keys]
         if sum(counts):
             severity = f.filter(pl.col("kind") == kind)["severity"].mode().sort()[0]
