@@ -15,15 +15,12 @@ import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
+from checks.guard import Extract
 from checks.ledger_schema import CLOCK_RUNS, DEFAULT_DUE_DAYS, UNRESOLVED, _now, _Transaction, connect
 from validators.column import compact_expr
-
-if TYPE_CHECKING:
-    from checks.ledger import Extract
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class Tonight:
     sources_read: frozenset[str]
     records: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
         schema={"source": pl.String, "record_id": pl.String, "code": pl.String, "checked": pl.Boolean}))
-    extracts: tuple["Extract", ...] = ()
+    extracts: tuple[Extract, ...] = ()
 
 
 #: Why a finding that is no longer found is closed as fixed (audit notes, shown to the steward).
