@@ -79,6 +79,11 @@ class WorkFolder:
         return self.path / "findings.status.parquet"
 
     @property
+    def prepared(self) -> Path:
+        """Tonight's records as detection prepared them (`checks.register.PREPARED_COLUMNS`), in `idx` order."""
+        return self.path / "prepared.parquet"
+
+    @property
     def partitions(self) -> Path:
         """The partitioned detection's exchange folder (`checks.partition`)."""
         return self.path / "partitions"

@@ -41,8 +41,15 @@ def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None)
     Args:
         stats: if given, filled with seconds per stage and the number of candidate pairs.
     """
+    return detect_with_frame(records, settings, stats)[0]
+
+
+def detect_with_frame(records: pl.DataFrame, settings: Settings,
+                      stats: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`detect`, and the prepared records (`checks.rules.prepare`) it worked on: the golden register reads
+    them instead of validating every code again."""
     if records.height == 0:
-        return pl.DataFrame(schema=FINDING_SCHEMA)
+        return pl.DataFrame(schema=FINDING_SCHEMA), prepare(records, settings)
     clock = _Clock(stats)
     frame = prepare(records, settings)
     clock.lap("prepare (validate + keys)")
@@ -61,7 +68,7 @@ def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None)
     if stats is not None:
         stats["pairs"] = len(ctx.links)
         stats["same_links"] = sum(1 for link in ctx.links.values() if link["same"])
-    return result
+    return result, frame
 
 
 class _Clock:
@@ -76,4 +83,4 @@ class _Clock:
         self.last = now
 
 
-__all__ = ["detect", "assemble"]
+__all__ = ["detect", "detect_with_frame", "assemble"]

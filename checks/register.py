@@ -173,6 +173,10 @@ def trusted_codes(grouped: pl.DataFrame, frame: pl.DataFrame, settings: Settings
     return grouped.join(pl.concat([lone, joint]), on="entity", how="left")
 
 
+#: The prepared columns (`checks.rules.prepare`) the register reads: detection keeps them for it.
+PREPARED_COLUMNS = ("idx", "source", "record_id", "name", "code", "valid", "flags")
+
+
 def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
                     previous: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per entity: `entity_id, id_basis, trusted_code, trusted_why, codes, records, sources`,
@@ -185,7 +189,7 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
     """
     members = entities(prepared, findings)
     # sorted once: the entities' first records and every per-source list below are in (source, record_id) order
-    frame = prepared.select("idx", "source", "record_id", "name", "code", "valid", "flags").join(members, on="idx") \
+    frame = prepared.select(PREPARED_COLUMNS).join(members, on="idx") \
         .sort("source", "record_id")
     grouped = frame.group_by("entity", maintain_order=True).agg(
         pl.col("idx"), first_source=pl.col("source").first(), first_record=pl.col("record_id").first())

@@ -35,11 +35,11 @@ import polars as pl
 from checks import guard, ledger, returns, tonight
 from checks.catalog import ACCEPTED_ROOT, ENTITIES, REPORTS, WORK_ROOT, WorkFolder, accepted_path, ledger_path
 from checks.categories import unrecognized_types
-from checks.detect import detect
+from checks.detect import detect, detect_with_frame
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
-from checks.partition import assemble, detect_partitioned, split
-from checks.register import entity_keys, golden_register
+from checks.partition import assemble, detect_partitioned, regions_of, split
+from checks.register import PREPARED_COLUMNS, entity_keys, golden_register
 from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
@@ -190,10 +190,19 @@ def detect_all(settings: Settings, work: WorkFolder, buckets: int = 0) -> dict:
     records = tonight.all_records(settings, work)
     if buckets and records.height:
         findings = detect_partitioned(records, settings, work.partitions, buckets=buckets, parts=buckets)
+        _keep_prepared(work, list(regions_of(work.partitions)))
     else:
-        findings = detect(records, settings)
+        findings, prepared = detect_with_frame(records, settings)
+        prepared.select(PREPARED_COLUMNS).write_parquet(work.prepared)
     findings.write_parquet(work.findings)
     return {"records": records.height, "findings": findings.height}
+
+
+def _keep_prepared(work: WorkFolder, keys: list[str]) -> None:
+    """The partitions' prepared records, in `idx` order, as the single-process detection keeps them."""
+    frames = [pl.scan_parquet(work.partitions / f"prepared-{k}.parquet").select(PREPARED_COLUMNS) for k in keys]
+    if frames:
+        pl.concat(frames).sort("idx").sink_parquet(work.prepared)
 
 
 def split_partitions(settings: Settings, work: WorkFolder, parts: int) -> list[str]:
@@ -205,6 +214,7 @@ def assemble_partitions(settings: Settings, work: WorkFolder, keys: list[str], b
     """The partitioned detection's last step → the work folder's findings."""
     folder = work.partitions
     findings = assemble(folder, keys, buckets, settings) if keys else detect(empty_canonical(), settings)
+    _keep_prepared(work, keys)
     findings.write_parquet(work.findings)
     return {"records": sum(pl.scan_parquet(folder / f"part-{k}.parquet").select(pl.len()).collect().item()
                            for k in keys), "findings": findings.height}
@@ -276,7 +286,9 @@ def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: 
     """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's."""
     path = Path(data_dir) / ENTITIES
     previous = pl.read_parquet(path) if path.exists() else None
-    found = golden_register(prepare(tonight.all_records(settings, work), settings), findings, settings, previous)
+    prepared = pl.read_parquet(work.prepared) if work.prepared.exists() else \
+        prepare(tonight.all_records(settings, work), settings)  # no record tonight, or an older work folder
+    found = golden_register(prepared, findings, settings, previous)
     if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.name}.tmp")

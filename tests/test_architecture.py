@@ -1,0 +1,76 @@
+"""The tree's shape (README "Architecture"): layers import downwards only, no import circle, no module
+grown past what one reader holds in mind without saying why."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGES = ("validators", "checks", "reports", "flows", "synth")
+#: Who may import whom: a package sees only the packages below it.
+BELOW = {
+    "validators": set(),
+    "checks": {"validators"},
+    "synth": {"validators", "checks"},
+    "reports": {"validators", "checks"},
+    "flows": {"validators", "checks", "reports", "synth"},
+}
+MAX_LINES = 450
+
+
+def _modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts): p
+            for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
+    """The project modules a file imports (at any depth of the file: lazy imports count too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        found |= {n for n in names if n in known and not n.endswith("__init__")}
+    return found
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    modules = _modules()
+    wrong = [(m, d) for m, p in modules.items() for d in _imports(p, set(modules))
+             if d.split(".")[0] != m.split(".")[0] and d.split(".")[0] not in BELOW[m.split(".")[0]]]
+    assert wrong == []
+
+
+def test_no_module_imports_itself_through_others():
+    modules = _modules()
+    graph = {m: _imports(p, set(modules)) - {m} for m, p in modules.items()}
+    cycles, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
+def test_a_long_module_says_why_in_its_docstring():
+    long = {}
+    for name, path in _modules().items():
+        text = path.read_text("utf-8")
+        lines = text.count("\n")
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if lines > MAX_LINES and "Why this module is long" not in doc:
+            long[name] = lines
+    assert long == {}
