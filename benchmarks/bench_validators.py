@@ -61,14 +61,14 @@ import polars as pl
 path, what = sys.argv[1], sys.argv[2]
 codes = pl.read_csv(path, has_header=False, new_columns=["c"], schema_overrides={"c": pl.String})["c"]
 if what != "stdnum":  # load the region table once, as a nightly run does before its first code
-    from validators.uscc import is_valid_column
+    from validators.column import is_valid_column
     is_valid_column(codes[:1000])
 start = time.perf_counter()
 if what == "is_valid_column":
-    from validators.uscc import is_valid_column
+    from validators.column import is_valid_column
     valid = int(is_valid_column(codes).sum())
 elif what == "check_column":
-    from validators.uscc import check_column
+    from validators.column import check_column
     valid = int(check_column(codes)["valid"].sum())
 else:
     from stdnum.cn.uscc import is_valid

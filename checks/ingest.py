@@ -36,7 +36,7 @@ from checks.schema import (
     empty_quarantine,
 )
 from checks.settings import FIELDS, REQUIRED_FIELDS, Limits, Settings, Source
-from checks.textfile import CONTROL_RE, TextFileError, control_character, detect, quote, sniff_delimiter
+from checks.textfile import CONTROL_RE, TextFileError, control_character, detect_encoding, quote, sniff_delimiter
 from validators.tables import TRIM_CHARS
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
@@ -294,7 +294,7 @@ def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, li
     if len(data) < (1 << 20) and not data.replace(codecs.BOM_UTF8, b"").strip():
         raise IngestError(f"{name} 是空文件（0 行）。请确认导出是否成功后重新提交。")
     try:
-        encoding, text = detect(data, name)
+        encoding, text = detect_encoding(data, name)
     except TextFileError as exc:
         raise IngestError(str(exc)) from None
     if text is not None:
