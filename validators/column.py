@@ -1,5 +1,9 @@
 """Vectorized GB 32100 checks over a polars column: the hot path of every run.
 
+The public face for columns: `is_valid_column` and `check_column` (one code at a
+time: `validators.uscc`). `classify`, `BIT` and `kinds_of_flags` are the internal
+form `checks/` reads.
+
 Three paths, one truth:
   * a cell of exactly 18 alphabet bytes (nearly all) needs no clean-up: its bytes
     are read in place as byte pairs and judged with lookup tables (`_judge_dense`);
@@ -22,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 
 from validators import regions
+from validators.kernel import KERNEL
 from validators.tables import (
     ALPHABET,
     CHECK_WEIGHTS,
@@ -35,6 +40,9 @@ from validators.tables import (
     STRIP_CHARS,
     TRIM_CHARS,
 )
+
+__all__ = ["is_valid_column", "check_column", "classify", "compact_expr", "kinds_column", "kinds_of_flags",
+           "BIT", "ERROR_MASK", "KIND_ORDER"]
 
 #: Bit of each kind in the flags column, in the order kinds are listed.
 KIND_ORDER = (
@@ -342,10 +350,14 @@ def _fast_rows(values: pl.Series, numeric: np.ndarray | None,
     positional rules decide everything. Other cells are left for the exact path.
     """
     array = _large_strings(values)
-    offsets, _ = _buffers(array)
+    offsets, data = _buffers(array)
+    # Arrow leaves a null slot's bytes undefined: after a parquet round trip they may be a code
+    null = values.is_null().to_numpy() if array.null_count else None
+    if _KERNEL is not None:
+        return _compiled_rows(offsets, data, null, numeric, text)
     is18 = np.diff(offsets) == 18
-    if array.null_count:  # Arrow leaves a null slot's bytes undefined: after a parquet round trip they may be a code
-        is18 &= ~values.is_null().to_numpy()
+    if null is not None:
+        is18 &= ~null
     if numeric is not None:
         is18 &= ~numeric
     if is18.all():
@@ -357,6 +369,28 @@ def _fast_rows(values: pl.Series, numeric: np.ndarray | None,
                                            text[is18] if text is not None else None)
         flags[is18] = sub_flags
         handled[is18] = sub_fast
+    return flags, handled
+
+
+#: The compiled kernel (`validators.kernel`), or None: then the numpy path above, same answers.
+_KERNEL = None if os.environ.get("USCC_NUMPY_KERNEL") else KERNEL
+_KERNEL_BITS = np.array([BIT["bad_charset"], BIT["bad_check_char"], BIT["bad_department"], BIT["bad_category"],
+                         BIT["bad_org_check"], BIT["personal_id"], BIT["excel_mangled"], ERROR_MASK,
+                         _NOT_IN_ALPHABET, _REGION_LETTER, _REGION_FOREIGN, regions.OK], dtype=np.int64)
+_NO_ROWS = np.zeros(0, dtype=bool)
+
+
+def _compiled_rows(offsets: np.ndarray, data: np.ndarray, null: np.ndarray | None, numeric: np.ndarray | None,
+                   text: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """`_fast_rows` by the compiled kernel: one pass over the Arrow buffers, both cores."""
+    n = len(offsets) - 1
+    skip = null if numeric is None else (numeric if null is None else null | numeric)
+    flags = np.zeros(n, dtype=np.uint16)
+    handled = np.zeros(n, dtype=bool)
+    if n:
+        _KERNEL(offsets, data, _NO_ROWS if skip is None else skip, _NO_ROWS if text is None else text,
+                _CHECK_T, _REGION_T, _ORG_T, _DEPT_CAT, regions.status_table(), _REGION_FLAGS, _ORG_EXPECTED,
+                _MAX_ORG, _IN_ALPHABET, _DAYS, _KERNEL_BITS, flags, handled)
     return flags, handled
 
 
