@@ -14,7 +14,10 @@ tree's resident total. The stage table comes from the night's
 written, so 生成报告 is timed from the console lines (the ledger line to the
 overview line) and start-up is what remains of the wall time.
 
-    python benchmarks/bench_night.py [--data /work/bench-data/1e5 /work/bench-data/1e6] [--skip-naive-above N]
+`--before DIR` also runs the night of another checkout (say, main before a change) in the same
+run, with this checkout's interpreter and that checkout first on `PYTHONPATH`.
+
+    python benchmarks/bench_night.py [--data /work/bench-data/1e5 /work/bench-data/1e6] [--before DIR]
 """
 
 from __future__ import annotations
@@ -69,10 +72,13 @@ def tree_rss(pid: int) -> tuple[float, float]:
     return sum(sizes), max(sizes, default=0.0)
 
 
-def measured(command: list[str]) -> dict:
-    """Wall seconds, timestamped console lines and peak memory of one command."""
-    wrapper = subprocess.Popen([sys.executable, "-c", WRAP, *command], cwd=ROOT, stdout=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def measured(command: list[str], code: Path | None = None) -> dict:
+    """Wall seconds, timestamped console lines and peak memory of one command (`code`: checkout to import)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    wrapper = subprocess.Popen([sys.executable, "-c", WRAP, *command], cwd=code or ROOT, stdout=subprocess.PIPE,
+                               text=True, env=env)
     peak = {"tree_mb": 0.0}
     done = threading.Event()
 
@@ -123,6 +129,7 @@ def stage_table(run: dict, folder: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, nargs="+", default=[DATA / "1e5", DATA / "1e6"])
+    parser.add_argument("--before", type=Path, help="another checkout whose night is measured too (same run)")
     parser.add_argument("--skip-naive-above", type=int, default=2_000_000,
                         help="records above which the naive checker is not run (it would take many minutes)")
     args = parser.parse_args()
@@ -138,15 +145,18 @@ def main() -> None:
                 raise SystemExit(naive["stderr"])
             row["naive"] = {"seconds": naive["seconds"], "peak_mb": naive["child_peak_mb"],
                             **json.loads(naive["lines"][-1][1])}
-        folder = fresh_copy(source)
-        night = measured([str(Path(sys.executable).with_name("uscc")), "run", "--no-prefect", "--data-dir",
-                          str(folder), "--date", NIGHT])
-        if night["returncode"] not in (0, 1):
-            raise SystemExit(night["stderr"])
-        row["night"] = {"seconds": night["seconds"], "peak_mb": night["child_peak_mb"],
-                        "tree_peak_mb": night["tree_peak_mb"], "stages": stage_table(night, folder)}
+        for label, code in (("before", args.before), ("night", None)):
+            if label == "before" and code is None:
+                continue
+            folder = fresh_copy(source)
+            night = measured([str(Path(sys.executable).with_name("uscc")), "run", "--no-prefect", "--data-dir",
+                              str(folder), "--date", NIGHT], code)
+            if night["returncode"] not in (0, 1):
+                raise SystemExit(night["stderr"])
+            row[label] = {"seconds": night["seconds"], "peak_mb": night["child_peak_mb"],
+                          "tree_peak_mb": night["tree_peak_mb"], "stages": stage_table(night, folder)}
+            shutil.rmtree(folder, ignore_errors=True)
         results.append(row)
-        shutil.rmtree(folder, ignore_errors=True)
 
     print(f"{'records':>11} {'naive s':>8} {'naive MB':>9} {'night s':>8} {'night MB':>9} {'tree MB':>8} "
           f"{'night/naive':>12} {'µs/record':>10}")
@@ -159,11 +169,19 @@ def main() -> None:
               f"{night['tree_peak_mb']:>8.0f} {ratio:>12} {night['seconds'] / n * 1e6:>10.1f}")
     labels = [k for k in results[0]["night"]["stages"] if k != "records"]
     print("\nstage seconds per night (µs per record in brackets)")
-    print(f"{'records':>11} " + " ".join(f"{k:>16}" for k in labels))
+    print(f"{'records':>11} {'code':<7} " + " ".join(f"{k:>16}" for k in labels))
     for r in results:
-        st = r["night"]["stages"]
-        print(f"{st['records']:>11,} " + " ".join(
-            f"{st.get(k, 0):>8.1f} ({st.get(k, 0) / st['records'] * 1e6:>5.1f})" for k in labels))
+        for label in ("before", "night"):
+            if label not in r:
+                continue
+            st = r[label]["stages"]
+            print(f"{st['records']:>11,} {'before' if label == 'before' else 'now':<7} " + " ".join(
+                f"{st.get(k, 0):>8.1f} ({st.get(k, 0) / st['records'] * 1e6:>5.1f})" for k in labels))
+    for r in results:
+        if "before" in r:
+            print(f"\n{r['night']['stages']['records']:,} records: night now / before = "
+                  f"{r['night']['seconds'] / r['before']['seconds']:.2f}× ({r['before']['seconds']:.1f} → "
+                  f"{r['night']['seconds']:.1f} s; peak {r['before']['peak_mb']:,.0f} → {r['night']['peak_mb']:,.0f} MB)")
     for r in results:
         if "naive" in r and r["night"]["stages"]["records"] >= 900_000:
             ratio = r["night"]["seconds"] / r["naive"]["seconds"]
