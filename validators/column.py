@@ -349,12 +349,12 @@ def _fast_rows(values: pl.Series, numeric: np.ndarray | None,
     Such a cell needs no clean-up: its code is the cell itself and the
     positional rules decide everything. Other cells are left for the exact path.
     """
+    # Arrow leaves a null slot's bytes undefined: after a parquet round trip they may be a code
+    null = values.is_null().to_numpy() if values.null_count() else None
+    if _KERNEL is not None:
+        return _compiled_rows(values, null, numeric, text)
     array = _large_strings(values)
     offsets, data = _buffers(array)
-    # Arrow leaves a null slot's bytes undefined: after a parquet round trip they may be a code
-    null = values.is_null().to_numpy() if array.null_count else None
-    if _KERNEL is not None:
-        return _compiled_rows(offsets, data, null, numeric, text)
     is18 = np.diff(offsets) == 18
     if null is not None:
         is18 &= ~null
@@ -378,19 +378,35 @@ _KERNEL_BITS = np.array([BIT["bad_charset"], BIT["bad_check_char"], BIT["bad_dep
                          BIT["bad_org_check"], BIT["personal_id"], BIT["excel_mangled"], ERROR_MASK,
                          _NOT_IN_ALPHABET, _REGION_LETTER, _REGION_FOREIGN, regions.OK], dtype=np.int64)
 _NO_ROWS = np.zeros(0, dtype=bool)
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
 
 
-def _compiled_rows(offsets: np.ndarray, data: np.ndarray, null: np.ndarray | None, numeric: np.ndarray | None,
+def _compiled_rows(values: pl.Series, null: np.ndarray | None, numeric: np.ndarray | None,
                    text: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """`_fast_rows` by the compiled kernel: one pass over the Arrow buffers, both cores."""
-    n = len(offsets) - 1
+    """`_fast_rows` by the compiled kernel: one pass over the string views polars holds (no copy), both cores."""
+    n = len(values)
     skip = null if numeric is None else (numeric if null is None else null | numeric)
+    skip = _NO_ROWS if skip is None else skip
+    text = _NO_ROWS if text is None else text
     flags = np.zeros(n, dtype=np.uint16)
     handled = np.zeros(n, dtype=bool)
-    if n:
-        _KERNEL(offsets, data, _NO_ROWS if skip is None else skip, _NO_ROWS if text is None else text,
-                _CHECK_T, _REGION_T, _ORG_T, _DEPT_CAT, regions.status_table(), _REGION_FLAGS, _ORG_EXPECTED,
-                _MAX_ORG, _IN_ALPHABET, _DAYS, _KERNEL_BITS, flags, handled)
+    array = values.to_arrow(compat_level=pl.CompatLevel.newest())
+    base = 0
+    for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+        if chunk.type != pa.string_view():
+            chunk = chunk.cast(pa.string_view())
+        buffers = chunk.buffers()
+        if len(chunk) and buffers[1] is not None:
+            views = np.frombuffer(buffers[1], dtype=np.int32).reshape(-1, 4)[chunk.offset: chunk.offset + len(chunk)]
+            # the data buffers (polars holds many small ones) one after the other: one copy of the bytes
+            parts = [np.frombuffer(b, dtype=np.uint8) if b is not None else _NO_BYTES for b in buffers[2:]]
+            starts = np.zeros(len(parts) + 1, dtype=np.int64)
+            np.cumsum([len(p) for p in parts], out=starts[1:])
+            data = np.concatenate(parts) if parts else _NO_BYTES
+            _KERNEL(views, data, starts, base, skip, text, _CHECK_T, _REGION_T, _ORG_T, _DEPT_CAT,
+                    regions.status_table(), _REGION_FLAGS, _ORG_EXPECTED, _MAX_ORG, _IN_ALPHABET, _DAYS,
+                    _KERNEL_BITS, flags, handled)
+        base += len(chunk)
     return flags, handled
 
 

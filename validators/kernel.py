@@ -1,7 +1,7 @@
 """The GB 32100 positional rules compiled (numba), over an Arrow string column's buffers.
 
-One pass per code over its 18 bytes, straight from the Arrow offsets and data
-buffers (no copy, no temporaries): per-position tables fold value × weight
+One pass per code over its 18 bytes, straight from the Arrow string-view and
+data buffers polars holds (no copy, no temporaries): per-position tables fold value × weight
 (the mod-31 check of GB 32100 §5, the region as an integer, the GB 11714 sum
 of positions 9–16), small tables turn each sum into flag bits, and a code
 breaking an error rule is looked at as a resident ID number (GB 11643) or an
@@ -32,23 +32,29 @@ def _number(data, start, width):
     return value
 
 
-def _judge(offsets, data, skip, text, check_t, region_t, org_t, dept_cat, region_status, region_flags,
+def _judge(views, data, buffer_starts, base, skip, text, check_t, region_t, org_t, dept_cat, region_status, region_flags,
            org_expected, max_org, in_alphabet, days, bits, flags, handled):
-    """Flags and "handled" marks of every 18-byte cell (`skip` rows and other lengths are left unhandled).
+    """Flags and "handled" marks of every 18-byte cell.
+
+    views: the (n, 4) int32 views of an Arrow string_view array (length, prefix, buffer, offset);
+    data: its data buffers one after the other, buffer k from `buffer_starts[k]`;
+    rows `base` … `base + n - 1` of `skip`, `text`, `flags` and `handled`. `skip` rows and other
+    lengths are left unhandled (a null slot's view is never read).
 
     bits: charset, check char, department, category, org check, personal id, excel mangled, error mask,
     not-in-alphabet sentinel, region letter, region foreign, org foreign.
     """
-    (b_charset, b_check, b_dept, b_cat, b_org, b_personal, b_excel, error_mask,
+    (_, b_check, b_dept, b_cat, b_org, b_personal, b_excel, error_mask,
      not_in_alphabet, region_letter, region_foreign, ok_status) = (
         bits[0], bits[1], bits[2], bits[3], bits[4], bits[5], bits[6], bits[7], bits[8], bits[9], bits[10], bits[11])
-    n = len(offsets) - 1
+    n = views.shape[0]
     has_skip = len(skip) > 0
     has_text = len(text) > 0
-    for i in prange(n):
-        start = offsets[i]
-        if offsets[i + 1] - start != 18 or (has_skip and skip[i]):
+    for j in prange(n):
+        i = base + j
+        if views[j, 0] != 18 or (has_skip and skip[i]):
             continue
+        start = buffer_starts[views[j, 2]] + views[j, 3]
         total = 0
         for k in range(18):
             total += check_t[k, data[start + k]]
