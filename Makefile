@@ -43,7 +43,8 @@ sample: install  ## regenerate sample_data/ (committed output)
 	rm -rf sample_data/extracts sample_data/truth
 	$(USCC) synth --out sample_data --records 3000 --seed 2026
 
-bench: install  ## benchmarks (numbers go into README)
+bench: install  ## benchmarks (numbers go into README); the night's data: uscc synth --out /work/bench-data/1e6 … (bench_night.py says how)
+	$(PY) benchmarks/bench_night.py
 	$(PY) benchmarks/bench_validators.py
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_detect.py

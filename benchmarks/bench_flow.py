@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -110,14 +111,18 @@ def dataset(n: int) -> Path:
 
 
 def fresh(source: Path, variant: str) -> Path:
-    """A data directory sharing the extracts (read-only), with empty returns, reports and state."""
+    """A data directory sharing the extracts (hard links, else copies: ingest never follows a symlink),
+    with empty returns, reports and state."""
     target = OUT / f"run_{source.name}_{variant.replace('+', '_')}"
     shutil.rmtree(target, ignore_errors=True)
     (target / "extracts").mkdir(parents=True)
     for folder in (source / "extracts").iterdir():
         (target / "extracts" / folder.name).mkdir()
         for f in folder.iterdir():
-            (target / "extracts" / folder.name / f.name).symlink_to(f.resolve())
+            try:
+                os.link(f, target / "extracts" / folder.name / f.name)
+            except OSError:
+                shutil.copy2(f, target / "extracts" / folder.name / f.name)
     return target
 
 

@@ -8,25 +8,36 @@ other sources go on.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import hashlib
 import datetime as dt
-import io
-import os
-import stat
-import unicodedata
-import zipfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 import pandera.polars as pa
 import polars as pl
 
 from checks import xlsx
+from checks.data_files import (
+    SUPPORTED_SUFFIXES,
+    IngestError,
+    entry_refusal,
+    folder_refusal,
+    list_folder,
+    name_refusal,
+    open_regular,
+    select_extract,
+)
+from checks.extract_file import (
+    FIELD_TRIM,
+    HEADER_SEARCH_ROWS,
+    RawTable,
+    _field_columns,
+    _missing_required,
+    normalize_header,
+    read_csv,
+    read_xlsx,
+)
 from checks.schema import (
     CANONICAL_COLUMNS,
     CANONICAL_SCHEMA,
@@ -35,19 +46,14 @@ from checks.schema import (
     empty_canonical,
     empty_quarantine,
 )
-from checks.settings import FIELDS, REQUIRED_FIELDS, Limits, Settings, Source
-from checks.textfile import CONTROL_RE, TextFileError, control_character, detect, quote, sniff_delimiter
+from checks.settings import FIELDS, Limits, Settings, Source
+from checks.textfile import CONTROL_RE, control_character, quote
 from validators.tables import TRIM_CHARS
 
-SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 #: A cell longer than this is almost surely a broken quote that swallowed rows.
 MAX_FIELD_CHARS = 1000
-#: How many rows from the top of a sheet or CSV file are searched for the header row.
-HEADER_SEARCH_ROWS = 10
 #: Field-level notes kept per source for the overview (all are counted).
 NOTE_SAMPLE = 50
-#: Whitespace trimmed at the ends of every non-code field (full-width space and NBSP too).
-FIELD_TRIM = TRIM_CHARS + "\u3000\u00a0\ufeff"
 #: The same control characters as `checks.textfile.CONTROL_RE`, for polars.
 _CONTROL_PATTERN = CONTROL_RE.pattern
 
@@ -55,10 +61,6 @@ FIELD_LABELS = {
     "record_id": "记录编号", "uscc": "统一社会信用代码", "name": "名称", "entity_type": "类型",
     "legal_rep": "法定代表人/负责人", "established": "成立/批准日期", "status": "状态", "address": "地址",
 }
-
-
-class IngestError(ValueError):
-    """A whole file can't be used; the message is for the steward and the department."""
 
 
 @dataclass
@@ -96,441 +98,6 @@ class Ingested:
     sources: dict[str, SourceReport]
 
 
-@dataclass
-class RawTable:
-    """A file's cells as strings: the header, the data rows and their file row numbers."""
-
-    header: list[str]
-    cells: pl.DataFrame  # columns column_0 … column_{n-1}, all String
-    rows: range | list[int]  # file row (line or sheet row) of each data row
-    overflow: list[int] = field(default_factory=list)  # data row indexes with more fields than the header
-    numeric_code_rows: set[int] | None = None  # sheet rows whose code cell is a number (XLSX)
-    encoding: str | None = None
-    blank_rows: int = 0  # blank rows the reader counted without keeping them (rows_read includes them)
-    sheet: str | None = None  # the sheet, when a workbook's data spans several
-    notes: list[str] = field(default_factory=list)  # layout notes for the overview
-    may_hold_controls: bool = True  # False when the reader saw no control byte in the whole file
-
-
-# --------------------------------------------------------------------------- which files may be opened
-
-def name_refusal(name: str) -> str | None:
-    """Why a file name is not an extract or a form (hidden files, Excel's lock files), or None."""
-    if name.startswith("~$"):
-        return "是 Excel 打开文件时生成的临时锁文件，不是数据文件，已忽略"
-    if name.startswith("."):
-        return "是隐藏文件（文件名以“.”开头），已忽略。如果这是数据文件，请改名（不以“.”开头）后重新放入"
-    return None
-
-
-def entry_refusal(path: Path, root: Path) -> str | None:
-    """Why a directory entry is never opened, or None for a regular file inside `root`.
-
-    Decided on `lstat` (a symlink is never followed, a FIFO never opened, so nothing blocks).
-    """
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return "无法访问（可能在读取时被移走），未读取"
-    if stat.S_ISLNK(info.st_mode):
-        return "是符号链接（快捷方式），为安全起见不读取。请把文件本身（而不是链接）放入该目录"
-    if stat.S_ISDIR(info.st_mode):
-        return "是文件夹，不是文件，未读取。请把文件直接放入该目录，不要放在子文件夹中"
-    if not stat.S_ISREG(info.st_mode):
-        return "不是普通文件（设备、管道或套接字），为安全起见不读取"
-    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
-        return "位于数据目录之外，为安全起见不读取"
-    return None
-
-
-def folder_refusal(folder: Path, root: Path) -> str | None:
-    """Why a data folder (`extracts/<source>/`, `returns/<source>/`) is not looked into, or None."""
-    for part in (folder.parent, folder):
-        try:
-            info = os.lstat(part)
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return f"{part.relative_to(root)}/ 无法访问"
-        if stat.S_ISLNK(info.st_mode):
-            return f"{part.relative_to(root)} 是符号链接，为安全起见不读取其中的文件。请使用真实的目录"
-        if not stat.S_ISDIR(info.st_mode):
-            return f"{part.relative_to(root)} 不是目录"
-    if not Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(root)):
-        return f"{folder.relative_to(root)} 位于数据目录之外，为安全起见不读取"
-    return None
-
-
-def list_folder(folder: Path, root: Path) -> tuple[list[Path], list[dict]]:
-    """A data folder's usable files (name order) and every other entry with why it is not used.
-
-    The one rule for extracts/ and returns/: only regular files inside `root`, never
-    hidden or lock files; what is left out is listed (`refused`: never opened), never skipped silently.
-    """
-    refused = folder_refusal(folder, root)
-    if refused:
-        return [], [{"file": folder.name, "reason": refused, "refused": True}]
-    if not folder.is_dir():
-        return [], []
-    usable, left_out = [], []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        path = Path(entry.path)
-        shown = quote(entry.name, 120)
-        reason = entry_refusal(path, root)
-        if reason is not None:
-            left_out.append({"file": shown, "reason": reason, "refused": True})
-        elif (reason := name_refusal(entry.name)) is not None:
-            left_out.append({"file": shown, "reason": reason, "refused": False})
-        else:
-            usable.append(path)
-    return usable, left_out
-
-
-def select_extract(folder: Path, root: Path | None = None) -> tuple[Path | None, list[dict]]:
-    """Tonight's extract: the newest supported file by mtime, ties broken by name.
-
-    Args:
-        folder: `extracts/<source>/`.
-        root: the data directory (default: two levels up); nothing outside it is opened.
-    """
-    root = Path(root) if root is not None else Path(folder).parent.parent
-    files, ignored = list_folder(Path(folder), root)
-    candidates = []
-    for path in files:
-        if path.suffix.lower() in SUPPORTED_SUFFIXES:
-            candidates.append(path)
-        else:
-            ignored.append({"file": quote(path.name, 120), "refused": False,
-                            "reason": f"不支持的文件类型（{quote(path.suffix, 20) or '无扩展名'}），请另存为 .xlsx 或 .csv"})
-    if not candidates:
-        return None, ignored
-    candidates.sort(key=lambda p: (os.lstat(p).st_mtime, p.name))
-    newest = candidates[-1]
-    ignored += [{"file": quote(p.name, 120), "reason": "不是最新文件，本次未使用", "refused": False}
-                for p in candidates[:-1]]
-    return newest, ignored
-
-
-@contextmanager
-def open_regular(path: Path) -> Iterator[BinaryIO]:
-    """The file opened for reading only if it is a regular file (no symlink followed, no FIFO waited on)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        raise IngestError(f"{quote(Path(path).name, 120)} 无法打开（可能是符号链接或已被移走），未读取。") from None
-    handle = os.fdopen(fd, "rb")
-    with handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IngestError(f"{quote(Path(path).name, 120)} 不是普通文件，为安全起见不读取。")
-        yield handle
-
-
-def _fd_path(handle: BinaryIO, fallback: Path) -> Path:
-    """A path to the opened file itself (Linux), so a reader by path opens what was checked."""
-    proc = Path(f"/proc/self/fd/{handle.fileno()}")
-    return proc if proc.exists() else fallback
-
-
-# --------------------------------------------------------------------------- reading
-
-def normalize_header(text: str) -> str:
-    """Header as compared: NFKC (full-width → half-width), no whitespace, no `*` markers."""
-    text = unicodedata.normalize("NFKC", text or "")
-    return "".join(ch for ch in text if not ch.isspace() and ch not in "*：:\ufeff")
-
-
-def _field_columns(header: list[str], source: Source) -> dict[str, list[int]]:
-    """Every column whose header is one of a field's accepted headers."""
-    normalized = [normalize_header(h) for h in header]
-    found: dict[str, list[int]] = {}
-    for field_name, accepted in source.columns.items():
-        wanted = {normalize_header(a) for a in accepted}
-        at = [i for i, h in enumerate(normalized) if h in wanted]
-        if at:
-            found[field_name] = at
-    return found
-
-
-def _field_index(header: list[str], source: Source) -> tuple[dict[str, int], list[str]]:
-    index = {f: at[0] for f, at in _field_columns(header, source).items()}
-    used = set(index.values())
-    extra = [header[i] for i in range(len(header)) if i not in used and header[i].strip()]
-    return index, extra
-
-
-def _missing_required(index: dict[str, int], source: Source) -> list[str]:
-    return [source.columns[f][0] for f in REQUIRED_FIELDS if f not in index]
-
-
-def _is_header(fields: list[str], source: Source | None) -> bool:
-    if source is None:
-        return any(f.strip() for f in fields)
-    return not _missing_required(_field_index(fields, source)[0], source)
-
-
-def read_csv(path: Path, source: Source | None = None, limits: Limits | None = None,
-             name: str | None = None) -> RawTable:
-    """A CSV file's cells; row numbers are the file lines where each record starts.
-
-    The header is the first of the top `HEADER_SEARCH_ROWS` rows that holds the source's
-    required columns (title rows above it are common), or the first non-blank row when no
-    source is given. Lines and columns beyond `limits` are refused before any parser runs.
-    UTF-8 files go to polars by path (never held as text); GB18030 and UTF-16 are
-    transcoded once. Files whose records are not one line each, or with ragged rows,
-    are read by the exact Python reader.
-    """
-    limits = limits or Limits()
-    name = quote(name or Path(path).name, 120)
-    with open_regular(path) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size > limits.max_file_bytes:
-            raise IngestError(f"{name} 有 {size / (1 << 30):.1f} GB，超过上限 {limits.max_file_bytes / (1 << 30):.1f} GB，"
-                              "未读取。请确认导出内容后重新提交。")
-        data = handle.read()
-        return _read_csv_data(data, _fd_path(handle, Path(path)), name, source, limits)
-
-
-def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, limits: Limits) -> RawTable:
-    if len(data) < (1 << 20) and not data.replace(codecs.BOM_UTF8, b"").strip():
-        raise IngestError(f"{name} 是空文件（0 行）。请确认导出是否成功后重新提交。")
-    try:
-        encoding, text = detect(data, name)
-    except TextFileError as exc:
-        raise IngestError(str(exc)) from None
-    if text is not None:
-        del data
-        data = text.encode("utf-8")
-        del text
-    lines, lone_cr = _check_lines(data, name, limits)
-    head_bytes = data[:65536]
-    head = head_bytes.decode("utf-8-sig", errors="ignore")
-    delimiter, header_row, header_line, title_rows, header = _find_header(head, source)
-    width = max(len(header), _line_at(data, header_line).count(delimiter.encode()) + 1)
-    if width > limits.max_columns:
-        raise IngestError(f"{name} 的表头（第 {header_line} 行）有 {width:,} 列，超过上限 {limits.max_columns:,} 列，"
-                          "不是正常的数据导出，未读取。请确认导出内容后重新提交。")
-    fast = None if lone_cr else _read_csv_polars(path if encoding in ("utf-8", "utf-8-sig") else data,
-                                                 delimiter, lines, encoding, header_line - 1)
-    if fast is None:
-        fast = _read_csv_python(data.decode("utf-8-sig"), name, delimiter, encoding, header_row, limits)
-    fast.may_hold_controls = _has_control_bytes(data)
-    if title_rows:
-        fast.notes.append(f"表头在第 {header_line} 行，上方 {title_rows} 行（标题等）不是数据，未作为数据读取")
-    return fast
-
-
-def _check_lines(data: bytes, name: str, limits: Limits) -> tuple[int, bool]:
-    """The file's physical lines, refused beyond the limits, and whether its line breaks are
-    lone \\r (old Mac exports; then only the exact reader sees its rows). One pass over the
-    bytes, no list of lines is built. Returns the number of \\n-separated lines."""
-    newlines = data.count(b"\n")
-    breaks = data.count(b"\r")
-    total = max(newlines, breaks) + 1
-    if total > limits.csv_max_lines:
-        raise IngestError(f"{name} 有 {total:,} 行，超过上限 {limits.csv_max_lines:,} 行，未读取。"
-                          "请确认导出内容（或拆分文件）后重新提交。")
-    lone_cr = breaks > newlines and data.count(b"\r\n") < breaks
-    separator = b"\r" if breaks > 2 * newlines + 1 else b"\n"
-    limit, start = limits.csv_max_line_bytes, 0
-    while len(data) - start > limit:
-        # the last break within limit + 1 bytes: no line in between can be longer than the limit,
-        # and none there means one is (a pass at memrchr speed, not a loop over every line)
-        at = data.rfind(separator, start, start + limit + 1)
-        if at < 0:
-            line = data.count(separator, 0, start) + 1
-            raise IngestError(
-                f"{name} 第 {line:,} 行超过 {limit // 1024:,} KB，不是正常的数据行"
-                "（可能缺少换行符或不是 CSV 文件），未读取。请确认导出内容后重新提交。")
-        start = at + 1
-    return newlines + (0 if data.endswith(b"\n") else 1), lone_cr
-
-
-_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13)) + b"\x7f"
-
-
-def _has_control_bytes(data: bytes) -> bool:
-    """Whether UTF-8 bytes hold a control character (`CONTROL_RE`), in blocks (bounded memory)."""
-    block = 16 << 20
-    return any(len(chunk) != len(chunk.translate(None, _CONTROL_BYTES))
-               for chunk in (data[i: i + block] for i in range(0, len(data), block)))
-
-
-def _line_at(data: bytes, line: int) -> bytes:
-    """The bytes of a physical line (1-based), for counting its delimiters before any parser runs."""
-    start = 0
-    for _ in range(line - 1):
-        start = data.find(b"\n", start) + 1
-        if start == 0:
-            return b""
-    end = data.find(b"\n", start)
-    return data[start: end if end >= 0 else len(data)]
-
-
-def _find_header(head: str, source: Source | None) -> tuple[str, int, int, int, list[str]]:
-    """Delimiter, header row (0-based CSV row), header line (1-based), title rows above it
-    and the header's fields, from the file's first 64 KB."""
-    top = [line for line in head.splitlines()[:HEADER_SEARCH_ROWS * 4] if line.strip()][:HEADER_SEARCH_ROWS]
-    delimiter = sniff_delimiter(max(top, key=lambda line: max(line.count(d) for d in ",\t;|"), default=""))
-    reader = csv.reader(io.StringIO(head, newline=""), delimiter=delimiter)
-    previous, first = 0, None
-    seen = 0
-    try:
-        for row, fields in enumerate(reader):
-            start, previous = previous + 1, reader.line_num
-            if not any(f.strip() for f in fields):
-                continue
-            if first is None:
-                first = (row, start, fields)
-            if _is_header(fields, source):
-                return delimiter, row, start, seen, fields
-            seen += 1
-            if seen >= HEADER_SEARCH_ROWS:
-                break
-    except csv.Error:
-        pass
-    row, start, fields = first or (0, 1, [])
-    return delimiter, row, start, 0, fields
-
-
-def _read_csv_python(text: str, name: str, delimiter: str, encoding: str, header_row: int,
-                     limits: Limits) -> RawTable:
-    """Python's csv reader: exact line numbers whatever the quoting; ragged rows kept aside.
-
-    Rows are cut to the header's width as they are read, and blank rows only counted, so a
-    hostile file costs no more memory than its cells.
-    """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    overflow: list[int] = []
-    blank = 0
-    previous = 0
-    try:
-        for at, fields in enumerate(reader):
-            start, previous = previous + 1, reader.line_num
-            if header is None:
-                if at >= header_row and any(f.strip() for f in fields):
-                    header = fields
-                    width = len(header)
-                continue
-            if len(fields) != width:
-                if len(fields) > width and any(f.strip() for f in fields[width:]):
-                    overflow.append(len(rows))
-                fields = (fields + [""] * width)[:width] if len(fields) < width else fields[:width]
-            if not any(f.strip(FIELD_TRIM) for f in fields):
-                blank += 1
-                continue
-            rows.append(fields)
-            lines.append(start)
-    except csv.Error:  # a field over csv.field_size_limit() (128 K characters) or a stray NUL in older Pythons
-        raise IngestError(f"{name} 第 {reader.line_num:,} 行无法解析为 CSV（引号不成对或字段过长）。"
-                          "请检查该行的引号是否成对后重新提交。") from None
-    if header is None:
-        raise IngestError(f"{name} 没有任何内容（只有空行）。")
-    names = [f"column_{i}" for i in range(width)]
-    cells = pl.DataFrame(rows, schema={n: pl.String for n in names}, orient="row") if rows else \
-        pl.DataFrame(schema={n: pl.String for n in names})
-    return RawTable(header, cells, lines, overflow, None, encoding, blank_rows=blank)
-
-
-def _read_csv_polars(source: Path | bytes, delimiter: str, lines: int, encoding: str,
-                     skip: int = 0) -> RawTable | None:
-    """polars' reader when every record is one line (then line numbers are exact); None otherwise.
-
-    `skip` lines above the header (title rows) are passed over. Ragged rows and fields
-    spanning lines go to the exact (slower) Python reader.
-    """
-    try:
-        frame = pl.read_csv(source, has_header=False, infer_schema=False, separator=delimiter,
-                            truncate_ragged_lines=False, raise_if_empty=True, skip_lines=skip)
-    except (pl.exceptions.PolarsError, ValueError):
-        return None
-    if frame.height != lines - skip:
-        return None
-    present = frame.select(pl.any_horizontal(pl.all().fill_null("").str.strip_chars() != ""))[:, 0]
-    first = present.arg_true()
-    if len(first) == 0:
-        return None
-    header_at = int(first[0])
-    header = ["" if v is None else v for v in frame.row(header_at)]
-    cells = frame.slice(header_at + 1)
-    cells = cells.rename({c: f"column_{i}" for i, c in enumerate(cells.columns)})
-    rows = range(skip + header_at + 2, skip + header_at + 2 + cells.height)
-    return RawTable(header, cells, rows, [], None, encoding)
-
-
-def read_xlsx(path: Path, source: Source, limits: Limits | None = None, name: str | None = None) -> list[RawTable]:
-    """Every sheet whose top rows hold the expected headers (a long registry spans several).
-
-    What the workbook declares is checked first (`xlsx.preflight`); the cells are read by a
-    child process with a memory limit (`xlsx.read_sheets`). Sheets without the header are
-    named in a layout note, never dropped silently.
-    """
-    limits = limits or Limits()
-    name = quote(name or Path(path).name, 120)
-    with open_regular(path) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size > limits.max_file_bytes:
-            raise IngestError(f"{name} 有 {size / (1 << 30):.1f} GB，超过上限，未读取。请确认导出内容后重新提交。")
-        declared = {s.name: s.member for s in xlsx.preflight(handle, name, limits)}
-        sheets = xlsx.read_sheets(handle.fileno(), name, limits)
-        tables, tried, skipped = [], [], []
-        for sheet in sheets:
-            if sheet.cells is None:
-                skipped.append(f"工作表“{quote(sheet.name, 40)}”无法读取（内容损坏），未读取")
-                continue
-            top = sheet.cells.head(HEADER_SEARCH_ROWS)
-            for r in range(top.height):
-                header = ["" if v is None else str(v) for v in top.row(r)]
-                index, _ = _field_index(header, source)
-                if not _missing_required(index, source):
-                    xml = _member(handle, declared.get(sheet.name))
-                    tables.append(_sheet_table(sheet, r, header, index["uscc"], xml))
-                    break
-            else:
-                if top.height:
-                    shown = quote("、".join(str(v) for v in top.row(0) if v), 100)
-                    tried.append(f"“{quote(sheet.name, 40)}”首行：{shown}")
-                    skipped.append(f"工作表“{quote(sheet.name, 40)}”（{sheet.cells.height:,} 行）前 {HEADER_SEARCH_ROWS} "
-                                   "行中没有表头，未作为数据读取")
-    if not tables:
-        required = "、".join(source.columns[f][0] for f in REQUIRED_FIELDS)
-        listed = quote("、".join(s.name for s in sheets), 200) or "（无）"
-        raise IngestError(f"{name} 的所有工作表（{listed}）前 {HEADER_SEARCH_ROWS} 行中都找不到必需的列"
-                          f"（{required}）。{quote('；'.join(tried), 400)}。请使用下发的表头后重新提交。")
-    tables[0].notes.extend(skipped)
-    if len(tables) > 1:
-        tables[0].notes.append(f"数据分布在 {len(tables)} 个工作表中（{quote('、'.join(t.sheet for t in tables), 200)}），"
-                               "已逐个读取，行数分别核对")
-    else:
-        tables[0].sheet = None
-    return tables
-
-
-def _member(handle: BinaryIO, member: str | None) -> bytes | None:
-    """A worksheet's XML (its size already checked by the preflight)."""
-    if member is None:
-        return None
-    try:
-        with zipfile.ZipFile(handle) as zf:
-            return zf.read(member)
-    except (KeyError, zipfile.BadZipFile):
-        return None
-
-
-def _sheet_table(sheet: xlsx.SheetCells, header_at: int, header: list[str], code_col: int,
-                 xml: bytes | None) -> RawTable:
-    numeric = xlsx.numeric_rows(xml, code_col) if xml is not None else None
-    first_row = xlsx.first_used_row(xml) if xml is not None else 1
-    cells = sheet.cells.slice(header_at + 1)
-    for i in range(len(cells.columns), len(header)):
-        cells = cells.with_columns(pl.lit(None, dtype=pl.String).alias(f"column_{i}"))
-    rows = list(range(first_row + header_at + 1, first_row + header_at + 1 + cells.height))
-    return RawTable(header, cells.select(f"column_{i}" for i in range(len(header))), rows, [], numeric, "xlsx",
-                    sheet=sheet.name)
-
-
 # --------------------------------------------------------------------------- canonical frame
 
 def _excel_number_text(value: str | None) -> str | None:
@@ -559,6 +126,17 @@ def parse_dates(raw: pl.Expr) -> pl.Expr:
         pl.lit(dt.date(1899, 12, 30)) + pl.duration(days=raw.str.slice(0, 5).cast(pl.Int64, strict=False)))
     parsed = pl.coalesce([text.str.to_date(f, strict=False) for f in _DATE_FORMATS] + [serial])
     return pl.when(parsed.is_between(dt.date(1900, 1, 1), dt.date(2100, 12, 31))).then(parsed)
+
+
+def parse_date_column(raw: pl.Series) -> pl.Series:
+    """`parse_dates` over a column, each distinct value parsed once (a registry has a few
+    thousand distinct dates over a million records)."""
+    distinct = raw.unique()
+    if len(distinct) * 4 > len(raw):
+        return pl.select(parse_dates(pl.lit(raw)))[:, 0]
+    parsed = pl.select(parse_dates(pl.lit(distinct)))[:, 0]
+    return raw.replace_strict(distinct.drop_nulls(), parsed.filter(distinct.is_not_null()), default=None,
+                              return_dtype=pl.Date)
 
 
 def to_canonical(raw: RawTable | list[RawTable], source: Source,
@@ -624,10 +202,11 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
         found = quote("、".join(h for h in raw.header if h.strip()), 200) or "（无）"
         raise IngestError(f"{label} 缺少必需的列：{'、'.join(missing)}。文件中的列：{found}。"
                           "请使用下发的表头后重新提交。")
+    data_cols = [c for c in raw.cells.columns if c.startswith("column_")]
     cells = raw.cells.with_columns(
-        pl.Series("row", raw.rows, dtype=pl.Int64), (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias("_i"))
-    data_cols = [c for c in cells.columns if c.startswith("column_")]
-    blank = pl.all_horizontal([pl.col(c).fill_null("").str.strip_chars(FIELD_TRIM) == "" for c in data_cols]) \
+        pl.Series("row", raw.rows, dtype=pl.Int64), (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias("_i"),
+        *[pl.col(c).str.strip_chars(FIELD_TRIM).alias(f"_trimmed_{c}") for c in data_cols])
+    blank = pl.all_horizontal([pl.col(f"_trimmed_{c}").fill_null("") == "" for c in data_cols]) \
         if data_cols else pl.lit(True)
     control = pl.any_horizontal([pl.col(c).str.contains(_CONTROL_PATTERN).fill_null(False) for c in data_cols]) \
         if data_cols and raw.may_hold_controls else pl.lit(False)
@@ -645,15 +224,22 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
             return pl.lit(None, dtype=pl.String)
         return pl.col(f"column_{index[field_name]}")
 
+    def cleaned(field_name: str) -> pl.Expr:
+        """The field trimmed (`FIELD_TRIM`), an empty cell null."""
+        if field_name not in index:
+            return pl.lit(None, dtype=pl.String)
+        trimmed = pl.col(f"_trimmed_column_{index[field_name]}")
+        return pl.when(trimmed != "").then(trimmed)
+
     numeric_rows = raw.numeric_code_rows or set()
     frame = cells.select(
         pl.lit(source.key).alias("source"),
-        _clean(col("record_id")).alias("record_id"),
+        cleaned("record_id").alias("record_id"),
         col("uscc").str.strip_chars(TRIM_CHARS).alias("uscc_raw"),
         pl.col("row").is_in(list(numeric_rows)).alias("uscc_numeric") if numeric_rows else pl.lit(False).alias("uscc_numeric"),
-        *[_clean(col(f)).alias(f) for f in ("name", "entity_type", "legal_rep")],
-        _clean(col("established")).alias("established_raw"),
-        *[_clean(col(f)).alias(f) for f in ("status", "address")],
+        *[cleaned(f).alias(f) for f in ("name", "entity_type", "legal_rep")],
+        cleaned("established").alias("established_raw"),
+        *[cleaned(f).alias(f) for f in ("status", "address")],
         pl.lit(label).alias("file"),
         pl.col("row"),
         pl.col("_i"),
@@ -665,7 +251,7 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
         at = frame["uscc_numeric"].arg_true()
         shown = [_excel_number_text(v) for v in frame["uscc_raw"].gather(at).to_list()]
         frame = frame.with_columns(frame["uscc_raw"].clone().scatter(at, pl.Series(shown, dtype=pl.String)))
-    frame = frame.with_columns(established=parse_dates(pl.col("established_raw")))
+    frame = frame.with_columns(established=parse_date_column(frame["established_raw"]))
 
     problems = []
     if frame["_control"].any():
@@ -716,11 +302,6 @@ def _choose_columns(raw: RawTable, source: Source, label: str) -> tuple[dict[str
     used = set(index.values()) | {i for at in columns.values() for i in at}
     extra = [raw.header[i] for i in range(len(raw.header)) if i not in used and raw.header[i].strip()]
     return index, extra, notes
-
-
-def _clean(expr: pl.Expr) -> pl.Expr:
-    cleaned = expr.str.strip_chars(FIELD_TRIM)
-    return pl.when(cleaned != "").then(cleaned)
 
 
 def _validate(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, list[tuple]]:
@@ -816,4 +397,6 @@ def ingest_all(settings: Settings, data_dir: Path) -> Ingested:
 
 __all__ = ["Ingested", "IngestError", "SourceReport", "ingest_all", "ingest_source", "to_canonical",
            "read_csv", "read_xlsx", "select_extract", "list_folder", "entry_refusal", "name_refusal",
-           "open_regular", "parse_dates", "FIELDS"]
+           "open_regular", "parse_dates", "FIELDS",
+           # read from here by checks.returns and flows.cli; they live in checks.extract_file
+           "HEADER_SEARCH_ROWS", "SUPPORTED_SUFFIXES", "folder_refusal", "normalize_header"]

@@ -46,7 +46,7 @@ def control_character(text: str) -> str | None:
     return f"U+{ord(match.group()):04X}" if match else None
 
 
-def detect(data: bytes, name: str = "文件") -> tuple[str, str | None]:
+def detect_encoding(data: bytes, name: str = "文件") -> tuple[str, str | None]:
     """The encoding of a file's bytes, and its text when finding out needed it anyway.
 
     UTF-8 (with or without BOM) is validated chunk by chunk and its text is not built;
@@ -122,8 +122,8 @@ def _validate_utf8(data: bytes, start: int, name: str, declared: str | None) -> 
 
 
 def decode(data: bytes, name: str = "文件") -> tuple[str, str]:
-    """Decoded text and the encoding used (see `detect`)."""
-    encoding, text = detect(data, name)
+    """Decoded text and the encoding used (see `detect_encoding`)."""
+    encoding, text = detect_encoding(data, name)
     if text is None:
         text = data.decode(encoding)
     return text, encoding

@@ -1,5 +1,9 @@
 """Vectorized GB 32100 checks over a polars column: the hot path of every run.
 
+The public face for columns: `is_valid_column` and `check_column` (one code at a
+time: `validators.uscc`). `classify`, `BIT` and `kinds_of_flags` are the internal
+form `checks/` reads.
+
 Three paths, one truth:
   * a cell of exactly 18 alphabet bytes (nearly all) needs no clean-up: its bytes
     are read in place as byte pairs and judged with lookup tables (`_judge_dense`);
@@ -22,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 
 from validators import regions
+from validators.kernel import KERNEL
 from validators.tables import (
     ALPHABET,
     CHECK_WEIGHTS,
@@ -35,6 +40,9 @@ from validators.tables import (
     STRIP_CHARS,
     TRIM_CHARS,
 )
+
+__all__ = ["is_valid_column", "check_column", "classify", "compact_expr", "kinds_column", "kinds_of_flags",
+           "BIT", "ERROR_MASK", "KIND_ORDER"]
 
 #: Bit of each kind in the flags column, in the order kinds are listed.
 KIND_ORDER = (
@@ -341,11 +349,15 @@ def _fast_rows(values: pl.Series, numeric: np.ndarray | None,
     Such a cell needs no clean-up: its code is the cell itself and the
     positional rules decide everything. Other cells are left for the exact path.
     """
+    # Arrow leaves a null slot's bytes undefined: after a parquet round trip they may be a code
+    null = values.is_null().to_numpy() if values.null_count() else None
+    if _KERNEL is not None:
+        return _compiled_rows(values, null, numeric, text)
     array = _large_strings(values)
-    offsets, _ = _buffers(array)
+    offsets, data = _buffers(array)
     is18 = np.diff(offsets) == 18
-    if array.null_count:  # Arrow leaves a null slot's bytes undefined: after a parquet round trip they may be a code
-        is18 &= ~values.is_null().to_numpy()
+    if null is not None:
+        is18 &= ~null
     if numeric is not None:
         is18 &= ~numeric
     if is18.all():
@@ -357,6 +369,44 @@ def _fast_rows(values: pl.Series, numeric: np.ndarray | None,
                                            text[is18] if text is not None else None)
         flags[is18] = sub_flags
         handled[is18] = sub_fast
+    return flags, handled
+
+
+#: The compiled kernel (`validators.kernel`), or None: then the numpy path above, same answers.
+_KERNEL = None if os.environ.get("USCC_NUMPY_KERNEL") else KERNEL
+_KERNEL_BITS = np.array([BIT["bad_charset"], BIT["bad_check_char"], BIT["bad_department"], BIT["bad_category"],
+                         BIT["bad_org_check"], BIT["personal_id"], BIT["excel_mangled"], ERROR_MASK,
+                         _NOT_IN_ALPHABET, _REGION_LETTER, _REGION_FOREIGN, regions.OK], dtype=np.int64)
+_NO_ROWS = np.zeros(0, dtype=bool)
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
+
+
+def _compiled_rows(values: pl.Series, null: np.ndarray | None, numeric: np.ndarray | None,
+                   text: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """`_fast_rows` by the compiled kernel: one pass over the string views polars holds (no copy), both cores."""
+    n = len(values)
+    skip = null if numeric is None else (numeric if null is None else null | numeric)
+    skip = _NO_ROWS if skip is None else skip
+    text = _NO_ROWS if text is None else text
+    flags = np.zeros(n, dtype=np.uint16)
+    handled = np.zeros(n, dtype=bool)
+    array = values.to_arrow(compat_level=pl.CompatLevel.newest())
+    base = 0
+    for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+        if chunk.type != pa.string_view():
+            chunk = chunk.cast(pa.string_view())
+        buffers = chunk.buffers()
+        if len(chunk) and buffers[1] is not None:
+            views = np.frombuffer(buffers[1], dtype=np.int32).reshape(-1, 4)[chunk.offset: chunk.offset + len(chunk)]
+            # the data buffers (polars holds many small ones) one after the other: one copy of the bytes
+            parts = [np.frombuffer(b, dtype=np.uint8) if b is not None else _NO_BYTES for b in buffers[2:]]
+            starts = np.zeros(len(parts) + 1, dtype=np.int64)
+            np.cumsum([len(p) for p in parts], out=starts[1:])
+            data = np.concatenate(parts) if parts else _NO_BYTES
+            _KERNEL(views, data, starts, base, skip, text, _CHECK_T, _REGION_T, _ORG_T, _DEPT_CAT,
+                    regions.status_table(), _REGION_FLAGS, _ORG_EXPECTED, _MAX_ORG, _IN_ALPHABET, _DAYS,
+                    _KERNEL_BITS, flags, handled)
+        base += len(chunk)
     return flags, handled
 
 

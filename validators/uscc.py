@@ -5,9 +5,12 @@ region of the registering authority (3–8, GB/T 2260), subject identifier
 (9–17, a GB 11714 organization code with its own check digit) and a mod-31
 check character (18).
 
-This module is the single source of truth for the standard. It has the
-python-stdnum shape for one code and a vectorized API for columns; the two
-agree on every input (see `tests/test_vectorized_agrees.py`).
+This module is the single source of truth for the standard and the public
+face for one code, in the python-stdnum shape. Columns (polars) have their
+own public module, `validators.column` (`is_valid_column`, `check_column`),
+which agrees with this one on every input (`tests/test_vectorized_agrees.py`);
+it imports this module for the rare cell only the scalar path judges, never
+the other way round.
 
 >>> compact(' 9111 0000 6000 3734 1l ')
 '91110000600037341L'
@@ -68,8 +71,6 @@ __all__ = [
     "mask",
     "repair_candidates",
     "single_edit_neighbors",
-    "is_valid_column",
-    "check_column",
 ]
 
 _STRIP_TABLE = str.maketrans("", "", STRIP_CHARS)
@@ -564,5 +565,3 @@ def is_valid(code: object, *, allowlist: Mapping[str, str] | None = None) -> boo
     """True when the code has no error-severity finding."""
     return check(code, allowlist=allowlist, suggest=False).valid
 
-
-from validators.column import check_column, is_valid_column  # noqa: E402  (vectorized twin)
