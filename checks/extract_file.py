@@ -1,6 +1,6 @@
 """One extract file → its raw cells (CSV here; XLSX through `checks.xlsx`), header found.
 
-Departments' files are read as they come (SPEC §4): any encoding they use
+Departments' files are read as they come (docs/data-dir.md#extracts): any encoding they use
 (`checks.textfile`), a title row above the header, ragged rows, old Mac line
 breaks; what a file declares (size, lines, columns) is checked against
 `[limits]` before any parser runs. Which files may be opened: `checks.data_files`.

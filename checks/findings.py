@@ -17,7 +17,7 @@ from validators.column import BIT
 from validators.tables import KINDS
 from validators.uscc import Suggestion, mask
 
-#: Columns of the findings frame (findings.csv carries them, SPEC §5) and their types.
+#: Columns of the findings frame (findings.csv carries them, docs/data-dir.md#findings-csv) and their types.
 FINDING_SCHEMA = {
     "finding_id": pl.String, "source": pl.String, "record_id": pl.String, "uscc": pl.String, "name": pl.String,
     "kind": pl.String, "severity": pl.String, "message": pl.String, "positions": pl.String,

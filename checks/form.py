@@ -1,14 +1,14 @@
 """The correction form's contract, shared by the writer (`reports.forms`) and the reader (`checks.returns`).
 
 Its columns: what we found (read-only) and the three answer columns; the four answers a department may
-give (SPEC §5); and the formula guard every CSV a person may open carries, with the rule that undoes it.
+give (docs/correction-loop.md#the-form); and the formula guard every CSV a person may open carries, with the rule that undoes it.
 """
 
 from __future__ import annotations
 
 import re
 
-#: Answers a department may give in 处理结果 (SPEC §5).
+#: Answers a department may give in 处理结果 (docs/correction-loop.md#the-form).
 ANSWERS = ("已更正", "确认无误", "已注销", "非本单位")
 #: (header, finding column or callable) of the read-only part, in order.
 READ_ONLY = (

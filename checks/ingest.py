@@ -1,4 +1,4 @@
-"""Registry extracts → one canonical frame + quarantine + row accounting (SPEC §4).
+"""Registry extracts → one canonical frame + quarantine + row accounting (docs/data-dir.md#row-accounting).
 
 Nothing is lost silently: for every source, rows read = rows checked + rows
 quarantined + blank rows, asserted here and shown on the overview. A file
@@ -382,7 +382,7 @@ def file_sha256(path: Path) -> str:
 
 
 def ingest_all(settings: Settings, data_dir: Path) -> Ingested:
-    """Every configured source into one canonical frame (SPEC §4)."""
+    """Every configured source into one canonical frame (docs/data-dir.md#extracts)."""
     frames, quarantines, reports = [], [], {}
     for source in settings.sources:
         records, quarantine, report = ingest_source(source, data_dir, settings.limits)

@@ -1,4 +1,4 @@
-"""The findings ledger: lifecycle of every finding across nightly runs (SPEC §6).
+"""The findings ledger: lifecycle of every finding across nightly runs (docs/correction-loop.md#statuses).
 
 SQLite by default (`DATA_DIR/state/steward.sqlite3`, or `[state] database` in
 the configuration). Tables:

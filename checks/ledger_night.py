@@ -1,4 +1,4 @@
-"""The nightly update of the ledger: tonight's findings move along their lifecycle (SPEC §6).
+"""The nightly update of the ledger: tonight's findings move along their lifecycle (docs/correction-loop.md#statuses).
 
 One transaction per night (`record_run`): new findings are recorded with their due dates, findings seen
 again move (fixed → reopened, a waiver whose record changed → open, an answer tonight's newer extract

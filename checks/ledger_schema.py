@@ -2,7 +2,7 @@
 
 The schema is versioned (`PRAGMA user_version`); `MIGRATIONS` upgrades an
 older file in place, one transaction per version. The statuses a finding moves
-through (SPEC §6) are named here once; the nightly update, the returned forms,
+through (docs/correction-loop.md#returned-files) are named here once; the nightly update, the returned forms,
 the month's replay and the reports read them from here (via `checks.ledger`).
 """
 
@@ -161,7 +161,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 #: Statuses that still need work (counted on the road to zero).
 UNRESOLVED = ("open", "reopened", "responded", "rejected-response")
 CLOSED = ("fixed", "waived")
-#: Statuses a department may answer (SPEC §6: the finding must be open).
+#: Statuses a department may answer: still to do, and not waiting on an answer already given
+#: (docs/correction-loop.md#judging-a-returned-row).
 ANSWERABLE = ("open", "reopened", "rejected-response")
 #: Days from first seen to due, by severity, when the configuration says nothing (`[due]`).
 DEFAULT_DUE_DAYS = {"error": 30, "warning": 60, "info": 90}

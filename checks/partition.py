@@ -1,4 +1,4 @@
-"""Detection split into partitions, for runs bigger than one machine (SPEC §7).
+"""Detection split into partitions, for runs bigger than one machine (docs/running.md#scale).
 
 The same findings as `checks.detect.detect`, computed in three steps that a
 distributed engine can spread over workers (`flows.partitioned` runs them

@@ -61,7 +61,7 @@ _REPAIRABLE = {"missing", "excel_mangled", "personal_id", "legacy_number", "bad_
 
 
 def _cross_listed(ctx: Context) -> set[int]:
-    """Records whose code's owning registry holds the same entity (SPEC §8: no department_mismatch)."""
+    """Records whose code's owning registry holds the same entity (docs/decisions.md#cross-listing: no department_mismatch)."""
     out = set()
     for members in set(ctx.groups.values()):
         for m in members:
@@ -110,7 +110,7 @@ def _structural_suggestion(items: list[RecordFinding], kinds: set[str]) -> Sugge
     """No evidence elsewhere: what the rules alone can fix (the record-level findings' `medium` candidates,
     when there is exactly one), never above `medium`."""
     if kinds & set(TERMINAL_KINDS):
-        return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (SPEC §8)
+        return None  # never invent a code for a missing, mangled, legacy or personal-ID cell (docs/decisions.md#no-invented-codes)
     medium = next((f.medium for f in items if f.medium), ())
     if len(medium) == 1:
         return medium[0]

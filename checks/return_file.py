@@ -1,4 +1,4 @@
-"""A returned correction form, read safely (SPEC §6): which files wait, and their rows as strings.
+"""A returned correction form, read safely (docs/correction-loop.md#returned-files): which files wait, and their rows as strings.
 
 A department drops its filled-in form into `DATA_DIR/returns/<source>/` (often re-saved by
 Excel in GBK, or as XLSX). Only regular files inside the data directory are opened; a workbook

@@ -1,4 +1,4 @@
-"""Each returned row judged against the ledger and tonight's records (SPEC §6); pure.
+"""Each returned row judged against the ledger and tonight's records (docs/correction-loop.md); pure.
 
 - the finding exists, belongs to the returning department (anything else is refused and
   logged: a department only ever changes its own findings) and is open, reopened or had

@@ -1,4 +1,4 @@
-"""Returned correction forms (SPEC §6): read, judge row by row, apply, archive.
+"""Returned correction forms (docs/correction-loop.md#returned-files): read, judge row by row, apply, archive.
 
 A department returns the form we sent (`DATA_DIR/returns/<source>/*.csv|xlsx`,
 often re-saved by Excel in GBK). Each row is judged (`checks.return_judge`: the

@@ -14,7 +14,7 @@ from pathlib import Path
 from validators.tables import DEPARTMENTS, KINDS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "steward.toml"
-#: Canonical fields of an extract; the first three are required (SPEC §4).
+#: Canonical fields of an extract; the first three are required (docs/data-dir.md#columns).
 FIELDS = ("record_id", "uscc", "name", "entity_type", "legal_rep", "established", "status", "address")
 REQUIRED_FIELDS = ("record_id", "uscc", "name")
 DEFAULT_DATABASE = "state/steward.sqlite3"

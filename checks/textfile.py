@@ -51,7 +51,7 @@ def detect_encoding(data: bytes, name: str = "文件") -> tuple[str, str | None]
 
     UTF-8 (with or without BOM) is validated chunk by chunk and its text is not built;
     GBK-looking files are decoded as GB18030 (a superset: real exports hold characters
-    GBK lacks, SPEC §8). Raises TextFileError with the reason and what to do.
+    GBK lacks, docs/decisions.md#gb18030). Raises TextFileError with the reason and what to do.
     """
     if data.startswith(codecs.BOM_UTF8):
         _validate_utf8(data, 3, name, "UTF-8（带 BOM）")

@@ -57,7 +57,7 @@ def render_reports(settings: Settings, data_dir: str, work: str, run_date: str, 
 @flow(name="uscc-nightly", task_runner=ThreadPoolTaskRunner(max_workers=3), log_prints=True)
 def nightly(data_dir: str = "data", run_date: dt.date | None = None, config: str | None = None, buckets: int = 0,
             dask_address: str | None = None, dask_workers: int = 2, lock_wait: float = 0):
-    """USCC Steward nightly run over DATA_DIR (SPEC §7).
+    """USCC Steward nightly run over DATA_DIR (docs/running.md#orchestration).
 
     Ends Completed when every source was read and accepted; Failed — after writing every report it
     can — when a source was rejected or its extract held (the message names them), and Failed before

@@ -1,4 +1,4 @@
-"""Detection spread over a Dask cluster: partitions by region, a shuffle by key (SPEC §7).
+"""Detection spread over a Dask cluster: partitions by region, a shuffle by key (docs/running.md#scale).
 
 A subflow of the nightly flow, run with Prefect's Dask task runner: a
 `LocalCluster` on this machine by default, or an existing cluster by address

@@ -1,4 +1,4 @@
-"""Receipts for returned correction forms (SPEC §5 `receipts/<source>/…html|csv`).
+"""Receipts for returned correction forms (docs/correction-loop.md#receipts `receipts/<source>/…html|csv`).
 
 One receipt per returned file processed in the run, for the department that
 sent it: what was accepted, what was rejected and why, and what to do next.

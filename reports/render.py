@@ -41,7 +41,7 @@ FORMS_IN_A_PROCESS = 50_000
 FORM_WRITERS = max(1, os.cpu_count() or 1)
 #: Rows a list page carries at most (20,000 open in about a second); the forms always carry every row.
 HTML_MAX_ROWS = 20_000
-#: Columns of findings.csv (SPEC §5 plus what a machine needs to explain a finding).
+#: Columns of findings.csv (docs/data-dir.md#findings-csv plus what a machine needs to explain a finding).
 FINDINGS_CSV_COLUMNS = (
     "finding_id", "source", "record_id", "uscc", "name", "kind", "severity", "message", "positions",
     "suggested_code", "confidence", "suggestion_reason", "related", "status", "group_size", "weakest_score",
@@ -87,7 +87,7 @@ class RunView:
         return self.findings.filter((pl.col("owner") == key) & pl.col("status").is_in(statuses))
 
 
-#: Findings a department list shows: the unresolved ones (a waived finding is not raised again, SPEC §6).
+#: Findings a department list shows: the unresolved ones (a waived finding is not raised again, docs/correction-loop.md#statuses).
 LISTED = UNRESOLVED
 #: Findings the form asks about: those a department may answer.
 ASKED = ANSWERABLE
@@ -106,7 +106,7 @@ def highlight(code: str | None, positions: str | None) -> Markup:
 
 
 def summary(view: RunView) -> dict:
-    """summary.json (SPEC §5)."""
+    """summary.json (docs/data-dir.md#summary-json)."""
     f = view.findings
     return {
         "run_date": view.run_date,

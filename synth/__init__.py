@@ -1,6 +1,6 @@
 """Synthetic Hegang registry extracts with planted problems and their ground truth.
 
-`generate(out, records=N, seed=S)` writes a data directory (SPEC §4 layout):
+`generate(out, records=N, seed=S)` writes a data directory (docs/data-dir.md#layout layout):
 
     extracts/editorial/编办_机构名录.csv        GB18030 CSV
     extracts/market/市场主体名录.xlsx          XLSX (UTF-8 BOM CSV above --xlsx-max records)

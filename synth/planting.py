@@ -50,7 +50,7 @@ def plant_cross_record(batch, truth: Truth, gen: Generator, new_record, allowlis
         truth.add(pilot, "region_outside")
 
     # Notary offices and forensic institutes are 事业单位: editorial registers them
-    # (12… code) and justice lists them under the same code (SPEC §8 cross-listing).
+    # (12… code) and justice lists them under the same code (docs/decisions.md#cross-listing cross-listing).
     for r in [r for r in justice if r.entity.dept == "1"]:
         twin = new_record("editorial", r.entity)
         r.twin, twin.twin = twin, r

@@ -74,3 +74,13 @@ def test_a_long_module_says_why_in_its_docstring():
         if lines > MAX_LINES and "Why this module is long" not in doc:
             long[name] = lines
     assert long == {}
+
+
+def test_every_citation_of_the_contract_points_inside_the_repository():
+    """The product's contract is docs/: no comment or page cites the outside specification, and every
+    docs/ anchor cited exists (tools/cite.py --check rewrites nothing and finds nothing unmapped)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "tools/cite.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -94,7 +94,7 @@ def test_renamed_entity_under_one_code_is_name_mismatch_for_the_non_owner(settin
                      ("justice", "J1", SCHOOL, "鹤岗市宏发司法鉴定所", "司法鉴定机构", "赵强", "向阳区红旗路1号")),
                settings)
     assert kinds_of(f, "editorial", "E1") == []
-    # cross-listed (SPEC §8): the 12… code is held by editorial for the same entity, so no department_mismatch
+    # cross-listed (docs/decisions.md#cross-listing): the 12… code is held by editorial for the same entity, so no department_mismatch
     assert kinds_of(f, "justice", "J1") == ["name_mismatch"]
 
 

@@ -58,7 +58,7 @@ def test_compiled_and_numpy_paths_agree_on_random_bytes_of_every_shape():
     values = [bytes(r).decode() for r in rows]
     compiled, plain = _both(values, text=list(rng.random(len(values)) < 0.3))
     assert compiled.equals(plain)
-    assert {"personal_id", "excel_mangled"} <= {k for k in column.KIND_ORDER
+    assert {"personal_id", "excel_mangled"} <= {k for k in column.BIT_ORDER
                                                 if ((compiled["flags"] & BIT[k]) != 0).any()}
 
 

@@ -1,4 +1,4 @@
-"""Judging a returned form row by row: what a department may and may not do (SPEC §6)."""
+"""Judging a returned form row by row: what a department may and may not do (docs/correction-loop.md#returned-files)."""
 
 import polars as pl
 import pytest

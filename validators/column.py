@@ -13,6 +13,10 @@ Three paths, one truth:
     distinct value.
 All read the tables of `validators.tables`; property tests hold them equal to the
 scalar API on every input.
+
+Why this module is long: the three paths share one set of lookup tables and one
+flag layout (`BIT_ORDER`), and a reader checking that they agree needs them side by
+side; the compiled kernel (`validators.kernel`) is apart because it is optional.
 """
 
 from __future__ import annotations
@@ -42,19 +46,19 @@ from validators.tables import (
 )
 
 __all__ = ["is_valid_column", "check_column", "classify", "compact_expr", "kinds_column", "kinds_of_flags",
-           "BIT", "ERROR_MASK", "KIND_ORDER"]
+           "BIT", "ERROR_MASK", "BIT_ORDER"]
 
 #: Bit of each kind in the flags column, in the order kinds are listed.
-KIND_ORDER = (
+BIT_ORDER = (
     "missing", "excel_mangled", "personal_id", "legacy_number", "allowlisted", "bad_length",
     "bad_charset", "bad_department", "bad_category", "bad_region", "bad_org_check", "bad_check_char",
     "formatting",
 )
-BIT = {kind: 1 << i for i, kind in enumerate(KIND_ORDER)}
+BIT = {kind: 1 << i for i, kind in enumerate(BIT_ORDER)}
 #: bad_region is an error or a warning depending on the region; this bit marks "error".
-REGION_ERROR_BIT = 1 << len(KIND_ORDER)
+REGION_ERROR_BIT = 1 << len(BIT_ORDER)
 assert REGION_ERROR_BIT < 1 << 16, "flags are uint16"
-ERROR_MASK = sum(BIT[k] for k in KIND_ORDER if KINDS[k].severity == "error" and k != "bad_region") | REGION_ERROR_BIT
+ERROR_MASK = sum(BIT[k] for k in BIT_ORDER if KINDS[k].severity == "error" and k != "bad_region") | REGION_ERROR_BIT
 
 _ASCII_STRIP = "".join(ch for ch in STRIP_CHARS if ord(ch) < 128)
 _ASCII_SPACES = "".join(ch for ch in _ASCII_STRIP if ch.isspace())
@@ -464,8 +468,8 @@ def classify(series: pl.Series, numeric: pl.Series | None = None,
 
 
 def kinds_of_flags(bits: int) -> list[str]:
-    """Kind keys set in one flags value, in `KIND_ORDER`."""
-    return [k for k in KIND_ORDER if bits & BIT[k]]
+    """Kind keys set in one flags value, in `BIT_ORDER`."""
+    return [k for k in BIT_ORDER if bits & BIT[k]]
 
 
 def kinds_column(flags: pl.Series) -> pl.Series:

@@ -5,7 +5,7 @@ The table ships inside the package (`data/gb2260/regions.csv`, provenance in
 is judged by one lookup table shared by the scalar and the vectorized API, so
 both always agree.
 
-Statuses (SPEC §1):
+Statuses (docs/standard.md#region-codes):
     OK               listed, `100000` (national), or `xxxx01` 市辖区 of a listed prefecture
     ABOLISHED_EARLY  listed but abolished before USCCs were issued (warning)
     UNKNOWN_COUNTY   province part known, county part never listed (warning)

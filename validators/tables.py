@@ -38,7 +38,7 @@ DEPARTMENTS: dict[str, tuple[str, dict[str, str]]] = {
     "Y": ("其他", {"1": "其他"}),
 }
 
-#: Confusable characters tried for `bad_charset` (SPEC §8): typed → intended.
+#: Confusable characters tried for `bad_charset` (docs/decisions.md#confusables): typed → intended.
 CONFUSABLES: dict[str, tuple[str, ...]] = {
     "O": ("0",),
     "I": ("1",),
@@ -47,7 +47,7 @@ CONFUSABLES: dict[str, tuple[str, ...]] = {
     "V": ("U", "Y"),
 }
 
-#: Values of the code field that mean "no code" (SPEC §8), compared after clean-up.
+#: Values of the code field that mean "no code" (docs/decisions.md#placeholders), compared after clean-up.
 PLACEHOLDERS = frozenset({"无", "空", "/", "\\", "暂无", "NULL", "NONE", "NAN", "N/A", "NA", "#N/A", "?", "？"})
 #: Regex of placeholders made of one repeated character (`0000`, `---`, `——`, `///`).
 PLACEHOLDER_REPEATED_RE = r"^(0+|-+|—+|/+|\*+|\.+|_+)$"
@@ -59,7 +59,7 @@ STRIP_CHARS = (
     "\u2028\u2029\u202f\u205f\u3000\u180e\u200b\u200c\u200d\u2060\ufeff"
     "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc\uff0d._\u00b7\u30fb"
 )
-#: ASCII whitespace trimmed at the ends of a cell without a finding (SPEC §8).
+#: ASCII whitespace trimmed at the ends of a cell without a finding (docs/decisions.md#trimming).
 TRIM_CHARS = " \t\r\n"
 
 #: Spreadsheet damage, matched on the cell after NFKC and space removal.
@@ -69,7 +69,7 @@ EXCEL_FLOAT_RE = r"^[0-9]+\.0+$"
 EXCEL_ZEROED_SUFFIX = "000"
 EXCEL_SIGNIFICANT_DIGITS = 15
 
-#: Region part special values that GB/T 2260 lists do not carry (SPEC §1).
+#: Region part special values that GB/T 2260 lists do not carry (docs/standard.md#region-codes).
 NATIONAL_REGION = "100000"
 #: USCCs were issued from 2015 on; a region abolished before this year could not issue one.
 USCC_FIRST_YEAR = 2015
@@ -85,7 +85,7 @@ class Kind:
     advice: str
 
 
-#: Every finding kind of SPEC §2, in the order reports list them.
+#: Every finding kind of docs/findings.md, in the order reports list them.
 KINDS: dict[str, Kind] = {
     k.key: k
     for k in (
@@ -128,7 +128,7 @@ TERMINAL_KINDS = ("missing", "excel_mangled", "personal_id", "legacy_number")
 CONFIDENCE_LABELS = {"high": "确定", "medium": "疑似", "low": "待核"}
 SEVERITY_LABELS = {"error": "错误", "warning": "警告", "info": "提示"}
 
-#: Finding lifecycle (SPEC §6) and how clerks see it.
+#: Finding lifecycle (docs/correction-loop.md#statuses) and how clerks see it.
 STATUS_LABELS = {
     "open": "待处理",
     "responded": "已反馈",

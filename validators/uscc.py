@@ -12,6 +12,10 @@ which agrees with this one on every input (`tests/test_vectorized_agrees.py`);
 it imports this module for the rare cell only the scalar path judges, never
 the other way round.
 
+Why this module is long: it is the standard, read in one place — every rule
+with the Chinese message a clerk reads, and the repairs, which re-run the same
+rules on candidates. Split, the rules and their repairs would import each other.
+
 >>> compact(' 9111 0000 6000 3734 1l ')
 '91110000600037341L'
 >>> validate('91110000600037341L')
@@ -332,7 +336,7 @@ def _excel_digits(text: str) -> str | None:
 
 def check(code: object, *, numeric: bool = False, text: bool = False, allowlist: Mapping[str, str] | None = None,
           suggest: bool = True, least: str = "low") -> Report:
-    """Every rule of GB 32100 (and SPEC §2) on one code, with repair candidates.
+    """Every rule of GB 32100 (and docs/findings.md) on one code, with repair candidates.
 
     Args:
         code: the cell as read from a registry.
