@@ -77,7 +77,9 @@ def extract_of(s: dict) -> Extract:
 def with_county(settings: Settings, work: WorkFolder, findings: pl.DataFrame) -> pl.DataFrame:
     """Each finding's county list (`checks.counties`): from its code, else its record's address."""
     frames = scan_records(settings, work)
-    addresses = pl.concat(frames).select("source", "record_id", "address").collect() if frames else \
+    wanted = findings.select("source", "record_id").unique().lazy()
+    addresses = pl.concat(frames).select("source", "record_id", "address") \
+        .join(wanted, on=["source", "record_id"], how="semi").collect() if frames else \
         pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "address": pl.String})
     joined = findings.join(addresses.unique(["source", "record_id"]), on=["source", "record_id"], how="left")
     county = county_expr(pl.col("uscc"), pl.col("address"), settings.city.jurisdiction_prefix)
