@@ -175,13 +175,17 @@ def start_xlsx_writers(folder: Path, jobs: list[Job], processes: int) -> list[su
 
 
 def _spawn(folder: Path, jobs: list[tuple[int, Job]]) -> subprocess.Popen:
+    """A writer child for these jobs. The plan goes over as a file: on the command line a province's hundreds of
+    county forms would pass Linux's 128 KiB limit on one argument."""
     plan = []
     for i, (path, findings, source_name, run_date) in jobs:
         frame = folder / f".form-{i}.parquet"
         findings.write_parquet(frame)
         plan.append({"findings": str(frame), "xlsx": str(path), "source_name": source_name, "run_date": run_date})
-    return subprocess.Popen([sys.executable, "-m", "reports.forms", json.dumps(plan, ensure_ascii=False),
-                             str(os.getpid())], stderr=subprocess.PIPE, text=True)
+    plan_file = folder / f".forms-plan-{jobs[0][0]}.json"
+    plan_file.write_text(json.dumps(plan, ensure_ascii=False), encoding="utf-8")
+    return subprocess.Popen([sys.executable, "-m", "reports.forms", str(plan_file), str(os.getpid())],
+                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_xlsx_writer(child: subprocess.Popen) -> None:
@@ -228,4 +232,6 @@ def _die_with(parent: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 2:
         _die_with(int(sys.argv[2]))
-    _write_planned(json.loads(sys.argv[1]))
+    plan_file = Path(sys.argv[1])
+    _write_planned(json.loads(plan_file.read_text("utf-8")))
+    plan_file.unlink(missing_ok=True)

@@ -238,3 +238,19 @@ def test_the_overview_lists_entity_types_the_category_check_does_not_know():
     html = render_index(v)
     assert "未识别的机构类型" in html and "筹备组&lt;b&gt;" in html and ">3<" in html
     assert "未识别的机构类型" not in render_index(view(findings_frame(finding())))
+
+
+def test_a_provinces_hundreds_of_county_forms_reach_their_writers(tmp_path):
+    """The writers' plan once went over on the command line, where Linux allows 128 KiB per argument:
+    a province's few hundred county forms (long Chinese paths) made the night fail with E2BIG."""
+    from reports import forms
+
+    folder = tmp_path / ("报告" * 40)
+    folder.mkdir()
+    frame = findings_frame(finding(finding_id="0000000000000001"))
+    jobs = [(folder / f"{i:04d}-黑龙江省某某市某某县（区）市场监督管理局更正清单.xlsx", frame, f"县{i}", "2026-11-02")
+            for i in range(600)]
+    assert sum(len(str(j[0])) * 3 for j in jobs) > 128 * 1024
+    forms.wait_xlsx_writers(forms.start_xlsx_writers(folder, jobs, 2))
+    assert all(j[0].stat().st_size > 0 for j in jobs)
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # plans and frames removed
