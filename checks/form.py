@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-#: Answers a department may give in 处理结果 (docs/correction-loop.md#the-form).
-ANSWERS = ("已更正", "确认无误", "已注销", "非本单位")
+#: Answers a department may give in 处理结果 (docs/correction-loop.md#the-form), by what each means.
+CORRECTED, CONFIRMED, CANCELLED, NOT_OURS = ANSWERS = ("已更正", "确认无误", "已注销", "非本单位")
 #: (header, finding column or callable) of the read-only part, in order.
 READ_ONLY = (
     ("问题编号", "finding_id"),

@@ -11,11 +11,14 @@ compared with the last extract accepted for that source (`Baseline`):
   not delete a tenth of them overnight); a quarantined row is not there;
 - the code and name columns are not empty throughout, and the share of valid
   codes has not fallen by more than `max_lost_share` (blanked or shifted columns);
-- no more than `max_lost_share` of the records it shares with the baseline have
-  a different code (a code column shifted by a row keeps every code valid, and
-  a correction campaign changes a few percent of a registry, not a tenth);
+- no more than `max_lost_share` of the records it shares with the baseline now
+  hold a code that another of its records held before (a code column shifted by a
+  row keeps every code valid; a correction gives a record a new code, or another
+  registry's, and never counts);
 - the share of records whose code names another department (position 1) has
   not risen by more than `max_lost_share` (another registry's rows appended).
+The last two need at least `MIN_HELD_RECORDS` such records, so a small registry's
+ordinary night is not held.
 
 An implausible extract is *held* (待确认): the night uses the last accepted
 extract of that source instead, and none of its findings moves. The steward
@@ -34,6 +37,9 @@ from validators.column import compact_expr, is_valid_column
 
 #: Share of the last accepted extract's records that may be missing tonight before the extract is held.
 DEFAULT_MAX_LOST_SHARE = 0.10
+#: Records that must look moved (codes swapped between records, another department's rows) before a share of a
+#: small registry holds its extract: in a register of 30, three ordinary changes are not a broken export.
+MIN_HELD_RECORDS = 20
 
 
 @dataclass(frozen=True)
@@ -136,14 +142,20 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
         reasons.append(f"有效代码的占比从上期的 {baseline.valid_share:.0%} 降至本期的 {share:.0%}，"
                        "很可能是代码列被清空、错位或与其他列对调")
     if baseline is not None and baseline.codes is not None and records.height:
+        # a code column slipped by a row (or records and codes shuffled) gives records the codes other records of
+        # this registry held last time; a correction gives a record a code it did not hold — a new one, or another
+        # registry's (the trusted code of 一主体多码) — and never counts, however many there are
         both = codes_of(records).join(baseline.codes, on="record_id", how="inner", suffix="_before")
-        changed = int(both.select(pl.col("code").ne_missing(pl.col("code_before")).sum()).item())
-        if both.height and changed > max_lost_share * both.height:
-            reasons.append(f"两期都有的 {both.height} 条记录中有 {changed} 条（{changed / both.height:.0%}）本期的代码与上期不同，"
-                           f"超过允许的 {max_lost_share:.0%}，很可能是导出时代码列错行或与其他列对调")
+        held_before = baseline.codes.filter(pl.col("code") != "")["code"].unique().implode()
+        moved = both.filter((pl.col("code") != pl.col("code_before")) & pl.col("code").is_in(held_before))
+        changed = moved.height
+        if both.height and changed >= max(MIN_HELD_RECORDS, max_lost_share * both.height):
+            reasons.append(f"两期都有的 {both.height} 条记录中有 {changed} 条（{changed / both.height:.0%}）本期的代码是上期"
+                           f"本单位另一条记录的代码，超过允许的 {max_lost_share:.0%}，很可能是导出时代码列错行或记录与代码错位")
     foreign = foreign_share(records, departments)
     if baseline is not None and baseline.foreign_share is not None and foreign is not None \
-            and foreign - baseline.foreign_share > max_lost_share:
+            and foreign - baseline.foreign_share > max_lost_share \
+            and (foreign - baseline.foreign_share) * records.height >= MIN_HELD_RECORDS:
         reasons.append(f"代码第 1 位不是本单位登记管理部门码（{'、'.join(departments)}）的记录从上期的 "
                        f"{baseline.foreign_share:.0%} 增至本期的 {foreign:.0%}，很可能混入了其他部门的数据")
     if not reasons:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from checks.form import CANCELLED, CORRECTED
 from checks.guard import Extract
 from checks.ledger_schema import CLOCK_RUNS, DEFAULT_DUE_DAYS, UNRESOLVED, _now, _Transaction, connect
 from validators.column import compact_expr
@@ -151,7 +152,7 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                  WHEN f.status = 'fixed' THEN 'reopened'
                  WHEN f.status = 'waived' AND f.waived_record IS NOT NULL
                       AND f.waived_record != (coalesce(t.uscc, '') || char(31) || coalesce(t.name, '')) THEN 'open'
-                 WHEN f.status = 'responded' AND f.answer = '已更正'
+                 WHEN f.status = 'responded' AND f.answer = ?
                       AND f.answered_on < coalesce(s.first_seen, ?) THEN 'open'
                END AS new,
                CASE
@@ -161,7 +162,7 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                END AS note
              FROM tonight t JOIN findings f USING (finding_id) LEFT JOIN since s ON s.source = f.source
              WHERE ? OR s.movable)
-           WHERE new IS NOT NULL""", (run_date, every))
+           WHERE new IS NOT NULL""", (CORRECTED, run_date, every))
     conn.execute("DROP TABLE since")
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, old, new, ?, note FROM moves", (now, run_date, actor))
@@ -202,7 +203,7 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, t
                   on=["source", "code"], how="left") \
             .filter(pl.col("checked").fill_null(True)) \
             .with_columns(note=pl.when(pl.col("checked")).then(pl.lit(GONE_NOTES["problem_gone"]))
-                          .when(pl.col("answer") == "已注销").then(pl.lit(GONE_NOTES["cancelled"]))
+                          .when(pl.col("answer") == CANCELLED).then(pl.lit(GONE_NOTES["cancelled"]))
                           .when(pl.col("code_held").is_null()).then(pl.lit(GONE_NOTES["record_and_code_gone"])))
         # A record gone while its code stays in the extract under another record id is not a fix.
         gone = gone.filter(pl.col("note").is_not_null())

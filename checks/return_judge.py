@@ -23,7 +23,7 @@ from typing import Callable
 import polars as pl
 
 from checks import ledger
-from checks.form import ANSWERS
+from checks.form import ANSWERS, CANCELLED, CONFIRMED, CORRECTED, NOT_OURS
 from checks.names import normalize_name
 from checks.return_file import ANSWER, CODE, KEY, NAME, NEW_CODE, NOTE, RECORD, SUGGESTED, clean_cell
 from checks.return_match import marked_pair, quoted, spreadsheet_number_of, unaltered
@@ -33,14 +33,14 @@ from validators.uscc import check, compact, mask_personal_ids
 #: Kinds whose fix is not a new code (remove the duplicate record, correct the name).
 FIX_WITHOUT_CODE = frozenset({"duplicate_record", "name_mismatch"})
 #: Answers that need a reason in 处理说明.
-NEEDS_NOTE = {"确认无误": "选择“确认无误”时请在“处理说明”写明依据（如已核对证照原件），否则无法受理。",
-              "非本单位": "选择“非本单位”时请在“处理说明”写明该记录应由哪个单位处理。"}
+NEEDS_NOTE = {CONFIRMED: f"选择“{CONFIRMED}”时请在“处理说明”写明依据（如已核对证照原件），否则无法受理。",
+              NOT_OURS: f"选择“{NOT_OURS}”时请在“处理说明”写明该记录应由哪个单位处理。"}
 #: What an accepted answer does to the finding, and what the receipt says about it.
 ACCEPTED = {
-    "已更正": ("responded", "已受理，待下期数据核验：数据中代码已改正时问题自动关闭。"),
-    "确认无误": ("waived", "已受理：确认无误。记录（代码、名称）不变时不再列出。"),
-    "已注销": ("responded", "已受理：该记录不再出现在本单位数据中时问题关闭。"),
-    "非本单位": ("responded", "已受理：市信用办将核实记录归属。"),
+    CORRECTED: ("responded", "已受理，待下期数据核验：数据中代码已改正时问题自动关闭。"),
+    CONFIRMED: ("waived", "已受理：确认无误。记录（代码、名称）不变时不再列出。"),
+    CANCELLED: ("responded", "已受理：该记录不再出现在本单位数据中时问题关闭。"),
+    NOT_OURS: ("responded", "已受理：市信用办将核实记录归属。"),
 }
 EXCEL_ADVICE = ("请把“更正后代码”列设置为“文本”格式（或在代码前加英文单引号 '），重新输入完整的 18 位代码后保存报送。")
 
@@ -156,12 +156,12 @@ def contradiction(answers: list[dict]) -> str | None:
     right), or "非本单位" beside any other answer (then the department cannot answer for it) contradict.
     """
     said = {v["answer"] for v in answers}
-    codes = {v["corrected_code"] for v in answers if v["answer"] == "已更正" and v["corrected_code"]}
+    codes = {v["corrected_code"] for v in answers if v["answer"] == CORRECTED and v["corrected_code"]}
     if len(codes) > 1:
         return "一条记录只能有一个代码，各行填写的更正后代码不一致。"
-    if codes and "确认无误" in said:
+    if codes and CONFIRMED in said:
         return "一处报代码已更正，另一处又确认代码无误。"
-    if "非本单位" in said and len(said) > 1:
+    if NOT_OURS in said and len(said) > 1:
         return "一处报该记录不属于本单位，另一处又作了其他答复。"
     return None
 
@@ -196,7 +196,7 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
                     "记录信息如需更正，请在本单位系统中修改，并在“处理说明”中注明。"), None, None
     if answer in NEEDS_NOTE and not r[NOTE]:
         return NEEDS_NOTE[answer], None, None
-    if answer != "已更正":
+    if answer != CORRECTED:
         return None, None, None
     typed, adopted = r[NEW_CODE], None
     if not typed:

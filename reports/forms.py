@@ -171,7 +171,15 @@ def start_xlsx_writers(folder: Path, jobs: list[Job], processes: int) -> list[su
         least = rows.index(min(rows))
         shares[least].append((i, job))
         rows[least] += job[1].height
-    return [_spawn(folder, share) for share in shares if share]
+    children: list[subprocess.Popen] = []
+    try:
+        for share in shares:
+            if share:
+                children.append(_spawn(folder, share))
+    except BaseException:  # a later writer could not start (disk full, no process): none is left writing
+        stop_xlsx_writers(children)
+        raise
+    return children
 
 
 def _spawn(folder: Path, jobs: list[tuple[int, Job]]) -> subprocess.Popen:

@@ -38,7 +38,8 @@ PAGE_SIZE = 200
 #: Form rows from which the XLSX forms are written by a second process (starting one costs about a second).
 FORMS_IN_A_PROCESS = 50_000
 #: Processes writing the XLSX forms at once (one per core; the forms are the slowest files of a big night).
-FORM_WRITERS = max(1, os.cpu_count() or 1)
+FORM_WRITERS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                           4))  # the cores this process may use (a container's share, not the host's), at most 4
 #: Rows a list page carries at most (20,000 open in about a second); the forms always carry every row.
 HTML_MAX_ROWS = 20_000
 #: Columns of findings.csv (docs/data-dir.md#findings-csv plus what a machine needs to explain a finding).

@@ -1,5 +1,6 @@
 """The compiled kernel (`validators.kernel`) and the numpy path of `validators.column` are one truth."""
 
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import ROOT
 from tests.test_vectorized_agrees import ANY_INPUT, mutated_codes, valid_codes
 from validators import column
 from validators.column import BIT, classify
@@ -85,3 +87,53 @@ def test_without_numba_the_numpy_path_gives_the_answers():
               "['valid'].to_list())")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[True, False, False]"
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+
+
+THREADS = """
+import threading
+import polars as pl
+from validators.column import is_valid_column
+codes = pl.Series(["91230402MA1XYZ0001"] * 200_000)
+errors = []
+def work():
+    try:
+        for _ in range(5):
+            is_valid_column(codes)
+    except Exception as exc:
+        errors.append(exc)
+threads = [threading.Thread(target=work) for _ in range(3)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print("ok", errors)
+"""
+
+
+def test_three_sources_read_at_once_do_not_kill_the_process_without_openmp():
+    """The nightly flow reads its sources in parallel threads; where numba has neither OpenMP nor TBB it falls
+    back to a threading layer that aborts the whole process (SIGABRT) when two threads enter the kernel."""
+    done = _run(THREADS, NUMBA_THREADING_LAYER="workqueue")
+    assert done.returncode == 0 and "ok []" in done.stdout, done.stderr[-2000:]
+
+
+NO_CACHE = """
+import numba
+real = numba.njit
+def njit(*args, cache=False, **kwargs):
+    if cache:  # what numba says when neither the package folder nor the user's cache folder is writable
+        raise RuntimeError("cannot cache function '_number': no locator available")
+    return real(*args, **kwargs)
+numba.njit = njit
+import polars as pl
+from validators import kernel
+from validators.column import is_valid_column
+print(kernel.KERNEL is not None, is_valid_column(pl.Series(["91110000600037341L", "x"])).to_list())
+"""
+
+
+def test_a_read_only_install_runs_the_kernel_without_its_disk_cache():
+    done = _run(NO_CACHE)
+    assert done.returncode == 0 and "True [True, False]" in done.stdout, done.stderr[-2000:]

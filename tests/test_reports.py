@@ -254,3 +254,23 @@ def test_a_provinces_hundreds_of_county_forms_reach_their_writers(tmp_path):
     forms.wait_xlsx_writers(forms.start_xlsx_writers(folder, jobs, 2))
     assert all(j[0].stat().st_size > 0 for j in jobs)
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # plans and frames removed
+
+
+def test_a_form_writer_that_cannot_start_leaves_none_of_the_others_writing(tmp_path, monkeypatch):
+    from reports import forms
+
+    started = []
+    real = forms._spawn
+
+    def spawn(folder, jobs):
+        if started:
+            raise OSError(28, "No space left on device")
+        started.append(real(folder, jobs))
+        return started[-1]
+
+    monkeypatch.setattr(forms, "_spawn", spawn)
+    frame = findings_frame(*[finding(finding_id=f"{i:016d}") for i in range(20_000)])
+    jobs = [(tmp_path / f"{i}.xlsx", frame, f"县{i}", "2026-11-02") for i in range(2)]
+    with pytest.raises(OSError):
+        forms.start_xlsx_writers(tmp_path, jobs, 2)
+    assert started and started[0].poll() is not None  # the first writer was stopped, not left in the folder

@@ -446,7 +446,7 @@ def test_an_export_whose_code_column_slipped_by_a_row_is_held(sample_copy):
     before = ledger.statuses(db_of(sample_copy))
     rewrite_justice(sample_copy, lambda rows: [r[:1] + [rows[i - 1][1]] + r[2:] for i, r in enumerate(rows)])
     result = run_all(sample_copy, run_date=NIGHT2)
-    assert "本期的代码与上期不同" in result["held"]["justice"] and "错行" in result["held"]["justice"]
+    assert "本单位另一条记录的代码" in result["held"]["justice"] and "错行" in result["held"]["justice"]
     assert ledger.statuses(db_of(sample_copy)) == before
 
 
@@ -467,3 +467,41 @@ def test_an_export_with_another_departments_rows_appended_is_held(sample_copy):
     result = run_all(sample_copy, run_date=NIGHT2)
     assert "混入了其他部门的数据" in result["held"]["justice"]
     assert ledger.statuses(db_of(sample_copy)) == before
+
+
+def test_a_night_of_the_corrections_the_lists_ask_for_is_not_held(sample_copy):
+    """Corrections turn invalid codes into valid ones: however many, they are the point, not a broken export."""
+    run_all(sample_copy, run_date=NIGHT1)
+    asked = load(sample_copy / "reports" / NIGHT1, "findings.csv").filter(
+        (pl.col("source") == "justice") & (pl.col("severity") == "error") & pl.col("suggested_code").is_not_null())
+    fixes = dict(asked.select("record_id", "suggested_code").unique("record_id").rows())
+    assert len(fixes) > 0.1 * 150  # more than the guard's share of the registry
+    rewrite_justice(sample_copy, lambda rows: [r[:1] + [fixes.get(r[0], r[1])] + r[2:] for r in rows])
+    result = run_all(sample_copy, run_date=NIGHT2)
+    assert not result["held"] and not result["rejected"]
+    assert result["open_findings"] < load(sample_copy / "reports" / NIGHT1, "findings.csv").filter(
+        pl.col("severity").is_in(["error", "warning"])).height
+
+
+def test_a_small_registrys_ordinary_changes_do_not_hold_it():
+    from checks import guard
+    from validators.uscc import calc_check_char, calc_org_check_char
+
+    def code(dept: str, i: int) -> str:
+        org = f"MA{i:06d}"
+        first17 = f"{dept}1230402{org}{calc_org_check_char(org)}"[:17]
+        return first17 + calc_check_char(first17)
+
+    def extract(codes: list[str]) -> pl.DataFrame:
+        return pl.DataFrame({"record_id": [f"R{i}" for i in range(len(codes))], "uscc_raw": codes,
+                             "name": ["某律师事务所"] * len(codes)})
+
+    before = extract([code("3", i) for i in range(8)])
+    baseline = guard.Baseline("2026-11-01", "a.csv", before["record_id"], guard.valid_share(before),
+                              guard.codes_of(before), guard.foreign_share(before, ("3",)))
+    no_ids = pl.Series([], dtype=pl.String)
+    codes = before["uscc_raw"].to_list()
+    swapped = before.with_columns(uscc_raw=pl.Series([codes[1], codes[0]] + codes[2:]))
+    assert not guard.judge(swapped, no_ids, baseline, departments=("3",)).held  # two of 8 swapped: a typo fixed
+    grown = pl.concat([before, extract([code("9", 7)]).with_columns(record_id=pl.lit("R99"))])
+    assert not guard.judge(grown, no_ids, baseline, departments=("3",)).held  # one of 9 another department's

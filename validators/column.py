@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from validators import regions
-from validators.kernel import KERNEL
+from validators.kernel import KERNEL, KERNEL_LOCK
 from validators.tables import (
     ALPHABET,
     CHECK_WEIGHTS,
@@ -407,9 +407,10 @@ def _compiled_rows(values: pl.Series, null: np.ndarray | None, numeric: np.ndarr
             starts = np.zeros(len(parts) + 1, dtype=np.int64)
             np.cumsum([len(p) for p in parts], out=starts[1:])
             data = np.concatenate(parts) if parts else _NO_BYTES
-            _KERNEL(views, data, starts, base, skip, text, _CHECK_T, _REGION_T, _ORG_T, _DEPT_CAT,
-                    regions.status_table(), _REGION_FLAGS, _ORG_EXPECTED, _MAX_ORG, _IN_ALPHABET, _DAYS,
-                    _KERNEL_BITS, flags, handled)
+            with KERNEL_LOCK:
+                _KERNEL(views, data, starts, base, skip, text, _CHECK_T, _REGION_T, _ORG_T, _DEPT_CAT,
+                        regions.status_table(), _REGION_FLAGS, _ORG_EXPECTED, _MAX_ORG, _IN_ALPHABET, _DAYS,
+                        _KERNEL_BITS, flags, handled)
         base += len(chunk)
     return flags, handled
 

@@ -16,6 +16,8 @@ numba's own JIT, cached in `__pycache__`); without it `KERNEL` is None and
 
 from __future__ import annotations
 
+import threading
+
 try:  # an optional speed-up, never a different answer
     import numba
 except ImportError:  # pragma: no cover - exercised by tests that hide numba
@@ -110,8 +112,26 @@ def _judge(views, data, buffer_starts, base, skip, text, check_t, region_t, org_
         handled[i] = data[start] != 48  # a leading "0" may be the placeholder 000…0: the exact way
 
 
+_number_python = _number
+
+
+def _compiled(cache: bool):
+    """The kernel compiled by numba (lazily, at its first call), its machine code cached on disk when `cache`."""
+    global _number
+    _number = numba.njit(inline="always", cache=cache)(_number_python)
+    return numba.njit(parallel=True, nogil=True, cache=cache)(_judge)
+
+
+KERNEL = None
 if numba is not None:
-    _number = numba.njit(inline="always", cache=True)(_number)
-    KERNEL = numba.njit(parallel=True, nogil=True, cache=True)(_judge)
-else:
-    KERNEL = None
+    for _cache in (True, False):
+        try:  # numba refuses to cache where neither the package folder nor the user's cache folder is writable
+            KERNEL = _compiled(_cache)
+            break
+        except RuntimeError:
+            KERNEL = None
+
+#: One caller of the kernel at a time: it uses every core already, and numba's fallback threading layer
+#: (`workqueue`, where neither OpenMP nor TBB is installed) kills the process when two threads enter at once —
+#: the nightly flow reads its sources in parallel threads.
+KERNEL_LOCK = threading.Lock()
