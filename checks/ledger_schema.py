@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import time
 from pathlib import Path
 
 from validators.uscc import mask_personal_ids
@@ -178,7 +179,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open (creating or upgrading) the ledger."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN/COMMIT below
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA foreign_keys=ON")
     # a night touches every finding: with SQLite's default 2 MB page cache the indexes are read again and again
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -186,6 +187,22 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.create_function("mask_ids", 1, mask_personal_ids, deterministic=True)
     migrate(conn)
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Put the file in WAL mode. Switching needs the file to itself, and SQLite answers `database is locked` at
+    once, without waiting, when another connection opens the new file at the same moment (the first night's
+    parallel ingest tasks): try again for up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
