@@ -53,20 +53,27 @@ class Baseline:
     codes: pl.DataFrame | None = None  # record_id, code (`codes_of`)
     foreign_share: float | None = None  # of its records, those whose code names another department
 
+    @classmethod
+    def of(cls, run_date: str, file: str | None, accepted: pl.DataFrame, departments: tuple[str, ...]) -> Baseline:
+        """The baseline of an accepted extract (`record_id`, `uscc_raw`), every figure derived from it."""
+        codes = codes_of(accepted)
+        return cls(run_date, file, accepted["record_id"], valid_share(accepted), codes,
+                   foreign_share(codes, departments))
+
 
 def codes_of(records: pl.DataFrame) -> pl.DataFrame:
     """Each record's code as codes are compared (`compact_expr`): `record_id`, `code`."""
     return records.select("record_id", code=compact_expr(pl.col("uscc_raw").fill_null("")))
 
 
-def foreign_share(records: pl.DataFrame, departments: tuple[str, ...]) -> float | None:
-    """The share of records whose 18-character code starts with another department's letter (None for no records
-    or no departments configured)."""
-    if records.height == 0 or not departments:
+def foreign_share(codes: pl.DataFrame, departments: tuple[str, ...]) -> float | None:
+    """The share of records (`codes_of`) whose 18-character code starts with another department's letter (None
+    for no records or no departments configured)."""
+    if codes.height == 0 or not departments:
         return None
-    code = compact_expr(pl.col("uscc_raw").fill_null(""))
+    code = pl.col("code")
     other = (code.str.len_chars() == 18) & ~code.str.slice(0, 1).is_in(list(departments))
-    return float(records.select(other.mean()).item())
+    return float(codes.select(other.mean()).item())
 
 
 @dataclass(frozen=True)
@@ -141,18 +148,19 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
             and baseline.valid_share - share > max_lost_share:
         reasons.append(f"有效代码的占比从上期的 {baseline.valid_share:.0%} 降至本期的 {share:.0%}，"
                        "很可能是代码列被清空、错位或与其他列对调")
+    tonight = codes_of(records) if baseline is not None else None  # compared once, for both checks below
     if baseline is not None and baseline.codes is not None and records.height:
         # a code column slipped by a row (or records and codes shuffled) gives records the codes other records of
         # this registry held last time; a correction gives a record a code it did not hold — a new one, or another
         # registry's (the trusted code of 一主体多码) — and never counts, however many there are
-        both = codes_of(records).join(baseline.codes, on="record_id", how="inner", suffix="_before")
+        both = tonight.join(baseline.codes, on="record_id", how="inner", suffix="_before")
         held_before = baseline.codes.filter(pl.col("code") != "")["code"].unique().implode()
         moved = both.filter((pl.col("code") != pl.col("code_before")) & pl.col("code").is_in(held_before))
         changed = moved.height
         if both.height and changed >= max(MIN_HELD_RECORDS, max_lost_share * both.height):
             reasons.append(f"两期都有的 {both.height} 条记录中有 {changed} 条（{changed / both.height:.0%}）本期的代码是上期"
                            f"本单位另一条记录的代码，超过允许的 {max_lost_share:.0%}，很可能是导出时代码列错行或记录与代码错位")
-    foreign = foreign_share(records, departments)
+    foreign = foreign_share(tonight, departments) if baseline is not None else None
     if baseline is not None and baseline.foreign_share is not None and foreign is not None \
             and foreign - baseline.foreign_share > max_lost_share \
             and (foreign - baseline.foreign_share) * records.height >= MIN_HELD_RECORDS:

@@ -149,8 +149,7 @@ def _baseline(data_dir: Path, db: Path, source: Source) -> guard.Baseline | None
             f"缺失或已损坏（{type(exc).__name__}），无法核对本期数据是否完整。本期沿用台账中的状态，该部门的问题状态保持不变。"
             f"请运维人员从备份恢复该文件；或由市信用办核对本期数据后运行 uscc extracts accept {key} --why \"原因\" 确认接受。"
         ) from None
-    return guard.Baseline(entry["run_date"], entry["file"], accepted["record_id"], guard.valid_share(accepted),
-                          guard.codes_of(accepted), guard.foreign_share(accepted, source.departments))
+    return guard.Baseline.of(entry["run_date"], entry["file"], accepted, source.departments)
 
 
 def _carry_forward(data_dir: Path, work: WorkFolder, key: str) -> str | None:

@@ -497,8 +497,7 @@ def test_a_small_registrys_ordinary_changes_do_not_hold_it():
                              "name": ["某律师事务所"] * len(codes)})
 
     before = extract([code("3", i) for i in range(8)])
-    baseline = guard.Baseline("2026-11-01", "a.csv", before["record_id"], guard.valid_share(before),
-                              guard.codes_of(before), guard.foreign_share(before, ("3",)))
+    baseline = guard.Baseline.of("2026-11-01", "a.csv", before, ("3",))
     no_ids = pl.Series([], dtype=pl.String)
     codes = before["uscc_raw"].to_list()
     swapped = before.with_columns(uscc_raw=pl.Series([codes[1], codes[0]] + codes[2:]))
