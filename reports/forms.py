@@ -153,18 +153,11 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
 Job = tuple[Path, pl.DataFrame, str, str]  # (xlsx path, findings, department or county name, run date)
 
 
-def start_xlsx_writer(folder: Path, jobs: list[Job]) -> subprocess.Popen:
-    """Write the XLSX forms in a child process (`python -m reports.forms`) while the caller goes on.
-
-    The findings go over as parquet files in `folder` (removed by the child); a child process,
-    not multiprocessing, so that nothing depends on how the caller's main module is guarded.
-    """
-    return _spawn(folder, list(enumerate(jobs)))
-
-
 def start_xlsx_writers(folder: Path, jobs: list[Job], processes: int) -> list[subprocess.Popen]:
-    """The XLSX forms written by up to `processes` child processes at once, each given about as many rows
-    (the biggest forms first, each to the child with the fewest rows so far)."""
+    """The XLSX forms written by up to `processes` child processes (`python -m reports.forms`) while the caller
+    goes on, each given about as many rows (the biggest forms first, each to the child with the fewest rows so
+    far). The findings go over as parquet files in `folder` (removed by the child); child processes, not
+    multiprocessing, so that nothing depends on how the caller's main module is guarded."""
     shares: list[list[tuple[int, Job]]] = [[] for _ in range(max(1, min(processes, len(jobs))))]
     rows = [0] * len(shares)
     for i, job in sorted(enumerate(jobs), key=lambda ij: -ij[1][1].height):

@@ -343,7 +343,7 @@ from reports import forms
 from tests.test_reports import finding, findings_frame
 folder = Path(sys.argv[1])
 frame = findings_frame(*[finding(finding_id=f"{i:016d}") for i in range(300_000)])
-child = forms.start_xlsx_writer(folder, [(folder / "big.xlsx", frame, "测试", "2026-11-02")])
+[child] = forms.start_xlsx_writers(folder, [(folder / "big.xlsx", frame, "测试", "2026-11-02")], 1)
 print(child.pid, flush=True)
 time.sleep(1.0)
 os.kill(os.getpid(), 9)
