@@ -9,8 +9,6 @@ code into 9.12304E+17. Any cell from data starting with `=`, `+`, `-`, `@`
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import subprocess
@@ -22,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from checks.form import ANSWER_COLUMNS, ANSWERS, FORMULA_RE, READ_ONLY, TEXT_COLUMNS, neutralize, recover  # noqa: F401
-from reports.labels import with_labels
+from reports.cells import form_cells
 
 SHEET = "更正清单"
 #: Data rows per sheet: Excel's 1,048,576 rows less the header.
@@ -38,41 +36,21 @@ def neutralize_frame(frame: pl.DataFrame) -> pl.DataFrame:
         for c, dtype in frame.schema.items() if dtype == pl.String)
 
 
-#: The columns `with_labels` reads (besides those READ_ONLY names itself).
-_LABELLED = {"kind", "severity", "confidence", "status", "related_detail", "response", "due_date", "overdue"}
-
-
-def form_rows(findings: pl.DataFrame) -> list[list[str]]:
-    """The read-only part of the form, one list per finding, already neutralized."""
-    rows = []
-    # only what the form shows and its labels are made of: a row's dict is built for each of 10^5 rows
-    wanted = {col for _, col in READ_ONLY} | _LABELLED
-    for f in findings.select(c for c in findings.columns if c in wanted).iter_rows(named=True):
-        values = with_labels(f)
-        values["related_text"] = "；".join(f"{r['source_name']} {r['record_id']} {r['name'] or ''} {r['code']}"
-                                          for r in values["related_list"])
-        rows.append([neutralize(values[col]) for _, col in READ_ONLY])
-    return rows
-
-
-def write_csv(path: Path, findings: pl.DataFrame, rows: list[list[str]] | None = None) -> None:
+def write_csv(path: Path, findings: pl.DataFrame, cells: pl.DataFrame | None = None) -> None:
     """UTF-8 with BOM (Excel opens it as UTF-8); code columns kept as text by a leading tab.
 
     Args:
-        rows: `form_rows(findings)` when the caller has them already (a county's are its department's).
+        cells: `reports.cells.form_cells(findings)` when the caller has them already (a county's are its
+            department's, filtered).
     """
-    headers = [h for h, _ in READ_ONLY] + list(ANSWER_COLUMNS)
-    text_at = [i for i, h in enumerate(headers) if h in TEXT_COLUMNS]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(headers)
-    for row in (form_rows(findings) if rows is None else rows):
-        row = row + ["", "", ""]
-        for i in text_at:
-            if row[i] and not row[i].startswith("'"):
-                row[i] = "\t" + row[i]
-        writer.writerow(row)
-    path.write_text(buffer.getvalue(), encoding="utf-8-sig", newline="")
+    cells = form_cells(findings) if cells is None else cells
+    tabbed = cells.with_columns(
+        pl.when((pl.col(h) != "") & ~pl.col(h).str.starts_with("'")).then(pl.lit("\t") + pl.col(h))
+        .otherwise(pl.col(h)).alias(h) for h in cells.columns if h in TEXT_COLUMNS)
+    # an empty cell is written as nothing, as Python's csv module writes it (polars would write "")
+    form = tabbed.with_columns(pl.col(h).replace("", None) for h in tabbed.columns) \
+        .with_columns(pl.lit(None, pl.String).alias(h) for h in ANSWER_COLUMNS)
+    form.write_csv(path, include_bom=True, line_terminator="\r\n", quote_style="necessary")
 
 
 def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: str) -> None:
@@ -106,7 +84,7 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
             sheet.write_string(0, col, header, head_ro if col < n_ro else head_rw)
         r = 0
         for start in range(0, part.height, ROWS_AT_ONCE):  # the rows' text is built a block at a time
-            for row in form_rows(part.slice(start, ROWS_AT_ONCE)):
+            for row in form_cells(part.slice(start, ROWS_AT_ONCE)).iter_rows():
                 r += 1
                 for col, value in enumerate(row):
                     sheet.write_string(r, col, value, cell_ro)

@@ -13,25 +13,21 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup, escape
 
 from checks.counties import UNKNOWN, county_name
 from checks.ledger import ANSWERABLE, UNRESOLVED
 from checks.register import register_csv_frame
 from reports import forms
 from reports.chart import lines_svg, trend_svg
-from reports.labels import with_labels
+from reports.cells import DISPLAY_ORDER, form_cells, list_rows, with_ledger_columns
 from reports.receipts import write_receipts
 from validators.tables import KINDS, SEVERITY_LABELS, STATUS_LABELS
 
 _ENV = Environment(loader=PackageLoader("reports", "templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=False)
-#: Finding kinds in the order lists and counts show them (the order of `validators.tables.KINDS`).
-DISPLAY_ORDER = list(KINDS)
 QUARANTINE_SHOWN = 200
 #: Rows of a department list shown at once (the rest one click away; filters see all).
 PAGE_SIZE = 200
@@ -48,14 +44,6 @@ FINDINGS_CSV_COLUMNS = (
     "suggested_code", "confidence", "suggestion_reason", "related", "status", "group_size", "weakest_score",
     "evidence", "file", "row", "response", "due_date", "overdue", "owner", "county",
 )
-
-
-def with_ledger_columns(findings: pl.DataFrame) -> pl.DataFrame:
-    """Findings with the ledger's columns, defaulted when they have not been through the ledger."""
-    defaults = {"response": pl.lit(None, pl.String), "due_date": pl.lit(None, pl.String),
-                "overdue": pl.lit(False), "owner": pl.col("source"), "county": pl.lit(UNKNOWN)}
-    missing = {k: v for k, v in defaults.items() if k not in findings.columns}
-    return findings.with_columns(**missing) if missing else findings
 
 
 @dataclass
@@ -94,18 +82,6 @@ LISTED = UNRESOLVED
 ASKED = ANSWERABLE
 
 
-def highlight(code: str | None, positions: str | None) -> Markup:
-    """The code with the wrong positions (1-based, comma-separated) marked, escaped."""
-    code = code or ""
-    wanted = {int(p) for p in (positions or "").split(",") if p}
-    if not wanted or len(code) != 18:
-        return escape(code)
-    if code.isascii() and code.isalnum():  # nothing to escape: build the string directly (10^5 rows a night)
-        return Markup("".join(f"<mark>{ch}</mark>" if i + 1 in wanted else ch for i, ch in enumerate(code)))
-    return Markup("").join(Markup("<mark>{}</mark>").format(ch) if i + 1 in wanted else escape(ch)
-                           for i, ch in enumerate(code))
-
-
 def summary(view: RunView) -> dict:
     """summary.json (docs/data-dir.md#summary-json)."""
     f = view.findings
@@ -121,19 +97,6 @@ def summary(view: RunView) -> dict:
                                        "skipped")} for r in view.returns],
         "stage_seconds": {k: round(v, 3) for k, v in view.stage_seconds.items()},
     }
-
-
-def _finding_rows(findings: pl.DataFrame) -> list[SimpleNamespace]:
-    """The rows of a list page. Objects, not dicts: jinja2 reads `f.kind` as an attribute first, and on a
-    dict that fails with an exception before it looks up the key (millions of cells on a big night)."""
-    rows = []
-    for f in findings.iter_rows(named=True):
-        f = with_labels(f)
-        f["code_html"] = highlight(f["uscc"], f["positions"])
-        f["kind_rank"] = f"{DISPLAY_ORDER.index(f['kind']):02d}"
-        f["related_list"] = [SimpleNamespace(**r) for r in f["related_list"]]
-        rows.append(SimpleNamespace(**f))
-    return rows
 
 
 def _by_kind(findings: pl.DataFrame) -> list[dict]:
@@ -164,7 +127,7 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame, recei
     return _ENV.get_template("department.html.j2").render(
         source=source["key"], source_name=source["name"], run_date=view.run_date, city=view.city,
         file=source.get("file"), total=findings.height, by_severity=by_severity, severity_labels=SEVERITY_LABELS,
-        by_kind=_by_kind(findings), findings=_finding_rows(shown), page_size=PAGE_SIZE, waiting=waiting,
+        by_kind=_by_kind(findings), rows=list_rows(shown, PAGE_SIZE), page_size=PAGE_SIZE, waiting=waiting,
         receipts=receipts, shown=shown.height, overdue=int(findings["overdue"].sum()),
         county=county_name(county) if county else None, stem=county or source["key"], up="../" if county else "",
         counties=counties)
@@ -280,16 +243,14 @@ def write_run(reports_root: Path, view: RunView) -> Path:
                       "asked": c["asked_frame"].height} for c in counties[key]]
             (tmp / f"{key}.html").write_text(render_department(view, source, listed[key], mine, counties=links),
                                              encoding="utf-8")
-            rows = forms.form_rows(asked[key])
-            forms.write_csv(tmp / f"{key}.csv", asked[key], rows)
-            at = asked[key]["county"].to_list() if counties[key] else []
+            cells = form_cells(asked[key])
+            forms.write_csv(tmp / f"{key}.csv", asked[key], cells)
             for c in counties[key]:
                 (tmp / key / f"{c['region']}.html").write_text(
                     render_department(view, source, c["listed_frame"], mine, county=c["region"]), encoding="utf-8")
                 # a county's form rows are its department's, in the same order (`_county_lists` filters)
-                region = c["region"]
-                own = [row for row, county in zip(rows, at) if county == region] if region is not None else []
-                forms.write_csv(tmp / key / f"{region}.csv", c["asked_frame"], own)
+                forms.write_csv(tmp / key / f"{c['region']}.csv", c["asked_frame"],
+                                cells.filter(asked[key]["county"] == c["region"]))
         # opened in spreadsheets too: formula-like text gets one leading ' (README: how a machine undoes it)
         forms.neutralize_frame(view.findings.select(FINDINGS_CSV_COLUMNS)).write_csv(tmp / "findings.csv")
         if view.audit is not None:

@@ -12,7 +12,7 @@ import pytest
 from checks.findings import FINDING_SCHEMA
 from checks.returns import read_return
 from reports import forms
-from reports.render import RunView, highlight, render_department, render_index, write_run
+from reports.render import RunView, render_department, render_index, write_run
 
 XSS = "<script>alert(1)</script>"
 
@@ -39,9 +39,45 @@ def view(frame, sources=None):
                    {"new": 1, "fixed": 0, "reopened": 0, "open": 1}, {"读取": 0.1})
 
 
-def test_highlight_marks_wrong_positions_and_escapes():
-    assert str(highlight("91110000600037341X", "18")).endswith("<mark>X</mark>")
-    assert "<script>" not in str(highlight(XSS, "1"))
+def list_page(*rows):
+    frame = findings_frame(*rows)
+    return render_department(view(frame), {"key": "market", "name": "市场监管局"}, frame)
+
+
+def test_the_list_marks_the_wrong_positions_of_a_code_and_escapes_it():
+    html = list_page(finding(uscc="91110000600037341X", positions="3,18"),
+                     finding(finding_id="f2", uscc="<b>000600037341234", positions="1"),
+                     finding(finding_id="f3", uscc=XSS, positions="1"))
+    assert '<td class="code">91<mark>1</mark>10000600037341<mark>X</mark></td>' in html
+    assert '<td class="code"><mark>&lt;</mark>b&gt;000600037341234</td>' in html  # 18 characters: marked, escaped
+    assert '<td class="code">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in html  # not a code: escaped whole
+
+
+def test_every_value_from_data_is_escaped_on_the_list_and_a_missing_one_shows_nothing():
+    related = json.dumps([{"source": "editorial", "source_name": "市委编办", "record_id": XSS, "name": None,
+                           "code": "<i>"}], ensure_ascii=False)
+    frame = findings_frame(finding(record_id="R&1", name=XSS, message=f"说明{XSS}", group_size=2, weakest_score=87.5,
+                                   evidence="'证据'", related_detail=related, suggestion_reason=None, row=None,
+                                   status="rejected-response"),
+                           finding(finding_id="f2", name=None, suggested_code=None)) \
+        .with_columns(response=pl.Series([f"答复{XSS}", None]), due_date=pl.Series(["2026-12-31", None]),
+                      overdue=pl.Series([True, False]), owner=pl.lit("market"), county=pl.lit(None, pl.String))
+    html = render_department(view(frame), {"key": "market", "name": "市场监管局"}, frame)
+    body = html[html.index("<tbody>"):html.index("</tbody>")]
+    assert "<script>" not in body and "<i>" not in body and "None" not in body
+    assert '<td class="code">R&amp;1</td>' in body and "说明&lt;script&gt;" in body
+    assert "同组 2 条，最弱名称相似度 88；&#39;证据&#39;" in body  # "%.0f": 87.5 rounds to even
+    assert '<li>市委编办 &lt;script&gt;alert(1)&lt;/script&gt;  <span class="code">&lt;i&gt;</span></li>' in body
+    assert "反馈未通过" in body and '<span class="badge sev-error">已逾期</span><div class="small">期限 2026-12-31</div>' \
+        in body and "答复&lt;script&gt;" in body
+    assert body.count("<tr ") == 2 and '<td class="num"></td>' in body and '<span class="small">—</span>' in body
+
+
+def test_rows_past_a_page_are_there_for_filters_but_shown_one_click_away():
+    from reports.render import PAGE_SIZE
+    html = list_page(*[finding(finding_id=f"f{i}", record_id=f"SC{i:04d}") for i in range(PAGE_SIZE + 3)])
+    assert html.count("<tr data-kind=") == PAGE_SIZE + 3 and html.count(' class="later">') == 3
+    assert f'<td class="num">{PAGE_SIZE + 3}</td>' in html
 
 
 def test_names_from_data_are_escaped_in_the_list():

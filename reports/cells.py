@@ -1,0 +1,152 @@
+"""What a clerk reads for each finding, built over whole columns: the rows of a list page and the read-only
+cells of a form.
+
+A province's night has 10^5 findings on its lists and forms. Built a finding at a time (a jinja loop over
+row objects, labels looked up and `related_detail` decoded per row) they took two thirds of the night; as
+polars expressions they take a second. The page reads exactly as the template wrote it: the same markup,
+the same escaping as jinja's autoescape (markupsafe's five entities), every value from data escaped. A
+missing value shows as nothing (the template would have shown "None").
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from markupsafe import Markup
+
+from checks.counties import UNKNOWN
+from checks.form import FORMULA_RE, READ_ONLY
+from validators.tables import CONFIDENCE_LABELS, KINDS, SEVERITY_LABELS, STATUS_LABELS
+
+__all__ = ["RELATED", "list_rows", "form_cells", "neutralized", "with_ledger_columns"]
+
+#: What `related_detail` holds for each related record (`checks.findings.to_frame`).
+RELATED = pl.List(pl.Struct({"source": pl.String, "source_name": pl.String, "record_id": pl.String,
+                             "name": pl.String, "code": pl.String}))
+#: Finding kinds in the order lists and counts show them (the order of `validators.tables.KINDS`).
+DISPLAY_ORDER = list(KINDS)
+_MARKUP_CHARS = ["&", "<", ">", '"', "'"]
+_ENTITIES = ["&amp;", "&lt;", "&gt;", "&#34;", "&#39;"]  # markupsafe's, as the templates escape
+
+
+def _text(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.String).fill_null("")
+
+
+def _esc(expr: pl.Expr) -> pl.Expr:
+    """A value from data as HTML text."""
+    return _text(expr).str.replace_many(_MARKUP_CHARS, _ENTITIES)
+
+
+def _given(name: str) -> pl.Expr:
+    """Where a text column has a value (jinja's `{% if f.x %}`)."""
+    return pl.col(name).is_not_null() & (pl.col(name).cast(pl.String) != "")
+
+
+def _when(condition: pl.Expr, then: pl.Expr | str, otherwise: str = "") -> pl.Expr:
+    then = pl.lit(then) if isinstance(then, str) else then
+    return pl.when(condition).then(then).otherwise(pl.lit(otherwise))
+
+
+def _cat(*parts: pl.Expr | str) -> pl.Expr:
+    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts])
+
+
+def with_ledger_columns(findings: pl.DataFrame) -> pl.DataFrame:
+    """Findings with the ledger's columns, defaulted when they have not been through the ledger."""
+    defaults = {"response": pl.lit(None, pl.String), "due_date": pl.lit(None, pl.String),
+                "overdue": pl.lit(False), "owner": pl.col("source"), "county": pl.lit(UNKNOWN)}
+    missing = {k: v for k, v in defaults.items() if k not in findings.columns}
+    return findings.with_columns(**missing) if missing else findings
+
+
+def _labels() -> dict[str, pl.Expr]:
+    """The Chinese labels of a finding's codes, and its answer and due date as the form shows them."""
+    return {
+        "kind_label": pl.col("kind").replace_strict({k: v.label for k, v in KINDS.items()}, return_dtype=pl.String),
+        "severity_label": pl.col("severity").replace_strict(SEVERITY_LABELS, return_dtype=pl.String),
+        "confidence_label": pl.col("confidence").replace_strict(CONFIDENCE_LABELS, default="", return_dtype=pl.String)
+        .fill_null(""),
+        "status_label": pl.col("status").replace(STATUS_LABELS),
+        "response_text": _text(pl.col("response")),
+        "due_text": _text(pl.col("due_date")) + _when(pl.col("overdue").fill_null(False), "（已逾期）"),
+    }
+
+
+def _related() -> pl.Expr:
+    return pl.col("related_detail").fill_null("[]").str.json_decode(RELATED)
+
+
+def _code_html() -> pl.Expr:
+    """The code with the wrong positions (1-based, `positions` comma-separated) in `<mark>`."""
+    wanted = pl.col("positions").fill_null("").str.split(",")
+    chars = [pl.col("uscc").str.slice(i, 1) for i in range(18)]
+    marked = pl.concat_str([pl.when(wanted.list.contains(str(i + 1))).then(_cat("<mark>", _esc(ch), "</mark>"))
+                            .otherwise(_esc(ch)) for i, ch in enumerate(chars)])
+    some = wanted.list.eval(pl.element() != "").list.any()
+    return pl.when(some & (pl.col("uscc").str.len_chars() == 18)).then(marked).otherwise(_esc(pl.col("uscc")))
+
+
+def _scores(weakest: pl.Series) -> pl.Series:
+    """The weakest name similarity as the page prints it (Python's "%.0f": the same rounding as before)."""
+    return pl.Series([None if x is None else "%.0f" % x for x in weakest.to_list()], dtype=pl.String)
+
+
+def list_rows(findings: pl.DataFrame, page_size: int) -> Markup:
+    """The `<tr>` rows of a list page's table, in the findings' order; rows after `page_size` are `later`
+    (shown one click away)."""
+    if findings.height == 0:
+        return Markup("")
+    li = _cat("<li>", _esc(pl.element().struct.field("source_name")), " ",
+              _esc(pl.element().struct.field("record_id")), " ", _esc(pl.element().struct.field("name")),
+              ' <span class="code">', _esc(pl.element().struct.field("code")), "</span></li>")
+    related = _related()
+    group = _when(pl.col("group_size").fill_null(0) != 0, _cat(
+        '<div class="small">同组 ', _text(pl.col("group_size")), " 条",
+        _when(pl.col("score_text").is_not_null(), _cat("，最弱名称相似度 ", pl.col("score_text"))),
+        _when(_given("evidence"), _cat("；", _esc(pl.col("evidence")))), "</div>"))
+    suggestion = _when(_given("suggested_code"), _cat(
+        '<span class="code">', _esc(pl.col("suggested_code")), '</span> <span class="conf-',
+        _esc(pl.col("confidence")), '">', _esc(pl.col("confidence_label")), '</span><div class="small">',
+        _esc(pl.col("suggestion_reason")), "</div>"), '<span class="small">—</span>')
+    status = _cat(_esc(pl.col("status_label")),
+                  _when(pl.col("overdue").fill_null(False), ' <span class="badge sev-error">已逾期</span>'),
+                  _when(_given("due_date"), _cat('<div class="small">期限 ', _esc(pl.col("due_date")), "</div>")),
+                  _when(_given("response_text"), _cat('<div class="small">', _esc(pl.col("response_text")),
+                                                      "</div>")))
+    number = pl.int_range(1, pl.len() + 1)
+    row = _cat(
+        '<tr data-kind="', _esc(pl.col("kind")), '" data-sev="', _esc(pl.col("severity")), '"',
+        _when(number > page_size, ' class="later"'), ">\n",
+        '  <td class="num">', number.cast(pl.String), "</td>\n",
+        '  <td class="code">', _esc(pl.col("record_id")), "</td>\n",
+        "  <td>", _esc(pl.col("name")), "</td>\n",
+        '  <td class="code">', _code_html(), "</td>\n",
+        '  <td data-key="', pl.col("kind").replace_strict({k: f"{i:02d}" for i, k in enumerate(DISPLAY_ORDER)},
+                                                         return_dtype=pl.String),
+        '"><span class="badge sev-', _esc(pl.col("severity")), '">', _esc(pl.col("severity_label")), "</span> ",
+        _esc(pl.col("kind_label")), "</td>\n",
+        "  <td>", _esc(pl.col("message")), group, "</td>\n",
+        "  <td>", suggestion, "</td>\n",
+        "  <td>", _when(related.list.len() > 0, _cat('<ul class="related">', related.list.eval(li).list.join(""),
+                                                    "</ul>")), "</td>\n",
+        "  <td>", status, "</td>\n",
+        '  <td class="num">', _text(pl.col("row")), "</td>\n",
+        "</tr>\n")
+    framed = with_ledger_columns(findings).with_columns(score_text=_scores(findings["weakest_score"]), **_labels())
+    return Markup(framed.select(row.str.join("")).item())
+
+
+def neutralized(expr: pl.Expr) -> pl.Expr:
+    """`checks.form.neutralize` over a column: formula-like text gets one leading `'`."""
+    text = _text(expr)
+    return pl.when(text.str.contains(FORMULA_RE)).then(pl.lit("'") + text).otherwise(text)
+
+
+def form_cells(findings: pl.DataFrame) -> pl.DataFrame:
+    """The read-only part of the form: one text column per `READ_ONLY` header, in order, already neutralized
+    (an empty cell is "")."""
+    item = pl.element().struct.field
+    related_text = _related().list.eval(_cat(_text(item("source_name")), " ", _text(item("record_id")), " ",
+                                             _text(item("name")), " ", _text(item("code")))).list.join("；")
+    labelled = with_ledger_columns(findings).with_columns(related_text=related_text, **_labels())
+    return labelled.select(neutralized(pl.col(column)).alias(header) for header, column in READ_ONLY)
