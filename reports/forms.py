@@ -15,12 +15,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 
 from checks.form import ANSWER_COLUMNS, ANSWERS, FORMULA_RE, READ_ONLY, TEXT_COLUMNS, neutralize, recover  # noqa: F401
 from reports.cells import form_cells
+from reports.xlsx_rows import fill_sheets, rows_xml
 
 SHEET = "更正清单"
 #: Data rows per sheet: Excel's 1,048,576 rows less the header.
@@ -58,9 +60,12 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     import xlsxwriter
 
     # constant_memory: rows go to disk as they are written (a province's list has a million rows)
-    book = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "strings_to_formulas": False,
+    # with rows, xlsxwriter writes the workbook around them into a file beside the form (`reports.xlsx_rows`)
+    path = Path(path)
+    frame_path = path.with_name(f".{path.name}.frame") if findings.height else path
+    book = xlsxwriter.Workbook(str(frame_path), {"strings_to_numbers": False, "strings_to_formulas": False,
                                            "strings_to_urls": False, "constant_memory": True,
-                                           "tmpdir": str(Path(path).parent)})
+                                           "tmpdir": str(path.parent)})
     head_ro = book.add_format({"bold": True, "bg_color": "#D9D9D9", "border": 1, "text_wrap": True, "locked": True})
     head_rw = book.add_format({"bold": True, "bg_color": "#FFE699", "border": 1, "text_wrap": True, "locked": True})
     cell_ro = book.add_format({"bg_color": "#F2F2F2", "border": 1, "text_wrap": True, "valign": "top",
@@ -75,22 +80,17 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     # a sheet holds 1,048,576 rows: a bigger list continues on 更正清单(2), (3)… (the reader reads them all)
     sheet_frames = [findings.slice(i, XLSX_MAX_ROWS) for i in range(0, findings.height, XLSX_MAX_ROWS)] \
         or [findings.clear()]
-    sheets = []
+    if findings.height:  # the styles' numbers, in the order xlsxwriter gives them when it writes the rows
+        styles = [f._get_xf_index() for f in (head_ro, head_rw, cell_ro, divider, cell_rw)][2:]
+    sheets, rows = [], {}
     for number, part in enumerate(sheet_frames, start=1):
         sheet = book.add_worksheet(SHEET if number == 1 else f"{SHEET}({number})")
         sheets.append(sheet)
         for col, (header, width) in enumerate(zip(headers, widths)):
             sheet.set_column(col, col, width)
             sheet.write_string(0, col, header, head_ro if col < n_ro else head_rw)
-        r = 0
-        for start in range(0, part.height, ROWS_AT_ONCE):  # the rows' text is built a block at a time
-            for row in form_cells(part.slice(start, ROWS_AT_ONCE)).iter_rows():
-                r += 1
-                for col, value in enumerate(row):
-                    sheet.write_string(r, col, value, cell_ro)
-                sheet.write_blank(r, n_ro, None, divider)
-                sheet.write_blank(r, n_ro + 1, None, cell_rw)
-                sheet.write_blank(r, n_ro + 2, None, cell_rw)
+        if part.height:  # the data rows go in after xlsxwriter has written the rest (`reports.xlsx_rows`)
+            rows[f"xl/worksheets/sheet{number}.xml"] = (part.height, _row_blocks(part, styles))
         last = max(part.height, 1)
         sheet.data_validation(1, n_ro, max(last, 1000), n_ro, {
             "validate": "list", "source": list(ANSWERS),
@@ -124,6 +124,16 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     guide.protect()
     sheet.activate()
     book.close()
+    if rows:
+        fill_sheets(frame_path, path, rows, len(headers))
+
+
+def _row_blocks(part: pl.DataFrame, styles: list[int]) -> Iterator[bytes]:
+    """A sheet's data rows as XML, a block of rows at a time (a province's sheet is a gigabyte of XML)."""
+    cell, divider, answer = styles
+    answers = [divider, answer, answer]  # 处理结果 (a drop-down, behind a divider), 更正后代码, 处理说明
+    for start in range(0, part.height, ROWS_AT_ONCE):
+        yield rows_xml(form_cells(part.slice(start, ROWS_AT_ONCE)), start + 2, cell, answers)
 
 
 # --------------------------------------------------------------------------- forms in a second process

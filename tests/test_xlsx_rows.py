@@ -1,0 +1,61 @@
+"""A form's rows are written as the very XML xlsxwriter writes for them, and read back whole."""
+
+import re
+import zipfile
+
+import openpyxl
+import polars as pl
+import xlsxwriter
+
+from checks.returns import read_return
+from reports import forms
+from reports.cells import form_cells
+from reports.xlsx_rows import rows_xml
+from tests.test_reports import finding, findings_frame
+
+HOSTILE = ["a&b<c>d\"e'f", " leading", "trailing ", "\u3000全角空格\u3000", "tab\tin", "line\nbreak", "cr\r",
+           "nul\x00bell\x07esc\x1b", "_x0041_ literal", "_x00zz_ not one", "\ufffe\uffff", "emoji 😀 鹤岗",
+           "=1+1", "", "x" * 40_000, "😀" * 20_000]
+
+
+def xlsxwriter_rows(values: list[str], path) -> tuple[str, int, int]:
+    """The `<row>` elements xlsxwriter itself writes for one column of values (constant-memory mode)."""
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
+                                        "strings_to_formulas": False, "strings_to_urls": False})
+    text, blank = book.add_format({"num_format": "@"}), book.add_format({"locked": False})
+    sheet = book.add_worksheet()
+    for r, value in enumerate(values, start=1):
+        sheet.write_string(r, 0, value, text)
+        sheet.write_blank(r, 1, None, blank)
+    book.close()
+    xml = zipfile.ZipFile(path).read("xl/worksheets/sheet1.xml").decode("utf-8")
+    return re.search(r"<sheetData>(.*)</sheetData>", xml, re.S).group(1), text._get_xf_index(), blank._get_xf_index()
+
+
+def test_the_rows_are_the_xml_xlsxwriter_writes_for_the_same_text(tmp_path):
+    expected, text, blank = xlsxwriter_rows(HOSTILE, tmp_path / "x.xlsx")
+    ours = rows_xml(pl.DataFrame({"v": HOSTILE}), 2, text, [blank]).decode("utf-8")
+    assert ours == expected
+
+
+def test_text_that_looks_like_rich_text_markup_stays_text():
+    # xlsxwriter puts a value `<r>…</r>` into the sheet as raw markup: a name like that would break the form
+    ours = rows_xml(pl.DataFrame({"v": ["<r><t>x</t></r>"]}), 2, 1, []).decode("utf-8")
+    assert "&lt;r&gt;&lt;t&gt;x&lt;/t&gt;&lt;/r&gt;" in ours
+
+
+def test_a_form_of_hostile_values_reads_back_as_written(tmp_path):
+    values = [v for v in HOSTILE if len(v.encode("utf-16-le")) <= 2 * 32767 and "\x00" not in v and "\ufffe" not in v]
+    frame = findings_frame(*[finding(finding_id=f"f{i}", name=v, message=v or "说明") for i, v in enumerate(values)])
+    path = tmp_path / "market.xlsx"
+    forms.write_xlsx(path, frame, "市市场监督管理局", "2026-11-28")
+    cells = form_cells(frame)
+    back = dict(zip(read_return(path)["问题编号"].to_list(), read_return(path)["名称"].to_list()))
+    for i, v in enumerate(values):  # what the returns reader takes back (it trims white space, undoes the ')
+        if v.strip() == v and v:
+            assert back[f"f{i}"] == v, v
+    sheet = openpyxl.load_workbook(path)["更正清单"]
+    plain = [i for i, v in enumerate(cells["名称"].to_list()) if not re.search(r"[\x00-\x08\x0b-\x1f]|_x", v)]
+    assert [sheet["C"][i + 1].value or "" for i in plain] == [cells["名称"][i] for i in plain]  # openpyxl keeps _xHHHH_
+    assert sheet.max_row == len(values) + 1 and sheet["Q"][1].protection.locked is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["market.xlsx"]  # the frame and the spooled rows are gone
