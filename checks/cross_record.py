@@ -120,7 +120,7 @@ def cross_from(frame: pl.DataFrame, settings: Settings, involved: set[int], pair
 
     `frame` needs only the records involved: those with findings, in a pair or sharing a code.
     """
-    scored = score_pairs(frame, pairs)
+    scored = score_pairs(frame, pairs, settings.city.name_prefixes)
     links = {(r["a"], r["b"]): r for r in scored.select("a", "b", "score", "same", "reason", "blocks").iter_rows(named=True)}
     indexes = involved | {i for pair in links for i in pair} | {i for ids in shared_codes.values() for i in ids}
     ctx = Context(frame, settings, row_store(frame, indexes), build_groups(scored), links, shared_codes)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import polars as pl
 from rapidfuzz import fuzz, process
 
-from checks.names import distinctive_similarity, distinguishers
+from checks.names import distinctive_similarity, distinguishers, normalize_name_expr
 
 #: Pairs from one block at most (a bigger block is sub-sampled to its first members).
 MAX_BLOCK = 200
@@ -104,11 +104,15 @@ def candidate_pairs(frame: pl.DataFrame, neighbor_pairs: pl.DataFrame) -> pl.Dat
     return merge_pairs(block_pairs(lambda key: frame, neighbor_pairs))
 
 
-def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
-    """Evidence of every pair and the decision "same entity" with its reason."""
+def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame, prefixes: tuple[str, ...]) -> pl.DataFrame:
+    """Evidence of every pair and the decision "same entity" with its reason (`prefixes`: the city's name
+    prefixes, `normalize_name_expr`)."""
     cols = ["idx", "code", "name_norm", "name_core", "rep", "address_norm", "established", "org", "weak", "source"]
-    left = frame.select(cols)
-    right = frame.select(cols).rename({c: f"{c}_b" for c in cols})
+    # addresses are compared for the records in a pair only: normalizing every address took a tenth of detection
+    paired = frame.filter(pl.col("idx").is_in(pl.concat([pairs["a"], pairs["b"]]).unique().implode())) \
+        .with_columns(address_norm=normalize_name_expr(pl.col("address"), prefixes))
+    left = paired.select(cols)
+    right = paired.select(cols).rename({c: f"{c}_b" for c in cols})
     joined = pairs.join(left, left_on="a", right_on="idx").join(right, left_on="b", right_on="idx_b")
     if joined.height == 0:
         return joined.with_columns(score=pl.lit(None, pl.Float64), address_score=pl.lit(None, pl.Float64),

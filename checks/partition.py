@@ -48,7 +48,7 @@ from validators.column import compact_expr
 #: Prepared columns the buckets read (the link keys) and the assembly reads (evidence and findings).
 KEY_COLUMNS = ("idx", "code", "org", "legacy_org", "valid", "name_norm", "name_core", "rep")
 ASSEMBLY_COLUMNS = tuple(dict.fromkeys(ROW_COLUMNS + (
-    "name_core", "rep", "address_norm", "established", "org", "weak", "legal_rep", "address", "uscc_numeric")))
+    "name_core", "rep", "established", "org", "weak", "legal_rep", "address", "uscc_numeric")))
 OTHER = "other"
 
 

@@ -54,7 +54,6 @@ def prepare(records: pl.DataFrame, settings: Settings) -> pl.DataFrame:
         .then(pl.col("norm")),
         name_norm=normalize_name_expr(pl.col("name"), prefixes),
         rep=pl.col("legal_rep").str.replace_all(r"\s", ""),
-        address_norm=normalize_name_expr(pl.col("address"), prefixes),
     )
     weak = (pl.col("entity_type").fill_null("").str.contains("个体")
             | (pl.col("code").str.slice(0, 2) == "92").fill_null(False)
