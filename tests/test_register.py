@@ -152,6 +152,18 @@ def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_get
     assert ids == {0: "old", 2: "d2", 3: "d3"}
 
 
+def test_an_entity_is_the_smallest_record_index_of_its_component_however_the_links_run():
+    import numpy as np
+
+    from checks.register import _components
+
+    nodes = np.array([3, 7, 10, 20, 42])  # indexes with gaps, as a partition keeps them
+    roots = _components(nodes, np.array([42, 20, 7]), np.array([10, 42, 3]))
+    assert roots.tolist() == [3, 3, 10, 10, 10]
+    chain = np.arange(1000)  # a long chain, linked from its far end
+    assert (_components(chain, chain[:0:-1], chain[-2::-1]) == 0).all()
+
+
 def test_the_code_to_trust_is_detections_rule_for_every_entity(sample_copy, settings):
     from checks.cross_record import Context
     from checks.detect import detect
