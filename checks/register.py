@@ -198,23 +198,23 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
     derived = grouped.select("entity", entity_id=pl.col("id_basis").map_elements(entity_id, return_dtype=pl.String),
                              id_basis="id_basis")
     ids = carry_ids(frame.select("source", "record_id", "entity"), derived, previous)
-    grouped = grouped.drop("id_basis").join(ids, on="entity")
-    per_record = frame.join(grouped.select("entity", "entity_id"), on="entity", maintain_order="left")
+    # in the register's order already: the wide rows below are joined to it once, never sorted
+    rows = grouped.select("entity", "trusted_code", "trusted_why").join(ids, on="entity").sort("entity_id")
     open_ = findings.filter(pl.col("status").is_in(UNRESOLVED)).select("source", "record_id", "kind", "finding_id") \
-        .join(per_record.select("source", "record_id", "entity_id"), on=["source", "record_id"]) \
-        .group_by("entity_id").agg(open_findings=pl.len().cast(pl.Int64), open_kinds=pl.col("kind").unique().sort(),
-                                   open_finding_ids=pl.col("finding_id").sort())
-    summary = per_record.group_by("entity_id").agg(
+        .join(frame.select("source", "record_id", "entity"), on=["source", "record_id"]) \
+        .group_by("entity").agg(open_findings=pl.len().cast(pl.Int64), open_kinds=pl.col("kind").unique().sort(),
+                                open_finding_ids=pl.col("finding_id").sort())
+    summary = frame.group_by("entity").agg(
         codes=pl.col("code").drop_nulls().unique().sort(), records=pl.len().cast(pl.Int64),
         sources=pl.col("source").unique().sort(),
         **{f"{s.key}_record_ids": pl.col("record_id").filter(pl.col("source") == s.key) for s in settings.sources},
         **{f"{s.key}_names": pl.col("name").filter(pl.col("source") == s.key) for s in settings.sources})
-    out = grouped.select("entity_id", "id_basis", "trusted_code", "trusted_why").join(summary, on="entity_id") \
-        .join(open_, on="entity_id", how="left") \
+    return rows.select("entity", "entity_id", "id_basis", "trusted_code", "trusted_why") \
+        .join(summary, on="entity", maintain_order="left") \
+        .join(open_, on="entity", how="left", maintain_order="left").drop("entity") \
         .with_columns(pl.col("open_findings").fill_null(0),
                       pl.col("open_kinds").fill_null(pl.lit([], pl.List(pl.String))),
                       pl.col("open_finding_ids").fill_null(pl.lit([], pl.List(pl.String))))
-    return out.sort("entity_id")
 
 
 def entity_keys(register: pl.DataFrame, sources: list[str]) -> pl.DataFrame:
