@@ -174,6 +174,29 @@ def trusted_codes(grouped: pl.DataFrame, frame: pl.DataFrame, settings: Settings
 PREPARED_COLUMNS = ("idx", "source", "record_id", "name", "code", "valid", "flags")
 
 
+def _summary(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """Per entity: `codes`, `records`, `sources`, and per source its `<key>_record_ids` and `<key>_names`.
+
+    Most entities are one record: their lists are that record's, built column by column; only entities of
+    several records pay for a unique and a sort per group.
+    """
+    empty = pl.lit([], pl.List(pl.String))
+    frame = frame.with_columns(alone=pl.len().over("entity") == 1)
+    several = frame.filter(~pl.col("alone")).group_by("entity").agg(
+        codes=pl.col("code").drop_nulls().unique().sort(), records=pl.len().cast(pl.Int64),
+        sources=pl.col("source").unique().sort(),
+        **{f"{s.key}_record_ids": pl.col("record_id").filter(pl.col("source") == s.key) for s in settings.sources},
+        **{f"{s.key}_names": pl.col("name").filter(pl.col("source") == s.key) for s in settings.sources})
+    lone = frame.filter("alone").select(
+        "entity", codes=pl.when(pl.col("code").is_not_null()).then(pl.concat_list("code")).otherwise(empty),
+        records=pl.lit(1, pl.Int64), sources=pl.concat_list("source"),
+        **{f"{s.key}_record_ids": pl.when(pl.col("source") == s.key).then(pl.concat_list("record_id"))
+           .otherwise(empty) for s in settings.sources},
+        **{f"{s.key}_names": pl.when(pl.col("source") == s.key).then(pl.concat_list("name")).otherwise(empty)
+           for s in settings.sources})
+    return pl.concat([several, lone])
+
+
 def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
                     previous: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per entity: `entity_id, id_basis, trusted_code, trusted_why, codes, records, sources`,
@@ -204,11 +227,7 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         .join(frame.select("source", "record_id", "entity"), on=["source", "record_id"]) \
         .group_by("entity").agg(open_findings=pl.len().cast(pl.Int64), open_kinds=pl.col("kind").unique().sort(),
                                 open_finding_ids=pl.col("finding_id").sort())
-    summary = frame.group_by("entity").agg(
-        codes=pl.col("code").drop_nulls().unique().sort(), records=pl.len().cast(pl.Int64),
-        sources=pl.col("source").unique().sort(),
-        **{f"{s.key}_record_ids": pl.col("record_id").filter(pl.col("source") == s.key) for s in settings.sources},
-        **{f"{s.key}_names": pl.col("name").filter(pl.col("source") == s.key) for s in settings.sources})
+    summary = _summary(frame, settings)
     return rows.select("entity", "entity_id", "id_basis", "trusted_code", "trusted_why") \
         .join(summary, on="entity", maintain_order="left") \
         .join(open_, on="entity", how="left", maintain_order="left").drop("entity") \

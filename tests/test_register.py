@@ -85,6 +85,15 @@ def test_a_record_without_a_code_is_its_own_entity_with_its_open_finding(small):
     assert row["trusted_code"] is None and row["open_finding_ids"] == ["f5"] and row["justice_names"] == ["戊律师事务所"]
 
 
+def test_a_lone_record_lists_what_a_record_of_a_bigger_entity_would(settings):
+    records = prepared([("market", "M1", None, None), ("market", "M2", None, None), ("justice", "J1", None, X)])
+    found = findings([("f1", "market", "M1", "name_mismatch", "market:M2", "open")])
+    register = golden_register(records, found, settings)
+    lone, pair = _entity(register, "justice", "J1"), _entity(register, "market", "M1")
+    assert (lone["codes"], lone["sources"], lone["justice_names"], lone["market_record_ids"]) == ([X], ["justice"], [None], [])
+    assert (pair["codes"], pair["sources"], pair["market_names"], pair["justice_record_ids"]) == ([], ["market"], [None, None], [])
+
+
 def test_the_csv_joins_the_lists(small):
     csv = register_csv_frame(small)
     assert all(t == pl.String or t.is_numeric() for t in csv.schema.values())
