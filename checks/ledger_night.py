@@ -80,7 +80,7 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         historical = latest is not None and run_date < latest
         conn.execute("CREATE TEMP TABLE tonight (finding_id TEXT PRIMARY KEY, source TEXT, record_id TEXT, "
                      "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT, county TEXT, due INTEGER)")
-        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?,?)", tonight_rows.iter_rows())
+        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?,?)", tonight_rows.rows())
         if not historical:  # statuses move forward in time only
             fresh = _record_extracts(conn, run_date, tonight)
             _move_seen(conn, run_date, now, actor, fresh, None if tonight is None else tonight.sources_read)
@@ -144,10 +144,11 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
     keys = set(fresh or {}) | set(movable or ())
     conn.executemany("INSERT INTO since VALUES (?, ?, ?)",
                      [(k, (fresh or {}).get(k), every or k in movable) for k in keys])
+    # only the statuses that can move are kept (most findings are open), in tonight's order as before
     conn.execute(
         """CREATE TEMP TABLE moves AS
            SELECT finding_id, old, new, note FROM (
-             SELECT f.finding_id, f.status AS old,
+             SELECT t.rowid AS seen, f.finding_id, f.status AS old,
                CASE
                  WHEN f.status = 'fixed' THEN 'reopened'
                  WHEN f.status = 'waived' AND f.waived_record IS NOT NULL
@@ -161,8 +162,8 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                  ELSE '部门报已更正，但本期数据中问题仍在'
                END AS note
              FROM tonight t JOIN findings f USING (finding_id) LEFT JOIN since s ON s.source = f.source
-             WHERE ? OR s.movable)
-           WHERE new IS NOT NULL""", (CORRECTED, run_date, every))
+             WHERE f.status IN ('fixed', 'waived', 'responded') AND (? OR s.movable))
+           WHERE new IS NOT NULL ORDER BY seen""", (CORRECTED, run_date, every))
     conn.execute("DROP TABLE since")
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, old, new, ?, note FROM moves", (now, run_date, actor))

@@ -55,6 +55,16 @@ def test_lifecycle_open_fixed_reopened(tmp_path):
     assert notes == [("a", None, "open"), ("a", "open", "fixed"), ("a", "fixed", "reopened")]
 
 
+def test_the_night_audits_its_moves_in_the_order_of_tonights_findings(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-01", findings("a", "b", "c"))
+    night(db, "2026-11-02", findings())
+    night(db, "2026-11-03", findings("c", "a", "b"))
+    with sqlite3.connect(db) as conn:
+        moved = [f for (f,) in conn.execute("SELECT finding_id FROM audit WHERE new_status = 'reopened' ORDER BY id")]
+    assert moved == ["c", "a", "b"]
+
+
 def test_rerunning_the_same_night_changes_nothing(tmp_path):
     db = tmp_path / "state.sqlite3"
     first = night(db, "2026-11-01", findings("a", "b"))

@@ -85,6 +85,15 @@ def test_a_record_without_a_code_is_its_own_entity_with_its_open_finding(small):
     assert row["trusted_code"] is None and row["open_finding_ids"] == ["f5"] and row["justice_names"] == ["戊律师事务所"]
 
 
+def test_a_lone_record_lists_what_a_record_of_a_bigger_entity_would(settings):
+    records = prepared([("market", "M1", None, None), ("market", "M2", None, None), ("justice", "J1", None, X)])
+    found = findings([("f1", "market", "M1", "name_mismatch", "market:M2", "open")])
+    register = golden_register(records, found, settings)
+    lone, pair = _entity(register, "justice", "J1"), _entity(register, "market", "M1")
+    assert (lone["codes"], lone["sources"], lone["justice_names"], lone["market_record_ids"]) == ([X], ["justice"], [None], [])
+    assert (pair["codes"], pair["sources"], pair["market_names"], pair["justice_record_ids"]) == ([], ["market"], [None, None], [])
+
+
 def test_the_csv_joins_the_lists(small):
     csv = register_csv_frame(small)
     assert all(t == pl.String or t.is_numeric() for t in csv.schema.values())
@@ -150,6 +159,18 @@ def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_get
     derived = pl.DataFrame({"entity": [0, 2, 3], "entity_id": ["d0", "d2", "d3"], "id_basis": ["a", "b", "c"]})
     ids = dict(carry_ids(members, derived, previous).select("entity", "entity_id").rows())
     assert ids == {0: "old", 2: "d2", 3: "d3"}
+
+
+def test_an_entity_is_the_smallest_record_index_of_its_component_however_the_links_run():
+    import numpy as np
+
+    from checks.register import _components
+
+    nodes = np.array([3, 7, 10, 20, 42])  # indexes with gaps, as a partition keeps them
+    roots = _components(nodes, np.array([42, 20, 7]), np.array([10, 42, 3]))
+    assert roots.tolist() == [3, 3, 10, 10, 10]
+    chain = np.arange(1000)  # a long chain, linked from its far end
+    assert (_components(chain, chain[:0:-1], chain[-2::-1]) == 0).all()
 
 
 def test_the_code_to_trust_is_detections_rule_for_every_entity(sample_copy, settings):
