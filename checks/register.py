@@ -102,7 +102,7 @@ def entities(prepared: pl.DataFrame, findings: pl.DataFrame) -> pl.DataFrame:
     edges = pl.concat([same, presumed, kept])
     idx = prepared["idx"].to_numpy()
     nodes = np.sort(idx)
-    nodes = nodes[np.concatenate(([True], nodes[1:] != nodes[:-1]))]  # np.unique hashes: 50× slower here
+    nodes = nodes[np.concatenate(([True], nodes[1:] != nodes[:-1]))[:len(nodes)]]  # np.unique hashes: 50× slower
     root = _components(nodes, edges["a"].to_numpy(), edges["b"].to_numpy())
     return pl.DataFrame({"idx": idx, "entity": root[np.searchsorted(nodes, idx)]},
                         schema={"idx": pl.Int64, "entity": pl.Int64})

@@ -189,3 +189,13 @@ def test_the_code_to_trust_is_detections_rule_for_every_entity(sample_copy, sett
     theirs = [ctx.trusted_code(tuple(sorted(m))) for m in ours["idx"].to_list()]
     assert [(t[0], t[2]) if t else (None, None) for t in theirs] == list(zip(ours["trusted_code"], ours["trusted_why"]))
     assert ours["trusted_code"].null_count() < ours.height  # most entities have a code to trust
+
+
+def test_a_night_without_a_single_record_still_writes_its_report(tmp_path):
+    # every extract missing: the lists must still go out, saying so (the register is empty, not an error)
+    (tmp_path / "extracts").mkdir()
+    (tmp_path / "returns").mkdir()
+    run_all(tmp_path, "2026-11-30")
+    folder = tmp_path / "reports" / "2026-11-30"
+    assert "下没有本期数据文件" in (folder / "index.html").read_text("utf-8")
+    assert pl.read_parquet(folder / "register.parquet").height == 0
