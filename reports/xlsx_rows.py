@@ -81,6 +81,7 @@ def fill_sheets(frame_path: Path, path: Path, sheets: dict[str, tuple[int, Itera
     """
     last = xl_col_to_name(width - 1)
     spool = path.with_name(f".{path.name}.rows")
+    done = False
     try:
         with zipfile.ZipFile(frame_path) as frame, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED,
                                                                          compresslevel=1) as out:
@@ -101,6 +102,9 @@ def fill_sheets(frame_path: Path, path: Path, sheets: dict[str, tuple[int, Itera
                 big = spool.stat().st_size * 1.05 > zipfile.ZIP64_LIMIT  # zipfile's own test, had it known the size
                 with spool.open("rb") as f, out.open(info.filename, "w", force_zip64=big) as entry:
                     shutil.copyfileobj(f, entry, 1 << 20)
+        done = True
     finally:
         spool.unlink(missing_ok=True)
         frame_path.unlink(missing_ok=True)
+        if not done:  # no half-written form where a form is expected
+            path.unlink(missing_ok=True)

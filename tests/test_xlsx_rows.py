@@ -5,6 +5,7 @@ import zipfile
 
 import openpyxl
 import polars as pl
+import pytest
 import xlsxwriter
 
 from checks.returns import read_return
@@ -59,3 +60,20 @@ def test_a_form_of_hostile_values_reads_back_as_written(tmp_path):
     assert [sheet["C"][i + 1].value or "" for i in plain] == [cells["名称"][i] for i in plain]  # openpyxl keeps _xHHHH_
     assert sheet.max_row == len(values) + 1 and sheet["Q"][1].protection.locked is False
     assert sorted(p.name for p in tmp_path.iterdir()) == ["market.xlsx"]  # the frame and the spooled rows are gone
+
+
+def test_a_form_that_fails_halfway_leaves_no_file_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(forms, "ROWS_AT_ONCE", 1)
+    calls = []
+
+    def failing(cells, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return rows_xml(cells, *args)
+
+    monkeypatch.setattr(forms, "rows_xml", failing)
+    frame = findings_frame(*[finding(finding_id=f"f{i}") for i in range(3)])
+    with pytest.raises(OSError):
+        forms.write_xlsx(tmp_path / "market.xlsx", frame, "市市场监督管理局", "2026-11-28")
+    assert list(tmp_path.iterdir()) == []  # neither a half-written form nor the frame or the spooled rows
