@@ -59,8 +59,8 @@ def write_xlsx(path: Path, findings: pl.DataFrame, source_name: str, run_date: s
     """The form as a protected workbook: answer columns open, drop-down for 处理结果."""
     import xlsxwriter
 
-    # constant_memory: rows go to disk as they are written (a province's list has a million rows)
-    # with rows, xlsxwriter writes the workbook around them into a file beside the form (`reports.xlsx_rows`)
+    # with rows, xlsxwriter writes the workbook around them into a file beside the form (`reports.xlsx_rows`);
+    # constant_memory: its header cells are inline strings, as the rows put in after it are
     path = Path(path)
     frame_path = path.with_name(f".{path.name}.frame") if findings.height else path
     book = xlsxwriter.Workbook(str(frame_path), {"strings_to_numbers": False, "strings_to_formulas": False,
