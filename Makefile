@@ -43,8 +43,10 @@ sample: install  ## regenerate sample_data/ (committed output)
 	rm -rf sample_data/extracts sample_data/truth
 	$(USCC) synth --out sample_data --records 3000 --seed 2026
 
-bench: install  ## benchmarks (numbers go into README); the night's data: uscc synth --out /work/bench-data/1e6 … (bench_night.py says how)
-	$(PY) benchmarks/bench_night.py
+BENCH_DATA ?= /work/bench-data
+
+bench: install  ## benchmarks (numbers go into README); the night's data: uscc synth --out $(BENCH_DATA)/1e6 … (bench_night.py says how)
+	$(PY) benchmarks/bench_night.py --data $(BENCH_DATA)/1e5 $(BENCH_DATA)/1e6 $(if $(wildcard $(BENCH_DATA)/1e7/extracts),$(BENCH_DATA)/1e7)
 	$(PY) benchmarks/bench_validators.py
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_detect.py
