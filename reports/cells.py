@@ -136,9 +136,8 @@ def list_rows(findings: pl.DataFrame, page_size: int) -> Markup:
     return Markup(framed.select(row.str.join("")).item())
 
 
-def neutralized(expr: pl.Expr) -> pl.Expr:
-    """`checks.form.neutralize` over a column: formula-like text gets one leading `'`."""
-    text = _text(expr)
+def neutralized(text: pl.Expr) -> pl.Expr:
+    """`checks.form.neutralize` over a text column: formula-like text gets one leading `'` (a null stays null)."""
     return pl.when(text.str.contains(FORMULA_RE)).then(pl.lit("'") + text).otherwise(text)
 
 
@@ -149,4 +148,4 @@ def form_cells(findings: pl.DataFrame) -> pl.DataFrame:
     related_text = _related().list.eval(_cat(_text(item("source_name")), " ", _text(item("record_id")), " ",
                                              _text(item("name")), " ", _text(item("code")))).list.join("；")
     labelled = with_ledger_columns(findings).with_columns(related_text=related_text, **_labels())
-    return labelled.select(neutralized(pl.col(column)).alias(header) for header, column in READ_ONLY)
+    return labelled.select(neutralized(_text(pl.col(column))).alias(header) for header, column in READ_ONLY)

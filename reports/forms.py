@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from checks.form import ANSWER_COLUMNS, ANSWERS, FORMULA_RE, READ_ONLY, TEXT_COLUMNS, neutralize, recover  # noqa: F401
-from reports.cells import form_cells
+from reports.cells import form_cells, neutralized
 from reports.xlsx_rows import fill_sheets, rows_xml
 
 SHEET = "更正清单"
@@ -33,9 +33,7 @@ ROWS_AT_ONCE = 50_000
 
 def neutralize_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """Every text column neutralized like `neutralize` (findings.csv, audit.csv: also opened in spreadsheets)."""
-    return frame.with_columns(
-        pl.when(pl.col(c).str.contains(FORMULA_RE)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
-        for c, dtype in frame.schema.items() if dtype == pl.String)
+    return frame.with_columns(neutralized(pl.col(c)).alias(c) for c, dtype in frame.schema.items() if dtype == pl.String)
 
 
 def write_csv(path: Path, findings: pl.DataFrame, cells: pl.DataFrame | None = None) -> None:
