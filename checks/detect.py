@@ -32,7 +32,7 @@ def assemble(record_findings: list[RecordFinding], cross: list[RecordFinding], c
     attach_repairs(record_findings, ctx)
     findings = record_findings + cross
     attach_formatting_fixes(findings, ctx)
-    return to_frame(findings, ctx.rows, ctx.settings.source_names)
+    return to_frame(findings, ctx.frame, ctx.settings.source_names)
 
 
 def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None) -> pl.DataFrame:
@@ -63,7 +63,7 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     findings += cross
     attach_formatting_fixes(findings, ctx)
     clock.lap("repairs")
-    result = to_frame(findings, ctx.rows, ctx.settings.source_names)
+    result = to_frame(findings, ctx.frame, ctx.settings.source_names)
     clock.lap("findings frame")
     if stats is not None:
         stats["pairs"] = len(ctx.links)

@@ -8,7 +8,6 @@ ledger, the reports and findings.csv read (docs/findings.md lists the kinds).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -51,60 +50,98 @@ def finding_id(source: str, record_id: str, kind: str, code: str) -> str:
     return hashlib.sha1(f"{source}\x1f{record_id}\x1f{kind}\x1f{code}".encode()).hexdigest()[:16]
 
 
-def to_frame(findings: list[RecordFinding], rows: dict[int, dict], source_names: dict[str, str]) -> pl.DataFrame:
-    """The findings frame of record findings; `rows` holds every record they name (`checks.cross_record.row_store`).
+def to_frame(findings: list[RecordFinding], records: pl.DataFrame, source_names: dict[str, str]) -> pl.DataFrame:
+    """The findings frame of record findings; `records` holds every record they name (the prepared records, or
+    those involved: `checks.cross_record.ROW_COLUMNS`).
 
-    Built column by column; what each related record contributes (its `related` key and its JSON detail)
-    is worked out once per record, however many findings name it.
+    Only what a finding itself says is read from the objects; what comes from its record and its related
+    records (the shown code, the key, the JSON detail) is joined in over whole columns, each record once.
     """
-    shown_of: dict[int, str] = {}
-    personal_of: dict[int, bool] = {}
-    key_of: dict[int, str] = {}
-    detail_of: dict[int, str] = {}
-
-    def shown(i: int) -> str:
-        value = shown_of.get(i)
-        if value is None:
-            r = rows[i]
-            personal_of[i] = personal = bool(r["flags"] & BIT["personal_id"])
-            raw = r["uscc_raw"] or ""
-            value = shown_of[i] = mask(raw.strip()) if personal else raw
-        return value
-
-    def related_key(i: int) -> str:
-        key = key_of.get(i)
-        if key is None:
-            key = key_of[i] = f"{rows[i]['source']}:{rows[i]['record_id']}"
-        return key
-
-    def detail(i: int) -> str:  # one element of json.dumps([...], ensure_ascii=False)
-        text = detail_of.get(i)
-        if text is None:
-            x = rows[i]
-            text = detail_of[i] = json.dumps(
-                {"source": x["source"], "source_name": source_names.get(x["source"], x["source"]),
-                 "record_id": x["record_id"], "name": x["name"], "code": shown(i)}, ensure_ascii=False)
-        return text
-
+    if not findings:
+        return pl.DataFrame(schema=FINDING_SCHEMA)
     rank = {kind: i for i, kind in enumerate(KINDS)}
-    ordered = sorted(findings, key=lambda f: (f.idx, rank[f.kind]))
-    columns: dict[str, list] = {name: [] for name in FINDING_SCHEMA}
-    for f in ordered:
-        m = rows[f.idx]
-        uscc = shown(f.idx)
-        code_key = mask(m["norm"]) if personal_of[f.idx] else m["norm"]
-        s = f.suggestion
-        for name, value in (
-            ("finding_id", finding_id(m["source"], m["record_id"], f.kind, code_key)),
-            ("source", m["source"]), ("record_id", m["record_id"]), ("uscc", uscc), ("name", m["name"]),
-            ("kind", f.kind), ("severity", f.severity or KINDS[f.kind].severity), ("message", f.message),
-            ("positions", ",".join(str(p) for p in f.positions)),
-            ("suggested_code", s.code if s else None), ("confidence", s.confidence if s else None),
-            ("suggestion_reason", s.reason if s else None),
-            ("related", ";".join(related_key(i) for i in f.related)),
-            ("related_detail", "[" + ", ".join(detail(i) for i in f.related) + "]"),
-            ("group_size", f.group_size), ("weakest_score", f.weakest_score), ("evidence", f.evidence),
-            ("status", "open"), ("file", m["file"]), ("row", m["row"]),
-        ):
-            columns[name].append(value)
-    return pl.DataFrame(columns, schema=FINDING_SCHEMA)
+    suggestions = [f.suggestion for f in findings]
+    said = pl.DataFrame({
+        "idx": [f.idx for f in findings],
+        "_rank": [rank[f.kind] for f in findings],
+        "kind": [f.kind for f in findings],
+        "severity": [f.severity or KINDS[f.kind].severity for f in findings],
+        "message": [f.message for f in findings],
+        "positions": [",".join(map(str, f.positions)) for f in findings],
+        "suggested_code": [s.code if s else None for s in suggestions],
+        "confidence": [s.confidence if s else None for s in suggestions],
+        "suggestion_reason": [s.reason if s else None for s in suggestions],
+        "group_size": [f.group_size for f in findings],
+        "weakest_score": [f.weakest_score for f in findings],
+        "evidence": [f.evidence for f in findings],
+    }, schema_overrides={"idx": pl.Int64, "group_size": pl.Int64,
+                         "weakest_score": pl.Float64, "suggested_code": pl.String, "confidence": pl.String,
+                         "suggestion_reason": pl.String, "evidence": pl.String})
+    # each record's findings together, in rule order (a stable sort: equal kinds keep the order they were found)
+    said = said.with_row_index("_found").sort("idx", "_rank", maintain_order=True).drop("_rank") \
+        .with_row_index("_pos")
+    # the related records of all findings in one flat frame (a list column built from Python lists is slow)
+    related = pl.DataFrame({"_found": [n for n, f in enumerate(findings) for _ in f.related],
+                            "_related": [i for f in findings for i in f.related]},
+                           schema={"_found": pl.UInt32, "_related": pl.Int64}) \
+        .with_columns(_k=pl.int_range(pl.len()).over("_found"))
+    wanted = pl.concat([said["idx"], related["_related"]]).unique().to_frame("idx")
+    shown = _shown_records(records.select(_RECORD_COLUMNS).join(wanted, on="idx", how="semi"), source_names)
+    missing = wanted.height - shown.height
+    if missing:
+        raise KeyError(f"{missing} records named by findings are not among the records given")
+    joined = related.join(shown.select("idx", "_key", "_detail"), left_on="_related", right_on="idx", how="left") \
+        .sort("_found", "_k").group_by("_found", maintain_order=True) \
+        .agg(related=pl.col("_key").str.join(";"), _details=pl.col("_detail").str.join(", "))
+    frame = said.join(shown, on="idx", how="left").join(joined, on="_found", how="left").sort("_pos")
+    keys = frame.select(pl.concat_str([pl.col("source"), pl.col("record_id").fill_null("None"), pl.col("kind"),
+                                       pl.col("_code_key").fill_null("None")], separator="\x1f"))[:, 0]
+    ids = [hashlib.sha1(k.encode()).hexdigest()[:16] for k in keys.to_list()]
+    return frame.select(
+        finding_id=pl.Series(ids, dtype=pl.String), source="source", record_id="record_id", uscc="_shown",
+        name="name", kind="kind", severity="severity", message="message", positions="positions",
+        suggested_code="suggested_code", confidence="confidence", suggestion_reason="suggestion_reason",
+        related=pl.col("related").fill_null(""),
+        related_detail=pl.lit("[") + pl.col("_details").fill_null("") + pl.lit("]"),
+        group_size="group_size", weakest_score="weakest_score", evidence="evidence", status=pl.lit("open"),
+        file="file", row="row",
+    ).cast(FINDING_SCHEMA)
+
+
+#: What `json.dumps(ensure_ascii=False)` escapes in a string, and how.
+_JSON_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_JSON_ESCAPES |= {chr(c): f"\\u{c:04x}" for c in range(0x20) if chr(c) not in _JSON_ESCAPES}
+
+
+def _json_string(text: pl.Expr) -> pl.Expr:
+    """A string as `json.dumps(text, ensure_ascii=False)` writes it (`null` for nothing)."""
+    escaped = text.str.replace_many(list(_JSON_ESCAPES), list(_JSON_ESCAPES.values()))
+    return pl.when(text.is_null()).then(pl.lit("null")).otherwise(pl.lit('"') + escaped + pl.lit('"'))
+
+
+#: What a finding takes from its record and its related records.
+_RECORD_COLUMNS = ("idx", "source", "record_id", "name", "file", "row", "uscc_raw", "norm", "flags")
+
+
+def _shown_records(records: pl.DataFrame, source_names: dict[str, str]) -> pl.DataFrame:
+    """Per record: the code as shown (a resident ID number masked), the code the finding id is made of, the
+    `related` key (`source:record_id`) and the JSON detail (`json.dumps(..., ensure_ascii=False)`) others show."""
+    personal = (pl.col("flags") & BIT["personal_id"]) != 0
+    frame = records.select(*_RECORD_COLUMNS[:-1], _personal=personal.fill_null(False))
+    at = frame["_personal"].arg_true()
+    shown = frame["uscc_raw"].fill_null("")
+    code_key = frame["norm"]
+    if len(at):  # masked in Python: `str.strip` and `mask` exactly as everywhere else
+        shown = shown.scatter(at, pl.Series([mask(v.strip()) for v in shown.gather(at).to_list()], dtype=pl.String))
+        code_key = code_key.scatter(at, pl.Series([mask(v) for v in code_key.gather(at).to_list()], dtype=pl.String))
+    record_id = pl.col("record_id").fill_null("None")
+    return frame.with_columns(_shown=shown, _code_key=code_key).with_columns(
+        _key=pl.col("source") + pl.lit(":") + record_id,
+        _detail=pl.concat_str([
+            pl.lit('{"source": '), _json_string(pl.col("source")),
+            pl.lit(', "source_name": '),
+            _json_string(pl.col("source").replace_strict(source_names, default=pl.col("source"), return_dtype=pl.String)),
+            pl.lit(', "record_id": '), _json_string(pl.col("record_id")),
+            pl.lit(', "name": '), _json_string(pl.col("name")),
+            pl.lit(', "code": '), _json_string(pl.col("_shown")), pl.lit("}")]),
+    ).drop("uscc_raw", "norm", "_personal")

@@ -1,6 +1,7 @@
 """Detection on small frames a clerk could check by hand, and quality on synthetic truth."""
 
 import datetime as dt
+import json
 
 import polars as pl
 import pytest
@@ -179,6 +180,25 @@ def test_personal_id_is_masked_everywhere(settings):
     f = detect(frame(("market", "M1", "230402199001011237", "向阳区王伟烧烤店", "个体工商户", "王伟", "")), settings)
     text = f.write_csv()
     assert "199001011237" not in text and "230402********1237" in text
+
+
+def test_related_records_are_named_exactly_whatever_their_names_hold(settings):
+    """The list shows each related record from `related_detail`: a name with quotes, a backslash or a tab, and
+    a related resident ID number, come back as written (the ID masked), in the order the finding names them."""
+    names = ['甲"公司\\分部\t', "乙公司"]
+    rows = frame(("market", "M1", A, names[0], "有限责任公司", "王", ""),
+                 ("editorial", "E1", A, names[1], "事业单位", "李", ""),
+                 ("justice", "J1", "230402199001011237", "丙律所", "律师事务所", "赵", ""))
+    f = detect(rows, settings)
+    dup = f.filter(pl.col("kind") == "duplicate_code").sort("source")
+    details = [json.loads(d) for d in dup["related_detail"]]
+    assert [[(x["source"], x["record_id"], x["name"], x["code"]) for x in d] for d in details] == [
+        [("market", "M1", names[0], A)]]  # the market registry issued the code: the other record must change
+    assert dup["related"].to_list() == ["market:M1"]
+    assert details[0][0]["source_name"] == settings.source_names["market"]
+    person = f.filter(pl.col("record_id") == "J1")
+    assert person["uscc"].to_list()[0] == "230402********1237" and person["related_detail"].to_list()[0] == "[]"
+    assert "199001011237" not in f.write_csv()
 
 
 def test_finding_id_is_stable_across_runs(settings):
