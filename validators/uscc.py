@@ -37,6 +37,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
+from operator import mul
 
 from validators import regions
 from validators.tables import (
@@ -166,8 +167,13 @@ def compact(code: object) -> str:
 
 def calc_check_char(first17: str) -> str:
     """GB 32100 position-18 check character of the first 17 characters."""
-    total = sum(VALUE[ch] * w for ch, w in zip(first17, CHECK_WEIGHTS))
+    total = sum(map(mul, map(VALUE.__getitem__, first17[:17]), CHECK_WEIGHTS))
     return ALPHABET[-total % 31]
+
+
+#: GB 11714 character values: 0–9, A=10 … Z=35.
+_ORG_VALUE = {ch: (int(ch) if ch in _DIGITS else ord(ch) - 55) for ch in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+_ORG_CHECK = {remainder: {10: "X", 11: "0"}.get(remainder, str(remainder)) for remainder in range(1, 12)}
 
 
 def _org_value(ch: str) -> int:
@@ -176,8 +182,11 @@ def _org_value(ch: str) -> int:
 
 def calc_org_check_char(body8: str) -> str:
     """GB 11714 check character of an organization code's 8 body characters."""
-    remainder = 11 - sum(_org_value(ch) * w for ch, w in zip(body8, ORG_WEIGHTS)) % 11
-    return {10: "X", 11: "0"}.get(remainder, str(remainder))
+    try:
+        total = sum(map(mul, map(_ORG_VALUE.__getitem__, body8[:8]), ORG_WEIGHTS))
+    except KeyError:  # a character GB 11714 does not have: valued as before, for callers outside the rules
+        total = sum(_org_value(ch) * w for ch, w in zip(body8, ORG_WEIGHTS))
+    return _ORG_CHECK[11 - total % 11]
 
 
 def mask(text: str) -> str:
@@ -245,11 +254,15 @@ def _finding(kind: str, message: str, positions=(), severity: str | None = None)
     return Finding(kind, severity or KINDS[kind].severity, message, tuple(positions))
 
 
+#: Deletes every character of the alphabet: what remains of a code is what is outside it.
+_NOT_ALPHABET = str.maketrans("", "", "".join(VALUE))
+
+
 def _structure(code: str) -> list[Finding]:
     """Positional rules on an 18-character code; a rule whose positions hold
     characters outside the alphabet is skipped (the charset finding covers them)."""
     findings: list[Finding] = []
-    bad = [i for i, ch in enumerate(code) if ch not in VALUE]
+    bad = [i for i, ch in enumerate(code) if ch not in VALUE] if code.translate(_NOT_ALPHABET) else []
     if bad:
         listed = "、".join(f"第 {i + 1} 位“{code[i]}”" for i in bad)
         findings.append(_finding("bad_charset", f"{listed}不是代码允许的字符", [i + 1 for i in bad]))
@@ -264,13 +277,13 @@ def _structure(code: str) -> list[Finding]:
                 "bad_category",
                 f"第 2 位“{code[1]}”不是{dept_name}部门（第 1 位“{dept}”）下的机构类别，应为 {allowed} 之一", [2]))
     region = code[2:8]
-    if all(ch in VALUE for ch in region):
+    if not bad or all(ch in VALUE for ch in region):
         status = regions.region_status(region)
         message = _region_message(region, status)
         if message:
             findings.append(_finding("bad_region", message, range(3, 9), regions.STATUS_SEVERITY[status]))
     org = code[8:17]
-    if all(ch in VALUE for ch in org):
+    if not bad or all(ch in VALUE for ch in org):
         expected = calc_org_check_char(org[:8])
         if org[8] != expected:
             findings.append(_finding(
@@ -405,7 +418,7 @@ def check(code: object, *, numeric: bool = False, text: bool = False, allowlist:
             return report([_finding("excel_mangled", f"代码“{normalized}”末 3 位为 000 且校验不通过，"
                                                      "是 Excel 把代码当作数字保存后丢失了末几位")])
         if suggest and has_error:
-            suggestions.extend(repair_candidates(normalized, least))
+            suggestions.extend(repair_candidates(normalized, least, {f.kind for f in findings}))
     else:
         findings = [_finding("bad_length", f"代码为 {len(normalized)} 位，应为 18 位")]
         bad = [i for i, ch in enumerate(normalized) if ch not in VALUE]
@@ -470,7 +483,7 @@ def _formatting_parts(text: str) -> str:
 
 # --------------------------------------------------------------------------- repairs
 
-def repair_candidates(code: str, least: str = "low") -> list[Suggestion]:
+def repair_candidates(code: str, least: str = "low", kinds: set[str] | None = None) -> list[Suggestion]:
     """Repair candidates for an invalid 18-character code, each with its reason.
 
     The computed check character (medium, only when every other rule passes),
@@ -478,6 +491,7 @@ def repair_candidates(code: str, least: str = "low") -> list[Suggestion]:
     every code one substitution or one adjacent transposition away that passes
     every structural rule (low). None is `high`: that takes evidence from
     another registry (see `checks.repairs`). With `least="medium"` the low ones are not searched for.
+    `kinds`: the kinds of the code's structural findings, when the caller has them already.
     """
     if least not in ("low", "medium"):
         raise ValueError(f"least must be 'low' or 'medium', not {least!r}")
@@ -501,7 +515,8 @@ def repair_candidates(code: str, least: str = "low") -> list[Suggestion]:
                     add(candidate, f"易混字符：{fixed}后全部校验通过", "medium")
         return list(found.values())
 
-    kinds = {f.kind for f in _structure(code)}
+    if kinds is None:
+        kinds = {f.kind for f in _structure(code)}
     if kinds == {"bad_check_char"}:
         add(code[:17] + calc_check_char(code[:17]),
             "前 17 位全部校验通过，按 GB 32100 重新计算第 18 位校验码；也可能是前 17 位中有字符录错，请核对证照",
