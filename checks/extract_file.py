@@ -104,8 +104,8 @@ def read_csv(path: Path, source: Source | None = None, limits: Limits | None = N
         if size > limits.max_file_bytes:
             raise IngestError(f"{name} 有 {size / (1 << 30):.1f} GB，超过上限 {limits.max_file_bytes / (1 << 30):.1f} GB，"
                               "未读取。请确认导出内容后重新提交。")
-        data = handle.read()
-        return _read_csv_data(data, _fd_path(handle, Path(path)), name, source, limits)
+        # not kept here: a UTF-8 file's bytes are let go before polars reads it by path (`_read_csv_data`)
+        return _read_csv_data(handle.read(), _fd_path(handle, Path(path)), name, source, limits)
 
 
 def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, limits: Limits) -> RawTable:
@@ -127,11 +127,16 @@ def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, li
     if width > limits.max_columns:
         raise IngestError(f"{name} 的表头（第 {header_line} 行）有 {width:,} 列，超过上限 {limits.max_columns:,} 列，"
                           "不是正常的数据导出，未读取。请确认导出内容后重新提交。")
-    fast = None if lone_cr else _read_csv_polars(path if encoding in ("utf-8", "utf-8-sig") else data,
-                                                 delimiter, lines, encoding, header_line - 1)
-    if fast is None:
-        fast = _read_csv_python(data.decode("utf-8-sig"), name, delimiter, encoding, header_row, limits)
-    fast.may_hold_controls = _has_control_bytes(data)
+    may_hold_controls = _has_control_bytes(data)
+    by_path = encoding in ("utf-8", "utf-8-sig")
+    if by_path and not lone_cr:  # polars reads the file itself: its bytes need not be held meanwhile
+        data = None
+    fast = None if lone_cr else _read_csv_polars(path if by_path else data, delimiter, lines, encoding,
+                                                 header_line - 1)
+    if fast is None:  # the exact reader after all; a file let go above is read again
+        text = (path.read_bytes() if data is None else data).decode("utf-8-sig")
+        fast = _read_csv_python(text, name, delimiter, encoding, header_row, limits)
+    fast.may_hold_controls = may_hold_controls
     if title_rows:
         fast.notes.append(f"表头在第 {header_line} 行，上方 {title_rows} 行（标题等）不是数据，未作为数据读取")
     return fast

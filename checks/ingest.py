@@ -163,7 +163,7 @@ def to_canonical(raw: RawTable | list[RawTable], source: Source,
         report.extra_columns = report.extra_columns[:50] + [f"…（共 {len(report.extra_columns):,} 列）"]
     frame = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
     bad_idx = {p[0] for p in problems}
-    candidate = frame.filter(~pl.col("_i").is_in(list(bad_idx)))
+    candidate = frame.filter(~pl.col("_i").is_in(list(bad_idx))) if bad_idx else frame
     candidate, schema_problems = _validate(candidate, source)
     problems += schema_problems
 
@@ -203,21 +203,24 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
         raise IngestError(f"{label} 缺少必需的列：{'、'.join(missing)}。文件中的列：{found}。"
                           "请使用下发的表头后重新提交。")
     data_cols = [c for c in raw.cells.columns if c.startswith("column_")]
-    cells = raw.cells.with_columns(
-        pl.Series("row", raw.rows, dtype=pl.Int64), (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias("_i"),
-        *[pl.col(c).str.strip_chars(FIELD_TRIM).alias(f"_trimmed_{c}") for c in data_cols])
-    blank = pl.all_horizontal([pl.col(f"_trimmed_{c}").fill_null("") == "" for c in data_cols]) \
-        if data_cols else pl.lit(True)
+    # whether a row is blank, decided column by column: no trimmed copy of every column is kept (at 10^7 rows
+    # such copies were gigabytes); only the fields taken are trimmed, below
+    blank = raw.cells.select(pl.all_horizontal([pl.col(c).str.strip_chars(FIELD_TRIM).fill_null("") == ""
+                                                for c in data_cols]) if data_cols else pl.repeat(True, pl.len()))
+    blank = blank.to_series() if blank.height == raw.cells.height else pl.Series([True] * raw.cells.height)
     control = pl.any_horizontal([pl.col(c).str.contains(_CONTROL_PATTERN).fill_null(False) for c in data_cols]) \
         if data_cols and raw.may_hold_controls else pl.lit(False)
-    cells = cells.with_columns(_blank=blank, _control=control)
-    rows_blank = int(cells["_blank"].sum()) + raw.blank_rows
+    cells = raw.cells.with_columns(
+        pl.Series("row", raw.rows, dtype=pl.Int64), (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias("_i"),
+        _control=control)
+    rows_blank = int(blank.sum()) + raw.blank_rows
     report.rows_read += cells.height + raw.blank_rows
     report.rows_blank += rows_blank
     if raw.sheet is not None:
         report.sheets.append({"sheet": quote(raw.sheet, 40), "rows_read": cells.height + raw.blank_rows, "rows_blank": rows_blank,
                               "_label": label})
-    cells = cells.filter(~pl.col("_blank"))
+    if rows_blank > raw.blank_rows:
+        cells = cells.filter(~blank)
 
     def col(field_name: str) -> pl.Expr:
         if field_name not in index:
@@ -228,7 +231,7 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
         """The field trimmed (`FIELD_TRIM`), an empty cell null."""
         if field_name not in index:
             return pl.lit(None, dtype=pl.String)
-        trimmed = pl.col(f"_trimmed_column_{index[field_name]}")
+        trimmed = pl.col(f"column_{index[field_name]}").str.strip_chars(FIELD_TRIM)
         return pl.when(trimmed != "").then(trimmed)
 
     numeric_rows = raw.numeric_code_rows or set()
