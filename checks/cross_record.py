@@ -109,7 +109,8 @@ def shared_codes_of(frame: pl.DataFrame) -> dict[str, list[int]]:
 
 
 def cross_level(frame: pl.DataFrame, settings: Settings, involved: set[int]) -> tuple[list[RecordFinding], Context]:
-    """Findings across records; `involved` are the records that already have findings."""
+    """Findings across records; `involved` are the records whose findings' repairs read their row
+    (`checks.repairs.READS_ROW`)."""
     pairs = candidate_pairs(frame, neighbor_pairs(frame))
     return cross_from(frame, settings, involved, pairs, shared_codes_of(frame))
 
@@ -118,7 +119,9 @@ def cross_from(frame: pl.DataFrame, settings: Settings, involved: set[int], pair
                shared_codes: dict[str, list[int]]) -> tuple[list[RecordFinding], Context]:
     """Findings across records from the candidate pairs and shared codes, however they were found.
 
-    `frame` needs only the records involved: those with findings, in a pair or sharing a code.
+    `frame` needs only the records involved: those with findings, in a pair or sharing a code. `involved`: the
+    records whose findings' repairs read their row (`checks.repairs.READS_ROW`); rows are kept as dicts only for
+    those and for the records in a pair or sharing a code (at a province, a row per finding was gigabytes).
     """
     scored = score_pairs(frame, pairs, settings.city.name_prefixes)
     links = {(r["a"], r["b"]): r for r in scored.select("a", "b", "score", "same", "reason", "blocks").iter_rows(named=True)}

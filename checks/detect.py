@@ -22,7 +22,7 @@ import polars as pl
 
 from checks.cross_record import Context, cross_level
 from checks.findings import FINDING_SCHEMA, RecordFinding, to_frame
-from checks.repairs import attach_formatting_fixes, attach_repairs
+from checks.repairs import READS_ROW, attach_formatting_fixes, attach_repairs
 from checks.rules import context_level, prepare, record_level
 from checks.settings import Settings
 
@@ -57,7 +57,7 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     clock.lap("record level")
     findings += context_level(frame, settings)
     clock.lap("in context")
-    cross, ctx = cross_level(frame, settings, {f.idx for f in findings})
+    cross, ctx = cross_level(frame, settings, {f.idx for f in findings if f.kind in READS_ROW})
     clock.lap("across records")
     attach_repairs(findings, ctx)
     findings += cross

@@ -41,6 +41,7 @@ from checks.cross_record import (
 )
 from checks.detect import assemble as assemble_frame
 from checks.findings import RecordFinding
+from checks.repairs import READS_ROW
 from checks.rules import context_level, prepare, record_level
 from checks.settings import Settings
 from validators.column import compact_expr
@@ -149,7 +150,7 @@ def assemble(folder: Path, keys: list[str], buckets: int, settings: Settings) ->
     rows = pl.concat([pl.scan_parquet(folder / f"prepared-{k}.parquet").select(ASSEMBLY_COLUMNS) for k in keys]) \
         .join(pl.LazyFrame({"idx": sorted(wanted)}, schema={"idx": pl.Int64}), on="idx", how="semi") \
         .collect().sort("idx")
-    cross, ctx = cross_from(rows, settings, involved, pairs, shared)
+    cross, ctx = cross_from(rows, settings, {f.idx for f in record_findings if f.kind in READS_ROW}, pairs, shared)
     return assemble_frame(record_findings, cross, ctx)
 
 

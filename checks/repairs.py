@@ -55,6 +55,10 @@ def attach_formatting_fixes(findings: list[RecordFinding], ctx: Context) -> None
             f.suggestion = formatting_fix(ctx.rows[f.idx]["uscc_raw"])
 
 
+#: Kinds whose repair reads the record's own row (`Context.rows`) even when it is the same entity as no other
+#: record: detection keeps rows for those records, and for every record in a pair or sharing a code.
+READS_ROW = frozenset({"formatting", "department_mismatch", "category_mismatch"})
+
 _REPAIRABLE = {"missing", "excel_mangled", "personal_id", "legacy_number", "bad_length", "bad_charset",
                "bad_department", "bad_category", "bad_region", "bad_org_check", "bad_check_char",
                "department_mismatch", "category_mismatch"}
@@ -75,8 +79,8 @@ def _cross_listed(ctx: Context) -> set[int]:
 def _evidence_suggestion(ctx: Context, idx: int) -> tuple[Suggestion, list[int]] | None:
     """The same entity's valid code elsewhere: high when one edit away or the org code matches."""
     members = ctx.groups.get(idx)
-    r = ctx.rows[idx]
     if members:
+        r = ctx.rows[idx]
         trusted = ctx.trusted_code([m for m in members if m != idx])
         if trusted and trusted[0] != r["code"]:
             m = trusted[1]
