@@ -17,17 +17,14 @@ import polars as pl
 from checks.findings import RecordFinding
 from checks.linking import MOVED, build_groups, candidate_pairs, score_pairs
 from checks.settings import Settings
-from validators.column import BIT
-from validators.uscc import Suggestion, single_edit_codes
+from validators.column import BIT, single_edit_codes_column
+from validators.uscc import Suggestion
 
 def neighbor_candidates(frame: pl.DataFrame) -> pl.DataFrame:
     """(idx, candidate): the codes one edit away from each invalid code that pass the check."""
-    rows_a, candidates = [], []
-    for idx, code in frame.filter(~pl.col("valid") & pl.col("code").is_not_null()).select("idx", "code").iter_rows():
-        found = single_edit_codes(code)
-        rows_a += [idx] * len(found)
-        candidates += found
-    return pl.DataFrame({"idx": rows_a, "candidate": candidates}, schema={"idx": pl.Int64, "candidate": pl.String})
+    invalid = frame.filter(~pl.col("valid") & pl.col("code").is_not_null()).select("idx", "code")
+    found = single_edit_codes_column(invalid["code"])
+    return found.select(idx=invalid["idx"].gather(found["row"]), candidate="candidate")
 
 
 def neighbor_pairs_from(candidates: pl.DataFrame, holders: pl.DataFrame, legacy: pl.DataFrame) -> pl.DataFrame:

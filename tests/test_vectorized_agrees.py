@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from validators import uscc
-from validators.column import check_column, is_valid_column
+from validators.column import check_column, is_valid_column, single_edit_codes_column
 from validators.tables import ALPHABET, DEPARTMENTS
 
 REGIONS = ["230400", "230401", "230402", "230421", "110105", "100000", "440101", "239999", "990000", "12AB34"]
@@ -171,3 +171,14 @@ def test_a_blank_cell_whose_arrow_slot_still_holds_a_code_is_missing():
     for allowlist in (None, {"91350100M0001TGQXM": "试点"}):
         result = classify(series, allowlist=allowlist)
         assert result["flags"].to_list() == [0, BIT["missing"]] and result["valid"].to_list() == [True, False]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(mutated_codes(), valid_codes(), st.text(max_size=20), st.none()), max_size=40))
+@example(["91230402MA1C4B0P61", "91230402MA1C4B0P6", "中" * 18, "", None, "91230402MA1C4B0P60"])
+def test_single_edit_codes_column_is_the_scalar_search_on_every_code(codes):
+    """Detection looks up every invalid code's one-edit neighbours over the column: the same candidates, in the
+    same order, as the scalar search finds for each code."""
+    got = single_edit_codes_column(pl.Series(codes, dtype=pl.String))
+    expected = [(row, c) for row, code in enumerate(codes) if code is not None for c in uscc.single_edit_codes(code)]
+    assert list(zip(got["row"].to_list(), got["candidate"].to_list())) == expected

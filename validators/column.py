@@ -46,6 +46,7 @@ from validators.tables import (
 )
 
 __all__ = ["is_valid_column", "check_column", "classify", "compact_expr", "kinds_column", "kinds_of_flags",
+           "single_edit_codes_column",
            "BIT", "ERROR_MASK", "BIT_ORDER"]
 
 #: Bit of each kind in the flags column, in the order kinds are listed.
@@ -493,3 +494,52 @@ def check_column(series: pl.Series, *, numeric: pl.Series | None = None, text: p
     result = classify(series, numeric, allowlist, text)
     return pl.DataFrame({"input": series.cast(pl.String), "code": result["code"], "valid": result["valid"],
                          "kinds": kinds_column(result["flags"])})
+
+
+#: Each byte's value in the GB 32100 alphabet (-1 outside it), the alphabet as bytes, the 18 positions' weights in
+#: the check equation (position 18 counts once) and their inverses mod 31 (`validators.uscc.single_edit_codes`).
+_BYTE_VALUE = np.full(256, -1, dtype=np.int64)
+_BYTE_VALUE[np.frombuffer(ALPHABET.encode(), dtype=np.uint8)] = np.arange(31)
+_ALPHABET_BYTES = np.frombuffer(ALPHABET.encode(), dtype=np.uint8)
+_EDIT_WEIGHTS = np.array(CHECK_WEIGHTS + (1,), dtype=np.int64)
+_EDIT_INVERSES = np.array([pow(int(w), -1, 31) for w in _EDIT_WEIGHTS], dtype=np.int64)
+
+
+def single_edit_codes_column(codes: pl.Series) -> pl.DataFrame:
+    """`validators.uscc.single_edit_codes` of every code at once: (`row`, `candidate`), `row` the code's position
+    in `codes`; each code's candidates in that function's order (the substitutions by position, then the
+    transpositions). Codes that are not 18 alphabet characters, or pass the check equation, have none."""
+    empty = pl.DataFrame(schema={"row": pl.Int64, "candidate": pl.String})
+    codes = codes.cast(pl.String)
+    rows = np.flatnonzero((codes.str.len_bytes() == 18).fill_null(False).to_numpy())
+    if not len(rows):
+        return empty
+    raw = np.frombuffer(b"".join(codes.gather(rows).cast(pl.Binary).to_list()), dtype=np.uint8).reshape(-1, 18)
+    values = _BYTE_VALUE[raw]
+    alphabet = (values >= 0).all(axis=1)
+    total = (values * _EDIT_WEIGHTS).sum(axis=1) % 31
+    keep = alphabet & (total != 0)
+    rows, raw, values, total = rows[keep], raw[keep], values[keep], total[keep]
+    n = len(rows)
+    if not n:
+        return empty
+    # the substitution at position i: the one character that makes the weighted sum 0 mod 31
+    replaced = _ALPHABET_BYTES[(values - total[:, None] * _EDIT_INVERSES) % 31]
+    subs = np.repeat(raw[:, None, :], 18, axis=1)
+    at = np.arange(18)
+    subs[:, at, at] = replaced
+    parts = [(np.repeat(rows, 18), np.tile(at, n), subs.reshape(-1, 18))]
+    # swapping positions i and i+1 changes the weighted sum by (v[i+1] - v[i]) * (w[i] - w[i+1])
+    step = values[:, 1:] - values[:, :-1]
+    swaps = (step != 0) & ((total[:, None] + step * (_EDIT_WEIGHTS[:-1] - _EDIT_WEIGHTS[1:])) % 31 == 0)
+    code_at, i = np.nonzero(swaps)
+    if len(code_at):
+        swapped = raw[code_at].copy()
+        swapped[np.arange(len(i)), i], swapped[np.arange(len(i)), i + 1] = raw[code_at, i + 1], raw[code_at, i]
+        parts.append((rows[code_at], 18 + i, swapped))
+    row = np.concatenate([p[0] for p in parts])
+    order = np.concatenate([p[1] for p in parts])
+    text = np.concatenate([p[2] for p in parts])
+    frame = pl.DataFrame({"row": row.astype(np.int64), "_k": order.astype(np.int64),
+                          "candidate": pl.Series(text.view("S18").ravel(), dtype=pl.Binary).cast(pl.String)})
+    return frame.sort("row", "_k").drop("_k")
