@@ -208,8 +208,8 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
     # a row is blank when no cell holds a character besides FIELD_TRIM: a match per cell, no trimmed copy of every
     # column (at 10^7 rows such copies were gigabytes); only the fields taken are trimmed, once, below
     blank = raw.cells.select(pl.all_horizontal([~pl.col(c).str.contains(_NOT_TRIM).fill_null(False)
-                                                for c in data_cols]) if data_cols else pl.repeat(True, pl.len()))
-    blank = blank.to_series() if blank.height == raw.cells.height else pl.Series([True] * raw.cells.height)
+                                                for c in data_cols])).to_series() if data_cols \
+        else pl.Series([True] * raw.cells.height, dtype=pl.Boolean)
     control = pl.any_horizontal([pl.col(c).str.contains(_CONTROL_PATTERN).fill_null(False) for c in data_cols]) \
         if data_cols and raw.may_hold_controls else pl.lit(False)
     cells = raw.cells.with_columns(
