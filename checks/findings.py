@@ -133,7 +133,8 @@ def _shown_records(records: pl.DataFrame, source_names: dict[str, str]) -> pl.Da
     code_key = frame["norm"]
     if len(at):  # masked in Python: `str.strip` and `mask` exactly as everywhere else
         shown = shown.scatter(at, pl.Series([mask(v.strip()) for v in shown.gather(at).to_list()], dtype=pl.String))
-        code_key = code_key.scatter(at, pl.Series([mask(v) for v in code_key.gather(at).to_list()], dtype=pl.String))
+        code_key = code_key.scatter(at, pl.Series([None if v is None else mask(v) for v in code_key.gather(at).to_list()],
+                                                  dtype=pl.String))
     record_id = pl.col("record_id").fill_null("None")
     return frame.with_columns(_shown=shown, _code_key=code_key).with_columns(
         _key=pl.col("source") + pl.lit(":") + record_id,

@@ -97,7 +97,7 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         conn.execute("INSERT INTO runs (run_date, started_at, finished_at, open_count, counts_json) "
                      "VALUES (?,?,NULL,?,?) ON CONFLICT(run_date) DO UPDATE SET started_at = excluded.started_at, "
                      "open_count = excluded.open_count, counts_json = excluded.counts_json",
-                     (run_date, now, open_count, json.dumps({f"{s}|{v}": n for s, v, n in counts})))
+                     (run_date, now, open_count, json.dumps({f"{s}|{v}": n for s, v, n in counts}, sort_keys=True)))
     return {"statuses": statuses, **changes, "historical": historical, "open": open_count}
 
 

@@ -224,7 +224,8 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
     # sha1 in one comprehension: map_elements costs as much again per entity (10^7 at a province)
     sha1 = hashlib.sha1
     derived = grouped.select("entity", "id_basis").with_columns(entity_id=pl.Series(
-        [sha1(basis.encode()).hexdigest()[:16] for basis in grouped["id_basis"].to_list()], dtype=pl.String)) \
+        [None if basis is None else sha1(basis.encode()).hexdigest()[:16] for basis in grouped["id_basis"].to_list()],
+        dtype=pl.String)) \
         .select("entity", "entity_id", "id_basis")
     ids = carry_ids(frame.select("source", "record_id", "entity"), derived, previous)
     # in the register's order already: the wide rows below are joined to it once, never sorted
