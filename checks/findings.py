@@ -94,9 +94,7 @@ def to_frame(findings: list[RecordFinding], records: pl.DataFrame, source_names:
         .sort("_found", "_k").group_by("_found", maintain_order=True) \
         .agg(related=pl.col("_key").str.join(";"), _details=pl.col("_detail").str.join(", "))
     frame = said.join(shown, on="idx", how="left").join(joined, on="_found", how="left").sort("_pos")
-    keys = frame.select(pl.concat_str([pl.col("source"), pl.col("record_id").fill_null("None"), pl.col("kind"),
-                                       pl.col("_code_key").fill_null("None")], separator="\x1f"))[:, 0]
-    ids = [hashlib.sha1(k.encode()).hexdigest()[:16] for k in keys.to_list()]
+    ids = [finding_id(*key) for key in frame.select("source", "record_id", "kind", "_code_key").iter_rows()]
     return frame.select(
         finding_id=pl.Series(ids, dtype=pl.String), source="source", record_id="record_id", uscc="_shown",
         name="name", kind="kind", severity="severity", message="message", positions="positions",
