@@ -50,8 +50,7 @@ OTHER_ENTITIES = "duplicate_code"
 
 
 def entity_id(basis: str) -> str:
-    """The stable id of an entity from its basis (`uscc:<code>` or `record:<source>:<record_id>`); `golden_register`
-    derives them the same way over a whole column."""
+    """The stable id of an entity from its basis (`uscc:<code>` or `record:<source>:<record_id>`)."""
     return hashlib.sha1(basis.encode()).hexdigest()[:16]
 
 
@@ -221,11 +220,9 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         id_basis=pl.when(pl.col("trusted_code").is_not_null() & (pl.len().over("trusted_code") == 1))
         .then(pl.lit("uscc:") + pl.col("trusted_code"))
         .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
-    # sha1 in one comprehension: map_elements costs as much again per entity (10^7 at a province)
-    sha1 = hashlib.sha1
+    # one comprehension: map_elements cost as much again per entity (10^7 at a province)
     derived = grouped.select("entity", "id_basis").with_columns(entity_id=pl.Series(
-        [None if basis is None else sha1(basis.encode()).hexdigest()[:16] for basis in grouped["id_basis"].to_list()],
-        dtype=pl.String)) \
+        [None if basis is None else entity_id(basis) for basis in grouped["id_basis"].to_list()], dtype=pl.String)) \
         .select("entity", "entity_id", "id_basis")
     ids = carry_ids(frame.select("source", "record_id", "entity"), derived, previous)
     # in the register's order already: the wide rows below are joined to it once, never sorted
