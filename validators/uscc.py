@@ -171,13 +171,13 @@ def calc_check_char(first17: str) -> str:
     return ALPHABET[-total % 31]
 
 
-#: GB 11714 character values: 0–9, A=10 … Z=35.
-_ORG_VALUE = {ch: (int(ch) if ch in _DIGITS else ord(ch) - 55) for ch in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
-_ORG_CHECK = {remainder: {10: "X", 11: "0"}.get(remainder, str(remainder)) for remainder in range(1, 12)}
-
-
 def _org_value(ch: str) -> int:
     return int(ch) if ch in _DIGITS else ord(ch) - 55  # GB 11714: A=10 … Z=35
+
+
+#: `_org_value` of each character GB 11714 has, and the check character of each remainder.
+_ORG_VALUE = {ch: _org_value(ch) for ch in _ORG_BODY}
+_ORG_CHECK = {remainder: {10: "X", 11: "0"}.get(remainder, str(remainder)) for remainder in range(1, 12)}
 
 
 def calc_org_check_char(body8: str) -> str:
