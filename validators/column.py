@@ -12,7 +12,8 @@ Three paths, one truth:
   * the rare non-ASCII cell goes through the scalar `validators.uscc.check` once per
     distinct value.
 All read the tables of `validators.tables`; property tests hold them equal to the
-scalar API on every input.
+scalar API on every input. `single_edit_codes_column` is the column form of the
+one-edit neighbour search (`validators.uscc.single_edit_codes`), held equal the same way.
 
 Why this module is long: the three paths share one set of lookup tables and one
 flag layout (`BIT_ORDER`), and a reader checking that they agree needs them side by
