@@ -124,17 +124,15 @@ _RECORD_COLUMNS = ("idx", "source", "record_id", "name", "file", "row", "uscc_ra
 def _shown_records(records: pl.DataFrame, source_names: dict[str, str]) -> pl.DataFrame:
     """Per record: the code as shown (a resident ID number masked), the code the finding id is made of, the
     `related` key (`source:record_id`) and the JSON detail (`json.dumps(..., ensure_ascii=False)`) others show."""
-    personal = (pl.col("flags") & BIT["personal_id"]) != 0
-    frame = records.select(*_RECORD_COLUMNS[:-1], _personal=personal.fill_null(False))
-    at = frame["_personal"].arg_true()
-    shown = frame["uscc_raw"].fill_null("")
-    code_key = frame["norm"]
+    at = ((records["flags"] & BIT["personal_id"]) != 0).fill_null(False).arg_true()
+    shown = records["uscc_raw"].fill_null("")
+    code_key = records["norm"]
     if len(at):  # masked in Python: `str.strip` and `mask` exactly as everywhere else
         shown = shown.scatter(at, pl.Series([mask(v.strip()) for v in shown.gather(at).to_list()], dtype=pl.String))
         code_key = code_key.scatter(at, pl.Series([None if v is None else mask(v) for v in code_key.gather(at).to_list()],
                                                   dtype=pl.String))
     record_id = pl.col("record_id").fill_null("None")
-    return frame.with_columns(_shown=shown, _code_key=code_key).with_columns(
+    return records.with_columns(_shown=shown, _code_key=code_key).with_columns(
         _key=pl.col("source") + pl.lit(":") + record_id,
         _detail=pl.concat_str([
             pl.lit('{"source": '), _json_string(pl.col("source")),
@@ -143,4 +141,4 @@ def _shown_records(records: pl.DataFrame, source_names: dict[str, str]) -> pl.Da
             pl.lit(', "record_id": '), _json_string(pl.col("record_id")),
             pl.lit(', "name": '), _json_string(pl.col("name")),
             pl.lit(', "code": '), _json_string(pl.col("_shown")), pl.lit("}")]),
-    ).drop("uscc_raw", "norm", "_personal")
+    ).drop("uscc_raw", "norm", "flags")
