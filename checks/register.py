@@ -221,9 +221,9 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         .then(pl.lit("uscc:") + pl.col("trusted_code"))
         .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
     # one comprehension: map_elements cost as much again per entity (10^7 at a province)
-    derived = grouped.select("entity", "id_basis").with_columns(entity_id=pl.Series(
-        [None if basis is None else entity_id(basis) for basis in grouped["id_basis"].to_list()], dtype=pl.String)) \
-        .select("entity", "entity_id", "id_basis")
+    derived = grouped.select("entity", entity_id=pl.Series(
+        [None if basis is None else entity_id(basis) for basis in grouped["id_basis"].to_list()], dtype=pl.String),
+        id_basis="id_basis")
     ids = carry_ids(frame.select("source", "record_id", "entity"), derived, previous)
     # in the register's order already: the wide rows below are joined to it once, never sorted
     rows = grouped.select("entity", "trusted_code", "trusted_why").join(ids, on="entity").sort("entity_id")
