@@ -73,14 +73,18 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
                                    "county",
                                    due=pl.col("kind").replace_strict(days, default=None, return_dtype=pl.Int64)
                                    .fill_null(pl.col("severity").replace_strict(days, default=30,
-                                                                               return_dtype=pl.Int64)))
+                                                                               return_dtype=pl.Int64)),
+                                   seq=pl.int_range(pl.len())).sort("finding_id")
     now = _now()
     with closing(connect(db)) as conn, _Transaction(conn):
         latest = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         historical = latest is not None and run_date < latest
         conn.execute("CREATE TEMP TABLE tonight (finding_id TEXT PRIMARY KEY, source TEXT, record_id TEXT, "
-                     "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT, county TEXT, due INTEGER)")
-        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?,?)", tonight_rows.rows())
+                     "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT, county TEXT, due INTEGER, "
+                     "seq INTEGER)")
+        # in finding_id order: a province's two million findings then go into every index (tonight's, the
+        # ledger's, the audit log's) at its end instead of at random places; `seq` is tonight's order
+        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?,?,?)", tonight_rows.rows())
         if not historical:  # statuses move forward in time only
             fresh = _record_extracts(conn, run_date, tonight)
             _move_seen(conn, run_date, now, actor, fresh, None if tonight is None else tonight.sources_read)
@@ -148,7 +152,7 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
     conn.execute(
         """CREATE TEMP TABLE moves AS
            SELECT finding_id, old, new, note FROM (
-             SELECT t.rowid AS seen, f.finding_id, f.status AS old,
+             SELECT t.seq AS seen, f.finding_id, f.status AS old,
                CASE
                  WHEN f.status = 'fixed' THEN 'reopened'
                  WHEN f.status = 'waived' AND f.waived_record IS NOT NULL
