@@ -110,17 +110,26 @@ def entities(prepared: pl.DataFrame, findings: pl.DataFrame) -> pl.DataFrame:
                         schema={"idx": pl.Int64, "entity": pl.Int64})
 
 
-def carry_ids(members: pl.DataFrame, derived: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+def _derived(bases: pl.DataFrame) -> pl.DataFrame:
+    """(entity, entity_id, id_basis): the id `entity_id` derives from each entity's basis."""
+    # one comprehension: map_elements cost as much again per entity (10^7 at a province)
+    return bases.select("entity", entity_id=pl.Series(
+        [None if basis is None else entity_id(basis) for basis in bases["id_basis"].to_list()], dtype=pl.String),
+        id_basis="id_basis")
+
+
+def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
     """(entity, entity_id, id_basis) for tonight's entities: the previous night's id where one of its records
-    was registered, else the derived one.
+    was registered, else the one derived from its basis (only those are hashed: on a night after the first,
+    a few).
 
     Args:
         members: (source, record_id, entity) of tonight's records.
-        derived: (entity, entity_id, id_basis) as `entity_id` derives them.
+        bases: (entity, id_basis) of tonight's entities.
         previous: the previous night's `ENTITY_KEYS` rows, or None on the first night.
     """
     if previous is None or previous.height == 0:
-        return derived
+        return _derived(bases)
     votes = members.join(previous, on=["source", "record_id"]) \
         .group_by("entity", "entity_id", "id_basis").agg(n=pl.len(), key=(pl.col("source") + ":" + pl.col("record_id")).min())
     # each earlier id goes to one entity (most of its records, then the smallest record key) …
@@ -129,7 +138,7 @@ def carry_ids(members: pl.DataFrame, derived: pl.DataFrame, previous: pl.DataFra
     kept = won.sort("entity", "n", "entity_id", descending=[False, True, False]).unique("entity", keep="first") \
         .select("entity", "entity_id", "id_basis")
     taken = set(kept["entity_id"].to_list())
-    fresh = derived.join(kept, on="entity", how="anti")
+    fresh = _derived(bases.join(kept, on="entity", how="anti"))
     rows = []
     for entity, eid, basis in fresh.iter_rows():
         n = 1
@@ -138,7 +147,7 @@ def carry_ids(members: pl.DataFrame, derived: pl.DataFrame, previous: pl.DataFra
             eid = entity_id(f"{basis}#{n}")
         taken.add(eid)
         rows.append((entity, eid, basis))
-    return pl.concat([kept, pl.DataFrame(rows, schema=derived.schema, orient="row")])
+    return pl.concat([kept, pl.DataFrame(rows, schema=fresh.schema, orient="row")])
 
 
 #: Why a lone record's code is trusted: `checks.cross_record.Context.trusted_code`'s reasons, by "issued by its
@@ -220,11 +229,7 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         id_basis=pl.when(pl.col("trusted_code").is_not_null() & (pl.len().over("trusted_code") == 1))
         .then(pl.lit("uscc:") + pl.col("trusted_code"))
         .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
-    # one comprehension: map_elements cost as much again per entity (10^7 at a province)
-    derived = grouped.select("entity", entity_id=pl.Series(
-        [None if basis is None else entity_id(basis) for basis in grouped["id_basis"].to_list()], dtype=pl.String),
-        id_basis="id_basis")
-    ids = carry_ids(frame.select("source", "record_id", "entity"), derived, previous)
+    ids = carry_ids(frame.select("source", "record_id", "entity"), grouped.select("entity", "id_basis"), previous)
     # in the register's order already: the wide rows below are joined to it once, never sorted
     rows = grouped.select("entity", "trusted_code", "trusted_why").join(ids, on="entity").sort("entity_id")
     open_ = findings.filter(pl.col("status").is_in(UNRESOLVED)).select("source", "record_id", "kind", "finding_id") \

@@ -156,9 +156,13 @@ def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_get
     previous = pl.DataFrame({"source": ["market"] * 3, "record_id": ["M1", "M2", "M3"], "entity_id": ["old"] * 3,
                              "id_basis": ["uscc:X"] * 3})
     members = pl.DataFrame({"source": ["market"] * 4, "record_id": ["M1", "M2", "M3", "M9"], "entity": [0, 0, 2, 3]})
-    derived = pl.DataFrame({"entity": [0, 2, 3], "entity_id": ["d0", "d2", "d3"], "id_basis": ["a", "b", "c"]})
-    ids = dict(carry_ids(members, derived, previous).select("entity", "entity_id").rows())
-    assert ids == {0: "old", 2: "d2", 3: "d3"}
+    bases = pl.DataFrame({"entity": [0, 2, 3], "id_basis": ["uscc:X", "record:market:M3", "record:market:M9"]})
+    ids = dict(carry_ids(members, bases, previous).select("entity", "entity_id").rows())
+    assert ids == {0: "old", 2: entity_id("record:market:M3"), 3: entity_id("record:market:M9")}
+    # an id derived anew that an earlier entity still holds is derived again: no two entities share one
+    taken = previous.with_columns(entity_id=pl.lit(entity_id("record:market:M9")))
+    again = dict(carry_ids(members, bases, taken).select("entity", "entity_id").rows())
+    assert again[0] == entity_id("record:market:M9") and again[3] == entity_id("record:market:M9#2")
 
 
 def test_an_entity_is_the_smallest_record_index_of_its_component_however_the_links_run():
