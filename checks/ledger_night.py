@@ -81,7 +81,7 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         historical = latest is not None and run_date < latest
         conn.execute("CREATE TEMP TABLE tonight (finding_id TEXT PRIMARY KEY, source TEXT, record_id TEXT, "
                      "kind TEXT, severity TEXT, uscc TEXT, name TEXT, related TEXT, county TEXT, due INTEGER, "
-                     "seq INTEGER)")
+                     "seq INTEGER) WITHOUT ROWID")
         # in finding_id order: a province's two million findings then go into every index (tonight's, the
         # ledger's, the audit log's) at its end instead of at random places; `seq` is tonight's order
         conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?,?,?)", tonight_rows.rows())
