@@ -84,6 +84,11 @@ class WorkFolder:
         return self.path / "prepared.parquet"
 
     @property
+    def register_lists(self) -> Path:
+        """The golden register's list columns, copied out of the frames they were joined from (`flows.stages`)."""
+        return self.path / "register.lists.arrow"
+
+    @property
     def partitions(self) -> Path:
         """The partitioned detection's exchange folder (`checks.partition`)."""
         return self.path / "partitions"

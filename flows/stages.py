@@ -287,13 +287,27 @@ def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: 
     previous = pl.read_parquet(path) if path.exists() else None
     prepared = pl.read_parquet(work.prepared) if work.prepared.exists() else \
         prepare(tonight.all_records(settings, work), settings)  # no record tonight, or an older work folder
-    found = golden_register(prepared, findings, settings, previous)
+    found = _compacted(golden_register(prepared, findings, settings, previous), work.register_lists)
     if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.name}.tmp")
         entity_keys(found, [s.key for s in settings.sources]).write_parquet(staged)
         os.replace(staged, path)
     return found
+
+
+def _compacted(register: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """The register with its list columns read back from an uncompressed Arrow IPC file at `path`.
+
+    After the joins that build it, each list's text still points into the buffers of every frame it came
+    from, and polars' parquet writer pays for all of them again on every page it writes: a province's
+    register.parquet took 150 s to write, 15 s from this copy (made in 9 s), and its CSV half the time.
+    """
+    lists = [c for c, dtype in register.schema.items() if isinstance(dtype, pl.List)]
+    if not lists or register.height == 0:
+        return register
+    register.select(lists).write_ipc(path, compression="uncompressed")
+    return register.with_columns(pl.read_ipc(path))
 
 
 def complete_night(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict],
