@@ -287,7 +287,9 @@ def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: 
     previous = pl.read_parquet(path) if path.exists() else None
     prepared = pl.read_parquet(work.prepared) if work.prepared.exists() else \
         prepare(tonight.all_records(settings, work), settings)  # no record tonight, or an older work folder
-    found = _compacted(golden_register(prepared, findings, settings, previous), work.register_lists)
+    found = golden_register(prepared, findings, settings, previous)
+    del prepared, previous  # what the register's copy below no longer needs
+    found = _compacted(found, work.register_lists)
     if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.name}.tmp")
@@ -306,8 +308,10 @@ def _compacted(register: pl.DataFrame, path: Path) -> pl.DataFrame:
     lists = [c for c, dtype in register.schema.items() if isinstance(dtype, pl.List)]
     if not lists or register.height == 0:
         return register
+    order = register.columns
     register.select(lists).write_ipc(path, compression="uncompressed")
-    return register.with_columns(pl.read_ipc(path))
+    register = register.drop(lists)  # the joined lists are let go before their copy is read: never both at once
+    return pl.concat([register, pl.read_ipc(path)], how="horizontal").select(order)
 
 
 def complete_night(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict],
