@@ -309,6 +309,9 @@ def _compacted(register: pl.DataFrame, path: Path) -> pl.DataFrame:
     if not lists or register.height == 0:
         return register
     order = register.columns
+    # a new file, never one rewritten in place: polars maps the file it reads, and a register an earlier run in
+    # this process still holds may be mapped from the old one
+    path.unlink(missing_ok=True)
     register.select(lists).write_ipc(path, compression="uncompressed")
     register = register.drop(lists)  # the joined lists are let go before their copy is read: never both at once
     return pl.concat([register, pl.read_ipc(path)], how="horizontal").select(order)
