@@ -44,13 +44,15 @@ def _api_url() -> str:
 @task(cache_policy=NO_CACHE)
 def scan_partition(folder: str, key: str, settings: Settings) -> dict:
     """Validate one region's records and derive their link keys."""
-    return partition.scan_partition(Path(folder), key, settings)
+    with stages.collector_paused():  # a worker process: the stage's pause is the flow process's
+        return partition.scan_partition(Path(folder), key, settings)
 
 
 @task(cache_policy=NO_CACHE)
 def link_bucket(folder: str, keys: list[str], bucket: int, buckets: int) -> dict:
     """Candidate pairs of the keys hashing to one bucket (the shuffle)."""
-    return partition.link_bucket(Path(folder), keys, bucket, buckets)
+    with stages.collector_paused():
+        return partition.link_bucket(Path(folder), keys, bucket, buckets)
 
 
 @flow(name="uscc-detect-partitioned", log_prints=True)

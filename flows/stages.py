@@ -21,9 +21,11 @@ records (a corrected code must not be held by another entity).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -64,6 +66,40 @@ class StageClock:
             yield
         finally:
             self.seconds[label] = time.perf_counter() - started
+
+
+class CollectorPause:
+    """Python's cyclic garbage collector held off while a stage runs (`drive`), and restored after it.
+
+    A night's stages build millions of long-lived objects (findings, rows, pair evidence) and make almost no
+    reference cycles: every full collection walked all of them again and found nothing (at 10^6 a seventh of
+    the night; 1,568 objects in cycles over a whole night, README decisions). Reference counting still frees
+    every other object at once. Nested and concurrent pauses (stages of two flows in one process) count: the
+    collector is restored by the last one to end, and only if it was on when the first began.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._held = 0
+        self._restore = False
+
+    @contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._held == 0:
+                self._restore = gc.isenabled()
+                gc.disable()
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+                if self._held == 0 and self._restore:
+                    gc.enable()
+
+
+collector_paused = CollectorPause()
 
 
 def clear_leftovers(settings: Settings, data_dir: Path, run_date: str, today_: str | None = None) -> list[str]:
@@ -371,19 +407,19 @@ def drive(night: Night, steps: Steps, say: Callable[[str], None], warn: Callable
     for removed in clear_leftovers(night.settings, night.data_dir, night.run_date):
         warn(console.describe_leftover(removed))
     clock = StageClock()
-    with clock.stage(INGEST):
+    with clock.stage(INGEST), collector_paused():
         sources = steps.ingest()
-    with clock.stage(DETECT):
+    with clock.stage(DETECT), collector_paused():
         counts = steps.detect()
     say(console.describe_detection(counts))
-    with clock.stage(RETURNS):
+    with clock.stage(RETURNS), collector_paused():
         handled = steps.returns()
     for h in handled:
         say(console.describe_return(h))
-    with clock.stage(LEDGER):
+    with clock.stage(LEDGER), collector_paused():
         changes = steps.ledger(sources)
     say(console.describe_changes(changes))
-    with clock.stage(RENDER):
+    with clock.stage(RENDER), collector_paused():
         folder = steps.render(sources, changes, clock.seconds)
     result = result_of(folder, sources, changes, handled)
     steps.publish(result, sources, counts, changes)

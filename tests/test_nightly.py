@@ -1,6 +1,7 @@
 """The nightly job on the sample data, as the steward runs it."""
 
 import csv
+import gc
 import io
 import json
 import os
@@ -31,6 +32,43 @@ def test_nightly_on_sample_data_writes_every_report(sample_copy):
     assert set(summary["findings_by_kind"]) == set(truth["kind"])
     assert result["open_findings"] > 0
 
+
+
+def test_the_stages_run_without_the_cycle_collector_and_it_is_back_after_a_night_that_failed(sample_copy, monkeypatch):
+    seen = {}
+    real_detect = stages.detect_all
+
+    def detect(*args, **kwargs):
+        seen["detect"] = gc.isenabled()
+        return real_detect(*args, **kwargs)
+
+    def render(*args, **kwargs):
+        seen["render"] = gc.isenabled()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(stages, "detect_all", detect)
+    monkeypatch.setattr(stages, "render", render)
+    assert gc.isenabled()
+    with pytest.raises(OSError):
+        run_all(sample_copy, run_date="2026-11-27")
+    assert seen == {"detect": False, "render": False}
+    assert gc.isenabled()
+
+
+def test_a_pause_of_the_cycle_collector_leaves_it_off_when_it_was_off_and_nests():
+    pause = stages.CollectorPause()
+    with pause():
+        with pause():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer stage still runs
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pause():
+            pass
+        assert not gc.isenabled()  # whoever turned it off keeps it off
+    finally:
+        gc.enable()
 
 def corrected_extract(old: Path, dest: Path, codes: dict[str, str]) -> None:
     """Tonight's editorial extract: yesterday's file (GB18030) with some records' codes corrected."""
