@@ -34,7 +34,6 @@ import hashlib
 import numpy as np
 import polars as pl
 
-from checks.cross_record import Context
 from validators.column import BIT
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
@@ -150,35 +149,38 @@ def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame
     return pl.concat([kept, pl.DataFrame(rows, schema=fresh.schema, orient="row")])
 
 
-#: Why a lone record's code is trusted: `checks.cross_record.Context.trusted_code`'s reasons, by "issued by its
-#: own registry" (tested to agree with it).
-_LONE_WHY = {True: "该代码的登记管理部门", False: "唯一没有警告的有效代码"}
+#: Why a code is trusted: `checks.cross_record.Context.trusted_code`'s reasons, by "issued by its own registry"
+#: (tested to agree with it).
+_WHY = {True: "该代码的登记管理部门", False: "唯一没有警告的有效代码"}
 
 
 def trusted_codes(grouped: pl.DataFrame, frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """`trusted_code` and `trusted_why` of each entity (`grouped`: entity, idx list), by detection's rule.
+    """`trusted_code` and `trusted_why` of each entity (`grouped`: entity, idx list), by detection's rule
+    (`Context.trusted_code`, tested to agree on every entity), over whole columns.
 
-    Entities of several records ask `Context.trusted_code` itself. A lone record (most entities) is the
-    same rule on one member, done over the whole column: its code when valid and without a region warning.
+    The codes to trust are the valid ones without a region warning (`clean`); first those the record's own
+    registry issued (`owned`). A pool whose members hold one code between them gives that code. A lone record
+    (most entities) is that rule on one member, without a group.
     """
     own = pl.lit(False)
     for source in settings.sources:
         own = pl.when(pl.col("source") == source.key).then(pl.col("code").str.slice(0, 1).is_in(list(source.departments))) \
             .otherwise(own)
     clean = pl.col("valid") & pl.col("code").is_not_null() & ((pl.col("flags") & BIT["bad_region"]) == 0)
+    owned = clean & own
     lone = grouped.filter(pl.col("idx").list.len() == 1).select("entity").join(frame, on="entity").select(
         "entity", trusted_code=pl.when(clean).then(pl.col("code")),
-        trusted_why=pl.when(clean).then(pl.when(own).then(pl.lit(_LONE_WHY[True])).otherwise(pl.lit(_LONE_WHY[False]))))
-    several = grouped.filter(pl.col("idx").list.len() > 1)
-    wanted = set(several["idx"].explode().to_list())
-    rows = {r["idx"]: r for r in frame.filter(pl.col("idx").is_in(list(wanted)))
-            .select("idx", "source", "code", "valid", "flags").iter_rows(named=True)}
-    ctx = Context(frame, settings, rows, {}, {}, {})  # detection's own rule for the code to trust
-    trusted = [ctx.trusted_code(tuple(sorted(m))) for m in several["idx"].to_list()]
-    joint = pl.DataFrame({"entity": several["entity"],
-                          "trusted_code": pl.Series([t[0] if t else None for t in trusted], dtype=pl.String),
-                          "trusted_why": pl.Series([t[2] if t else None for t in trusted], dtype=pl.String)})
-    return grouped.join(pl.concat([lone, joint]), on="entity", how="left")
+        trusted_why=pl.when(clean).then(pl.when(own).then(pl.lit(_WHY[True])).otherwise(pl.lit(_WHY[False]))))
+    several = frame.join(grouped.filter(pl.col("idx").list.len() > 1).select("entity"), on="entity", how="semi") \
+        .group_by("entity").agg(
+            owned_codes=pl.col("code").filter(owned).n_unique(), owned_code=pl.col("code").filter(owned).first(),
+            clean_codes=pl.col("code").filter(clean).n_unique(), clean_code=pl.col("code").filter(clean).first()) \
+        .select("entity",
+                trusted_code=pl.when(pl.col("owned_codes") == 1).then("owned_code")
+                .when(pl.col("clean_codes") == 1).then("clean_code"),
+                trusted_why=pl.when(pl.col("owned_codes") == 1).then(pl.lit(_WHY[True]))
+                .when(pl.col("clean_codes") == 1).then(pl.lit(_WHY[False])))
+    return grouped.join(pl.concat([lone, several]), on="entity", how="left")
 
 
 #: The prepared columns (`checks.rules.prepare`) the register reads: detection keeps them for it.

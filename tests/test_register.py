@@ -195,6 +195,39 @@ def test_the_code_to_trust_is_detections_rule_for_every_entity(sample_copy, sett
     assert ours["trusted_code"].null_count() < ours.height  # most entities have a code to trust
 
 
+
+def test_the_code_to_trust_agrees_with_detections_rule_on_random_groups(settings):
+    # entities of one to four records: issued by the own registry or not, valid or not, with or without a
+    # region warning, one code shared or several (the sample has few such mixtures)
+    import random
+
+    from checks.cross_record import Context
+    from checks.register import trusted_codes
+    from validators.column import BIT
+
+    rng = random.Random(7)
+    codes = ["11230402MB0000001X", "91230402MA1B2C3D4X", "31230000MD0000001Y", "92230402MA1B2C3D5Y", None]
+    rows, members = [], []
+    for entity in range(3000):
+        group = []
+        for _ in range(rng.choice([1, 1, 2, 2, 3, 4])):
+            idx = len(rows)
+            rows.append({"idx": idx, "entity": entity, "source": rng.choice(["editorial", "market", "justice"]),
+                         "code": rng.choice(codes), "valid": rng.random() < 0.8,
+                         "flags": BIT["bad_region"] if rng.random() < 0.2 else 0})
+            group.append(idx)
+        members.append(group)
+    frame = pl.DataFrame(rows, schema={"idx": pl.Int64, "entity": pl.Int64, "source": pl.String, "code": pl.String,
+                                       "valid": pl.Boolean, "flags": pl.UInt16})
+    grouped = pl.DataFrame({"entity": range(len(members)), "idx": members},
+                           schema={"entity": pl.Int64, "idx": pl.List(pl.Int64)})
+    ours = trusted_codes(grouped, frame, settings).sort("entity")
+    ctx = Context(frame, settings, {r["idx"]: r for r in rows}, {}, {}, {})
+    theirs = [ctx.trusted_code(tuple(m)) for m in members]
+    assert [(t[0], t[2]) if t else (None, None) for t in theirs] == list(zip(ours["trusted_code"], ours["trusted_why"]))
+    several = [t for t, m in zip(theirs, members) if len(m) > 1]
+    assert {t[2] if t else None for t in several} == {"该代码的登记管理部门", "唯一没有警告的有效代码", None}
+
 def test_a_night_without_a_single_record_still_writes_its_report(tmp_path):
     # every extract missing: the lists must still go out, saying so (the register is empty, not an error)
     (tmp_path / "extracts").mkdir()
