@@ -129,15 +129,26 @@ def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame
     """
     if previous is None or previous.height == 0:
         return _derived(bases)
-    votes = members.join(previous, on=["source", "record_id"]) \
-        .group_by("entity", "entity_id", "id_basis").agg(n=pl.len(), key=(pl.col("source") + ":" + pl.col("record_id")).min())
+    held = members.join(previous, on=["source", "record_id"])
+    votes = held.group_by("entity", "entity_id", "id_basis").agg(n=pl.len())
     # each earlier id goes to one entity (most of its records, then the smallest record key) …
-    won = votes.sort("entity_id", "n", "key", descending=[False, True, False]).unique("entity_id", keep="first")
+    contested = votes.filter(pl.len().over("entity_id") > 1)
+    keys = held.join(contested.select("entity", "entity_id"), on=["entity", "entity_id"], how="semi") \
+        .group_by("entity", "entity_id").agg(key=(pl.col("source") + ":" + pl.col("record_id")).min())
+    won = pl.concat([votes.filter(pl.len().over("entity_id") == 1),
+                     contested.join(keys, on=["entity", "entity_id"]).sort("entity_id", "n", "key",
+                                                                           descending=[False, True, False])
+                     .unique("entity_id", keep="first").drop("key")])
     # … and each entity keeps one earlier id (the one it holds most records of, then the smallest id)
-    kept = won.sort("entity", "n", "entity_id", descending=[False, True, False]).unique("entity", keep="first") \
-        .select("entity", "entity_id", "id_basis")
-    taken = set(kept["entity_id"].to_list())
+    several = won.filter(pl.len().over("entity") > 1)
+    kept = pl.concat([won.filter(pl.len().over("entity") == 1),
+                      several.sort("entity", "n", "entity_id", descending=[False, True, False])
+                      .unique("entity", keep="first")]).select("entity", "entity_id", "id_basis")
     fresh = _derived(bases.join(kept, on="entity", how="anti"))
+    if fresh.height == 0 or (fresh["entity_id"].is_unique().all()
+                             and fresh.join(kept, on="entity_id", how="semi").height == 0):
+        return pl.concat([kept, fresh])  # no new id is taken: nothing to derive again (most nights)
+    taken = set(kept["entity_id"].to_list())
     rows = []
     for entity, eid, basis in fresh.iter_rows():
         n = 1
