@@ -10,6 +10,8 @@ missing value shows as nothing (the template would have shown "None").
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import polars as pl
 from markupsafe import Markup
 
@@ -96,6 +98,14 @@ def list_rows(findings: pl.DataFrame, page_size: int) -> Markup:
     (shown one click away)."""
     if findings.height == 0:
         return Markup("")
+    framed = with_ledger_columns(findings).with_columns(score_text=_scores(findings["weakest_score"]), **_labels())
+    return Markup(framed.select(_row_html(page_size)).item())
+
+
+@lru_cache(maxsize=4)
+def _row_html(page_size: int) -> pl.Expr:
+    """Every row of a list page as one string (built once: a night writes a page per department and county,
+    and building this expression cost more than a small county's rows)."""
     li = _cat("<li>", _esc(pl.element().struct.field("source_name")), " ",
               _esc(pl.element().struct.field("record_id")), " ", _esc(pl.element().struct.field("name")),
               ' <span class="code">', _esc(pl.element().struct.field("code")), "</span></li>")
@@ -132,8 +142,7 @@ def list_rows(findings: pl.DataFrame, page_size: int) -> Markup:
         "  <td>", status, "</td>\n",
         '  <td class="num">', _text(pl.col("row")), "</td>\n",
         "</tr>\n")
-    framed = with_ledger_columns(findings).with_columns(score_text=_scores(findings["weakest_score"]), **_labels())
-    return Markup(framed.select(row.str.join("")).item())
+    return row.str.join("")
 
 
 def neutralized(text: pl.Expr) -> pl.Expr:
