@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from checks.findings import RecordFinding
-from checks.linking import MOVED, build_groups, candidate_pairs, score_pairs
+from checks.linking import MOVED, build_groups, candidate_pairs, row_dicts, score_pairs
 from checks.settings import Settings
 from validators.column import BIT, single_edit_codes_column
 from validators.uscc import Suggestion
@@ -58,7 +58,7 @@ def row_store(frame: pl.DataFrame, indexes) -> dict[int, dict]:
     """The rows that are involved in something, by index (never the whole registry as dicts)."""
     wanted = pl.DataFrame({"idx": sorted(set(indexes))}, schema={"idx": pl.Int64})
     rows = frame.select(ROW_COLUMNS).join(wanted, on="idx", how="semi")
-    return {r["idx"]: r for r in rows.iter_rows(named=True)}
+    return {r["idx"]: r for r in row_dicts(rows)}
 
 
 @dataclass
@@ -121,7 +121,7 @@ def cross_from(frame: pl.DataFrame, settings: Settings, involved: set[int], pair
     those and for the records in a pair or sharing a code (at a province, a row per finding was gigabytes).
     """
     scored = score_pairs(frame, pairs, settings.city.name_prefixes)
-    links = {(r["a"], r["b"]): r for r in scored.select("a", "b", "score", "same", "reason", "blocks").iter_rows(named=True)}
+    links = {(r["a"], r["b"]): r for r in row_dicts(scored.select("a", "b", "score", "same", "reason", "blocks"))}
     indexes = involved | {i for pair in links for i in pair} | {i for ids in shared_codes.values() for i in ids}
     ctx = Context(frame, settings, row_store(frame, indexes), build_groups(scored), links, shared_codes)
     findings: list[RecordFinding] = []

@@ -13,7 +13,7 @@ on its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import polars as pl
 from rapidfuzz import fuzz, process
@@ -124,11 +124,24 @@ def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame, prefixes: tuple[str, .
     joined = joined.with_columns(score=pl.Series(name_score, dtype=pl.Float64),
                                  address_score=pl.Series(address_score, dtype=pl.Float64))
     same, reasons = [], []
-    for r in joined.iter_rows(named=True):
+    for r in row_dicts(joined.select(_DECIDE_READS)):
         decision, reason = decide(r)
         same.append(decision)
         reasons.append(reason)
     return joined.with_columns(same=pl.Series(same, dtype=pl.Boolean), reason=pl.Series(reasons, dtype=pl.String))
+
+
+def row_dicts(frame: pl.DataFrame) -> Iterator[dict]:
+    """The rows of a frame as dicts, as `iter_rows(named=True)` gives them, from whole columns (that built
+    each row value by value: at 10^6, 1.0 s for the pairs where this takes 0.6)."""
+    names = frame.columns
+    return (dict(zip(names, values)) for values in zip(*(frame[name].to_list() for name in names)))
+
+
+#: What `decide` reads of a scored pair.
+_DECIDE_READS = ("name_norm", "name_norm_b", "name_core", "name_core_b", "score", "rep", "rep_b", "address_norm",
+                 "address_norm_b", "address_score", "established", "established_b", "code", "code_b", "org",
+                 "org_b", "blocks", "weak", "weak_b")
 
 
 def _numbers(text: str) -> list[str]:
