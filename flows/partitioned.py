@@ -19,6 +19,7 @@ from checks import partition
 from checks.catalog import WorkFolder
 from checks.settings import Settings, load_settings
 from flows import stages
+from flows.collector import collector_paused
 
 
 def dask_runner(address: str | None = None, workers: int = 2) -> DaskTaskRunner:
@@ -44,14 +45,14 @@ def _api_url() -> str:
 @task(cache_policy=NO_CACHE)
 def scan_partition(folder: str, key: str, settings: Settings) -> dict:
     """Validate one region's records and derive their link keys."""
-    with stages.collector_paused():  # a worker process: the stage's pause is the flow process's
+    with collector_paused():  # in a worker process: the flow process's pause does not reach here
         return partition.scan_partition(Path(folder), key, settings)
 
 
 @task(cache_policy=NO_CACHE)
 def link_bucket(folder: str, keys: list[str], bucket: int, buckets: int) -> dict:
     """Candidate pairs of the keys hashing to one bucket (the shuffle)."""
-    with stages.collector_paused():
+    with collector_paused():
         return partition.link_bucket(Path(folder), keys, bucket, buckets)
 
 

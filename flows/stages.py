@@ -21,11 +21,9 @@ records (a corrected code must not be held by another entity).
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import json
 import os
 import shutil
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -45,6 +43,7 @@ from checks.register import PREPARED_COLUMNS, entity_keys, golden_register
 from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
+from flows.collector import collector_paused
 from flows.params import Night, check_night, today  # noqa: F401  (today: the flow's default night)
 from reports import console
 from reports.render import RunView, write_run
@@ -66,40 +65,6 @@ class StageClock:
             yield
         finally:
             self.seconds[label] = time.perf_counter() - started
-
-
-class CollectorPause:
-    """Python's cyclic garbage collector held off while a stage runs (`drive`), and restored after it.
-
-    A night's stages build millions of long-lived objects (findings, rows, pair evidence) and make almost no
-    reference cycles: every full collection walked all of them again and found nothing (at 10^6 a seventh of
-    the night; 1,568 objects in cycles over a whole night, README decisions). Reference counting still frees
-    every other object at once. Nested and concurrent pauses (stages of two flows in one process) count: the
-    collector is restored by the last one to end, and only if it was on when the first began.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._held = 0
-        self._restore = False
-
-    @contextmanager
-    def __call__(self):
-        with self._lock:
-            if self._held == 0:
-                self._restore = gc.isenabled()
-                gc.disable()
-            self._held += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held -= 1
-                if self._held == 0 and self._restore:
-                    gc.enable()
-
-
-collector_paused = CollectorPause()
 
 
 def clear_leftovers(settings: Settings, data_dir: Path, run_date: str, today_: str | None = None) -> list[str]:

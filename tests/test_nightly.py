@@ -14,6 +14,7 @@ import pytest
 
 from checks import ledger
 from flows import stages
+from flows.collector import CollectorPause
 from flows.stages import run_all
 from tests.conftest import CORPUS
 
@@ -56,7 +57,7 @@ def test_the_stages_run_without_the_cycle_collector_and_it_is_back_after_a_night
 
 
 def test_a_pause_of_the_cycle_collector_leaves_it_off_when_it_was_off_and_nests():
-    pause = stages.CollectorPause()
+    pause = CollectorPause()
     with pause():
         with pause():
             assert not gc.isenabled()
