@@ -18,8 +18,7 @@ from prefect_dask import DaskTaskRunner
 from checks import partition
 from checks.catalog import WorkFolder
 from checks.settings import Settings, load_settings
-from flows import stages
-from flows.collector import collector_paused
+from flows import collector, stages
 
 
 def dask_runner(address: str | None = None, workers: int = 2) -> DaskTaskRunner:
@@ -45,14 +44,16 @@ def _api_url() -> str:
 @task(cache_policy=NO_CACHE)
 def scan_partition(folder: str, key: str, settings: Settings) -> dict:
     """Validate one region's records and derive their link keys."""
-    with collector_paused():  # in a worker process: the flow process's pause does not reach here
+    # in a worker process, where the flow process's pause does not reach (the module, not its lock, is what a
+    # task pickled by value takes along)
+    with collector.collector_paused():
         return partition.scan_partition(Path(folder), key, settings)
 
 
 @task(cache_policy=NO_CACHE)
 def link_bucket(folder: str, keys: list[str], bucket: int, buckets: int) -> dict:
     """Candidate pairs of the keys hashing to one bucket (the shuffle)."""
-    with collector_paused():
+    with collector.collector_paused():
         return partition.link_bucket(Path(folder), keys, bucket, buckets)
 
 

@@ -34,7 +34,6 @@ def test_nightly_on_sample_data_writes_every_report(sample_copy):
     assert result["open_findings"] > 0
 
 
-
 def test_the_stages_run_without_the_cycle_collector_and_it_is_back_after_a_night_that_failed(sample_copy, monkeypatch):
     seen = {}
     real_detect = stages.detect_all
@@ -70,6 +69,7 @@ def test_a_pause_of_the_cycle_collector_leaves_it_off_when_it_was_off_and_nests(
         assert not gc.isenabled()  # whoever turned it off keeps it off
     finally:
         gc.enable()
+
 
 def corrected_extract(old: Path, dest: Path, codes: dict[str, str]) -> None:
     """Tonight's editorial extract: yesterday's file (GB18030) with some records' codes corrected."""

@@ -195,7 +195,6 @@ def test_the_code_to_trust_is_detections_rule_for_every_entity(sample_copy, sett
     assert ours["trusted_code"].null_count() < ours.height  # most entities have a code to trust
 
 
-
 def test_the_code_to_trust_agrees_with_detections_rule_on_random_groups(settings):
     # entities of one to four records: issued by the own registry or not, valid or not, with or without a
     # region warning, one code shared or several (the sample has few such mixtures)
@@ -227,6 +226,7 @@ def test_the_code_to_trust_agrees_with_detections_rule_on_random_groups(settings
     assert [(t[0], t[2]) if t else (None, None) for t in theirs] == list(zip(ours["trusted_code"], ours["trusted_why"]))
     several = [t for t, m in zip(theirs, members) if len(m) > 1]
     assert {t[2] if t else None for t in several} == {"该代码的登记管理部门", "唯一没有警告的有效代码", None}
+
 
 def test_a_night_without_a_single_record_still_writes_its_report(tmp_path):
     # every extract missing: the lists must still go out, saying so (the register is empty, not an error)
