@@ -131,19 +131,15 @@ def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame
         return _derived(bases)
     held = members.join(previous, on=["source", "record_id"])
     votes = held.group_by("entity", "entity_id", "id_basis").agg(n=pl.len())
-    # each earlier id goes to one entity (most of its records, then the smallest record key) …
-    contested = votes.filter(pl.len().over("entity_id") > 1)
-    keys = held.join(contested.select("entity", "entity_id"), on=["entity", "entity_id"], how="semi") \
+    # each earlier id goes to one entity (most of its records, then the smallest record key: built only for the
+    # ids several entities vote for) …
+    contested = votes.filter(pl.len().over("entity_id") > 1).select("entity", "entity_id")
+    keys = held.join(contested, on=["entity", "entity_id"], how="semi") \
         .group_by("entity", "entity_id").agg(key=(pl.col("source") + ":" + pl.col("record_id")).min())
-    won = pl.concat([votes.filter(pl.len().over("entity_id") == 1),
-                     contested.join(keys, on=["entity", "entity_id"]).sort("entity_id", "n", "key",
-                                                                           descending=[False, True, False])
-                     .unique("entity_id", keep="first").drop("key")])
+    won = _first_of_each(votes.join(keys, on=["entity", "entity_id"], how="left"), "entity_id", ["n", "key"],
+                         [True, False])
     # … and each entity keeps one earlier id (the one it holds most records of, then the smallest id)
-    several = won.filter(pl.len().over("entity") > 1)
-    kept = pl.concat([won.filter(pl.len().over("entity") == 1),
-                      several.sort("entity", "n", "entity_id", descending=[False, True, False])
-                      .unique("entity", keep="first")]).select("entity", "entity_id", "id_basis")
+    kept = _first_of_each(won, "entity", ["n", "entity_id"], [True, False]).select("entity", "entity_id", "id_basis")
     fresh = _derived(bases.join(kept, on="entity", how="anti"))
     if fresh.height == 0 or (fresh["entity_id"].is_unique().all()
                              and fresh.join(kept, on="entity_id", how="semi").height == 0):
@@ -158,6 +154,15 @@ def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame
         taken.add(eid)
         rows.append((entity, eid, basis))
     return pl.concat([kept, pl.DataFrame(rows, schema=fresh.schema, orient="row")])
+
+
+def _first_of_each(frame: pl.DataFrame, by: str, order: list[str], descending: list[bool]) -> pl.DataFrame:
+    """The first row of each `by` value in `order` (rows in no particular order): only the values with several
+    rows are sorted (a night's splits and merges, a few among millions of entities)."""
+    frame = frame.with_columns(_rows=pl.len().over(by))
+    first = frame.filter(pl.col("_rows") > 1).sort([by, *order], descending=[False, *descending]) \
+        .unique(by, keep="first")
+    return pl.concat([frame.filter(pl.col("_rows") == 1), first]).drop("_rows")
 
 
 #: Why a code is trusted: `checks.cross_record.Context.trusted_code`'s reasons, by "issued by its own registry"
