@@ -79,6 +79,11 @@ class WorkFolder:
         return self.path / "findings.status.parquet"
 
     @property
+    def off_list(self) -> Path:
+        """Unresolved findings tonight's findings do not show, and why (`checks.ledger.OFF_LIST_SCHEMA`)."""
+        return self.path / "off_list.parquet"
+
+    @property
     def prepared(self) -> Path:
         """Tonight's records as detection prepared them (`checks.register.PREPARED_COLUMNS`), in `idx` order."""
         return self.path / "prepared.parquet"

@@ -14,7 +14,9 @@ the configuration). Tables:
     reassignments the steward's hand-overs of findings to another department (stamped with the next night)
 
 Statuses: open → responded → fixed | rejected-response | waived; a fixed
-finding that comes back is reopened. Each step is one transaction: a crash
+finding that comes back is reopened; a finding whose record left while the same problem appeared on
+another record of its code is superseded by that record's finding, and the steward withdraws the
+findings of a registry no longer configured (both leave the road to zero without counting as fixed). Each step is one transaction: a crash
 leaves the ledger as it was before the step. Rerunning the same night
 changes nothing that did not change in the data; rerunning an older night
 only rewrites that night's counts (statuses move forward in time only).
@@ -26,7 +28,7 @@ The ledger's jobs live in their own modules; this one is where callers import th
     checks.ledger_schema    the schema and its migrations, statuses, connections, transactions
     checks.ledger_night     the nightly update (`record_run`) and the night's timeline
     checks.ledger_returns   returned forms: the findings a row is judged against, applying a file
-    checks.ledger_steward   the steward's reopenings, reassignments and acceptances; extract verdicts
+    checks.ledger_steward   the steward's reopenings, reassignments, withdrawals and acceptances; extract verdicts
     checks.ledger_history   the road to zero, the audit log, the month's replay input
 """
 
@@ -35,24 +37,26 @@ from __future__ import annotations
 from checks.guard import Extract
 from checks.ledger_history import (AUDIT_COLUMNS, LIFECYCLE_AUDIT, LIFECYCLE_FINDINGS, audit_log, audit_of_night,
                                    history, lifecycle, statuses)
-from checks.ledger_night import (GONE_NOTES, Tonight, finish_run, latest_run, record_run, response_text_expr,
-                                 unfinished_nights)
+from checks.ledger_night import (GONE_NOTES, OFF_LIST_REASONS, OFF_LIST_SCHEMA, Tonight, finish_run, latest_run,
+                                 record_run, response_text_expr, unfinished_nights)
 from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_return, known_findings, pending_codes,
                                    return_counts_of_night, returns_of_night)
-from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, SCHEMA_VERSION,
-                                  UNRESOLVED, LedgerError, connect, migrate)
+from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, RETIRED, SCHEMA_VERSION,
+                                  SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect, migrate)
 from checks.ledger_steward import (accepted_extract, extract_verdicts, finding_detail, reassignments_of_night,
-                                   steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen)
+                                   steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen,
+                                   steward_withdraw)
 
 
 __all__ = [
-    "Extract", "Tonight", "Known", "ReturnedFile", "LedgerError", "GONE_NOTES",
-    "MIGRATIONS", "SCHEMA_VERSION", "UNRESOLVED", "CLOSED", "ANSWERABLE", "CLOCK_RUNS", "DEFAULT_DUE_DAYS",
+    "Extract", "Tonight", "Known", "ReturnedFile", "LedgerError", "GONE_NOTES", "OFF_LIST_REASONS", "OFF_LIST_SCHEMA",
+    "MIGRATIONS", "SCHEMA_VERSION", "UNRESOLVED", "CLOSED", "RETIRED", "SUPERSEDED", "WITHDRAWN", "ANSWERABLE",
+    "CLOCK_RUNS", "DEFAULT_DUE_DAYS",
     "connect", "migrate",
     "record_run", "response_text_expr", "latest_run", "finish_run", "unfinished_nights",
     "known_findings", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
     "accepted_extract", "steward_acceptance", "extract_verdicts", "steward_accept_extract", "finding_detail",
-    "steward_reopen", "steward_reassign", "reassignments_of_night",
+    "steward_reopen", "steward_reassign", "steward_withdraw", "reassignments_of_night",
     "history", "audit_log", "AUDIT_COLUMNS", "audit_of_night", "LIFECYCLE_FINDINGS", "LIFECYCLE_AUDIT", "lifecycle",
     "statuses",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from checks.ledger_schema import connect
+from checks.ledger_schema import SUPERSEDED, connect
 
 
 def history(db: Path, limit: int = 90, including: str | None = None) -> list[dict]:
@@ -58,18 +58,49 @@ def lifecycle(db: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     transaction: what a month's figures are replayed from (`checks.month`).
 
     Refused attempts (the status stays as it was) and entries that are no finding's (an extract accepted by
-    the steward) are left out.
+    the steward) are left out. A finding superseded by another (its record left while the same problem appeared
+    on another record of its code) is one finding with the one that carries it on: its history goes under the
+    successor's id, and the hand-over — its `superseded` step and the successor's first sighting — is neither a
+    fix nor a new problem.
     """
     with closing(connect(db)) as conn:
         conn.execute("BEGIN")  # one snapshot for both reads: a night committing meanwhile is not half in
         findings = conn.execute("SELECT finding_id, source, record_id, name, uscc, kind, severity, first_seen, "
-                                "county FROM findings").fetchall()
+                                "county, succeeds, status FROM findings").fetchall()
         audit = conn.execute("SELECT a.id, a.run_date, a.finding_id, a.old_status, a.new_status, a.actor FROM audit a "
                              "JOIN findings f USING (finding_id) WHERE a.old_status IS NOT a.new_status "
                              "ORDER BY a.id").fetchall()
         conn.execute("COMMIT")
-    return (pl.DataFrame(findings, schema=LIFECYCLE_FINDINGS, orient="row"),
-            pl.DataFrame(audit, schema=LIFECYCLE_AUDIT, orient="row"))
+    return _handed_over(pl.DataFrame(findings, schema={**LIFECYCLE_FINDINGS, "succeeds": pl.String,
+                                                       "status": pl.String}, orient="row"),
+                        pl.DataFrame(audit, schema=LIFECYCLE_AUDIT, orient="row"))
+
+
+def _handed_over(findings: pl.DataFrame, audit: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each chain of superseded findings as one finding, under the id of the last that carries it on."""
+    still = dict(findings.select("finding_id", "status").rows())
+    handed = {pred: succ for succ, pred in findings.select("finding_id", "succeeds").rows()
+              if pred is not None and still.get(pred) == SUPERSEDED}  # a superseded record that came back is its own
+    findings = findings.select(list(LIFECYCLE_FINDINGS))
+    if not handed:
+        return findings, audit
+    last = {}
+    for pred in handed:
+        succ = handed[pred]
+        while succ in handed:
+            succ = handed[succ]
+        last[pred] = succ
+    # the status each predecessor handed over with: its successor's first sighting continues from it
+    handover = audit.filter(pl.col("finding_id").is_in(list(handed)) & (pl.col("new_status") == SUPERSEDED))
+    carried_from = {handed[f]: old for f, old in handover.select("finding_id", "old_status").rows()}
+    first_sighting = pl.col("old_status").is_null() & pl.col("finding_id").is_in(list(carried_from))
+    audit = audit.join(handover.select("id"), on="id", how="anti") \
+        .with_columns(old_status=pl.when(first_sighting)
+                      .then(pl.col("finding_id").replace_strict(carried_from, default=None, return_dtype=pl.String))
+                      .otherwise(pl.col("old_status"))) \
+        .with_columns(finding_id=pl.col("finding_id").replace(last)) \
+        .filter(pl.col("old_status").is_null() | (pl.col("old_status") != pl.col("new_status")))
+    return findings.filter(~pl.col("finding_id").is_in(list(handed))), audit
 
 
 def statuses(db: Path) -> dict[str, str]:

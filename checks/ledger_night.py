@@ -20,7 +20,8 @@ import polars as pl
 
 from checks.form import CANCELLED, CORRECTED
 from checks.guard import Extract
-from checks.ledger_schema import CLOCK_RUNS, DEFAULT_DUE_DAYS, UNRESOLVED, _now, _Transaction, connect
+from checks.ledger_schema import (CLOCK_RUNS, DEFAULT_DUE_DAYS, RETIRED, SUPERSEDED, UNRESOLVED, _now, _Transaction,
+                                  connect)
 from validators.column import compact_expr
 
 
@@ -40,13 +41,39 @@ class Tonight:
         schema={"source": pl.String, "record_id": pl.String, "code": pl.String, "checked": pl.Boolean}))
     extracts: tuple[Extract, ...] = ()
 
+    def unread(self, sources: set[str]) -> set[str]:
+        """Those of `sources` configured but not accepted tonight. A source no longer configured (no verdict
+        tonight) is not among them; without verdicts every source not read is."""
+        configured = self.sources_read | {e.source for e in self.extracts}
+        return {s for s in sources - self.sources_read if not self.extracts or s in configured}
+
+    def configured(self, source: str) -> bool:
+        """Whether `source` is configured tonight (without verdicts: every source is)."""
+        return not self.extracts or source in self.sources_read or any(e.source == source for e in self.extracts)
+
 
 #: Why a finding that is no longer found is closed as fixed (audit notes, shown to the steward).
 GONE_NOTES = {
     "problem_gone": "本期数据中该问题已消除",
     "cancelled": "部门报已注销，记录已不在本期数据中",
     "record_and_code_gone": "记录及其代码均已不在本期数据中",
+    "record_gone": "记录已不在本期数据中；其代码仍由本单位其他记录使用，这些记录的问题各自跟踪",
 }
+
+#: Why an unresolved finding is on no list tonight although it counts on the road to zero (the overview lists
+#: them, `off_list.csv` has every one). Keys are stable (`off_list.csv`'s `reason`), the text is the clerk's.
+OFF_LIST_REASONS = {
+    "unconfigured": "所属来源已不在配置中；如该来源确已撤销，市信用办可运行 uscc ledger withdraw --source 来源 --why “原因” 撤销跟踪",
+    "not_accepted": "所属部门本期没有可用的已接受数据，未能检查",
+    "quarantined": "记录本期被隔离，未能检查（见总览“隔离记录”）",
+    "related_not_accepted": "相关记录所在部门本期数据未被接受，暂不关闭",
+    "unexplained": "本期未检出，但缺少关闭依据",
+}
+#: Columns of the off-list findings (`record_run`'s "off_list", the work folder's copy, `off_list.csv`).
+OFF_LIST_SCHEMA = {"finding_id": pl.String, "source": pl.String, "owner": pl.String, "record_id": pl.String,
+                   "uscc": pl.String, "name": pl.String, "kind": pl.String, "severity": pl.String,
+                   "status": pl.String, "first_seen": pl.String, "last_seen": pl.String, "due_date": pl.String,
+                   "reason": pl.String}
 
 
 def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight | None = None,
@@ -62,9 +89,11 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
             accepted tonight (held or rejected) keep their status: new ones are recorded, none moves.
 
     Returns:
-        {"statuses": frame (finding_id, status, response), "new", "fixed", "reopened" (the night's, from
-         the audit log: a rerun reports what the night did), "historical": bool,
-         "open": int (unresolved errors and warnings: the road-to-zero count)}
+        {"statuses": frame (finding_id, status, response), "new", "fixed", "reopened", "carried" (the night's,
+         from the audit log: a rerun reports what the night did; "carried": findings that took over a
+         superseded one), "historical": bool, "off_list": frame (`OFF_LIST_SCHEMA`: unresolved findings
+         tonight's findings do not show, and why), "open": int (unresolved errors and warnings in the whole
+         ledger, those off tonight's lists included: the road-to-zero count, as the month replays it)}
     """
     days = due_days or DEFAULT_DUE_DAYS
     if "county" not in findings.columns:  # the county list a finding is on (`checks.counties`), when known
@@ -92,9 +121,12 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
             conn.execute("UPDATE reassignments SET run_date = ? WHERE run_date IS NULL", (run_date,))
         changes = _night_changes(conn, run_date, actor)
         statuses = _statuses(conn, run_date)
+        # an older night rerun is judged against today's ledger: what is off its lists is not known
+        off_list = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else _off_list(conn, tonight)
         conn.execute("DROP TABLE tonight")
         labelled = findings.select("finding_id", "severity").join(statuses, on="finding_id", how="left")
-        unresolved = labelled.filter(pl.col("status").is_in(UNRESOLVED))
+        unresolved = pl.concat([labelled.filter(pl.col("status").is_in(UNRESOLVED)).select("owner", "severity"),
+                                off_list.select("owner", "severity")])
         open_count = unresolved.filter(pl.col("severity") != "info").height
         counts = unresolved.group_by("owner", "severity").len().rows()
         # a night is on the timeline once some run of it completed (`finish_run`); a rerun keeps that mark
@@ -102,7 +134,7 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
                      "VALUES (?,?,NULL,?,?) ON CONFLICT(run_date) DO UPDATE SET started_at = excluded.started_at, "
                      "open_count = excluded.open_count, counts_json = excluded.counts_json",
                      (run_date, now, open_count, json.dumps({f"{s}|{v}": n for s, v, n in counts}, sort_keys=True)))
-    return {"statuses": statuses, **changes, "historical": historical, "open": open_count}
+    return {"statuses": statuses, **changes, "historical": historical, "off_list": off_list, "open": open_count}
 
 
 def _record_extracts(conn: sqlite3.Connection, run_date: str, tonight: Tonight | None) -> dict[str, str]:
@@ -155,6 +187,7 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
              SELECT t.seq AS seen, f.finding_id, f.status AS old,
                CASE
                  WHEN f.status = 'fixed' THEN 'reopened'
+                 WHEN f.status IN (?, ?) THEN 'open'
                  WHEN f.status = 'waived' AND f.waived_record IS NOT NULL
                       AND f.waived_record != (coalesce(t.uscc, '') || char(31) || coalesce(t.name, '')) THEN 'open'
                  WHEN f.status = 'responded' AND f.answer = ?
@@ -162,12 +195,13 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                END AS new,
                CASE
                  WHEN f.status = 'fixed' THEN '已更正的问题再次出现'
+                 WHEN f.status IN (?, ?) THEN '记录再次出现在本期数据中，重新跟踪'
                  WHEN f.status = 'waived' THEN '确认无误后记录（代码或名称）已变化，重新判定'
                  ELSE '部门报已更正，但本期数据中问题仍在'
                END AS note
              FROM tonight t JOIN findings f USING (finding_id) LEFT JOIN since s ON s.source = f.source
-             WHERE f.status IN ('fixed', 'waived', 'responded') AND (? OR s.movable))
-           WHERE new IS NOT NULL ORDER BY seen""", (CORRECTED, run_date, every))
+             WHERE f.status IN ('fixed', 'waived', 'responded', ?, ?) AND (? OR s.movable))
+           WHERE new IS NOT NULL ORDER BY seen""", (*RETIRED, CORRECTED, run_date, *RETIRED, *RETIRED, every))
     conn.execute("DROP TABLE since")
     conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                  "SELECT ?, ?, finding_id, old, new, ?, note FROM moves", (now, run_date, actor))
@@ -187,15 +221,25 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
 
 
 def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, tonight: Tonight | None) -> None:
-    """Close as fixed the unresolved findings tonight's extracts no longer show, saying why."""
+    """Close the unresolved findings tonight's extracts no longer show, on the evidence they give, saying why.
+
+    A record that left its registry while its code stays there on other records closes its findings too: its
+    own problems left with it, and the code's other holders carry their own findings. When the same problem has
+    appeared since, for the first time, on a record holding that code (the registry renumbered the record, or
+    deleted and entered it again), that finding carries this one on (`superseded`): it takes over the first-seen
+    day and due date, and neither a fix nor a new problem is counted. (Since: first seen after the
+    finding was last seen: on the same night as a rule, later when the record had been quarantined.)
+    """
     rows = conn.execute(
-        "SELECT finding_id, source, record_id, uscc, status, answer, related FROM findings WHERE status IN (%s) "
-        "AND finding_id NOT IN (SELECT finding_id FROM tonight)" % ",".join("?" * len(UNRESOLVED)),
-        UNRESOLVED).fetchall()
+        "SELECT finding_id, source, record_id, kind, uscc, name, status, answer, related, first_seen, last_seen, "
+        "due_date FROM findings WHERE status IN (%s) AND finding_id NOT IN (SELECT finding_id FROM tonight)"
+        % ",".join("?" * len(UNRESOLVED)), UNRESOLVED).fetchall()
     if not rows:
         return
-    gone = pl.DataFrame(rows, schema=["finding_id", "source", "record_id", "uscc", "status", "answer", "related"],
-                        orient="row")
+    gone = pl.DataFrame(rows, schema=["finding_id", "source", "record_id", "kind", "uscc", "name", "status", "answer",
+                                      "related", "first_seen", "last_seen", "due_date"], orient="row")
+    successors = pl.DataFrame(schema={"finding_id": pl.String, "successor": pl.String,
+                                      "successor_record": pl.String})
     if tonight is None:
         gone = gone.with_columns(note=pl.lit(GONE_NOTES["problem_gone"]))
     else:
@@ -204,25 +248,110 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, t
             .with_columns(code=compact_expr(pl.col("uscc").fill_null(""))) \
             .join(records.group_by("source", "record_id").agg(pl.col("checked").all()), on=["source", "record_id"],
                   how="left") \
-            .join(records.select("source", "code").unique().with_columns(code_held=pl.lit(True)),
-                  on=["source", "code"], how="left") \
+            .join(records.filter(pl.col("code") != "").select("source", "code").unique()
+                  .with_columns(code_held=pl.lit(True)), on=["source", "code"], how="left") \
             .filter(pl.col("checked").fill_null(True)) \
             .with_columns(note=pl.when(pl.col("checked")).then(pl.lit(GONE_NOTES["problem_gone"]))
                           .when(pl.col("answer") == CANCELLED).then(pl.lit(GONE_NOTES["cancelled"]))
-                          .when(pl.col("code_held").is_null()).then(pl.lit(GONE_NOTES["record_and_code_gone"])))
-        # A record gone while its code stays in the extract under another record id is not a fix.
-        gone = gone.filter(pl.col("note").is_not_null())
-        # Nor a problem that involved a record of a source not accepted tonight: that evidence was not checked.
-        unread = [s for s in {s for r in gone["related"].drop_nulls().to_list() for s in _sources_of(r)}
-                  if s not in tonight.sources_read]
+                          .when(pl.col("code_held").is_null()).then(pl.lit(GONE_NOTES["record_and_code_gone"]))
+                          .otherwise(pl.lit(GONE_NOTES["record_gone"])))
+        # Not a problem that involved a record of a source not accepted tonight: that evidence was not checked.
+        # (A registry no longer configured is no evidence either way: its records are out of the city's data.)
+        unread = tonight.unread({s for r in gone["related"].drop_nulls().to_list() for s in _sources_of(r)})
         if unread:
             gone = gone.filter(~pl.col("related").fill_null("").str.contains(
                 "(^|;)(" + "|".join(re.escape(s) for s in unread) + "):"))
-    moves = gone.select("finding_id", "status", "note").rows()
+        successors = _successors(conn, gone.filter(pl.col("checked").is_null() & (pl.col("answer") != CANCELLED)
+                                                   .fill_null(True)))
+    gone = gone.join(successors, on="finding_id", how="left")
+    fixed = gone.filter(pl.col("successor").is_null())
+    carried = gone.filter(pl.col("successor").is_not_null())
+    moves = fixed.select("finding_id", "status", "note").rows()
     conn.executemany("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                      "VALUES (?, ?, ?, ?, 'fixed', ?, ?)", [(now, run_date, f, s, actor, n) for f, s, n in moves])
     conn.executemany("UPDATE findings SET status = 'fixed', status_changed = ? WHERE finding_id = ?",
                      [(now, f) for f, _, _ in moves])
+    for f, record, status, first, due, successor, successor_record in carried.select(
+            "finding_id", "record_id", "status", "first_seen", "due_date", "successor", "successor_record").rows():
+        _audit_move(conn, now, run_date, f, status, SUPERSEDED, actor,
+                    f"记录 {record} 已不在本期数据中，其代码现由本单位记录 {successor_record} 持有；同一问题由问题 "
+                    f"{successor} 接续（沿用首次发现日期 {first} 和处理期限 {due}）")
+        conn.execute("UPDATE findings SET status = ?, status_changed = ? WHERE finding_id = ?", (SUPERSEDED, now, f))
+        conn.execute("UPDATE findings SET succeeds = ?, first_seen = ?, due_date = ? WHERE finding_id = ?",
+                     (f, first, due, successor))
+        conn.execute("UPDATE audit SET note = ? WHERE finding_id = ? AND old_status IS NULL",
+                     (f"首次发现；接续记录 {record} 的问题 {f}（该记录已不在数据中），沿用其首次发现日期 {first}",
+                      successor))
+
+
+def _successors(conn: sqlite3.Connection, candidates: pl.DataFrame) -> pl.DataFrame:
+    """For findings whose record left its registry (`candidates`: finding_id, source, kind, code, name,
+    last_seen), the finding that carries each on: the same kind, on a record of the same source holding the
+    same code (the same name, for a record without a code), unresolved, first seen after the finding was last
+    seen, and carrying no other. One successor per finding and one finding per successor, paired in finding-id
+    and record-id order; a finding without one gets none."""
+    empty = pl.DataFrame(schema={"finding_id": pl.String, "successor": pl.String, "successor_record": pl.String})
+    if candidates.height == 0:
+        return empty
+    rows = conn.execute(
+        "SELECT t.finding_id, t.source, t.record_id, t.kind, t.uscc, t.name, f.first_seen FROM tonight t "
+        "JOIN findings f USING (finding_id) WHERE f.first_seen > ? AND f.succeeds IS NULL AND f.status IN (%s)"
+        % ",".join("?" * len(UNRESOLVED)), (candidates["last_seen"].min(), *UNRESOLVED)).fetchall()
+    if not rows:
+        return empty
+    keys = ["source", "kind", "match"]
+    fresh = pl.DataFrame(rows, schema=["successor", "source", "successor_record", "kind", "uscc", "name", "first_seen"],
+                         orient="row").with_columns(code=compact_expr(pl.col("uscc").fill_null("")))
+    pairs = candidates.with_columns(_match_key()).select("finding_id", "last_seen", *keys) \
+        .join(fresh.with_columns(_match_key()).select("successor", "successor_record", "first_seen", *keys), on=keys) \
+        .filter(pl.col("first_seen") > pl.col("last_seen")) \
+        .sort("finding_id", "successor_record", "successor")
+    taken, out = set(), []
+    for finding, successor, record in pairs.select("finding_id", "successor", "successor_record").rows():
+        if successor not in taken and (not out or out[-1][0] != finding):
+            taken.add(successor)
+            out.append((finding, successor, record))
+    return pl.DataFrame(out, schema=empty.schema, orient="row")
+
+
+def _match_key() -> pl.Expr:
+    """What a finding and its successor share: the code, or for a record without one its name."""
+    return pl.when(pl.col("code") != "").then(pl.lit("代码:") + pl.col("code")) \
+        .otherwise(pl.lit("名称:") + pl.col("name").fill_null("")).alias("match")
+
+
+def _audit_move(conn: sqlite3.Connection, now: str, run_date: str, finding_id: str, old: str, new: str, actor: str,
+                note: str) -> None:
+    conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, run_date, finding_id, old, new, actor, note))
+
+
+def _off_list(conn: sqlite3.Connection, tonight: Tonight | None) -> pl.DataFrame:
+    """The unresolved findings tonight's findings do not show (they stay on the road to zero), and why."""
+    rows = conn.execute(
+        "SELECT finding_id, source, coalesce(assigned_to, source), record_id, uscc, name, kind, severity, status, "
+        "first_seen, last_seen, due_date, related FROM findings WHERE status IN (%s) "
+        "AND finding_id NOT IN (SELECT finding_id FROM tonight) ORDER BY source, record_id, finding_id"
+        % ",".join("?" * len(UNRESOLVED)), UNRESOLVED).fetchall()
+    columns = [c for c in OFF_LIST_SCHEMA if c != "reason"]
+    frame = pl.DataFrame([r[:-1] for r in rows], schema={c: OFF_LIST_SCHEMA[c] for c in columns}, orient="row") \
+        .with_columns(related=pl.Series([r[-1] for r in rows], dtype=pl.String))
+    if frame.height == 0 or tonight is None:
+        return frame.with_columns(reason=pl.lit(None, pl.String)).select(list(OFF_LIST_SCHEMA))
+    read = tonight.sources_read
+    configured = [s for s in frame["source"].unique().to_list() if tonight.configured(s)]
+    quarantined = tonight.records.filter(~pl.col("checked")).select("source", "record_id").unique() \
+        .with_columns(quarantined=pl.lit(True))
+    unread = sorted(tonight.unread({s for r in frame["related"].drop_nulls().to_list() for s in _sources_of(r)}))
+    related_unread = pl.col("related").fill_null("").str.contains(
+        "(^|;)(" + "|".join(re.escape(s) for s in unread) + "):") if unread else pl.lit(False)
+    reason = pl.when(~pl.col("source").is_in(list(configured))).then(pl.lit("unconfigured")) \
+        .when(~pl.col("source").is_in(list(read))).then(pl.lit("not_accepted")) \
+        .when(pl.col("quarantined").fill_null(False)).then(pl.lit("quarantined")) \
+        .when(related_unread).then(pl.lit("related_not_accepted")) \
+        .otherwise(pl.lit("unexplained"))
+    return frame.join(quarantined, on=["source", "record_id"], how="left", maintain_order="left") \
+        .with_columns(reason=reason).select(list(OFF_LIST_SCHEMA))
 
 
 def _sources_of(related: str) -> set[str]:
@@ -231,12 +360,15 @@ def _sources_of(related: str) -> set[str]:
 
 
 def _night_changes(conn: sqlite3.Connection, run_date: str, actor: str) -> dict:
-    """What the nightly update of this run date changed, from the audit log."""
-    rows = conn.execute("SELECT old_status, new_status FROM audit WHERE run_date = ? AND actor = ?",
+    """What the nightly update of this run date changed, from the audit log (a finding that carries on a
+    superseded one is `carried`, not new)."""
+    rows = conn.execute("SELECT a.old_status, a.new_status, f.succeeds IS NOT NULL FROM audit a "
+                        "LEFT JOIN findings f USING (finding_id) WHERE a.run_date = ? AND a.actor = ?",
                         (run_date, actor)).fetchall()
-    return {"new": sum(1 for old, new in rows if old is None),
-            "fixed": sum(1 for _, new in rows if new == "fixed"),
-            "reopened": sum(1 for _, new in rows if new == "reopened")}
+    return {"new": sum(1 for old, _, carries in rows if old is None and not carries),
+            "fixed": sum(1 for _, new, _ in rows if new == "fixed"),
+            "reopened": sum(1 for _, new, _ in rows if new == "reopened"),
+            "carried": sum(1 for old, _, carries in rows if old is None and carries)}
 
 
 def _statuses(conn: sqlite3.Connection, run_date: str) -> pl.DataFrame:

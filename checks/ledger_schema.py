@@ -156,12 +156,24 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE audit SET note = mask_ids(note);
     UPDATE return_files SET file_name = mask_ids(file_name), reason = mask_ids(reason);
     """,
+    # 6: findings that leave the road to zero without a fix — the finding a successor carries on (a record
+    # that left its registry while the same problem appeared on another record of the same code), and the
+    # steward's withdrawal of a source no longer configured
+    """
+    ALTER TABLE findings ADD COLUMN succeeds TEXT;
+    CREATE INDEX IF NOT EXISTS findings_succeeds ON findings(succeeds);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: Statuses that still need work (counted on the road to zero).
 UNRESOLVED = ("open", "reopened", "responded", "rejected-response")
 CLOSED = ("fixed", "waived")
+#: Statuses of a finding no longer tracked, though never fixed or waived: its record left the registry while
+#: the same problem appeared on another record of the same code (`superseded`: the finding that `succeeds` it
+#: carries on, with its first-seen day and due date), or the steward withdrew it because its registry is no
+#: longer configured (`withdrawn`). Neither is on the road to zero, and neither is a fix.
+SUPERSEDED, WITHDRAWN = RETIRED = ("superseded", "withdrawn")
 #: Statuses a department may answer: still to do, and not waiting on an answer already given
 #: (docs/correction-loop.md#judging-a-returned-row).
 ANSWERABLE = ("open", "reopened", "rejected-response")

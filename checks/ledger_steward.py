@@ -1,4 +1,5 @@
-"""The steward's hand on the ledger: reopening, reassigning, accepting a held extract; the extracts' verdicts.
+"""The steward's hand on the ledger: reopening, reassigning, withdrawing, accepting a held extract; the extracts'
+verdicts.
 
 Every change is audited as the steward's, with the reason given (`--why`); a request the ledger can't carry
 out raises `LedgerError` with a sentence in Chinese.
@@ -11,7 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 from checks.ledger_history import audit_log
-from checks.ledger_schema import UNRESOLVED, LedgerError, _audit, _now, _Transaction, connect
+from checks.ledger_schema import UNRESOLVED, WITHDRAWN, LedgerError, _audit, _now, _Transaction, connect
 
 
 def accepted_extract(db: Path, source: str) -> dict | None:
@@ -67,13 +68,15 @@ def finding_detail(db: Path, finding_id: str) -> dict:
     with closing(connect(db)) as conn:
         conn.row_factory = sqlite3.Row
         row = conn.execute("SELECT * FROM findings WHERE finding_id = ?", (finding_id,)).fetchone()
+        successor = conn.execute("SELECT finding_id FROM findings WHERE succeeds = ?", (finding_id,)).fetchone()
     if row is None:
         raise LedgerError(f"台账中没有问题编号 {finding_id}。")
-    return {**dict(row), "audit": audit_log(db, finding_id)}
+    return {**dict(row), "succeeded_by": successor[0] if successor else None, "audit": audit_log(db, finding_id)}
 
 
 def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
-    """The steward puts a finding back to `open` (lifts a waiver, takes back 非本单位 or 已注销); audited."""
+    """The steward puts a finding back to `open` (lifts a waiver, takes back 非本单位 or 已注销, or a withdrawal);
+    audited."""
     if not why.strip():
         raise LedgerError("请用 --why 写明重新打开的原因（会记入审计日志）。")
     with closing(connect(db)) as conn, _Transaction(conn):
@@ -81,8 +84,8 @@ def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
         if row is None:
             raise LedgerError(f"台账中没有问题编号 {finding_id}。")
         old = row[0]
-        if old not in ("responded", "waived", "rejected-response"):
-            raise LedgerError(f"问题 {finding_id} 当前状态为 {old}，只有已反馈、确认无误或反馈未通过的问题可以重新打开。")
+        if old not in ("responded", "waived", "rejected-response", WITHDRAWN):
+            raise LedgerError(f"问题 {finding_id} 当前状态为 {old}，只有已反馈、确认无误、反馈未通过或已撤销跟踪的问题可以重新打开。")
         run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         conn.execute("UPDATE findings SET status = 'open', status_changed = ?, waived_record = NULL WHERE finding_id = ?",
                      (_now(), finding_id))
@@ -120,6 +123,35 @@ def steward_reassign(db: Path, finding_id: str, to_source: str, why: str, source
         _audit(conn, now, run_date, finding_id, status, new, "steward",
                f"市信用办改派：由{source_names.get(owner, owner)}改为{source_names[to_source]}处理：{why.strip()}")
     return {"from": owner, "to": to_source, "old_status": status, "new_status": new}
+
+
+def steward_withdraw(db: Path, source: str, why: str, configured: set[str] | frozenset[str]) -> int:
+    """The steward stops tracking the unresolved findings of a registry that is no longer configured (merged into
+    another, or retired): they leave the road to zero as `withdrawn`, audited as the steward's. Returns how many.
+
+    A configured registry's findings are never withdrawn: they are closed by its extracts or its answers.
+    """
+    if not why.strip():
+        raise LedgerError("请用 --why 写明撤销跟踪的原因（如“该登记系统已并入市场监管局系统”），会记入审计日志。")
+    if source in configured:
+        raise LedgerError(f"来源 {source} 仍在配置中，其问题由每晚的数据和部门反馈关闭，不能撤销跟踪。"
+                          "只有已从 config/steward.toml 删除的来源可以撤销。")
+    marks = ",".join("?" * len(UNRESOLVED))
+    with closing(connect(db)) as conn, _Transaction(conn):
+        ids = [r[0] for r in conn.execute(f"SELECT finding_id, status FROM findings WHERE source = ? AND status IN "
+                                          f"({marks}) ORDER BY finding_id", (source, *UNRESOLVED)).fetchall()]
+        if not ids:
+            raise LedgerError(f"台账中没有来源 {source} 的待处理问题。")
+        now = _now()
+        run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
+                     f"SELECT ?, ?, finding_id, status, ?, 'steward', ? FROM findings WHERE source = ? "
+                     f"AND status IN ({marks}) ORDER BY finding_id",
+                     (now, run_date, WITHDRAWN, f"市信用办撤销跟踪（来源 {source} 已不在配置中）：{why.strip()}", source,
+                      *UNRESOLVED))
+        conn.execute(f"UPDATE findings SET status = ?, status_changed = ? WHERE source = ? AND status IN ({marks})",
+                     (WITHDRAWN, now, source, *UNRESOLVED))
+    return len(ids)
 
 
 def reassignments_of_night(db: Path, run_date: str) -> list[dict]:

@@ -10,10 +10,14 @@ the same figures.
 Counted are errors and warnings (the road to zero); info notes are left out.
 For a department, county or the city, over the month:
 
-    open_start + new + reopened + waiver_lifted − fixed − waived = open_end
+    open_start + new + reopened + waiver_lifted − fixed − waived − withdrawn = open_end
 
-`new`, `fixed`, `reopened`, `waived`, `waiver_lifted` count status changes
-logged during the month (a finding fixed, back and fixed again counts twice).
+`new`, `fixed`, `reopened`, `waived`, `waiver_lifted`, `withdrawn` count status changes
+logged during the month (a finding fixed, back and fixed again counts twice). `withdrawn`:
+findings the steward stopped tracking (their registry is no longer configured), and a
+superseded finding whose successor is not carrying it on (its record came back); one that
+comes back to the road is `reopened`. A finding carried on by a successor after its record
+left is one finding with it (`ledger.lifecycle`): neither new, fixed nor withdrawn.
 `cleared_share` is the share of the findings that needed work during the month
 (unresolved at its start, or new, reopened or back from a waiver in it) that are
 fixed or waived at its end. `median_days_to_fix` is the median of the days from
@@ -26,7 +30,7 @@ import datetime as dt
 
 import polars as pl
 
-from checks.ledger import CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, UNRESOLVED
+from checks.ledger import CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, RETIRED, UNRESOLVED
 from checks.settings import DEFAULT_OVERDUE_DAYS
 from checks.counties import UNKNOWN as UNKNOWN_COUNTY
 from checks.counties import county_expr, county_label
@@ -36,8 +40,8 @@ __all__ = ["month_bounds", "statuses_at", "with_county", "progress", "overdue", 
 
 #: Counted on the road to zero (info notes are not).
 COUNTED = ("error", "warning")
-FIGURES = ("open_start", "new", "fixed", "reopened", "waived", "waiver_lifted", "open_end", "cleared_share",
-           "median_days_to_fix", "overdue")
+FIGURES = ("open_start", "new", "fixed", "reopened", "waived", "waiver_lifted", "withdrawn", "open_end",
+           "cleared_share", "median_days_to_fix", "overdue")
 
 
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:
@@ -99,7 +103,8 @@ def _events(findings: pl.DataFrame, audit: pl.DataFrame, first: dt.date, end: dt
     changes = audit.filter(pl.col("run_date").is_between(pl.lit(first.isoformat()), pl.lit(end.isoformat()))).with_columns(
         event=pl.when(old.is_null()).then(pl.lit("new"))
         .when(new == "fixed").then(pl.lit("fixed"))
-        .when(new == "reopened").then(pl.lit("reopened"))
+        .when((new == "reopened") | (old.is_in(RETIRED) & new.is_in(UNRESOLVED))).then(pl.lit("reopened"))
+        .when(new.is_in(RETIRED)).then(pl.lit("withdrawn"))
         .when(new == "waived").then(pl.lit("waived"))
         .when((old == "waived") & new.is_in(UNRESOLVED)).then(pl.lit("waiver_lifted")))
     return changes.filter(pl.col("event").is_not_null()).join(findings, on="finding_id") \
@@ -144,7 +149,7 @@ def progress(findings: pl.DataFrame, audit: pl.DataFrame, month: str, end: dt.da
             count(state, open_start=pl.col("start").is_in(UNRESOLVED).sum(),
                   open_end=pl.col("end").is_in(UNRESOLVED).sum()),
             count(events, **{e: (pl.col("event") == e).sum()
-                             for e in ("new", "fixed", "reopened", "waived", "waiver_lifted")},
+                             for e in ("new", "fixed", "reopened", "waived", "waiver_lifted", "withdrawn")},
                   median_days_to_fix=pl.col("days").filter(pl.col("event") == "fixed").median()),
             count(needing, _needing=pl.len(), _cleared=pl.col("end").is_in(CLOSED).sum()),
             count(late, overdue=pl.len()),
@@ -160,7 +165,7 @@ def progress(findings: pl.DataFrame, audit: pl.DataFrame, month: str, end: dt.da
         if level != "county":
             merged = merged.with_columns(county=pl.lit(None, pl.String), county_name=pl.lit(None, pl.String))
         frames.append(merged.with_columns(level=pl.lit(level)))
-    counts = ("open_start", "open_end", "new", "fixed", "reopened", "waived", "waiver_lifted", "overdue",
+    counts = ("open_start", "open_end", "new", "fixed", "reopened", "waived", "waiver_lifted", "withdrawn", "overdue",
               "_needing", "_cleared")
     out = pl.concat([f.select("level", "source", "county", "county_name", *counts, "median_days_to_fix")
                      .with_columns(pl.col(c).cast(pl.Int64).fill_null(0) for c in counts) for f in frames])

@@ -49,14 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     extracts.add_argument("--data-dir", default="data", help="数据目录")
     extracts.add_argument("--config", help="配置文件，默认 config/steward.toml")
 
-    book = sub.add_parser("ledger", help="查看台账中的问题，或由市信用办重新打开")
+    book = sub.add_parser("ledger", help="查看台账中的问题，或由市信用办重新打开、改派、撤销跟踪")
     book.add_argument("--data-dir", default="data", help="数据目录")
     book.add_argument("--config", help="配置文件，默认 config/steward.toml")
-    book.add_argument("action", choices=["show", "reopen", "reassign"],
-                      help="show 显示问题及其审计记录；reopen 重新打开；reassign 改派给另一部门")
-    book.add_argument("finding_id", help="问题编号")
-    book.add_argument("--why", default="", help="reopen / reassign 的原因（记入审计日志）")
+    book.add_argument("action", choices=["show", "reopen", "reassign", "withdraw"],
+                      help="show 显示问题及其审计记录；reopen 重新打开；reassign 改派给另一部门；"
+                           "withdraw 撤销跟踪已从配置中删除的来源的全部待处理问题")
+    book.add_argument("finding_id", nargs="?", help="问题编号（show / reopen / reassign）")
+    book.add_argument("--why", default="", help="reopen / reassign / withdraw 的原因（记入审计日志）")
     book.add_argument("--to", help="reassign：改由哪个来源处理（如 justice）")
+    book.add_argument("--source", help="withdraw：已从配置中删除的来源（如 civil）")
 
     report = sub.add_parser("report", help="生成月度进展报告（逐月跟踪问效）")
     report.add_argument("period", choices=["month"], help="month：月报")
@@ -279,6 +281,18 @@ def _ledger(args) -> int:
     from checks import ledger
 
     settings, db = _ledger_db(args)
+    if args.action == "withdraw":
+        if not args.source:
+            raise UsageError("撤销跟踪需要 --source <来源>，如：uscc ledger withdraw --source civil --why \"原因\"")
+        try:
+            n = ledger.steward_withdraw(db, args.source, args.why, set(settings.source_names))
+        except ledger.LedgerError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"来源 {args.source} 的 {n} 条待处理问题已撤销跟踪，不再计入待处理问题；已记入审计日志"
+              f"（如需恢复，可对单个问题运行 uscc ledger reopen ID --why \"原因\"）。")
+        return 0
+    if not args.finding_id:
+        raise UsageError(f"请给出问题编号，如：uscc ledger {args.action} 89e9aaa2602691a6")
     try:
         if args.action == "reassign":
             if not args.to:
@@ -303,6 +317,10 @@ def _ledger(args) -> int:
         print(f"已改派：由{settings.source_names.get(f['assigned_to'], f['assigned_to'])}处理")
     if f["answer"]:
         print(f"部门答复（{f['answered_on']}）：{f['answer']} {f['answer_code'] or ''} {f['answer_note'] or ''}".rstrip())
+    if f.get("succeeds"):
+        print(f"接续问题 {f['succeeds']}（原记录已不在数据中，同一问题转至本记录）")
+    if f.get("succeeded_by"):
+        print(f"已由问题 {f['succeeded_by']} 接续（本记录已不在数据中，同一问题转至该问题的记录）")
     for e in f["audit"]:
         print(f"  {e['run_date']}  {e['old_status'] or '—'} → {e['new_status']}  {e['actor']}：{e['note'] or ''}")
     return 0

@@ -55,5 +55,7 @@ def describe(result: dict) -> str:
     c = result["city"]
     share = "—" if c["cleared_share"] is None else f"{c['cleared_share'] * 100:.1f}%"
     return (f"{result['month']} 月报：月初待处理 {c['open_start']}，新发现 {c['new']}，已更正 {c['fixed']}，"
-            f"重新出现 {c['reopened']}，确认无误 {c['waived']}，月末待处理 {c['open_end']}，清零率 {share}，"
+            f"重新出现 {c['reopened']}，确认无误 {c['waived']}，"
+            + (f"撤销跟踪 {c['withdrawn']}，" if c.get("withdrawn") else "")
+            + f"月末待处理 {c['open_end']}，清零率 {share}，"
             f"逾期 {c['overdue']}" + ("" if result["complete"] else "（本月尚未结束）"))

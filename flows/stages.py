@@ -241,6 +241,9 @@ def update_ledger(settings: Settings, data_dir: Path, work: WorkFolder, run_date
     result = ledger.record_run(db, run_date, findings, tonight.ledger_input(settings, work, sources),
                                due_days=settings.due_days)
     statuses = result.pop("statuses")
+    off_list = result.pop("off_list")
+    off_list.write_parquet(work.off_list)
+    result["off_list"] = off_list.filter(pl.col("severity") != "info").height  # of the open count
     findings = findings.drop("status").join(statuses, on="finding_id", how="left")
     findings.write_parquet(work.findings_status)
     return result | returns_counts(db, run_date)
@@ -277,7 +280,8 @@ def render(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, 
         unrecognized_types=unrecognized_types(pl.concat(tonight.scan_records(settings, work)
                                                         or [empty_canonical().lazy()])
                                               .select("source", "entity_type").collect()),
-        register=register_of(settings, data_dir, work, findings, changes.get("historical", False)))
+        register=register_of(settings, data_dir, work, findings, changes.get("historical", False)),
+        off_list=pl.read_parquet(work.off_list) if work.off_list.exists() else None)
     return write_run(Path(data_dir) / REPORTS, view)
 
 

@@ -27,8 +27,10 @@ def describe_return(h: dict) -> str:
 
 
 def describe_changes(changes: dict) -> str:
-    return (f"台账：新发现 {changes['new']}，已更正 {changes['fixed']}，重新出现 {changes['reopened']}；"
-            f"待处理 {changes['open']}")
+    carried = f"，记录变更接续 {changes['carried']}" if changes.get("carried") else ""
+    off = f"（其中 {changes['off_list']} 条不在本期清单中，见总览）" if changes.get("off_list") else ""
+    return (f"台账：新发现 {changes['new']}，已更正 {changes['fixed']}，重新出现 {changes['reopened']}{carried}；"
+            f"待处理 {changes['open']}{off}")
 
 
 def describe_leftover(removed: str) -> str:

@@ -18,7 +18,7 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from checks.counties import UNKNOWN, county_name
-from checks.ledger import ANSWERABLE, UNRESOLVED
+from checks.ledger import ANSWERABLE, OFF_LIST_REASONS, OFF_LIST_SCHEMA, UNRESOLVED
 from checks.register import register_csv_frame
 from reports import forms
 from reports.chart import lines_svg, trend_svg
@@ -66,6 +66,7 @@ class RunView:
     reassignments: list[dict] = field(default_factory=list)  # ledger.reassignments_of_night
     unrecognized_types: list[dict] = field(default_factory=list)  # checks.categories.unrecognized_types
     register: pl.DataFrame | None = None  # checks.register.golden_register: register.parquet / register.csv
+    off_list: pl.DataFrame | None = None  # ledger.OFF_LIST_SCHEMA: unresolved findings on no list tonight, and why
 
     def __post_init__(self):
         # overdue first: what a department must deal with before anything else
@@ -92,7 +93,10 @@ def summary(view: RunView) -> dict:
         "findings_by_kind": {k: n for k, n in f.group_by("kind").len().sort("kind").rows()},
         "findings_by_status": {k: n for k, n in f.group_by("status").len().sort("status").rows()},
         "findings_by_severity": {k: n for k, n in f.group_by("severity").len().sort("severity").rows()},
-        "changes": {k: view.changes.get(k, 0) for k in ("new", "fixed", "reopened")},
+        "changes": {k: view.changes.get(k, 0) for k in ("new", "fixed", "reopened", "carried")},
+        "open": view.changes.get("open"),
+        "off_list_by_reason": {} if view.off_list is None else
+        {k: n for k, n in view.off_list.group_by("reason").len().sort("reason").rows()},
         "returns": [{k: r[k] for k in ("source", "file_name", "outcome", "reason", "rows_total", "accepted", "rejected",
                                        "skipped")} for r in view.returns],
         "stage_seconds": {k: round(v, 3) for k, v in view.stage_seconds.items()},
@@ -142,6 +146,24 @@ def trend_by_source(history: list[dict], sources: list[dict]) -> tuple[list[str]
     return labels, series
 
 
+def off_list_rows(view: RunView) -> list[dict]:
+    """The overview's table of unresolved findings that are on no list tonight: per department and reason."""
+    if view.off_list is None or view.off_list.height == 0:
+        return []
+    names = {s["key"]: s["name"] for s in view.sources} | view.source_names
+    counted = pl.col("severity") != "info"
+    grouped = view.off_list.group_by("owner", "reason").agg(counted=counted.sum(), total=pl.len()) \
+        .sort("owner", "reason")
+    return [{"source_name": names.get(o, o), "reason": OFF_LIST_REASONS.get(r, r), "counted": c, "total": t}
+            for o, r, c, t in grouped.rows()]
+
+
+def off_list_csv_frame(off_list: pl.DataFrame) -> pl.DataFrame:
+    """off_list.csv: every unresolved finding on no list tonight, with the reason in words."""
+    return off_list.select(*[c for c in OFF_LIST_SCHEMA if c != "reason"], reason=pl.col("reason"),
+                           reason_text=pl.col("reason").replace_strict(OFF_LIST_REASONS, default=pl.col("reason")))
+
+
 def render_index(view: RunView, receipts: list[dict] = ()) -> str:
     f = view.findings
     keys = [s["key"] for s in view.sources]
@@ -174,7 +196,8 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         unfinished=view.unfinished, overdue=sum(overdue.values()),
         reassignments=[{**r, "from_name": names.get(r["from_source"], r["from_source"]),
                         "to_name": names.get(r["to_source"], r["to_source"])} for r in view.reassignments],
-        unrecognized_types=view.unrecognized_types)
+        unrecognized_types=view.unrecognized_types, off_list=off_list_rows(view),
+        off_list_counted=sum(r["counted"] for r in off_list_rows(view)))
 
 
 def _county_lists(listed: pl.DataFrame, asked: pl.DataFrame) -> list[dict]:
@@ -255,6 +278,8 @@ def write_run(reports_root: Path, view: RunView) -> Path:
         forms.neutralize_frame(view.findings.select(FINDINGS_CSV_COLUMNS)).write_csv(tmp / "findings.csv")
         if view.audit is not None:
             forms.neutralize_frame(view.audit).write_csv(tmp / "audit.csv")
+        if view.off_list is not None:
+            forms.neutralize_frame(off_list_csv_frame(view.off_list)).write_csv(tmp / "off_list.csv")
         if view.register is not None:
             view.register.write_parquet(tmp / "register.parquet")
             forms.neutralize_frame(register_csv_frame(view.register)).write_csv(tmp / "register.csv")

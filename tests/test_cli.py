@@ -99,7 +99,7 @@ def test_the_steward_reads_a_findings_history_and_reopens_a_waiver(capsys, sampl
                                                "kind": "bad_check_char", "severity": "error", "name": "某商贸有限公司"}
     ledger.record_run(db, "2026-11-01", pl.DataFrame([row], schema=FINDING_SCHEMA))
     code, _, err = run(capsys, "ledger", "--data-dir", str(sample_copy), "reopen", "f1", "--why", "误判")
-    assert code == 2 and "只有已反馈、确认无误或反馈未通过" in err
+    assert code == 2 and "只有已反馈、确认无误、反馈未通过或已撤销跟踪" in err
     verdict = pl.DataFrame([{"row": 2, "finding_id": "f1", "record_id": "R1", "name": None, "answer": "确认无误",
                              "corrected_code": None, "note": "已核对", "verdict": "accepted", "reason": "已受理",
                              "new_status": "waived", "audit_note": None}])

@@ -5,7 +5,7 @@ import sqlite3
 import polars as pl
 import pytest
 
-from checks import ledger, ledger_night
+from checks import ledger, ledger_night, month
 from checks.findings import FINDING_SCHEMA
 
 
@@ -109,12 +109,80 @@ def test_why_a_finding_closed_is_in_the_audit_log(tmp_path):
     answer(db, "c", "已注销", "responded")
     ledger.record_run(db, "2026-11-02", findings(), tonight(
         ("R-a", "CODE-A-NEW", True),     # record still there, problem gone
-        ("R-other", "CODED", True),      # d's record is gone but its code moved to another record
+        ("R-other", "CODED", True),      # d's record is gone; its code stays on another record, without d's problem
     ))
     closed = {e["finding_id"]: e["note"] for e in ledger.audit_log(db) if e["new_status"] == "fixed"}
     assert closed == {"a": ledger.GONE_NOTES["problem_gone"], "b": ledger.GONE_NOTES["record_and_code_gone"],
-                      "c": ledger.GONE_NOTES["cancelled"]}
-    assert ledger.statuses(db)["d"] == "open"
+                      "c": ledger.GONE_NOTES["cancelled"], "d": ledger.GONE_NOTES["record_gone"]}
+
+
+def test_a_deleted_duplicate_copy_closes_its_finding_while_the_kept_copy_holds_the_code(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    copy = findings("copy").with_columns(kind=pl.lit("duplicate_record"), uscc=pl.lit("CODE-K"),
+                                         related=pl.lit("market:R-kept"))
+    night(db, "2026-11-01", copy, tonight(("R-copy", "CODE-K", True), ("R-kept", "CODE-K", True)))
+    result = night(db, "2026-11-02", findings(), tonight(("R-kept", "CODE-K", True)))
+    assert ledger.statuses(db)["copy"] == "fixed" and result["open"] == 0 and result["fixed"] == 1
+
+
+def renumbered(run_date, *pairs, kind="bad_check_char"):
+    """Tonight's findings of records renumbered: (finding id, record id, code)."""
+    return findings(*[f for f, _, _ in pairs]).with_columns(
+        record_id=pl.Series([r for _, r, _ in pairs]), uscc=pl.Series([c for _, _, c in pairs]), kind=pl.lit(kind))
+
+
+def test_a_renumbered_record_carries_its_finding_on_without_a_fix_or_a_new_problem(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-01", renumbered("2026-11-01", ("old", "R-1", "CODE-X")), tonight(("R-1", "CODE-X", True)))
+    result = night(db, "2026-11-20", renumbered("2026-11-20", ("new", "R-1-NEW", "CODE-X")),
+                   tonight(("R-1-NEW", "CODE-X", True)))
+    assert (result["new"], result["fixed"], result["carried"], result["open"]) == (0, 0, 1, 1)
+    assert ledger.statuses(db) == {"old": "superseded", "new": "open"}
+    new = ledger.finding_detail(db, "new")
+    # the successor keeps the original clock: a renumbering does not give a department thirty more days
+    assert (new["first_seen"], new["due_date"], new["succeeds"]) == ("2026-11-01", "2026-12-01", "old")
+    assert ledger.finding_detail(db, "old")["succeeded_by"] == "new"
+    # the month sees one finding, first seen on the 1st, still open, neither new twice nor fixed
+    progress, overdue = month.progress(*ledger.lifecycle(db), "2026-11")
+    city = progress.filter(pl.col("level") == "city").row(0, named=True)
+    assert (city["new"], city["fixed"], city["withdrawn"], city["open_end"]) == (1, 0, 0, 1)
+
+
+def test_a_record_that_left_without_a_successor_does_not_hand_its_finding_to_an_unrelated_old_one(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-01", renumbered("2026-11-01", ("x", "R-x", "CODE-X"), ("y", "R-y", "CODE-X")),
+          tonight(("R-x", "CODE-X", True), ("R-y", "CODE-X", True)))
+    result = night(db, "2026-11-02", renumbered("2026-11-02", ("y", "R-y", "CODE-X")), tonight(("R-y", "CODE-X", True)))
+    assert ledger.statuses(db) == {"x": "fixed", "y": "open"} and result["carried"] == 0
+
+
+def test_unresolved_findings_on_no_list_still_count_and_say_why(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-01", findings("q", "r"), tonight(("R-q", "CODE-q", True), ("R-r", "CODE-r", True)))
+    # R-q quarantined tonight (its row could not be checked): its finding is on no list, yet still to do
+    result = night(db, "2026-11-02", findings("r"), tonight(("R-q", None, False), ("R-r", "CODE-r", True)))
+    assert result["open"] == 2 and ledger.statuses(db)["q"] == "open"
+    assert result["off_list"].select("finding_id", "reason").rows() == [("q", "quarantined")]
+    assert ledger.history(db)[-1]["open"] == 2
+
+
+def test_a_registry_removed_from_the_configuration_counts_until_the_steward_withdraws_it(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-01", pl.concat([findings("m"), findings("c", source="civil")]),
+          ledger.Tonight(frozenset({"market", "civil"}), tonight(("R-m", "CODE-m", True)).records))
+    verdict = ledger.Extract("market", "ok")
+    removed = ledger.Tonight(frozenset({"market"}), tonight(("R-m", "CODE-m", True)).records, (verdict,))
+    result = night(db, "2026-11-02", findings("m"), removed)
+    assert result["open"] == 2 and result["off_list"]["reason"].to_list() == ["unconfigured"]
+    with pytest.raises(ledger.LedgerError, match="仍在配置中"):
+        ledger.steward_withdraw(db, "market", "合并", {"market"})
+    assert ledger.steward_withdraw(db, "civil", "民政局系统并入省平台", {"market"}) == 1
+    result = night(db, "2026-11-03", findings("m"), removed)
+    assert result["open"] == 1 and result["off_list"].height == 0
+    progress, _ = month.progress(*ledger.lifecycle(db), "2026-11")
+    city = progress.filter(pl.col("level") == "city").row(0, named=True)
+    assert (city["new"], city["withdrawn"], city["open_end"]) == (2, 1, 1)
+    assert ledger.audit_log(db, "c")[-1]["actor"] == "steward"
 
 
 def test_a_waived_finding_stays_waived_while_the_record_is_unchanged(tmp_path):

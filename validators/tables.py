@@ -136,4 +136,6 @@ STATUS_LABELS = {
     "rejected-response": "反馈未通过",
     "waived": "确认无误",
     "reopened": "重新出现",
+    "superseded": "已转至新记录",
+    "withdrawn": "已撤销跟踪",
 }
