@@ -56,6 +56,11 @@ class WorkFolder:
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
 
+    @property
+    def night(self) -> str:
+        """The night (YYYY-MM-DD) this folder is for."""
+        return self.path.name
+
     def records(self, key: str) -> Path:
         """A source's records taking part tonight (tonight's, or its last accepted extract's)."""
         return self.path / f"{key}.records.parquet"

@@ -9,6 +9,9 @@ compared with the last extract accepted for that source (`Baseline`):
 - it has not lost more than `max_lost_share` of the baseline's record ids
   (a registry's normal churn adds records and marks others 注销/吊销; it does
   not delete a tenth of them overnight); a quarantined row is not there;
+- nor, added to what the nights accepted in the last `erosion_days` lost
+  (`Erosion`), more than that share of the records at the window's start: an
+  export that loses 5 % a night never trips the night-by-night check;
 - the code and name columns are not empty throughout, and the share of valid
   codes has not fallen by more than `max_lost_share` (blanked or shifted columns);
 - no more than `max_lost_share` of the records it shares with the baseline now
@@ -77,6 +80,16 @@ def foreign_share(codes: pl.DataFrame, departments: tuple[str, ...]) -> float | 
 
 
 @dataclass(frozen=True)
+class Erosion:
+    """What the nights accepted in the guard's window lost before tonight (`checks.ledger.recent_losses`)."""
+
+    since: str  # the first night of the window
+    records: int  # the records of the last accepted extract before that night (the window's start)
+    lost: int  # record ids those nights lost, each against the extract accepted before it
+    nights: int
+
+
+@dataclass(frozen=True)
 class Extract:
     """The verdict on one source's extract tonight — accepted (`ok`), `held` by the guard, or `rejected`
     (unreadable) — with the figures behind it. The guard makes it, the source's result carries it
@@ -110,7 +123,7 @@ def valid_share(records: pl.DataFrame) -> float | None:
 
 def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline | None,
           max_lost_share: float = DEFAULT_MAX_LOST_SHARE, steward_why: str | None = None,
-          source: str = "<来源>", departments: tuple[str, ...] = ()) -> Extract:
+          source: str = "<来源>", departments: tuple[str, ...] = (), erosion: Erosion | None = None) -> Extract:
     """The guard's verdict on tonight's extract of one source.
 
     Args:
@@ -120,6 +133,7 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
         steward_why: the steward's reason, when this very file was accepted deliberately.
         source: the source's key, for the command the reason tells the steward to run.
         departments: the registration-authority letters the source's records should carry (position 1).
+        erosion: what the earlier nights of the window lost (None or no nights: night by night only).
     """
     # quarantined rows cannot be checked: their records take no part tonight, so they count as missing
     present = records["record_id"].drop_nulls().unique()
@@ -143,6 +157,12 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
     if baseline is not None and previous and lost is not None and lost > max_lost_share * previous:
         reasons.append(f"与上期（{baseline.run_date}，{baseline.file or '—'}）相比，上期 {previous} 条记录中有 {lost} 条"
                        f"（{lost / previous:.0%}）不在本期可检查的数据中，超过允许的 {max_lost_share:.0%}")
+    elif erosion is not None and erosion.nights and erosion.records and lost is not None \
+            and erosion.lost + lost > max_lost_share * erosion.records:
+        total = erosion.lost + lost
+        reasons.append(f"自 {erosion.since} 起已接受的各期数据逐期减少，连同本期共有 {total} 条记录不再出现"
+                       f"（期初 {erosion.records} 条中的 {total / erosion.records:.0%}），累计超过允许的 "
+                       f"{max_lost_share:.0%}；逐期小幅减少同样可能是导出逐步缺失")
     share = valid_share(records)
     if baseline is not None and baseline.valid_share is not None and share is not None \
             and baseline.valid_share - share > max_lost_share:

@@ -43,7 +43,7 @@ from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_re
                                    return_counts_of_night, returns_of_night)
 from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, RETIRED, SCHEMA_VERSION,
                                   SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect, migrate)
-from checks.ledger_steward import (accepted_extract, extract_verdicts, finding_detail, reassignments_of_night,
+from checks.ledger_steward import (accepted_extract, extract_verdicts, finding_detail, reassignments_of_night, recent_losses,
                                    steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen,
                                    steward_withdraw)
 
@@ -55,7 +55,7 @@ __all__ = [
     "connect", "migrate",
     "record_run", "response_text_expr", "latest_run", "finish_run", "unfinished_nights",
     "known_findings", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
-    "accepted_extract", "steward_acceptance", "extract_verdicts", "steward_accept_extract", "finding_detail",
+    "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "steward_accept_extract", "finding_detail",
     "steward_reopen", "steward_reassign", "steward_withdraw", "reassignments_of_night",
     "history", "audit_log", "AUDIT_COLUMNS", "audit_of_night", "LIFECYCLE_FINDINGS", "LIFECYCLE_AUDIT", "lifecycle",
     "statuses",

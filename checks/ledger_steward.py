@@ -11,6 +11,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from checks.guard import Erosion
 from checks.ledger_history import audit_log
 from checks.ledger_schema import UNRESOLVED, WITHDRAWN, LedgerError, _audit, _now, _Transaction, connect
 
@@ -21,6 +22,29 @@ def accepted_extract(db: Path, source: str) -> dict | None:
         row = conn.execute("SELECT run_date, file, sha256, records FROM accepted_extracts WHERE source = ?",
                            (source,)).fetchone()
     return dict(zip(("run_date", "file", "sha256", "records"), row)) if row else None
+
+
+def recent_losses(db: Path, source: str, run_date: str, days: int) -> Erosion | None:
+    """What the nights accepted for a source in the `days` before `run_date` lost (the guard's `Erosion`): since
+    the window's start, or since the last extract the steward accepted by hand (a loss deliberately accepted is
+    not counted again). None when no such night."""
+    if days <= 0:
+        return None
+    with closing(connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT e.run_date, e.previous_records, e.records, e.lost, a.sha256 IS NOT NULL FROM extracts e "
+            "LEFT JOIN (SELECT DISTINCT source, sha256 FROM extract_acceptances) a "
+            "ON a.source = e.source AND a.sha256 = e.sha256 WHERE e.source = ? AND e.status = 'ok' "
+            "AND e.run_date < ? AND e.run_date >= date(?, ?) ORDER BY e.run_date",
+            (source, run_date, run_date, f"-{days} days")).fetchall()
+    steward = [i for i, r in enumerate(rows) if r[4]]
+    if steward:
+        rows = rows[steward[-1] + 1:]
+    if not rows:
+        return None
+    first = rows[0]
+    start = first[1] if first[1] is not None else first[2]
+    return Erosion(first[0], start or 0, sum(r[3] or 0 for r in rows), len(rows))
 
 
 def steward_acceptance(db: Path, source: str, sha256: str) -> str | None:

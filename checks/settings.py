@@ -74,6 +74,8 @@ class Settings:
     database: str = DEFAULT_DATABASE
     #: Plausibility guard (`checks.guard`): share of the last accepted extract's records that may vanish.
     max_lost_share: float = 0.10
+    #: Plausibility guard: days over which the records lost night after night add up (0: only night by night).
+    erosion_days: int = 30
     #: Nights a failed night's work folder is kept for diagnosis (a completed night's is removed at once).
     keep_failed_work_nights: int = 3
     #: Days from first seen to due, by severity and (overriding it) by kind (`[due]`, `[due.kinds]`).
@@ -141,6 +143,9 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
     share = raw.get("guard", {}).get("max_lost_share", 0.10)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
         raise ConfigError(f"{where}：[guard] max_lost_share 应为 0 到 1 之间的小数（如 0.10 表示 10%），现为 {share!r}。")
+    erosion = raw.get("guard", {}).get("erosion_days", 30)
+    if isinstance(erosion, bool) or not isinstance(erosion, int) or not 0 <= erosion <= 3650:
+        raise ConfigError(f"{where}：[guard] erosion_days 应为 0 到 3650 之间的天数（0 表示只逐日比较），现为 {erosion!r}。")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ConfigError(f"{where}：[state] keep_failed_work_nights 应为不小于 0 的整数，现为 {keep!r}。")
     due = {"error": 30, "warning": 60, "info": 90}
@@ -154,7 +159,7 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
             raise ConfigError(f"{where}：期限 {key} = {days!r} 应为 1 到 3650 之间的天数。")
         due[key] = days
-    return Settings(city, tuple(sources), allowlist, database, float(share), keep, due,
+    return Settings(city, tuple(sources), allowlist, database, float(share), erosion, keep, due,
                     parse_limits(raw.get("limits", {}), where))
 
 

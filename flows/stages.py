@@ -118,8 +118,9 @@ def admit(settings: Settings, data_dir: Path, work: WorkFolder, source: Source, 
             extract = guard.Extract(source.key, "ok" if why else "held", records=records.height,
                                     reason=None if why else str(exc))
         else:
+            erosion = ledger.recent_losses(db, source.key, work.night, settings.erosion_days) if baseline else None
             extract = guard.judge(records, quarantine["record_id"], baseline, settings.max_lost_share, why, source.key,
-                                  source.departments)
+                                  source.departments, erosion)
         extract = replace(extract, file=report.file, sha256=report.sha256, rows_read=report.rows_read)
         if extract.held:
             result["status"], result["reason"] = "held", extract.reason

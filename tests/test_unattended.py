@@ -504,3 +504,25 @@ def test_a_small_registrys_ordinary_changes_do_not_hold_it():
     assert not guard.judge(swapped, no_ids, baseline, departments=("3",)).held  # two of 8 swapped: a typo fixed
     grown = pl.concat([before, extract([code("9", 7)]).with_columns(record_id=pl.lit("R99"))])
     assert not guard.judge(grown, no_ids, baseline, departments=("3",)).held  # one of 9 another department's
+
+
+def test_an_export_that_loses_a_little_every_night_is_held_once_the_losses_add_up(sample_copy):
+    """4 % a night never trips the night-by-night check; over the guard's window the losses add up."""
+    run_all(sample_copy, run_date=NIGHT1)
+    night_by_night = []
+    for night in (NIGHT2, NIGHT3, NIGHT4):
+        book = openpyxl.load_workbook(market_xlsx(sample_copy))
+        sheet = book.worksheets[0]
+        sheet.delete_rows(sheet.max_row - 105, 106)  # about 4 % of 2,641 records
+        dest = sample_copy / "extracts" / "market" / f"市场主体名录_{night}.xlsx"
+        book.save(dest)
+        newer(dest)
+        night_by_night.append(run_all(sample_copy, run_date=night))
+    assert [bool(r["held"]) for r in night_by_night] == [False, False, True]
+    reason = night_by_night[-1]["held"]["market"]
+    assert f"自 {NIGHT1} 起已接受的各期数据逐期减少" in reason and "期初 2641 条中的 12%" in reason \
+        and "累计超过允许的 10%" in reason
+    # the steward confirms the purge: that file is used, and its loss is not counted again the next night
+    ledger.steward_accept_extract(db_of(sample_copy), "market", "市场监管局分批清理长期停业主体，已核实")
+    assert not run_all(sample_copy, run_date="2026-11-05")["held"]
+    assert ledger.recent_losses(db_of(sample_copy), "market", "2026-11-06", 30) is None
