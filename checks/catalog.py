@@ -38,6 +38,26 @@ def ledger_path(data_dir: Path, settings: Settings) -> Path:
     return Path(data_dir) / configured  # an absolute configured path wins over data_dir
 
 
+def traces_of_earlier_nights(data_dir: Path) -> list[str]:
+    """What completed nights leave besides the ledger (report folders, accepted extracts, the entity file),
+    newest report first: a data directory holding any of them has had a ledger."""
+    root = Path(data_dir)
+    reports = root / REPORTS
+    nights = sorted((p.name for p in reports.iterdir() if p.is_dir() and _is_night(p.name)), reverse=True) \
+        if reports.is_dir() else []
+    traces = [f"{REPORTS}/{n}/" for n in nights]
+    accepted = root / ACCEPTED_ROOT
+    if accepted.is_dir():
+        traces += sorted(f"{ACCEPTED_ROOT}/{p.name}" for p in accepted.glob("*.parquet"))
+    if (root / ENTITIES).exists():
+        traces.append(ENTITIES)
+    return traces
+
+
+def _is_night(name: str) -> bool:
+    return len(name) == 10 and name[4] == name[7] == "-" and name.replace("-", "").isdigit()
+
+
 def accepted_path(data_dir: Path, key: str) -> Path:
     """The copy of a source's last accepted extract."""
     return Path(data_dir) / ACCEPTED_ROOT / f"{key}.parquet"

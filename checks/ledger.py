@@ -42,7 +42,7 @@ from checks.ledger_night import (GONE_NOTES, OFF_LIST_REASONS, OFF_LIST_SCHEMA, 
 from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_return, known_findings, pending_codes,
                                    return_counts_of_night, returns_of_night)
 from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, RETIRED, SCHEMA_VERSION,
-                                  SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect, migrate)
+                                  SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect, migrate, unreadable)
 from checks.ledger_steward import (accepted_extract, extract_verdicts, finding_detail, reassignments_of_night, recent_losses,
                                    steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen,
                                    steward_withdraw)
@@ -52,7 +52,7 @@ __all__ = [
     "Extract", "Tonight", "Known", "ReturnedFile", "LedgerError", "GONE_NOTES", "OFF_LIST_REASONS", "OFF_LIST_SCHEMA",
     "MIGRATIONS", "SCHEMA_VERSION", "UNRESOLVED", "CLOSED", "RETIRED", "SUPERSEDED", "WITHDRAWN", "ANSWERABLE",
     "CLOCK_RUNS", "DEFAULT_DUE_DAYS",
-    "connect", "migrate",
+    "connect", "migrate", "unreadable",
     "record_run", "response_text_expr", "latest_run", "finish_run", "unfinished_nights",
     "known_findings", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
     "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "steward_accept_extract", "finding_detail",

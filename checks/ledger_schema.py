@@ -217,6 +217,25 @@ def _use_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+def unreadable(path: Path) -> str | None:
+    """Why an existing ledger file cannot be used (a sentence in Chinese), or None. Read only: nothing is
+    created, upgraded or locked for long."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return (f"台账文件 {path} 无法读取（{exc}），可能已损坏或不是台账文件。本次运行未做任何改动。"
+                "请运维人员从备份恢复该文件后重跑；不要删除它重新开始，否则全部处理记录和清零进度都会丢失。")
+    if version > SCHEMA_VERSION:
+        return (f"台账文件 {path} 由更新版本的程序写入（结构版本 {version}，本程序为 {SCHEMA_VERSION}）。"
+                "本次运行未做任何改动；请使用相同或更新版本的程序运行。")
+    return None
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations this file lacks, each in its own transaction; return the version.
 

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="按地区分区、按键分桶检测（桶数；0 = 单进程）。经 Prefect 时在 Dask 集群上运行")
     run.add_argument("--dask-address", help="已有 Dask 集群的调度器地址（如 tcp://10.0.0.5:8786）；默认本机临时集群")
     run.add_argument("--dask-workers", type=int, default=2, help="本机临时 Dask 集群的进程数")
+    run.add_argument("--new-ledger", action="store_true",
+                     help="台账文件不存在而数据目录中有以前运行的报告时，确认从新台账开始（默认拒绝运行）")
     run.add_argument("--wait", type=float, default=0,
                      help="数据目录正被另一运行使用时最多等待的秒数（默认 0：立即退出，退出码 2）")
 
@@ -199,7 +201,8 @@ def _run(args) -> int:
     from flows.params import ParameterError, check_night
 
     try:
-        night = check_night(args.data_dir, args.date, args.config, args.buckets, args.dask_workers, args.wait)
+        night = check_night(args.data_dir, args.date, args.config, args.buckets, args.dask_workers, args.wait,
+                            new_ledger=args.new_ledger)
     except ParameterError as exc:
         raise UsageError(str(exc)) from None
     if args.no_prefect:
@@ -207,7 +210,8 @@ def _run(args) -> int:
 
         try:
             result = run_all(night.data_dir, run_date=night.run_date, config=args.config, buckets=night.buckets,
-                             say=lambda line: print(line, flush=True), lock_wait=night.lock_wait)
+                             say=lambda line: print(line, flush=True), lock_wait=night.lock_wait,
+                             new_ledger=args.new_ledger)
         except LockBusy as exc:
             raise UsageError(str(exc)) from None
     else:
@@ -222,7 +226,7 @@ def _run(args) -> int:
 
         state = nightly(data_dir=str(night.data_dir), run_date=night.run_date, config=args.config,
                         buckets=night.buckets, dask_address=args.dask_address, dask_workers=night.dask_workers,
-                        lock_wait=night.lock_wait, return_state=True)
+                        lock_wait=night.lock_wait, new_ledger=args.new_ledger, return_state=True)
         result = state.result(raise_on_failure=False)
         if not isinstance(result, dict) or "refused" in result:
             message = result["refused"] if isinstance(result, dict) else (state.message or str(result))

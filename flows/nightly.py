@@ -56,7 +56,7 @@ def render_reports(settings: Settings, data_dir: str, work: str, run_date: str, 
 
 @flow(name="uscc-nightly", task_runner=ThreadPoolTaskRunner(max_workers=3), log_prints=True)
 def nightly(data_dir: str = "data", run_date: dt.date | None = None, config: str | None = None, buckets: int = 0,
-            dask_address: str | None = None, dask_workers: int = 2, lock_wait: float = 0):
+            dask_address: str | None = None, dask_workers: int = 2, lock_wait: float = 0, new_ledger: bool = False):
     """USCC Steward nightly run over DATA_DIR (docs/running.md#orchestration).
 
     Ends Completed when every source was read and accepted; Failed — after writing every report it
@@ -73,10 +73,13 @@ def nightly(data_dir: str = "data", run_date: dt.date | None = None, config: str
         dask_address: an existing Dask scheduler (`tcp://host:8786`); default a local cluster.
         dask_workers: worker processes of the local cluster.
         lock_wait: seconds to wait for another run on the same data directory before giving up.
+        new_ledger: start a new ledger although earlier nights left reports behind (the ledger was lost:
+            refused without it, `flows.params.check_ledger`).
     """
     logger = get_run_logger()
     try:
-        night = check_night(data_dir, run_date, config, buckets, dask_workers, lock_wait, scheduled=_scheduled())
+        night = check_night(data_dir, run_date, config, buckets, dask_workers, lock_wait, scheduled=_scheduled(),
+                            new_ledger=new_ledger)
         with night_lock(night.data_dir, night.run_date, night.lock_wait, logger.warning):
             result = _night(night, dask_address, logger)
     except (ParameterError, LockBusy) as exc:

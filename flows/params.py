@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from checks import ledger
+from checks.catalog import ledger_path, traces_of_earlier_nights
 from checks.settings import ConfigError, Settings, load_settings
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -99,13 +101,16 @@ def check_data_dir(value: object) -> Path:
 
 
 def check_night(data_dir: object, run_date: object = None, config: str | None = None, buckets: object = 0,
-                dask_workers: object = 2, lock_wait: object = 0, scheduled: dt.datetime | None = None) -> Night:
+                dask_workers: object = 2, lock_wait: object = 0, scheduled: dt.datetime | None = None,
+                new_ledger: bool = False) -> Night:
     """Every parameter of a night, checked; raises ParameterError naming the first wrong one.
 
     Args:
         run_date: YYYY-MM-DD; when None, the night of `scheduled` (a scheduled run's start time)
             or else today in Asia/Shanghai.
         lock_wait: seconds to wait for another run on the same data directory to finish.
+        new_ledger: start a new ledger although earlier nights left traces in the data directory
+            (without it such a night is refused: the ledger was lost or the configuration points elsewhere).
     """
     night = parse_run_date(run_date) or (night_of(scheduled) if scheduled is not None else today())
     latest = (dt.date.fromisoformat(today()) + dt.timedelta(days=1)).isoformat()
@@ -125,7 +130,32 @@ def check_night(data_dir: object, run_date: object = None, config: str | None = 
         settings = load_settings(config)
     except ConfigError as exc:
         raise ParameterError(str(exc)) from None
+    check_ledger(path, settings, new_ledger)
     return Night(path, night, settings, config, buckets, dask_workers, wait)
+
+
+def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -> None:
+    """The ledger can be used: readable and of a known version, or missing only where no night has run.
+
+    A ledger that went missing while reports, accepted extracts and entity ids of earlier nights are still
+    there (deleted, not restored with the rest, `[state] database` or $USCC_DATABASE pointing elsewhere)
+    would start the road to zero again: every finding new, every waiver and answer forgotten, the trend and
+    the months gone. That is refused unless the operator says so (`--new-ledger`).
+    """
+    db = ledger_path(data_dir, settings)
+    if db.exists():
+        problem = ledger.unreadable(db)
+        if problem:
+            raise ParameterError(problem)
+        return
+    traces = traces_of_earlier_nights(data_dir)
+    if traces and not new_ledger:
+        shown = "、".join(traces[:3]) + (f" 等 {len(traces)} 项" if len(traces) > 3 else "")
+        raise ParameterError(
+            f"台账文件 {db} 不存在，但数据目录中有此前运行留下的 {shown}：台账可能被删除或移走，或配置 [state] database、"
+            "环境变量 USCC_DATABASE 指向了别处。本次运行未做任何改动。若从新台账开始，全部问题会被当作新发现，"
+            "部门的答复、确认无误的结论、清零趋势和月报都会丢失。请从备份恢复台账文件；确需从头开始时，"
+            "运行 uscc run --data-dir <数据目录> --new-ledger（部署参数 new_ledger=true）。")
 
 
 @dataclass(frozen=True)

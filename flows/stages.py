@@ -430,12 +430,12 @@ class LocalSteps:
 
 
 def run_all(data_dir: Path, run_date: str | None = None, config: str | None = None, buckets: int = 0,
-            say: Callable[[str], None] = lambda line: None, lock_wait: float = 0) -> dict:
+            say: Callable[[str], None] = lambda line: None, lock_wait: float = 0, new_ledger: bool = False) -> dict:
     """The whole nightly job without Prefect (same stages, in order); `say` gets a line per step.
 
     Raises `flows.params.ParameterError` for a wrong parameter and `checks.lock.LockBusy` when another run
     holds the data directory, before anything is written.
     """
-    night = check_night(data_dir, run_date, config, buckets, lock_wait=lock_wait)
+    night = check_night(data_dir, run_date, config, buckets, lock_wait=lock_wait, new_ledger=new_ledger)
     with night_lock(night.data_dir, night.run_date, night.lock_wait, say):
         return drive(night, LocalSteps(night, say), say, say)

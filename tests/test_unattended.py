@@ -526,3 +526,24 @@ def test_an_export_that_loses_a_little_every_night_is_held_once_the_losses_add_u
     ledger.steward_accept_extract(db_of(sample_copy), "market", "市场监管局分批清理长期停业主体，已核实")
     assert not run_all(sample_copy, run_date="2026-11-05")["held"]
     assert ledger.recent_losses(db_of(sample_copy), "market", "2026-11-06", 30) is None
+
+
+def test_a_lost_ledger_is_not_silently_replaced_by_a_new_one(sample_copy):
+    """A ledger deleted or pointed elsewhere would restart the road to zero with every answer forgotten."""
+    run_all(sample_copy, run_date=NIGHT1)
+    db_of(sample_copy).rename(sample_copy / "ledger-moved-away.sqlite3")
+    for suffix in ("-wal", "-shm"):
+        Path(str(db_of(sample_copy)) + suffix).unlink(missing_ok=True)
+    with pytest.raises(ParameterError, match=f"台账文件 .* 不存在，但数据目录中有此前运行留下的 reports/{NIGHT1}/"):
+        run_all(sample_copy, run_date=NIGHT2)
+    assert not db_of(sample_copy).exists() and not (sample_copy / "reports" / NIGHT2).exists()
+    cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
+                          "--date", NIGHT2], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert cli.returncode == 2 and "--new-ledger" in cli.stderr and "Traceback" not in cli.stderr
+    # a damaged ledger is refused the same way, before anything is written
+    db_of(sample_copy).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ParameterError, match="无法读取"):
+        run_all(sample_copy, run_date=NIGHT2)
+    db_of(sample_copy).unlink()
+    # the operator's deliberate new start
+    assert run_all(sample_copy, run_date=NIGHT2, new_ledger=True)["open_findings"] > 0
