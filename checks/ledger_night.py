@@ -117,12 +117,12 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         if not historical:  # statuses move forward in time only
             fresh = _record_extracts(conn, run_date, tonight)
             _move_seen(conn, run_date, now, actor, fresh, None if tonight is None else tonight.sources_read)
-            _close_gone(conn, run_date, now, actor, tonight)
+            left = _close_gone(conn, run_date, now, actor, tonight)
             conn.execute("UPDATE reassignments SET run_date = ? WHERE run_date IS NULL", (run_date,))
         changes = _night_changes(conn, run_date, actor)
         statuses = _statuses(conn, run_date)
         # an older night rerun is judged against today's ledger: what is off its lists is not known
-        off_list = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else _off_list(conn, tonight)
+        off_list = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else _off_list(left, tonight)
         conn.execute("DROP TABLE tonight")
         labelled = findings.select("finding_id", "severity").join(statuses, on="finding_id", how="left")
         unresolved = pl.concat([labelled.filter(pl.col("status").is_in(UNRESOLVED)).select("owner", "severity"),
@@ -220,8 +220,10 @@ def _move_seen(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
     conn.execute("DROP TABLE fresh")
 
 
-def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, tonight: Tonight | None) -> None:
-    """Close the unresolved findings tonight's extracts no longer show, on the evidence they give, saying why.
+def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
+                tonight: Tonight | None) -> pl.DataFrame:
+    """Close the unresolved findings tonight's extracts no longer show, on the evidence they give, saying why;
+    return those it left unresolved (`_off_list` says why).
 
     A record that left its registry while its code stays there on other records closes its findings too: its
     own problems left with it, and the code's other holders carry their own findings. When the same problem has
@@ -231,13 +233,15 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, t
     finding was last seen: on the same night as a rule, later when the record had been quarantined.)
     """
     rows = conn.execute(
-        "SELECT finding_id, source, record_id, kind, uscc, name, status, answer, related, first_seen, last_seen, "
-        "due_date FROM findings WHERE status IN (%s) AND finding_id NOT IN (SELECT finding_id FROM tonight)"
+        "SELECT finding_id, source, coalesce(assigned_to, source), record_id, uscc, name, kind, severity, status, "
+        "first_seen, last_seen, due_date, related, answer FROM findings WHERE status IN (%s) "
+        "AND finding_id NOT IN (SELECT finding_id FROM tonight) ORDER BY source, record_id, finding_id"
         % ",".join("?" * len(UNRESOLVED)), UNRESOLVED).fetchall()
-    if not rows:
-        return
-    gone = pl.DataFrame(rows, schema=["finding_id", "source", "record_id", "kind", "uscc", "name", "status", "answer",
-                                      "related", "first_seen", "last_seen", "due_date"], orient="row")
+    schema = {c: pl.String for c in OFF_LIST_SCHEMA if c != "reason"} | {"related": pl.String, "answer": pl.String}
+    unresolved = pl.DataFrame(rows, schema=schema, orient="row")
+    if unresolved.height == 0:
+        return unresolved
+    gone = unresolved
     successors = pl.DataFrame(schema={"finding_id": pl.String, "successor": pl.String,
                                       "successor_record": pl.String})
     if tonight is None:
@@ -282,6 +286,7 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, t
         conn.execute("UPDATE audit SET note = ? WHERE finding_id = ? AND old_status IS NULL",
                      (f"首次发现；接续记录 {record} 的问题 {f}（该记录已不在数据中），沿用其首次发现日期 {first}",
                       successor))
+    return unresolved.join(gone.select("finding_id"), on="finding_id", how="anti")
 
 
 def _successors(conn: sqlite3.Connection, candidates: pl.DataFrame) -> pl.DataFrame:
@@ -326,16 +331,9 @@ def _audit_move(conn: sqlite3.Connection, now: str, run_date: str, finding_id: s
                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, run_date, finding_id, old, new, actor, note))
 
 
-def _off_list(conn: sqlite3.Connection, tonight: Tonight | None) -> pl.DataFrame:
-    """The unresolved findings tonight's findings do not show (they stay on the road to zero), and why."""
-    rows = conn.execute(
-        "SELECT finding_id, source, coalesce(assigned_to, source), record_id, uscc, name, kind, severity, status, "
-        "first_seen, last_seen, due_date, related FROM findings WHERE status IN (%s) "
-        "AND finding_id NOT IN (SELECT finding_id FROM tonight) ORDER BY source, record_id, finding_id"
-        % ",".join("?" * len(UNRESOLVED)), UNRESOLVED).fetchall()
-    columns = [c for c in OFF_LIST_SCHEMA if c != "reason"]
-    frame = pl.DataFrame([r[:-1] for r in rows], schema={c: OFF_LIST_SCHEMA[c] for c in columns}, orient="row") \
-        .with_columns(related=pl.Series([r[-1] for r in rows], dtype=pl.String))
+def _off_list(frame: pl.DataFrame, tonight: Tonight | None) -> pl.DataFrame:
+    """The unresolved findings tonight's findings do not show (`_close_gone` left them; they stay on the road to
+    zero), and why (`OFF_LIST_REASONS`)."""
     if frame.height == 0 or tonight is None:
         return frame.with_columns(reason=pl.lit(None, pl.String)).select(list(OFF_LIST_SCHEMA))
     read = tonight.sources_read
@@ -362,13 +360,17 @@ def _sources_of(related: str) -> set[str]:
 def _night_changes(conn: sqlite3.Connection, run_date: str, actor: str) -> dict:
     """What the nightly update of this run date changed, from the audit log (a finding that carries on a
     superseded one is `carried`, not new)."""
-    rows = conn.execute("SELECT a.old_status, a.new_status, f.succeeds IS NOT NULL FROM audit a "
-                        "LEFT JOIN findings f USING (finding_id) WHERE a.run_date = ? AND a.actor = ?",
+    rows = conn.execute("SELECT old_status, new_status FROM audit WHERE run_date = ? AND actor = ?",
                         (run_date, actor)).fetchall()
-    return {"new": sum(1 for old, _, carries in rows if old is None and not carries),
-            "fixed": sum(1 for _, new, _ in rows if new == "fixed"),
-            "reopened": sum(1 for _, new, _ in rows if new == "reopened"),
-            "carried": sum(1 for old, _, carries in rows if old is None and carries)}
+    # from the few successors (their index: `>= ''` is a range it serves, IS NOT NULL is not), not by looking up
+    # the finding of every row of the night
+    carried = conn.execute("SELECT COUNT(*) FROM findings f WHERE f.succeeds >= '' AND EXISTS (SELECT 1 FROM "
+                           "audit a WHERE a.finding_id = f.finding_id AND a.run_date = ? AND a.actor = ? "
+                           "AND a.old_status IS NULL)", (run_date, actor)).fetchone()[0]
+    return {"new": sum(1 for old, _ in rows if old is None) - carried,
+            "fixed": sum(1 for _, new in rows if new == "fixed"),
+            "reopened": sum(1 for _, new in rows if new == "reopened"),
+            "carried": carried}
 
 
 def _statuses(conn: sqlite3.Connection, run_date: str) -> pl.DataFrame:
