@@ -61,9 +61,11 @@ GONE_NOTES = {
 }
 
 #: Why an unresolved finding is on no list tonight although it counts on the road to zero (the overview lists
-#: them, `off_list.csv` has every one). Keys are stable (`off_list.csv`'s `reason`), the text is the clerk's.
+#: them, `off_list.csv` has every one). Keys are stable (`off_list.csv`'s `reason`), the text is the clerk's
+#: (`{source}`: the finding's source).
 OFF_LIST_REASONS = {
-    "unconfigured": "所属来源已不在配置中；如该来源确已撤销，市信用办可运行 uscc ledger withdraw --source 来源 --why “原因” 撤销跟踪",
+    "unconfigured": "所属来源 {source} 已不在配置中；如该来源确已撤销，市信用办可运行 uscc ledger withdraw --source {source} "
+                    "--why “原因” 撤销跟踪",
     "not_accepted": "所属部门本期没有可用的已接受数据，未能检查",
     "quarantined": "记录本期被隔离，未能检查（见总览“隔离记录”）",
     "related_not_accepted": "相关记录所在部门本期数据未被接受，暂不关闭",
