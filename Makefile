@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 DATA ?= data
 DATE ?=
-RUN_ARGS := --data-dir $(DATA) $(if $(DATE),--date $(DATE))
+ARGS ?=
+RUN_ARGS := --data-dir $(DATA) $(if $(DATE),--date $(DATE)) $(ARGS)
 PY := $(VENV)/bin/python
 USCC := $(VENV)/bin/uscc
 
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed  ## create .venv with the pinned versions of constraints.txt
 
-run: install  ## nightly job on DATA (a copy of sample_data/ the first time) through Prefect; DATE=YYYY-MM-DD reruns a night
+run: install  ## nightly job on DATA (a copy of sample_data/ the first time) through Prefect; DATE=YYYY-MM-DD reruns a night; ARGS=… more options of `uscc run` (e.g. ARGS=--new-ledger)
 	@test -d $(DATA)/extracts || { mkdir -p $(DATA)/returns && cp -r sample_data/extracts $(DATA)/; \
 	  echo "已将 sample_data/ 复制到 $(DATA)/"; }
 	$(USCC) run $(RUN_ARGS)

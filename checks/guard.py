@@ -10,8 +10,9 @@ compared with the last extract accepted for that source (`Baseline`):
   (a registry's normal churn adds records and marks others 注销/吊销; it does
   not delete a tenth of them overnight); a quarantined row is not there;
 - nor, added to what the nights accepted in the last `erosion_days` lost
-  (`Erosion`), more than that share of the records at the window's start: an
-  export that loses 5 % a night never trips the night-by-night check;
+  (`Erosion`), more than that share of the largest extract of the window (and
+  at least `MIN_HELD_RECORDS`): an export that loses 5 % a night never trips
+  the night-by-night check;
 - the code and name columns are not empty throughout, and the share of valid
   codes has not fallen by more than `max_lost_share` (blanked or shifted columns);
 - no more than `max_lost_share` of the records it shares with the baseline now
@@ -84,7 +85,7 @@ class Erosion:
     """What the nights accepted in the guard's window lost before tonight (`checks.ledger.recent_losses`)."""
 
     since: str  # the first night of the window
-    records: int  # the records of the last accepted extract before that night (the window's start)
+    records: int  # the most records an extract the window's nights were compared with held
     lost: int  # record ids those nights lost, each against the extract accepted before it
     nights: int
 
@@ -157,11 +158,12 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
     if baseline is not None and previous and lost is not None and lost > max_lost_share * previous:
         reasons.append(f"与上期（{baseline.run_date}，{baseline.file or '—'}）相比，上期 {previous} 条记录中有 {lost} 条"
                        f"（{lost / previous:.0%}）不在本期可检查的数据中，超过允许的 {max_lost_share:.0%}")
-    elif erosion is not None and erosion.nights and erosion.records and lost is not None \
-            and erosion.lost + lost > max_lost_share * erosion.records:
-        total = erosion.lost + lost
+    elif erosion is not None and erosion.nights and lost is not None \
+            and (total := erosion.lost + lost) >= MIN_HELD_RECORDS \
+            and total > max_lost_share * (most := max(erosion.records, previous or 0)):
+        # against the largest extract of the window: a registry that grows while it drops a few is not eroding
         reasons.append(f"自 {erosion.since} 起已接受的各期数据逐期减少，连同本期共有 {total} 条记录不再出现"
-                       f"（期初 {erosion.records} 条中的 {total / erosion.records:.0%}），累计超过允许的 "
+                       f"（期间最多 {most} 条中的 {total / most:.0%}），累计超过允许的 "
                        f"{max_lost_share:.0%}；逐期小幅减少同样可能是导出逐步缺失")
     share = valid_share(records)
     if baseline is not None and baseline.valid_share is not None and share is not None \

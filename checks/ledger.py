@@ -19,7 +19,7 @@ another record of its code is superseded by that record's finding, and the stewa
 findings of a registry no longer configured (both leave the road to zero without counting as fixed). Each step is one transaction: a crash
 leaves the ledger as it was before the step. Rerunning the same night
 changes nothing that did not change in the data; rerunning an older night
-only rewrites that night's counts (statuses move forward in time only).
+only rewrites that night's report, with the count it took (statuses move forward in time only).
 
 The schema is versioned (`PRAGMA user_version`); `MIGRATIONS` upgrades an
 older file in place, one transaction per version.
@@ -42,7 +42,8 @@ from checks.ledger_night import (GONE_NOTES, OFF_LIST_REASONS, OFF_LIST_SCHEMA, 
 from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_return, known_findings, pending_codes,
                                    return_counts_of_night, returns_of_night)
 from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, RETIRED, SCHEMA_VERSION,
-                                  SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect, migrate, unreadable)
+                                  SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect, holds_no_night, migrate,
+                                  unreadable)
 from checks.ledger_steward import (accepted_extract, extract_verdicts, finding_detail, reassignments_of_night, recent_losses,
                                    steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen,
                                    steward_withdraw)
@@ -52,7 +53,7 @@ __all__ = [
     "Extract", "Tonight", "Known", "ReturnedFile", "LedgerError", "GONE_NOTES", "OFF_LIST_REASONS", "OFF_LIST_SCHEMA",
     "MIGRATIONS", "SCHEMA_VERSION", "UNRESOLVED", "CLOSED", "RETIRED", "SUPERSEDED", "WITHDRAWN", "ANSWERABLE",
     "CLOCK_RUNS", "DEFAULT_DUE_DAYS",
-    "connect", "migrate", "unreadable",
+    "connect", "migrate", "unreadable", "holds_no_night",
     "record_run", "response_text_expr", "latest_run", "finish_run", "unfinished_nights",
     "known_findings", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
     "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "steward_accept_extract", "finding_detail",

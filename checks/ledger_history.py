@@ -77,30 +77,36 @@ def lifecycle(db: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _handed_over(findings: pl.DataFrame, audit: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Each chain of superseded findings as one finding, under the id of the last that carries it on."""
-    still = dict(findings.select("finding_id", "status").rows())
-    handed = {pred: succ for succ, pred in findings.select("finding_id", "succeeds").rows()
-              if pred is not None and still.get(pred) == SUPERSEDED}  # a superseded record that came back is its own
+    """Each finding that was superseded and the finding that carries it on as one finding, from the hand-over on.
+
+    What the superseded finding logged before its hand-over goes under its successor's id (down a chain of
+    renumberings, to the last); the hand-over step is dropped, and the successor's first sighting continues from
+    the status handed over (no event). Decided by the hand-over alone, so a month regenerated later is the same:
+    if the superseded record comes back, what it logs from then on stays under its own id (a return: reopened).
+    """
+    successors = findings.filter(pl.col("succeeds").is_not_null()).sort("finding_id") \
+        .unique("succeeds", keep="first", maintain_order=True).select(pred="succeeds", succ="finding_id")
     findings = findings.select(list(LIFECYCLE_FINDINGS))
-    if not handed:
+    if successors.height == 0:
         return findings, audit
-    last = {}
-    for pred in handed:
-        succ = handed[pred]
-        while succ in handed:
-            succ = handed[succ]
-        last[pred] = succ
-    # the status each predecessor handed over with: its successor's first sighting continues from it
-    handover = audit.filter(pl.col("finding_id").is_in(list(handed)) & (pl.col("new_status") == SUPERSEDED))
-    carried_from = {handed[f]: old for f, old in handover.select("finding_id", "old_status").rows()}
-    first_sighting = pl.col("old_status").is_null() & pl.col("finding_id").is_in(list(carried_from))
-    audit = audit.join(handover.select("id"), on="id", how="anti") \
-        .with_columns(old_status=pl.when(first_sighting)
-                      .then(pl.col("finding_id").replace_strict(carried_from, default=None, return_dtype=pl.String))
-                      .otherwise(pl.col("old_status"))) \
-        .with_columns(finding_id=pl.col("finding_id").replace(last)) \
-        .filter(pl.col("old_status").is_null() | (pl.col("old_status") != pl.col("new_status")))
-    return findings.filter(~pl.col("finding_id").is_in(list(handed))), audit
+    handovers = audit.filter(pl.col("new_status") == SUPERSEDED).sort("id") \
+        .unique("finding_id", keep="first", maintain_order=True).select(pred="finding_id", h="id", handed="old_status")
+    links = successors.join(handovers, on="pred")
+    if links.height == 0:
+        return findings, audit
+    audit = audit.join(links.select(id="h"), on="id", how="anti") \
+        .join(links.select(finding_id="succ", handed="handed"), on="finding_id", how="left") \
+        .with_columns(old_status=pl.when(pl.col("old_status").is_null() & pl.col("handed").is_not_null())
+                      .then(pl.col("handed")).otherwise(pl.col("old_status"))).drop("handed")
+    for _ in range(1000):  # a chain is as long as the record was renumbered; each pass moves one step down it
+        joined = audit.join(links.select("pred", "succ", "h"), left_on="finding_id", right_on="pred", how="left")
+        moved = pl.col("succ").is_not_null() & (pl.col("id") < pl.col("h"))
+        if not joined.select(moved.any()).item():
+            break
+        audit = joined.with_columns(finding_id=pl.when(moved).then(pl.col("succ")).otherwise(pl.col("finding_id"))) \
+            .drop("succ", "h")
+    audit = audit.filter(pl.col("old_status").is_null() | (pl.col("old_status") != pl.col("new_status"))).sort("id")
+    return findings, audit.select(list(LIFECYCLE_AUDIT))
 
 
 def statuses(db: Path) -> dict[str, str]:

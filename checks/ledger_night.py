@@ -4,7 +4,7 @@ One transaction per night (`record_run`): new findings are recorded with their d
 again move (fixed → reopened, a waiver whose record changed → open, an answer tonight's newer extract
 contradicts → open), findings no longer found are closed as fixed when tonight's extracts show why.
 Rerunning the same night changes nothing that did not change in the data; rerunning an older night only
-rewrites that night's counts (statuses move forward in time only).
+rewrites that night's report, with the count it took (statuses move forward in time only).
 """
 
 from __future__ import annotations
@@ -41,12 +41,6 @@ class Tonight:
         schema={"source": pl.String, "record_id": pl.String, "code": pl.String, "checked": pl.Boolean}))
     extracts: tuple[Extract, ...] = ()
 
-    def unread(self, sources: set[str]) -> set[str]:
-        """Those of `sources` configured but not accepted tonight. A source no longer configured (no verdict
-        tonight) is not among them; without verdicts every source not read is."""
-        configured = self.sources_read | {e.source for e in self.extracts}
-        return {s for s in sources - self.sources_read if not self.extracts or s in configured}
-
     def configured(self, source: str) -> bool:
         """Whether `source` is configured tonight (without verdicts: every source is)."""
         return not self.extracts or source in self.sources_read or any(e.source == source for e in self.extracts)
@@ -62,13 +56,15 @@ GONE_NOTES = {
 
 #: Why an unresolved finding is on no list tonight although it counts on the road to zero (the overview lists
 #: them, `off_list.csv` has every one). Keys are stable (`off_list.csv`'s `reason`), the text is the clerk's
-#: (`{source}`: the finding's source).
+#: (`{source}`: the finding's source, `{owner}`: the department it is assigned to).
 OFF_LIST_REASONS = {
     "unconfigured": "所属来源 {source} 已不在配置中；如该来源确已撤销，市信用办可运行 uscc ledger withdraw --source {source} "
                     "--why “原因” 撤销跟踪",
     "not_accepted": "所属部门本期没有可用的已接受数据，未能检查",
     "quarantined": "记录本期被隔离，未能检查（见总览“隔离记录”）",
     "related_not_accepted": "相关记录所在部门本期数据未被接受，暂不关闭",
+    "owner_unconfigured": "已改派给的部门 {owner} 不在配置中，没有清单；请运行 uscc ledger reassign 问题编号 --to 现有部门 "
+                          "--why “原因” 重新改派",
     "unexplained": "本期未检出，但缺少关闭依据",
 }
 #: Columns of the off-list findings (`record_run`'s "off_list", the work folder's copy, `off_list.csv`).
@@ -124,18 +120,26 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         changes = _night_changes(conn, run_date, actor)
         statuses = _statuses(conn, run_date)
         # an older night rerun is judged against today's ledger: what is off its lists is not known
-        off_list = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else _off_list(left, tonight)
+        off_list = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else _off_list(conn, left, tonight)
+        unowned = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else _unowned(conn, tonight)
         conn.execute("DROP TABLE tonight")
         labelled = findings.select("finding_id", "severity").join(statuses, on="finding_id", how="left")
         unresolved = pl.concat([labelled.filter(pl.col("status").is_in(UNRESOLVED)).select("owner", "severity"),
                                 off_list.select("owner", "severity")])
+        off_list = pl.concat([off_list, unowned])  # tonight's own findings: counted above already
         open_count = unresolved.filter(pl.col("severity") != "info").height
-        counts = unresolved.group_by("owner", "severity").len().rows()
+        counts = json.dumps({f"{s}|{v}": n for s, v, n in unresolved.group_by("owner", "severity").len().rows()},
+                            sort_keys=True)
+        stored = conn.execute("SELECT open_count, counts_json FROM runs WHERE run_date = ?", (run_date,)).fetchone()
+        if historical and stored is not None:
+            # an older night rerun: its count was taken when it was the newest night, off-list findings
+            # included; today's statuses cannot say what was off that night's lists
+            open_count, counts = stored
         # a night is on the timeline once some run of it completed (`finish_run`); a rerun keeps that mark
         conn.execute("INSERT INTO runs (run_date, started_at, finished_at, open_count, counts_json) "
                      "VALUES (?,?,NULL,?,?) ON CONFLICT(run_date) DO UPDATE SET started_at = excluded.started_at, "
                      "open_count = excluded.open_count, counts_json = excluded.counts_json",
-                     (run_date, now, open_count, json.dumps({f"{s}|{v}": n for s, v, n in counts}, sort_keys=True)))
+                     (run_date, now, open_count, counts))
     return {"statuses": statuses, **changes, "historical": historical, "off_list": off_list, "open": open_count}
 
 
@@ -147,8 +151,18 @@ def _record_extracts(conn: sqlite3.Connection, run_date: str, tonight: Tonight |
     """
     if tonight is None:
         return {}
-    conn.executemany("INSERT OR REPLACE INTO extracts (run_date, source, status, file, sha256, rows_read, records, "
-                     "previous_records, lost, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    # a registry configured again is no longer withdrawn (a later removal needs the steward's word again)
+    conn.executemany("DELETE FROM withdrawn_sources WHERE source = ?", [(e.source,) for e in tonight.extracts])
+    # A rerun of the night with the same file keeps what the first run measured against the extract accepted
+    # before it (by now the baseline is that very file): the guard adds these losses up over its window.
+    conn.executemany("INSERT INTO extracts (run_date, source, status, file, sha256, rows_read, records, "
+                     "previous_records, lost, reason) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_date, source) "
+                     "DO UPDATE SET status = excluded.status, file = excluded.file, rows_read = excluded.rows_read, "
+                     "records = excluded.records, reason = excluded.reason, "
+                     "previous_records = CASE WHEN extracts.status = 'ok' AND extracts.sha256 = excluded.sha256 "
+                     "THEN extracts.previous_records ELSE excluded.previous_records END, "
+                     "lost = CASE WHEN extracts.status = 'ok' AND extracts.sha256 = excluded.sha256 "
+                     "THEN extracts.lost ELSE excluded.lost END, sha256 = excluded.sha256",
                      [(run_date, e.source, e.status, e.file, e.sha256, e.rows_read, e.records, e.previous_records,
                        e.lost, e.reason) for e in tonight.extracts])
     fresh = {}
@@ -229,8 +243,8 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
 
     A record that left its registry while its code stays there on other records closes its findings too: its
     own problems left with it, and the code's other holders carry their own findings. When the same problem has
-    appeared since, for the first time, on a record holding that code (the registry renumbered the record, or
-    deleted and entered it again), that finding carries this one on (`superseded`): it takes over the first-seen
+    appeared since, for the first time, on a record holding that code under the same name (the registry
+    renumbered the record, or deleted and entered it again), that finding carries this one on (`superseded`): it takes over the first-seen
     day and due date, and neither a fix nor a new problem is counted. (Since: first seen after the
     finding was last seen: on the same night as a rule, later when the record had been quarantined.)
     """
@@ -262,8 +276,7 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                           .when(pl.col("code_held").is_null()).then(pl.lit(GONE_NOTES["record_and_code_gone"]))
                           .otherwise(pl.lit(GONE_NOTES["record_gone"])))
         # Not a problem that involved a record of a source not accepted tonight: that evidence was not checked.
-        # (A registry no longer configured is no evidence either way: its records are out of the city's data.)
-        unread = tonight.unread({s for r in gone["related"].drop_nulls().to_list() for s in _sources_of(r)})
+        unread = _unread(conn, tonight, {s for r in gone["related"].drop_nulls().to_list() for s in _sources_of(r)})
         if unread:
             gone = gone.filter(~pl.col("related").fill_null("").str.contains(
                 "(^|;)(" + "|".join(re.escape(s) for s in unread) + "):"))
@@ -283,8 +296,9 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                     f"记录 {record} 已不在本期数据中，其代码现由本单位记录 {successor_record} 持有；同一问题由问题 "
                     f"{successor} 接续（沿用首次发现日期 {first} 和处理期限 {due}）")
         conn.execute("UPDATE findings SET status = ?, status_changed = ? WHERE finding_id = ?", (SUPERSEDED, now, f))
-        conn.execute("UPDATE findings SET succeeds = ?, first_seen = ?, due_date = ? WHERE finding_id = ?",
-                     (f, first, due, successor))
+        # the successor is the same problem: its clock, and the department the steward gave it to
+        conn.execute("UPDATE findings SET succeeds = ?, first_seen = ?, due_date = ?, assigned_to = (SELECT "
+                     "assigned_to FROM findings WHERE finding_id = ?) WHERE finding_id = ?", (f, first, due, f, successor))
         conn.execute("UPDATE audit SET note = ? WHERE finding_id = ? AND old_status IS NULL",
                      (f"首次发现；接续记录 {record} 的问题 {f}（该记录已不在数据中），沿用其首次发现日期 {first}",
                       successor))
@@ -293,11 +307,18 @@ def _close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
 
 def _successors(conn: sqlite3.Connection, candidates: pl.DataFrame) -> pl.DataFrame:
     """For findings whose record left its registry (`candidates`: finding_id, source, kind, code, name,
-    last_seen), the finding that carries each on: the same kind, on a record of the same source holding the
-    same code (the same name, for a record without a code), unresolved, first seen after the finding was last
-    seen, and carrying no other. One successor per finding and one finding per successor, paired in finding-id
-    and record-id order; a finding without one gets none."""
+    last_seen), the finding that carries each on: the same kind, on a record of the same source holding the same
+    code cell under the same name (a renumbered record; a code alone is not enough: placeholders such as “无” are
+    shared by unrelated records), unresolved, first seen after the finding was last seen, and carrying no other.
+
+    One successor per finding, ever (a finding that already handed over never hands over again), and one finding
+    per successor: within each (source, kind, code, name) the n-th finding in finding-id order pairs with the n-th
+    candidate in record-id order, a linear join whatever the number of records sharing a key.
+    """
     empty = pl.DataFrame(schema={"finding_id": pl.String, "successor": pl.String, "successor_record": pl.String})
+    if candidates.height:
+        handed = {r[0] for r in conn.execute("SELECT succeeds FROM findings WHERE succeeds >= ''")}
+        candidates = candidates.filter(~pl.col("finding_id").is_in(list(handed)))
     if candidates.height == 0:
         return empty
     rows = conn.execute(
@@ -306,25 +327,20 @@ def _successors(conn: sqlite3.Connection, candidates: pl.DataFrame) -> pl.DataFr
         % ",".join("?" * len(UNRESOLVED)), (candidates["last_seen"].min(), *UNRESOLVED)).fetchall()
     if not rows:
         return empty
-    keys = ["source", "kind", "match"]
+    keys = ["source", "kind", "code", "same_name"]
     fresh = pl.DataFrame(rows, schema=["successor", "source", "successor_record", "kind", "uscc", "name", "first_seen"],
-                         orient="row").with_columns(code=compact_expr(pl.col("uscc").fill_null("")))
-    pairs = candidates.with_columns(_match_key()).select("finding_id", "last_seen", *keys) \
-        .join(fresh.with_columns(_match_key()).select("successor", "successor_record", "first_seen", *keys), on=keys) \
-        .filter(pl.col("first_seen") > pl.col("last_seen")) \
-        .sort("finding_id", "successor_record", "successor")
-    taken, out = set(), []
-    for finding, successor, record in pairs.select("finding_id", "successor", "successor_record").rows():
-        if successor not in taken and (not out or out[-1][0] != finding):
-            taken.add(successor)
-            out.append((finding, successor, record))
-    return pl.DataFrame(out, schema=empty.schema, orient="row")
+                         orient="row").with_columns(code=compact_expr(pl.col("uscc").fill_null("")), same_name=_name())
+    mine = candidates.with_columns(same_name=_name()).select("finding_id", "last_seen", *keys).sort("finding_id") \
+        .with_columns(n=pl.int_range(pl.len()).over(keys))
+    theirs = fresh.select("successor", "successor_record", "first_seen", *keys).sort("successor_record", "successor") \
+        .with_columns(n=pl.int_range(pl.len()).over(keys))
+    return mine.join(theirs, on=[*keys, "n"]).filter(pl.col("first_seen") > pl.col("last_seen")) \
+        .select("finding_id", "successor", "successor_record")
 
 
-def _match_key() -> pl.Expr:
-    """What a finding and its successor share: the code, or for a record without one its name."""
-    return pl.when(pl.col("code") != "").then(pl.lit("代码:") + pl.col("code")) \
-        .otherwise(pl.lit("名称:") + pl.col("name").fill_null("")).alias("match")
+def _name() -> pl.Expr:
+    """A record's name as a renumbering keeps it (whitespace aside)."""
+    return pl.col("name").fill_null("").str.replace_all(r"\s", "")
 
 
 def _audit_move(conn: sqlite3.Connection, now: str, run_date: str, finding_id: str, old: str, new: str, actor: str,
@@ -333,7 +349,32 @@ def _audit_move(conn: sqlite3.Connection, now: str, run_date: str, finding_id: s
                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, run_date, finding_id, old, new, actor, note))
 
 
-def _off_list(frame: pl.DataFrame, tonight: Tonight | None) -> pl.DataFrame:
+def _unowned(conn: sqlite3.Connection, tonight: Tonight | None) -> pl.DataFrame:
+    """Tonight's unresolved findings the steward handed to a department that is no longer configured: on no
+    department's list although counted (shown with the off-list findings)."""
+    if tonight is None or not tonight.extracts:
+        return pl.DataFrame(schema=OFF_LIST_SCHEMA)
+    rows = conn.execute(
+        "SELECT f.finding_id, f.source, f.assigned_to, f.record_id, f.uscc, f.name, f.kind, f.severity, f.status, "
+        "f.first_seen, f.last_seen, f.due_date FROM findings f JOIN tonight t USING (finding_id) "
+        "WHERE f.assigned_to >= '' AND f.status IN (%s) ORDER BY f.source, f.record_id, f.finding_id"
+        % ",".join("?" * len(UNRESOLVED)), UNRESOLVED).fetchall()
+    rows = [r for r in rows if not tonight.configured(r[2])]
+    return pl.DataFrame([(*r, "owner_unconfigured") for r in rows], schema=OFF_LIST_SCHEMA, orient="row")
+
+
+def _unread(conn: sqlite3.Connection, tonight: Tonight, sources: set[str]) -> set[str]:
+    """Those of `sources` whose records were not checked tonight: not accepted tonight (held, rejected), or no
+    longer configured — until the steward withdrew that registry (`withdrawn_sources`): a registry dropped from
+    the configuration by mistake must not close other registries' findings as fixed."""
+    missing = sources - tonight.sources_read
+    if not missing:
+        return set()
+    withdrawn = {r[0] for r in conn.execute("SELECT source FROM withdrawn_sources")}
+    return missing - withdrawn
+
+
+def _off_list(conn: sqlite3.Connection, frame: pl.DataFrame, tonight: Tonight | None) -> pl.DataFrame:
     """The unresolved findings tonight's findings do not show (`_close_gone` left them; they stay on the road to
     zero), and why (`OFF_LIST_REASONS`)."""
     if frame.height == 0 or tonight is None:
@@ -342,7 +383,7 @@ def _off_list(frame: pl.DataFrame, tonight: Tonight | None) -> pl.DataFrame:
     configured = [s for s in frame["source"].unique().to_list() if tonight.configured(s)]
     quarantined = tonight.records.filter(~pl.col("checked")).select("source", "record_id").unique() \
         .with_columns(quarantined=pl.lit(True))
-    unread = sorted(tonight.unread({s for r in frame["related"].drop_nulls().to_list() for s in _sources_of(r)}))
+    unread = sorted(_unread(conn, tonight, {s for r in frame["related"].drop_nulls().to_list() for s in _sources_of(r)}))
     related_unread = pl.col("related").fill_null("").str.contains(
         "(^|;)(" + "|".join(re.escape(s) for s in unread) + "):") if unread else pl.lit(False)
     reason = pl.when(~pl.col("source").is_in(list(configured))).then(pl.lit("unconfigured")) \
@@ -364,8 +405,8 @@ def _night_changes(conn: sqlite3.Connection, run_date: str, actor: str) -> dict:
     superseded one is `carried`, not new)."""
     rows = conn.execute("SELECT old_status, new_status FROM audit WHERE run_date = ? AND actor = ?",
                         (run_date, actor)).fetchall()
-    # from the few successors (their index: `>= ''` is a range it serves, IS NOT NULL is not), not by looking up
-    # the finding of every row of the night
+    # from the few successors through their index (`>= ''`: a range every SQLite version serves from it), not by
+    # looking up the finding of every row of the night
     carried = conn.execute("SELECT COUNT(*) FROM findings f WHERE f.succeeds >= '' AND EXISTS (SELECT 1 FROM "
                            "audit a WHERE a.finding_id = f.finding_id AND a.run_date = ? AND a.actor = ? "
                            "AND a.old_status IS NULL)", (run_date, actor)).fetchone()[0]

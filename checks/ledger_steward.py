@@ -42,9 +42,8 @@ def recent_losses(db: Path, source: str, run_date: str, days: int) -> Erosion | 
         rows = rows[steward[-1] + 1:]
     if not rows:
         return None
-    first = rows[0]
-    start = first[1] if first[1] is not None else first[2]
-    return Erosion(first[0], start or 0, sum(r[3] or 0 for r in rows), len(rows))
+    most = max((r[1] if r[1] is not None else r[2]) or 0 for r in rows)
+    return Erosion(rows[0][0], most, sum(r[3] or 0 for r in rows), len(rows))
 
 
 def steward_acceptance(db: Path, source: str, sha256: str) -> str | None:
@@ -98,9 +97,9 @@ def finding_detail(db: Path, finding_id: str) -> dict:
     return {**dict(row), "succeeded_by": successor[0] if successor else None, "audit": audit_log(db, finding_id)}
 
 
-def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
+def steward_reopen(db: Path, finding_id: str, why: str, on: str | None = None) -> tuple[str, str]:
     """The steward puts a finding back to `open` (lifts a waiver, takes back 非本单位 or 已注销, or a withdrawal);
-    audited."""
+    audited, dated `on` (the caller's today; default the newest night)."""
     if not why.strip():
         raise LedgerError("请用 --why 写明重新打开的原因（会记入审计日志）。")
     with closing(connect(db)) as conn, _Transaction(conn):
@@ -110,7 +109,7 @@ def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
         old = row[0]
         if old not in ("responded", "waived", "rejected-response", WITHDRAWN):
             raise LedgerError(f"问题 {finding_id} 当前状态为 {old}，只有已反馈、确认无误、反馈未通过或已撤销跟踪的问题可以重新打开。")
-        run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        run_date = on or conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         conn.execute("UPDATE findings SET status = 'open', status_changed = ?, waived_record = NULL WHERE finding_id = ?",
                      (_now(), finding_id))
         _audit(conn, _now(), run_date, finding_id, old, "open", "steward", f"市信用办重新打开：{why.strip()}")
@@ -149,9 +148,15 @@ def steward_reassign(db: Path, finding_id: str, to_source: str, why: str, source
     return {"from": owner, "to": to_source, "old_status": status, "new_status": new}
 
 
-def steward_withdraw(db: Path, source: str, why: str, configured: set[str] | frozenset[str]) -> int:
-    """The steward stops tracking the unresolved findings of a registry that is no longer configured (merged into
-    another, or retired): they leave the road to zero as `withdrawn`, audited as the steward's. Returns how many.
+def steward_withdraw(db: Path, source: str, why: str, configured: set[str] | frozenset[str],
+                     on: str | None = None) -> dict:
+    """The steward stops tracking a registry that is no longer configured (merged into another, or retired): its
+    unresolved findings leave the road to zero as `withdrawn`, audited as the steward's, and its records no
+    longer keep other registries' findings from closing (until then a registry dropped from the configuration
+    — perhaps by a typo — counts as not read). Returns {"findings": n, "counted": errors and warnings among them}.
+
+    Args:
+        on: the day of the withdrawal (YYYY-MM-DD, the caller's today): the month it is counted in.
 
     A configured registry's findings are never withdrawn: they are closed by its extracts or its answers.
     """
@@ -162,20 +167,24 @@ def steward_withdraw(db: Path, source: str, why: str, configured: set[str] | fro
                           "只有已从 config/steward.toml 删除的来源可以撤销。")
     marks = ",".join("?" * len(UNRESOLVED))
     with closing(connect(db)) as conn, _Transaction(conn):
-        ids = [r[0] for r in conn.execute(f"SELECT finding_id, status FROM findings WHERE source = ? AND status IN "
-                                          f"({marks}) ORDER BY finding_id", (source, *UNRESOLVED)).fetchall()]
-        if not ids:
-            raise LedgerError(f"台账中没有来源 {source} 的待处理问题。")
+        known = conn.execute("SELECT 1 FROM findings WHERE source = ? LIMIT 1", (source,)).fetchone() or \
+            conn.execute("SELECT 1 FROM extracts WHERE source = ? LIMIT 1", (source,)).fetchone()
+        if not known:
+            raise LedgerError(f"台账中没有来源 {source} 的任何记录（请检查来源名称）。")
+        found = conn.execute(f"SELECT severity FROM findings WHERE source = ? AND status IN ({marks})",
+                             (source, *UNRESOLVED)).fetchall()
         now = _now()
-        run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        day = on or conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                      f"SELECT ?, ?, finding_id, status, ?, 'steward', ? FROM findings WHERE source = ? "
                      f"AND status IN ({marks}) ORDER BY finding_id",
-                     (now, run_date, WITHDRAWN, f"市信用办撤销跟踪（来源 {source} 已不在配置中）：{why.strip()}", source,
+                     (now, day, WITHDRAWN, f"市信用办撤销跟踪（来源 {source} 已不在配置中）：{why.strip()}", source,
                       *UNRESOLVED))
         conn.execute(f"UPDATE findings SET status = ?, status_changed = ? WHERE source = ? AND status IN ({marks})",
                      (WITHDRAWN, now, source, *UNRESOLVED))
-    return len(ids)
+        conn.execute("INSERT OR REPLACE INTO withdrawn_sources (source, why, at, findings) VALUES (?,?,?,?)",
+                     (source, why.strip(), now, len(found)))
+    return {"findings": len(found), "counted": sum(1 for (severity,) in found if severity != "info")}
 
 
 def reassignments_of_night(db: Path, run_date: str) -> list[dict]:

@@ -283,17 +283,19 @@ def _extracts(args) -> int:
 
 def _ledger(args) -> int:
     from checks import ledger
+    from flows.params import today
 
     settings, db = _ledger_db(args)
     if args.action == "withdraw":
         if not args.source:
             raise UsageError("撤销跟踪需要 --source <来源>，如：uscc ledger withdraw --source civil --why \"原因\"")
         try:
-            n = ledger.steward_withdraw(db, args.source, args.why, set(settings.source_names))
+            done = ledger.steward_withdraw(db, args.source, args.why, set(settings.source_names), on=today())
         except ledger.LedgerError as exc:
             raise UsageError(str(exc)) from None
-        print(f"来源 {args.source} 的 {n} 条待处理问题已撤销跟踪，不再计入待处理问题；已记入审计日志"
-              f"（如需恢复，可对单个问题运行 uscc ledger reopen ID --why \"原因\"）。")
+        print(f"来源 {args.source} 已撤销跟踪：{done['findings']} 条待处理问题（其中错误与警告 {done['counted']} 条）"
+              "自下一次运行起不再计入待处理问题，涉及该来源记录的其他部门问题可按本期数据关闭；已记入审计日志"
+              "（如需恢复单个问题，可运行 uscc ledger reopen ID --why \"原因\"）。")
         return 0
     if not args.finding_id:
         raise UsageError(f"请给出问题编号，如：uscc ledger {args.action} 89e9aaa2602691a6")
@@ -307,7 +309,7 @@ def _ledger(args) -> int:
                   f"（状态 {done['old_status']} → {done['new_status']}），下一次运行起出现在其清单和填报表中；已记入审计日志。")
             return 0
         if args.action == "reopen":
-            old, new = ledger.steward_reopen(db, args.finding_id, args.why)
+            old, new = ledger.steward_reopen(db, args.finding_id, args.why, on=today())
             print(f"问题 {args.finding_id}：{old} → {new}（已记入审计日志）")
             return 0
         f = ledger.finding_detail(db, args.finding_id)

@@ -147,12 +147,14 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
         problem = ledger.unreadable(db)
         if problem:
             raise ParameterError(problem)
-        return
+        if not ledger.holds_no_night(db):
+            return
     traces = traces_of_earlier_nights(data_dir)
     if traces and not new_ledger:
         shown = "、".join(traces[:3]) + (f" 等 {len(traces)} 项" if len(traces) > 3 else "")
+        state = "是空的（没有任何一晚的记录）" if db.exists() else "不存在"
         raise ParameterError(
-            f"台账文件 {db} 不存在，但数据目录中有此前运行留下的 {shown}：台账可能被删除或移走，或配置 [state] database、"
+            f"台账文件 {db} {state}，但数据目录中有此前运行留下的 {shown}：台账可能被删除、清空或移走，或配置 [state] database、"
             "环境变量 USCC_DATABASE 指向了别处。本次运行未做任何改动。若从新台账开始，全部问题会被当作新发现，"
             "部门的答复、确认无误的结论、清零趋势和月报都会丢失。请从备份恢复台账文件；确需从头开始时，"
             "运行 uscc run --data-dir <数据目录> --new-ledger（部署参数 new_ledger=true）。")

@@ -154,15 +154,17 @@ def off_list_rows(view: RunView) -> list[dict]:
     counted = pl.col("severity") != "info"
     grouped = view.off_list.group_by("owner", "source", "reason").agg(counted=counted.sum(), total=pl.len()) \
         .sort("owner", "source", "reason")
-    return [{"source_name": names.get(o, o), "reason": OFF_LIST_REASONS.get(r, r).replace("{source}", s),
-             "counted": c, "total": t} for o, s, r, c, t in grouped.rows()]
+    return [{"source_name": names.get(o, o), "counted": c, "total": t,
+             "reason": OFF_LIST_REASONS.get(r, r).replace("{source}", s).replace("{owner}", o)}
+            for o, s, r, c, t in grouped.rows()]
 
 
 def off_list_csv_frame(off_list: pl.DataFrame) -> pl.DataFrame:
     """off_list.csv: every unresolved finding on no list tonight, with the reason in words."""
     text = pl.col("reason").replace_strict(OFF_LIST_REASONS, default=pl.col("reason"), return_dtype=pl.String)
     return off_list.select(*[c for c in OFF_LIST_SCHEMA if c != "reason"], reason=pl.col("reason"),
-                           reason_text=text.str.replace_all("{source}", pl.col("source"), literal=True))
+                           reason_text=text.str.replace_all("{source}", pl.col("source"), literal=True)
+                           .str.replace_all("{owner}", pl.col("owner"), literal=True))
 
 
 def render_index(view: RunView, receipts: list[dict] = ()) -> str:

@@ -176,7 +176,8 @@ def test_a_registry_removed_from_the_configuration_counts_until_the_steward_with
     assert result["open"] == 2 and result["off_list"]["reason"].to_list() == ["unconfigured"]
     with pytest.raises(ledger.LedgerError, match="仍在配置中"):
         ledger.steward_withdraw(db, "market", "合并", {"market"})
-    assert ledger.steward_withdraw(db, "civil", "民政局系统并入省平台", {"market"}) == 1
+    assert ledger.steward_withdraw(db, "civil", "民政局系统并入省平台", {"market"}, on="2026-11-02") == \
+        {"findings": 1, "counted": 1}
     result = night(db, "2026-11-03", findings("m"), removed)
     assert result["open"] == 1 and result["off_list"].height == 0
     progress, _ = month.progress(*ledger.lifecycle(db), "2026-11")
@@ -287,3 +288,106 @@ def test_upgrading_a_ledger_masks_the_id_numbers_earlier_versions_stored_from_re
         stored = "\n".join(str(v) for table in ("return_files", "responses", "audit")
                            for row in conn.execute(f"SELECT * FROM {table}") for v in row)
     assert full not in stored and "230402********1237" in stored
+
+
+def balanced(db, month_):
+    """Every row of the month's figures obeys its balance (docs: 平衡关系)."""
+    progress, _ = month.progress(*ledger.lifecycle(db), month_)
+    for r in progress.iter_rows(named=True):
+        assert r["open_start"] + r["new"] + r["reopened"] + r["waiver_lifted"] - r["fixed"] - r["waived"] \
+            - r["withdrawn"] == r["open_end"], r
+    return progress.filter(pl.col("level") == "city").row(0, named=True)
+
+
+def test_records_sharing_a_placeholder_code_do_not_inherit_each_others_findings(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    first = renumbered("2026-11-01", ("jia", "R-jia", "无"), kind="missing").with_columns(name=pl.lit("甲法律服务所"))
+    night(db, "2026-11-01", first, tonight(("R-jia", "无", True)))
+    second = renumbered("2026-11-02", ("yi", "R-yi", "无"), kind="missing").with_columns(name=pl.lit("乙公证处"))
+    result = night(db, "2026-11-02", second, tonight(("R-yi", "无", True)))
+    assert ledger.statuses(db) == {"jia": "fixed", "yi": "open"} and result["carried"] == 0
+
+
+def test_a_renumbering_reverted_and_done_again_keeps_one_successor_and_every_month_balanced(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-28", renumbered("", ("a", "R-a", "CODE-X")), tonight(("R-a", "CODE-X", True)))
+    night(db, "2026-11-29", renumbered("", ("a1", "R-a1", "CODE-X")), tonight(("R-a1", "CODE-X", True)))
+    assert (balanced(db, "2026-11")["new"], balanced(db, "2026-11")["open_end"]) == (1, 1)
+    # the registry takes the renumbering back (the old record's finding returns; the successor's record is gone),
+    # then renumbers again
+    night(db, "2026-11-30", renumbered("", ("a", "R-a", "CODE-X")), tonight(("R-a", "CODE-X", True)))
+    november = balanced(db, "2026-11")
+    assert november["open_end"] == 1
+    night(db, "2026-12-01", renumbered("", ("a2", "R-a2", "CODE-X")), tonight(("R-a2", "CODE-X", True)))
+    with sqlite3.connect(db) as conn:
+        links = conn.execute("SELECT finding_id, succeeds FROM findings WHERE succeeds IS NOT NULL").fetchall()
+    assert links == [("a1", "a")]  # a finding hands over once, ever
+    assert ledger.history(db)[-1]["open"] == 1
+    assert balanced(db, "2026-12")["open_end"] == 1
+    # a month regenerated later, after the record came back, shows the same figures
+    assert balanced(db, "2026-11") == november
+
+
+def test_a_chain_of_renumberings_is_one_finding_in_the_month(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    for day, fid in (("01", "a"), ("02", "b"), ("03", "c"), ("04", "d")):
+        night(db, f"2026-11-{day}", renumbered("", (fid, f"R-{fid}", "CODE-X")), tonight((f"R-{fid}", "CODE-X", True)))
+    city = balanced(db, "2026-11")
+    assert (city["new"], city["fixed"], city["open_end"]) == (1, 0, 1)
+    assert ledger.finding_detail(db, "d")["first_seen"] == "2026-11-01"
+
+
+def test_a_successor_stays_with_the_department_the_steward_gave_the_problem_to(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-01", renumbered("", ("a", "R-a", "CODE-X")), tonight(("R-a", "CODE-X", True)))
+    ledger.steward_reassign(db, "a", "justice", "经核实由司法局登记", {"market": "市场监管局", "justice": "司法局"})
+    result = night(db, "2026-11-02", renumbered("", ("a1", "R-a1", "CODE-X")), tonight(("R-a1", "CODE-X", True)))
+    assert result["statuses"].filter(pl.col("finding_id") == "a1")["owner"].to_list() == ["justice"]
+
+
+def test_rerunning_an_older_night_keeps_the_count_it_took_with_its_off_list_findings(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-01", findings("q", "r"), tonight(("R-q", "CODE-q", True), ("R-r", "CODE-r", True)))
+    night(db, "2026-11-02", findings("r"), tonight(("R-q", None, False), ("R-r", "CODE-r", True)))
+    night(db, "2026-11-03", findings("q", "r"), tonight(("R-q", "CODE-q", True), ("R-r", "CODE-r", True)))
+    rerun = night(db, "2026-11-02", findings("r"), tonight(("R-q", None, False), ("R-r", "CODE-r", True)))
+    assert rerun["historical"] and rerun["open"] == 2
+    assert [h["open"] for h in ledger.history(db)] == [2, 2, 2]
+
+
+def test_a_registry_dropped_from_the_configuration_closes_nothing_elsewhere_until_withdrawn(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    linked = findings("m").with_columns(kind=pl.lit("multiple_codes"), related=pl.lit("civil:C-1"))
+    both = ledger.Tonight(frozenset({"market", "civil"}), tonight(("R-m", "CODE-m", True)).records)
+    night(db, "2026-11-01", pl.concat([linked, findings("c", source="civil")]), both)
+    dropped = ledger.Tonight(frozenset({"market"}), tonight(("R-m", "CODE-m", True)).records,
+                             (ledger.Extract("market", "ok"),))
+    result = night(db, "2026-11-02", findings(), dropped)  # tonight's detection no longer sees the civil record
+    assert ledger.statuses(db)["m"] == "open" and result["fixed"] == 0
+    assert dict(result["off_list"].select("finding_id", "reason").rows()) == \
+        {"m": "related_not_accepted", "c": "unconfigured"}
+    ledger.steward_withdraw(db, "civil", "民政局系统并入省平台", {"market"}, on="2026-11-02")
+    result = night(db, "2026-11-03", findings(), dropped)
+    assert ledger.statuses(db) == {"m": "fixed", "c": "withdrawn"} and result["open"] == 0
+
+
+def test_rerunning_a_night_with_the_same_file_keeps_what_it_lost_against_the_extract_before(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    verdict = ledger.Extract("market", "ok", "m.csv", "a" * 64, 138, 138, 150, 12)
+    night(db, "2026-11-02", findings("a"), ledger.Tonight(frozenset({"market"}), tonight().records, (verdict,)))
+    # the rerun's baseline is by now that very file: it measures no loss
+    rerun = ledger.Extract("market", "ok", "m.csv", "a" * 64, 138, 138, 138, 0)
+    night(db, "2026-11-02", findings("a"), ledger.Tonight(frozenset({"market"}), tonight().records, (rerun,)))
+    assert ledger.recent_losses(db, "market", "2026-11-03", 30).lost == 12
+
+
+def test_a_finding_handed_to_a_department_no_longer_configured_is_listed_as_off_the_lists(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    names = {"market": "市场监管局", "civil": "民政局"}
+    night(db, "2026-11-01", findings("a"), tonight(("R-a", "CODE-a", True)))
+    ledger.steward_reassign(db, "a", "civil", "经核实由民政局登记", names)
+    only_market = ledger.Tonight(frozenset({"market"}), tonight(("R-a", "CODE-a", True)).records,
+                                 (ledger.Extract("market", "ok"),))
+    result = night(db, "2026-11-02", findings("a"), only_market)
+    assert result["open"] == 1  # counted once
+    assert result["off_list"].select("finding_id", "owner", "reason").rows() == [("a", "civil", "owner_unconfigured")]

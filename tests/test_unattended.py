@@ -520,7 +520,7 @@ def test_an_export_that_loses_a_little_every_night_is_held_once_the_losses_add_u
         night_by_night.append(run_all(sample_copy, run_date=night))
     assert [bool(r["held"]) for r in night_by_night] == [False, False, True]
     reason = night_by_night[-1]["held"]["market"]
-    assert f"自 {NIGHT1} 起已接受的各期数据逐期减少" in reason and "期初 2641 条中的 12%" in reason \
+    assert f"自 {NIGHT1} 起已接受的各期数据逐期减少" in reason and "期间最多 2641 条中的 12%" in reason \
         and "累计超过允许的 10%" in reason
     # the steward confirms the purge: that file is used, and its loss is not counted again the next night
     ledger.steward_accept_extract(db_of(sample_copy), "market", "市场监管局分批清理长期停业主体，已核实")
@@ -542,8 +542,44 @@ def test_a_lost_ledger_is_not_silently_replaced_by_a_new_one(sample_copy):
     assert cli.returncode == 2 and "--new-ledger" in cli.stderr and "Traceback" not in cli.stderr
     # a damaged ledger is refused the same way, before anything is written
     db_of(sample_copy).write_bytes(b"this is not a database" * 100)
-    with pytest.raises(ParameterError, match="无法读取"):
+    with pytest.raises(ParameterError, match="无法读取或已损坏"):
         run_all(sample_copy, run_date=NIGHT2)
+    # an emptied file (0 bytes is an empty database to SQLite) is no ledger either
+    db_of(sample_copy).write_bytes(b"")
+    with pytest.raises(ParameterError, match="是空的"):
+        run_all(sample_copy, run_date=NIGHT2)
+    # a page damaged in the middle of a real ledger
+    damaged = sample_copy / "ledger-moved-away.sqlite3"
+    with sqlite3.connect(damaged) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=DELETE")
+    blob = bytearray(damaged.read_bytes())
+    page = len(blob) // 4096 // 2 * 4096
+    blob[page + 8: page + 4096] = b"\xff" * (4096 - 8)
+    db_of(sample_copy).write_bytes(bytes(blob))
+    with pytest.raises(ParameterError, match="无法读取或已损坏"):
+        run_all(sample_copy, run_date=NIGHT2)
+    assert not (sample_copy / "reports" / NIGHT2).exists() and not (sample_copy / "state" / "work" / NIGHT2).exists()
     db_of(sample_copy).unlink()
     # the operator's deliberate new start
     assert run_all(sample_copy, run_date=NIGHT2, new_ledger=True)["open_findings"] > 0
+
+
+def test_the_losses_that_add_up_are_weighed_against_a_growing_registry_and_a_tiny_one():
+    from checks import guard
+
+    def extract(n: int, start: int = 0) -> pl.DataFrame:
+        return pl.DataFrame({"record_id": [f"R{i}" for i in range(start, start + n)], "uscc_raw": ["无"] * n,
+                             "name": ["某律师事务所"] * n})
+
+    no_ids = pl.Series([], dtype=pl.String)
+    # grown from 150 to 300 over the window while 17 left in all: 6 % of the registry, not erosion
+    baseline = guard.Baseline.of("2026-11-03", "a.csv", extract(300), ("3",))
+    grown = guard.Erosion("2026-11-01", 240, 12, 3)
+    assert not guard.judge(extract(320, start=5), no_ids, baseline, erosion=grown).held
+    # a registry of 20 losing one a week: no share of so few records holds it
+    tiny = guard.Baseline.of("2026-11-15", "a.csv", extract(18), ("3",))
+    assert not guard.judge(extract(17, start=1), no_ids, tiny, erosion=guard.Erosion("2026-11-01", 20, 2, 2)).held
+    # the same shares at scale do
+    big = guard.Baseline.of("2026-11-15", "a.csv", extract(1800), ("3",))
+    assert guard.judge(extract(1700, start=100), no_ids, big, erosion=guard.Erosion("2026-11-01", 2000, 200, 2)).held
