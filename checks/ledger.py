@@ -27,6 +27,7 @@ older file in place, one transaction per version.
 The ledger's jobs live in their own modules; this one is where callers import them from:
     checks.ledger_schema    the schema and its migrations, statuses, connections, transactions
     checks.ledger_night     the nightly update (`record_run`) and the night's timeline
+    checks.ledger_closing   why a finding no longer found closes, hands over or stays (and the off-list ones)
     checks.ledger_returns   returned forms: the findings a row is judged against, applying a file
     checks.ledger_steward   the steward's reopenings, reassignments, withdrawals and acceptances; extract verdicts
     checks.ledger_history   the road to zero, the audit log, the month's replay input
@@ -37,27 +38,28 @@ from __future__ import annotations
 from checks.guard import Extract
 from checks.ledger_history import (AUDIT_COLUMNS, LIFECYCLE_AUDIT, LIFECYCLE_FINDINGS, audit_log, audit_of_night,
                                    history, lifecycle, statuses)
-from checks.ledger_night import (GONE_NOTES, OFF_LIST_REASONS, OFF_LIST_SCHEMA, Tonight, finish_run, latest_run,
-                                 record_run, response_text_expr, unfinished_nights)
+from checks.ledger_closing import GONE_NOTES, OFF_LIST_REASONS, OFF_LIST_SCHEMA, Tonight
+from checks.ledger_night import finish_run, latest_run, record_run, response_text_expr, unfinished_nights
 from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_return, known_findings, pending_codes,
                                    return_counts_of_night, returns_of_night)
 from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, RETIRED, SCHEMA_VERSION,
-                                  SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect, holds_no_night, migrate,
-                                  unreadable)
+                                  PENDING_NIGHT, SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect,
+                                  holds_no_night, migrate, unreadable)
 from checks.ledger_steward import (accepted_extract, extract_verdicts, finding_detail, reassignments_of_night, recent_losses,
                                    steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen,
-                                   steward_withdraw)
+                                   steward_withdraw, untracked_sources)
 
 
 __all__ = [
     "Extract", "Tonight", "Known", "ReturnedFile", "LedgerError", "GONE_NOTES", "OFF_LIST_REASONS", "OFF_LIST_SCHEMA",
-    "MIGRATIONS", "SCHEMA_VERSION", "UNRESOLVED", "CLOSED", "RETIRED", "SUPERSEDED", "WITHDRAWN", "ANSWERABLE",
+    "MIGRATIONS", "SCHEMA_VERSION", "PENDING_NIGHT", "UNRESOLVED", "CLOSED", "RETIRED", "SUPERSEDED", "WITHDRAWN",
+    "ANSWERABLE",
     "CLOCK_RUNS", "DEFAULT_DUE_DAYS",
     "connect", "migrate", "unreadable", "holds_no_night",
     "record_run", "response_text_expr", "latest_run", "finish_run", "unfinished_nights",
     "known_findings", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
     "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "steward_accept_extract", "finding_detail",
-    "steward_reopen", "steward_reassign", "steward_withdraw", "reassignments_of_night",
+    "steward_reopen", "steward_reassign", "steward_withdraw", "untracked_sources", "reassignments_of_night",
     "history", "audit_log", "AUDIT_COLUMNS", "audit_of_night", "LIFECYCLE_FINDINGS", "LIFECYCLE_AUDIT", "lifecycle",
     "statuses",
 ]

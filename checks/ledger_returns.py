@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from checks.ledger_schema import _audit, _now, _Transaction, connect
+from checks.ledger_schema import PENDING_NIGHT, _audit, _now, _Transaction, connect
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ def known_findings(db: Path, ids: list[str]) -> dict[str, Known]:
         conn.execute("CREATE TEMP TABLE wanted (finding_id TEXT PRIMARY KEY)")
         conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
         rows = conn.execute("SELECT f.finding_id, source, record_id, kind, status, uscc, name, "
-                            "coalesce((SELECT a.run_date FROM audit a WHERE a.finding_id = f.finding_id AND "
+                            "coalesce((SELECT nullif(a.run_date, ?) FROM audit a WHERE a.finding_id = f.finding_id AND "
                             "a.new_status = f.status ORDER BY a.id DESC LIMIT 1), substr(status_changed, 1, 10)), "
                             "answered_on, answer, related, coalesce(assigned_to, source) "
-                            "FROM findings f JOIN wanted USING (finding_id)").fetchall()
+                            "FROM findings f JOIN wanted USING (finding_id)", (PENDING_NIGHT,)).fetchall()
     return {r[0]: Known(*r) for r in rows}
 
 

@@ -180,6 +180,10 @@ CLOSED = ("fixed", "waived")
 #: carries on, with its first-seen day and due date), or the steward withdrew it because its registry is no
 #: longer configured (`withdrawn`). Neither is on the road to zero, and neither is a fix.
 SUPERSEDED, WITHDRAWN = RETIRED = ("superseded", "withdrawn")
+#: The `run_date` of the audit rows of a steward's action until the next night takes them up (`record_run`):
+#: the change holds in the ledger at once, and is counted from that night on — dated by the night, a change
+#: never lands in a month already reported, nor before a night that runs after it.
+PENDING_NIGHT = "pending"
 #: Statuses a department may answer: still to do, and not waiting on an answer already given
 #: (docs/correction-loop.md#judging-a-returned-row).
 ANSWERABLE = ("open", "reopened", "rejected-response")

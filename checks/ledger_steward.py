@@ -13,7 +13,7 @@ from pathlib import Path
 
 from checks.guard import Erosion
 from checks.ledger_history import audit_log
-from checks.ledger_schema import UNRESOLVED, WITHDRAWN, LedgerError, _audit, _now, _Transaction, connect
+from checks.ledger_schema import PENDING_NIGHT, UNRESOLVED, WITHDRAWN, LedgerError, _audit, _now, _Transaction, connect
 
 
 def accepted_extract(db: Path, source: str) -> dict | None:
@@ -44,6 +44,22 @@ def recent_losses(db: Path, source: str, run_date: str, days: int) -> Erosion | 
         return None
     most = max((r[1] if r[1] is not None else r[2]) or 0 for r in rows)
     return Erosion(rows[0][0], most, sum(r[3] or 0 for r in rows), len(rows))
+
+
+def untracked_sources(db: Path, configured: set[str]) -> list[dict]:
+    """Registries the ledger tracks (unresolved findings, an accepted extract) that are neither configured nor
+    withdrawn by the steward: source, unresolved, last_accepted. Read only (a check before a night writes
+    nothing, not even a schema upgrade): a ledger from before withdrawals has none."""
+    marks = ",".join("?" * len(UNRESOLVED))
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        withdrawn = "SELECT source FROM withdrawn_sources" if "withdrawn_sources" in tables else "SELECT NULL"
+        rows = conn.execute(
+            f"SELECT source, SUM(unresolved), MAX(accepted) FROM ("
+            f"SELECT source, COUNT(*) AS unresolved, NULL AS accepted FROM findings WHERE status IN ({marks}) "
+            f"GROUP BY source UNION ALL SELECT source, 0, run_date FROM accepted_extracts) "
+            f"WHERE source NOT IN ({withdrawn}) GROUP BY source ORDER BY source", UNRESOLVED).fetchall()
+    return [{"source": s, "unresolved": n, "last_accepted": d} for s, n, d in rows if s not in configured]
 
 
 def steward_acceptance(db: Path, source: str, sha256: str) -> str | None:
@@ -97,9 +113,9 @@ def finding_detail(db: Path, finding_id: str) -> dict:
     return {**dict(row), "succeeded_by": successor[0] if successor else None, "audit": audit_log(db, finding_id)}
 
 
-def steward_reopen(db: Path, finding_id: str, why: str, on: str | None = None) -> tuple[str, str]:
+def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
     """The steward puts a finding back to `open` (lifts a waiver, takes back 非本单位 or 已注销, or a withdrawal);
-    audited, dated `on` (the caller's today; default the newest night)."""
+    audited, and counted from the next night on (`PENDING_NIGHT`)."""
     if not why.strip():
         raise LedgerError("请用 --why 写明重新打开的原因（会记入审计日志）。")
     with closing(connect(db)) as conn, _Transaction(conn):
@@ -109,7 +125,7 @@ def steward_reopen(db: Path, finding_id: str, why: str, on: str | None = None) -
         old = row[0]
         if old not in ("responded", "waived", "rejected-response", WITHDRAWN):
             raise LedgerError(f"问题 {finding_id} 当前状态为 {old}，只有已反馈、确认无误、反馈未通过或已撤销跟踪的问题可以重新打开。")
-        run_date = on or conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        run_date = PENDING_NIGHT
         conn.execute("UPDATE findings SET status = 'open', status_changed = ?, waived_record = NULL WHERE finding_id = ?",
                      (_now(), finding_id))
         _audit(conn, _now(), run_date, finding_id, old, "open", "steward", f"市信用办重新打开：{why.strip()}")
@@ -137,7 +153,7 @@ def steward_reassign(db: Path, finding_id: str, to_source: str, why: str, source
         if owner == to_source:
             raise LedgerError(f"问题 {finding_id} 已由{source_names[to_source]}处理，无需改派。")
         now = _now()
-        run_date = conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
+        run_date = PENDING_NIGHT  # the next night takes it up, as it does the reassignment itself
         new = "open" if status == "responded" else status
         conn.execute("UPDATE findings SET assigned_to = ?, status = ?, status_changed = ? WHERE finding_id = ?",
                      (to_source, new, now, finding_id))
@@ -148,15 +164,13 @@ def steward_reassign(db: Path, finding_id: str, to_source: str, why: str, source
     return {"from": owner, "to": to_source, "old_status": status, "new_status": new}
 
 
-def steward_withdraw(db: Path, source: str, why: str, configured: set[str] | frozenset[str],
-                     on: str | None = None) -> dict:
+def steward_withdraw(db: Path, source: str, why: str, configured: set[str] | frozenset[str]) -> dict:
     """The steward stops tracking a registry that is no longer configured (merged into another, or retired): its
     unresolved findings leave the road to zero as `withdrawn`, audited as the steward's, and its records no
     longer keep other registries' findings from closing (until then a registry dropped from the configuration
     — perhaps by a typo — counts as not read). Returns {"findings": n, "counted": errors and warnings among them}.
 
-    Args:
-        on: the day of the withdrawal (YYYY-MM-DD, the caller's today): the month it is counted in.
+    Counted from the next night on (`PENDING_NIGHT`).
 
     A configured registry's findings are never withdrawn: they are closed by its extracts or its answers.
     """
@@ -174,11 +188,10 @@ def steward_withdraw(db: Path, source: str, why: str, configured: set[str] | fro
         found = conn.execute(f"SELECT severity FROM findings WHERE source = ? AND status IN ({marks})",
                              (source, *UNRESOLVED)).fetchall()
         now = _now()
-        day = on or conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
         conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
                      f"SELECT ?, ?, finding_id, status, ?, 'steward', ? FROM findings WHERE source = ? "
                      f"AND status IN ({marks}) ORDER BY finding_id",
-                     (now, day, WITHDRAWN, f"市信用办撤销跟踪（来源 {source} 已不在配置中）：{why.strip()}", source,
+                     (now, PENDING_NIGHT, WITHDRAWN, f"市信用办撤销跟踪（来源 {source} 已不在配置中）：{why.strip()}", source,
                       *UNRESOLVED))
         conn.execute(f"UPDATE findings SET status = ?, status_changed = ? WHERE source = ? AND status IN ({marks})",
                      (WITHDRAWN, now, source, *UNRESOLVED))

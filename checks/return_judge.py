@@ -175,6 +175,10 @@ def _not_answerable(f: ledger.Known) -> str:
     if f.status == "responded":
         return (f"该问题已于 {f.answered_on or when} 答复（{f.answer}），正在等待下期数据核验；"
                 "如需更改答复，请联系市信用办。")
+    if f.status == ledger.SUPERSEDED:
+        return "该问题的记录已变更编号，同一问题已转至新记录，请在本期清单中按新的问题编号答复。"
+    if f.status == ledger.WITHDRAWN:
+        return "该问题已由市信用办撤销跟踪，无需再处理。"
     return f"该问题当前状态为“{STATUS_LABELS.get(f.status, f.status)}”，不能答复。"
 
 

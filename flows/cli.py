@@ -254,6 +254,11 @@ def _ledger_db(args):
         raise UsageError(str(exc)) from None
     if not db.exists():
         raise UsageError(f"{db} 不存在：数据目录 {args.data_dir} 还没有运行过夜间任务")
+    from checks import ledger
+
+    problem = ledger.unreadable(db)
+    if problem:
+        raise UsageError(problem)
     return settings, db
 
 
@@ -283,18 +288,18 @@ def _extracts(args) -> int:
 
 def _ledger(args) -> int:
     from checks import ledger
-    from flows.params import today
 
     settings, db = _ledger_db(args)
     if args.action == "withdraw":
         if not args.source:
             raise UsageError("撤销跟踪需要 --source <来源>，如：uscc ledger withdraw --source civil --why \"原因\"")
         try:
-            done = ledger.steward_withdraw(db, args.source, args.why, set(settings.source_names), on=today())
+            done = ledger.steward_withdraw(db, args.source, args.why, set(settings.source_names))
         except ledger.LedgerError as exc:
             raise UsageError(str(exc)) from None
         print(f"来源 {args.source} 已撤销跟踪：{done['findings']} 条待处理问题（其中错误与警告 {done['counted']} 条）"
-              "自下一次运行起不再计入待处理问题，涉及该来源记录的其他部门问题可按本期数据关闭；已记入审计日志"
+              "已不再计入待处理问题（月报自下一次运行起计入“撤销跟踪”），其他部门涉及该来源记录的问题在下一次运行时"
+              "一并撤销跟踪；已记入审计日志"
               "（如需恢复单个问题，可运行 uscc ledger reopen ID --why \"原因\"）。")
         return 0
     if not args.finding_id:
@@ -309,7 +314,7 @@ def _ledger(args) -> int:
                   f"（状态 {done['old_status']} → {done['new_status']}），下一次运行起出现在其清单和填报表中；已记入审计日志。")
             return 0
         if args.action == "reopen":
-            old, new = ledger.steward_reopen(db, args.finding_id, args.why, on=today())
+            old, new = ledger.steward_reopen(db, args.finding_id, args.why)
             print(f"问题 {args.finding_id}：{old} → {new}（已记入审计日志）")
             return 0
         f = ledger.finding_detail(db, args.finding_id)
@@ -328,7 +333,8 @@ def _ledger(args) -> int:
     if f.get("succeeded_by"):
         print(f"已由问题 {f['succeeded_by']} 接续（本记录已不在数据中，同一问题转至该问题的记录）")
     for e in f["audit"]:
-        print(f"  {e['run_date']}  {e['old_status'] or '—'} → {e['new_status']}  {e['actor']}：{e['note'] or ''}")
+        night = "下次运行" if e["run_date"] == ledger.PENDING_NIGHT else e["run_date"]
+        print(f"  {night}  {e['old_status'] or '—'} → {e['new_status']}  {e['actor']}：{e['note'] or ''}")
     return 0
 
 

@@ -148,6 +148,7 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
         if problem:
             raise ParameterError(problem)
         if not ledger.holds_no_night(db):
+            _check_sources(db, settings)
             return
     traces = traces_of_earlier_nights(data_dir)
     if traces and not new_ledger:
@@ -158,6 +159,23 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
             "环境变量 USCC_DATABASE 指向了别处。本次运行未做任何改动。若从新台账开始，全部问题会被当作新发现，"
             "部门的答复、确认无误的结论、清零趋势和月报都会丢失。请从备份恢复台账文件；确需从头开始时，"
             "运行 uscc run --data-dir <数据目录> --new-ledger（部署参数 new_ledger=true）。")
+
+
+def _check_sources(db: Path, settings: Settings) -> None:
+    """Every registry the ledger tracks is configured, or was withdrawn by the steward.
+
+    A registry missing from the configuration (a renamed key, a section deleted by mistake) would make its
+    findings drop off the lists, invent department mismatches in the others (their cross-listed records lose
+    the registry that holds them) and fixes when it returns: the night is refused, naming it.
+    """
+    missing = ledger.untracked_sources(db, {s.key for s in settings.sources})
+    if missing:
+        shown = "；".join(f"{m['source']}（{m['unresolved']} 条待处理问题，最近一次接受数据 {m['last_accepted'] or '—'}）"
+                         for m in missing)
+        raise ParameterError(
+            f"台账中有配置里没有的来源：{shown}。本次运行未做任何改动。如果是配置文件写错（来源 key 改名、误删 [[sources]]），"
+            "请改正 config/steward.toml；如果该登记系统确已撤销或并入其他系统，请先运行 "
+            f"uscc ledger withdraw --source {missing[0]['source']} --why “原因” 撤销跟踪，再运行夜间任务。")
 
 
 @dataclass(frozen=True)
@@ -200,6 +218,10 @@ def check_month(data_dir: object, month: object = None, config: str | None = Non
         settings = load_settings(config)
     except ConfigError as exc:
         raise ParameterError(str(exc)) from None
+    db = ledger_path(path, settings)
+    problem = ledger.unreadable(db) if db.exists() else None
+    if problem:
+        raise ParameterError(problem)
     return Month(path, text, settings, config)
 
 

@@ -176,7 +176,7 @@ def test_a_registry_removed_from_the_configuration_counts_until_the_steward_with
     assert result["open"] == 2 and result["off_list"]["reason"].to_list() == ["unconfigured"]
     with pytest.raises(ledger.LedgerError, match="仍在配置中"):
         ledger.steward_withdraw(db, "market", "合并", {"market"})
-    assert ledger.steward_withdraw(db, "civil", "民政局系统并入省平台", {"market"}, on="2026-11-02") == \
+    assert ledger.steward_withdraw(db, "civil", "民政局系统并入省平台", {"market"}) == \
         {"findings": 1, "counted": 1}
     result = night(db, "2026-11-03", findings("m"), removed)
     assert result["open"] == 1 and result["off_list"].height == 0
@@ -240,7 +240,7 @@ def test_a_crash_inside_the_nightly_update_leaves_the_ledger_as_it_was(tmp_path,
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ledger_night, "_close_gone", crash)
+    monkeypatch.setattr(ledger_night, "close_gone", crash)
     with pytest.raises(OSError):
         ledger.record_run(db, "2026-11-02", findings("b", "c"))
     assert (ledger.statuses(db), ledger.audit_log(db), ledger.history(db)) == before
@@ -366,9 +366,12 @@ def test_a_registry_dropped_from_the_configuration_closes_nothing_elsewhere_unti
     assert ledger.statuses(db)["m"] == "open" and result["fixed"] == 0
     assert dict(result["off_list"].select("finding_id", "reason").rows()) == \
         {"m": "related_not_accepted", "c": "unconfigured"}
-    ledger.steward_withdraw(db, "civil", "民政局系统并入省平台", {"market"}, on="2026-11-02")
+    ledger.steward_withdraw(db, "civil", "民政局系统并入省平台", {"market"})
     result = night(db, "2026-11-03", findings(), dropped)
-    assert ledger.statuses(db) == {"m": "fixed", "c": "withdrawn"} and result["open"] == 0
+    # the civil record's evidence left with its registry: nobody fixed m, it is withdrawn with a note saying why
+    assert ledger.statuses(db) == {"m": "withdrawn", "c": "withdrawn"} and result["open"] == 0
+    assert ledger.audit_log(db, "m")[-1]["note"] == "相关记录所在来源 civil 已撤销跟踪，该问题无法再核实"
+    assert balanced(db, "2026-11")["withdrawn"] == 2
 
 
 def test_rerunning_a_night_with_the_same_file_keeps_what_it_lost_against_the_extract_before(tmp_path):
@@ -391,3 +394,17 @@ def test_a_finding_handed_to_a_department_no_longer_configured_is_listed_as_off_
     result = night(db, "2026-11-02", findings("a"), only_market)
     assert result["open"] == 1  # counted once
     assert result["off_list"].select("finding_id", "owner", "reason").rows() == [("a", "civil", "owner_unconfigured")]
+
+
+def test_a_stewards_change_counts_from_the_next_night_whatever_date_that_night_runs_for(tmp_path):
+    db = tmp_path / "state.sqlite3"
+    night(db, "2026-11-01", findings("a", "b"))
+    answer(db, "a", "确认无误", "waived", note="已核对执照")
+    ledger.steward_reopen(db, "a", "执照已过期")
+    assert ledger.statuses(db)["a"] == "open"  # at once in the ledger …
+    assert balanced(db, "2026-11")["waiver_lifted"] == 0  # … in the month from the next night on
+    night(db, "2026-11-02", findings("a", "b"))  # a catch-up night, run after the change
+    assert ledger.audit_log(db, "a")[-1]["run_date"] == "2026-11-02"
+    city = balanced(db, "2026-11")
+    assert (city["waived"], city["waiver_lifted"], city["open_end"]) == (1, 1, 2)
+    assert ledger.history(db)[-1]["open"] == 2

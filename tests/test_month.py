@@ -8,6 +8,7 @@ then the monthly report checked against what was played.
     2026-10-30  A's old code comes back (A reopened)
     -- October's report --
     2026-11-06  C corrected in the extract (fixed, 43 days); the steward lifts W's waiver
+    2026-11-13  the next night: the lifted waiver counts from here
     -- October regenerated: the same figures; November shows C and the lifted waiver
 """
 
@@ -32,6 +33,7 @@ from validators import regions
 
 NIGHTS = ("2026-09-24", "2026-10-02", "2026-10-16", "2026-10-30", "2026-11-06")
 TODAY = "2026-12-01"  # both months are over
+LIFTED = "2026-11-13"  # the night after the steward lifted W's waiver
 
 
 def _sheets(path: Path) -> dict[str, list[tuple]]:
@@ -77,6 +79,7 @@ def played(tmp_path_factory):
     extract("m1106.xlsx", {c["record_id"]: c["suggested_code"]})
     results[NIGHTS[4]] = run_all(data, run_date=NIGHTS[4])
     ledger.steward_reopen(db, w["finding_id"], "复核发现迁入材料不全")
+    results[LIFTED] = run_all(data, run_date=LIFTED)  # a steward's change counts from the next night
     return {"data": data, "db": db, "results": results, "a": a, "b": b, "c": c, "w": w, "october": october,
             "october_sheets": october_sheets, "october_figures": october_figures}
 

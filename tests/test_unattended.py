@@ -583,3 +583,26 @@ def test_the_losses_that_add_up_are_weighed_against_a_growing_registry_and_a_tin
     # the same shares at scale do
     big = guard.Baseline.of("2026-11-15", "a.csv", extract(1800), ("3",))
     assert guard.judge(extract(1700, start=100), no_ids, big, erosion=guard.Erosion("2026-11-01", 2000, 200, 2)).held
+
+
+def test_a_registry_missing_from_the_configuration_stops_the_night_until_fixed_or_withdrawn(sample_copy, tmp_path):
+    """A renamed key or a deleted [[sources]] must not drop a registry's findings, nor invent fixes elsewhere."""
+    first = run_all(sample_copy, run_date=NIGHT1)
+    text = (ROOT / "config" / "steward.toml").read_text("utf-8")
+    start, end = text.index('[[sources]]\nkey = "justice"'), text.index("# Codes confirmed legitimate")
+    config = tmp_path / "steward.toml"
+    config.write_text(text[:start] + text[end:], encoding="utf-8")
+    before = ledger.statuses(db_of(sample_copy))
+    with pytest.raises(ParameterError, match="台账中有配置里没有的来源：justice"):
+        run_all(sample_copy, run_date=NIGHT2, config=str(config))
+    assert ledger.statuses(db_of(sample_copy)) == before and not (sample_copy / "reports" / NIGHT2).exists()
+    # the steward confirms the registry is gone: its findings, and others' findings on its records, are withdrawn
+    with sqlite3.connect(db_of(sample_copy)) as conn:
+        justice = conn.execute("SELECT COUNT(*) FROM findings WHERE source = 'justice' AND severity != 'info' "
+                               "AND status = 'open'").fetchone()[0]
+    assert ledger.steward_withdraw(db_of(sample_copy), "justice", "司法局登记系统并入省平台", {"editorial", "market"})
+    second = run_all(sample_copy, run_date=NIGHT2, config=str(config))
+    statuses = ledger.statuses(db_of(sample_copy))
+    assert sum(1 for f, s in statuses.items() if s == "fixed") == 0  # nobody fixed anything tonight
+    assert second["open_findings"] < first["open_findings"] - justice + 1
+    assert "Traceback" not in str(second)
