@@ -18,7 +18,7 @@ import polars as pl
 
 from checks.form import CANCELLED
 from checks.guard import Extract
-from checks.ledger_schema import SUPERSEDED, UNRESOLVED, WITHDRAWN
+from checks.ledger_schema import SUPERSEDED, UNRESOLVED, WITHDRAWN, _audit
 from validators.column import compact_expr
 
 
@@ -125,9 +125,9 @@ def close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
         if withdrawn:  # the evidence of a withdrawn registry left with it: nobody can say the problem was fixed
             involved = pl.col("related").fill_null("").str.extract(
                 "(?:^|;)(" + "|".join(re.escape(s) for s in withdrawn) + "):", 1)
-            gone = gone.with_columns(new=pl.when(involved.is_not_null()).then(pl.lit(WITHDRAWN)).otherwise(pl.lit("fixed")),
-                                     note=pl.when(involved.is_not_null())
-                                     .then(pl.format(WITHDRAWN_NOTE, involved)).otherwise(pl.col("note")))
+            gone = gone.with_columns(
+                new=pl.when(involved.is_not_null()).then(pl.lit(WITHDRAWN)).otherwise(pl.lit("fixed")),
+                note=pl.when(involved.is_not_null()).then(pl.format(WITHDRAWN_NOTE, involved)).otherwise("note"))
     if "new" not in gone.columns:
         gone = gone.with_columns(new=pl.lit("fixed"))
     gone = gone.join(successors, on="finding_id", how="left")
@@ -140,7 +140,7 @@ def close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                      [(new, now, f) for f, _, new, _ in moves])
     for f, record, status, first, due, successor, successor_record in carried.select(
             "finding_id", "record_id", "status", "first_seen", "due_date", "successor", "successor_record").rows():
-        _audit_move(conn, now, run_date, f, status, SUPERSEDED, actor,
+        _audit(conn, now, run_date, f, status, SUPERSEDED, actor,
                     f"记录 {record} 已不在本期数据中，其代码现由本单位记录 {successor_record} 持有；同一问题由问题 "
                     f"{successor} 接续（沿用首次发现日期 {first} 和处理期限 {due}）")
         conn.execute("UPDATE findings SET status = ?, status_changed = ? WHERE finding_id = ?", (SUPERSEDED, now, f))
@@ -188,12 +188,6 @@ def _successors(conn: sqlite3.Connection, run_date: str, candidates: pl.DataFram
 def _name() -> pl.Expr:
     """A record's name as a renumbering keeps it (whitespace aside)."""
     return pl.col("name").fill_null("").str.replace_all(r"\s", "")
-
-
-def _audit_move(conn: sqlite3.Connection, now: str, run_date: str, finding_id: str, old: str, new: str, actor: str,
-                note: str) -> None:
-    conn.execute("INSERT INTO audit (at, run_date, finding_id, old_status, new_status, actor, note) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, run_date, finding_id, old, new, actor, note))
 
 
 def unowned(conn: sqlite3.Connection, tonight: Tonight | None) -> pl.DataFrame:
