@@ -74,10 +74,10 @@ OFF_LIST_SCHEMA = {"finding_id": pl.String, "source": pl.String, "owner": pl.Str
                    "reason": pl.String}
 
 
-def close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
-                tonight: Tonight | None) -> pl.DataFrame:
+def close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str, tonight: Tonight | None,
+               withdrawn: frozenset[str] = frozenset()) -> pl.DataFrame:
     """Close the unresolved findings tonight's extracts no longer show, on the evidence they give, saying why;
-    return those it left unresolved (`off_list` says why).
+    return those it left unresolved (`off_list` says why). `withdrawn`: the registries the steward withdrew.
 
     A record that left its registry while its code stays there on other records closes its findings too: its
     own problems left with it, and the code's other holders carry their own findings. When the same problem
@@ -115,16 +115,13 @@ def close_gone(conn: sqlite3.Connection, run_date: str, now: str, actor: str,
                           .when(pl.col("code_held").is_null()).then(pl.lit(GONE_NOTES["record_and_code_gone"]))
                           .otherwise(pl.lit(GONE_NOTES["record_gone"])))
         # Not a problem that involved a record of a source not accepted tonight: that evidence was not checked.
-        unread = _unread(conn, tonight, {s for r in gone["related"].drop_nulls().to_list() for s in _sources_of(r)})
+        unread = _unread(tonight, _named_sources(gone), withdrawn)
         if unread:
-            gone = gone.filter(~pl.col("related").fill_null("").str.contains(
-                "(^|;)(" + "|".join(re.escape(s) for s in unread) + "):"))
+            gone = gone.filter(~pl.col("related").fill_null("").str.contains(_naming(unread)))
         record_left = pl.col("checked").is_null() & (pl.col("answer").fill_null("") != CANCELLED)
         successors = _successors(conn, run_date, gone.filter(record_left))
-        withdrawn = [r[0] for r in conn.execute("SELECT source FROM withdrawn_sources")]
         if withdrawn:  # the evidence of a withdrawn registry left with it: nobody can say the problem was fixed
-            involved = pl.col("related").fill_null("").str.extract(
-                "(?:^|;)(" + "|".join(re.escape(s) for s in withdrawn) + "):", 1)
+            involved = pl.col("related").fill_null("").str.extract(_naming(withdrawn), 1)
             gone = gone.with_columns(
                 new=pl.when(involved.is_not_null()).then(pl.lit(WITHDRAWN)).otherwise(pl.lit("fixed")),
                 note=pl.when(involved.is_not_null()).then(pl.format(WITHDRAWN_NOTE, involved)).otherwise("note"))
@@ -204,18 +201,24 @@ def unowned(conn: sqlite3.Connection, tonight: Tonight | None) -> pl.DataFrame:
     return pl.DataFrame([(*r, "owner_unconfigured") for r in rows], schema=OFF_LIST_SCHEMA, orient="row")
 
 
-def _unread(conn: sqlite3.Connection, tonight: Tonight, sources: set[str]) -> set[str]:
+def _unread(tonight: Tonight, sources: set[str], withdrawn: frozenset[str]) -> set[str]:
     """Those of `sources` whose records were not checked tonight: not accepted tonight (held, rejected), or no
-    longer configured — until the steward withdrew that registry (`withdrawn_sources`): a registry dropped from
-    the configuration by mistake must not close other registries' findings as fixed."""
-    missing = sources - tonight.sources_read
-    if not missing:
-        return set()
-    withdrawn = {r[0] for r in conn.execute("SELECT source FROM withdrawn_sources")}
-    return missing - withdrawn
+    longer configured — unless the steward withdrew that registry: a registry dropped from the configuration by
+    mistake must not close other registries' findings as fixed."""
+    return sources - tonight.sources_read - withdrawn
 
 
-def off_list(conn: sqlite3.Connection, frame: pl.DataFrame, tonight: Tonight | None) -> pl.DataFrame:
+def _named_sources(findings: pl.DataFrame) -> set[str]:
+    """The sources the findings' `related` lists name."""
+    return {s for r in findings["related"].drop_nulls().to_list() for s in _sources_of(r)}
+
+
+def _naming(sources: set[str] | frozenset[str]) -> str:
+    """A pattern for a `related` list naming a record of one of `sources` (group 1: which)."""
+    return "(?:^|;)(" + "|".join(re.escape(s) for s in sorted(sources)) + "):"
+
+
+def off_list(frame: pl.DataFrame, tonight: Tonight | None, withdrawn: frozenset[str] = frozenset()) -> pl.DataFrame:
     """The unresolved findings tonight's findings do not show (`close_gone` left them; they stay on the road to
     zero), and why (`OFF_LIST_REASONS`)."""
     if frame.height == 0 or tonight is None:
@@ -224,9 +227,8 @@ def off_list(conn: sqlite3.Connection, frame: pl.DataFrame, tonight: Tonight | N
     configured = [s for s in frame["source"].unique().to_list() if tonight.configured(s)]
     quarantined = tonight.records.filter(~pl.col("checked")).select("source", "record_id").unique() \
         .with_columns(quarantined=pl.lit(True))
-    unread = sorted(_unread(conn, tonight, {s for r in frame["related"].drop_nulls().to_list() for s in _sources_of(r)}))
-    related_unread = pl.col("related").fill_null("").str.contains(
-        "(^|;)(" + "|".join(re.escape(s) for s in unread) + "):") if unread else pl.lit(False)
+    unread = _unread(tonight, _named_sources(frame), withdrawn)
+    related_unread = pl.col("related").fill_null("").str.contains(_naming(unread)) if unread else pl.lit(False)
     reason = pl.when(~pl.col("source").is_in(list(configured))).then(pl.lit("unconfigured")) \
         .when(~pl.col("source").is_in(list(read))).then(pl.lit("not_accepted")) \
         .when(pl.col("quarantined").fill_null(False)).then(pl.lit("quarantined")) \

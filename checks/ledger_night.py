@@ -65,13 +65,14 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
         if not historical:  # statuses move forward in time only
             fresh = _record_extracts(conn, run_date, tonight)
             _move_seen(conn, run_date, now, actor, fresh, None if tonight is None else tonight.sources_read)
-            left = close_gone(conn, run_date, now, actor, tonight)
+            withdrawn = frozenset(r[0] for r in conn.execute("SELECT source FROM withdrawn_sources"))
+            left = close_gone(conn, run_date, now, actor, tonight, withdrawn)
             conn.execute("UPDATE reassignments SET run_date = ? WHERE run_date IS NULL", (run_date,))
             conn.execute("UPDATE audit SET run_date = ? WHERE run_date = ?", (run_date, PENDING_NIGHT))
         changes = _night_changes(conn, run_date, actor)
         statuses = _statuses(conn, run_date)
         # an older night rerun is judged against today's ledger: what is off its lists is not known
-        off_list = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else off_list_of(conn, left, tonight)
+        off_list = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else off_list_of(left, tonight, withdrawn)
         unowned_ = pl.DataFrame(schema=OFF_LIST_SCHEMA) if historical else unowned(conn, tonight)
         conn.execute("DROP TABLE tonight")
         labelled = findings.select("finding_id", "severity").join(statuses, on="finding_id", how="left")

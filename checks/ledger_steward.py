@@ -125,10 +125,9 @@ def steward_reopen(db: Path, finding_id: str, why: str) -> tuple[str, str]:
         old = row[0]
         if old not in ("responded", "waived", "rejected-response", WITHDRAWN):
             raise LedgerError(f"问题 {finding_id} 当前状态为 {old}，只有已反馈、确认无误、反馈未通过或已撤销跟踪的问题可以重新打开。")
-        run_date = PENDING_NIGHT
         conn.execute("UPDATE findings SET status = 'open', status_changed = ?, waived_record = NULL WHERE finding_id = ?",
                      (_now(), finding_id))
-        _audit(conn, _now(), run_date, finding_id, old, "open", "steward", f"市信用办重新打开：{why.strip()}")
+        _audit(conn, _now(), PENDING_NIGHT, finding_id, old, "open", "steward", f"市信用办重新打开：{why.strip()}")
     return old, "open"
 
 
@@ -153,13 +152,13 @@ def steward_reassign(db: Path, finding_id: str, to_source: str, why: str, source
         if owner == to_source:
             raise LedgerError(f"问题 {finding_id} 已由{source_names[to_source]}处理，无需改派。")
         now = _now()
-        run_date = PENDING_NIGHT  # the next night takes it up, as it does the reassignment itself
         new = "open" if status == "responded" else status
         conn.execute("UPDATE findings SET assigned_to = ?, status = ?, status_changed = ? WHERE finding_id = ?",
                      (to_source, new, now, finding_id))
         conn.execute("INSERT INTO reassignments (finding_id, from_source, to_source, why, at) VALUES (?,?,?,?,?)",
                      (finding_id, owner, to_source, why.strip(), now))
-        _audit(conn, now, run_date, finding_id, status, new, "steward",
+        # dated by the next night, which takes up the reassignment itself too
+        _audit(conn, now, PENDING_NIGHT, finding_id, status, new, "steward",
                f"市信用办改派：由{source_names.get(owner, owner)}改为{source_names[to_source]}处理：{why.strip()}")
     return {"from": owner, "to": to_source, "old_status": status, "new_status": new}
 

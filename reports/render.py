@@ -152,23 +152,22 @@ def off_list_rows(view: RunView) -> list[dict]:
         return []
     names = {s["key"]: s["name"] for s in view.sources} | view.source_names
     counted = pl.col("severity") != "info"
-    grouped = view.off_list.group_by("owner", "source", "reason").agg(counted=counted.sum(), total=pl.len()) \
-        .sort("owner", "source", "reason")
-    return [{"source_name": names.get(o, o), "counted": c, "total": t,
-             "reason": OFF_LIST_REASONS.get(r, r).replace("{source}", s).replace("{owner}", o)}
-            for o, s, r, c, t in grouped.rows()]
+    grouped = off_list_csv_frame(view.off_list).group_by("owner", "reason", "reason_text") \
+        .agg(counted=counted.sum(), total=pl.len()).sort("owner", "reason", "reason_text")
+    return [{"source_name": names.get(o, o), "reason": text, "counted": c, "total": t}
+            for o, _, text, c, t in grouped.rows()]
 
 
 def off_list_csv_frame(off_list: pl.DataFrame) -> pl.DataFrame:
     """off_list.csv: every unresolved finding on no list tonight, with the reason in words."""
     text = pl.col("reason").replace_strict(OFF_LIST_REASONS, default=pl.col("reason"), return_dtype=pl.String)
-    return off_list.select(*[c for c in OFF_LIST_SCHEMA if c != "reason"], reason=pl.col("reason"),
-                           reason_text=text.str.replace_all("{source}", pl.col("source"), literal=True)
+    return off_list.select(*OFF_LIST_SCHEMA, reason_text=text.str.replace_all("{source}", pl.col("source"), literal=True)
                            .str.replace_all("{owner}", pl.col("owner"), literal=True))
 
 
 def render_index(view: RunView, receipts: list[dict] = ()) -> str:
     f = view.findings
+    off_list = off_list_rows(view)
     keys = [s["key"] for s in view.sources]
     cells = dict(((k, s), n) for k, s, n in f.group_by("kind", "owner").len().rows())
     matrix = []
@@ -199,8 +198,8 @@ def render_index(view: RunView, receipts: list[dict] = ()) -> str:
         unfinished=view.unfinished, overdue=sum(overdue.values()),
         reassignments=[{**r, "from_name": names.get(r["from_source"], r["from_source"]),
                         "to_name": names.get(r["to_source"], r["to_source"])} for r in view.reassignments],
-        unrecognized_types=view.unrecognized_types, off_list=off_list_rows(view),
-        off_list_counted=sum(r["counted"] for r in off_list_rows(view)))
+        unrecognized_types=view.unrecognized_types, off_list=off_list,
+        off_list_counted=sum(r["counted"] for r in off_list))
 
 
 def _county_lists(listed: pl.DataFrame, asked: pl.DataFrame) -> list[dict]:
