@@ -6,10 +6,11 @@ Tile 0 is the original; in tile t ≥ 1 every row is rewritten so that no two ti
 - the record id gets `T<t>` appended;
 - the name, legal representative and address get a tile character in front (`甲`, `乙`, …), so
   no cross-tile name, representative or address block forms;
-- an 18-character code has positions 9–10 (the start of the organization code) rotated through
-  the alphabet by t; when the original code was fully valid, positions 17 and 18 are computed
-  again so it stays valid (an invalid code stays invalid, up to chance); an all-digit cell (a
-  resident ID, a legacy number) has its last-but-two digit rotated instead (the birth date stays).
+- a code has positions 9–10 (the start of the organization code) rotated through the alphabet
+  by t, as `compact` reads the cell, in the cell's own formatting (full-width, lower case,
+  spaces kept); when the original code was valid, positions 17 and 18 are computed again so it
+  stays valid (an invalid code stays invalid, up to chance); an all-digit cell of another length
+  (a legacy number) has its last-but-two digit rotated instead.
 
 So each tile holds the same mix of findings as the original, but tiles are not a truth set:
 the numbers it gives are for time and memory, not recall. Only CSV extracts are tiled.
@@ -31,28 +32,53 @@ sys.path.insert(0, str(ROOT))
 
 from checks.textfile import detect_encoding  # noqa: E402
 from validators.tables import ALPHABET  # noqa: E402
-from validators.uscc import calc_check_char, calc_org_check_char, is_valid  # noqa: E402
+from validators.uscc import calc_check_char, calc_org_check_char, compact, is_valid  # noqa: E402
 
 TILE_MARKS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
 ROTATE = {ch: i for i, ch in enumerate(ALPHABET)}
 
 
+def _styled(new: str, like: str) -> str:
+    """`new` (one code character) written as `like` was: full-width, lower-case or plain."""
+    if "\uff01" <= like <= "\uff5e":
+        new = chr(ord(new) + 0xFEE0)
+    return new.lower() if like.islower() else new
+
+
 def tiled_code(code: str, t: int) -> str:
+    """The code of tile `t`: two characters of the organization code rotated, its check characters computed
+    again when it was valid, in the cell's own formatting (full-width, lower case, spaces and hyphens kept).
+
+    A code is rotated as `compact` reads it, so a messy cell of tile 0 (`９１２３…`, `9123 0405…`,
+    `…ma4e9fll2w`) is not the same code in every tile: that made groups of ten holders of one code, 21×
+    the duplicate-code pairs of the 10^6 data instead of 10×.
+    """
     if t == 0 or not code:
         return code
-    if len(code) == 18 and all(ch in ROTATE for ch in code):
-        valid = is_valid(code)
-        middle = "".join(ALPHABET[(ROTATE[ch] + t) % len(ALPHABET)] for ch in code[8:10])
-        new = code[:8] + middle + code[10:]
-        if valid:
-            body = new[8:16]
-            first17 = new[:16] + calc_org_check_char(body)
-            new = first17 + calc_check_char(first17)
-        return new
-    if code.isdigit() and len(code) >= 3:
-        at = len(code) - 3
-        return code[:at] + str((int(code[at]) + t) % 10) + code[at + 1:]
-    return code
+    kept = [i for i, ch in enumerate(code) if compact(ch)]
+    norm = compact(code)
+    if len(kept) != len(norm):  # a character NFKC expands: rotate the cell as it is
+        kept, norm = list(range(len(code))), code
+    if norm.isdigit() and len(norm) != 18 and len(norm) >= 3:  # a resident ID or legacy number: birth date kept
+        at = len(norm) - 3
+        wanted = norm[:at] + str((int(norm[at]) + t) % 10) + norm[at + 1:]
+    else:
+        spots = [k for k in (8, 9) if k < len(norm) and norm[k] in ROTATE] or \
+            [k for k in range(len(norm) - 1, -1, -1) if norm[k] in ROTATE][:1]
+        if not spots:
+            return code
+        chars = list(norm)
+        for k in spots:
+            chars[k] = ALPHABET[(ROTATE[norm[k]] + t) % len(ALPHABET)]
+        wanted = "".join(chars)
+        if is_valid(norm):
+            first17 = wanted[:16] + calc_org_check_char(wanted[8:16])
+            wanted = first17 + calc_check_char(first17)
+    cell = list(code)
+    for k, (was, now) in enumerate(zip(norm, wanted)):
+        if was != now:
+            cell[kept[k]] = _styled(now, code[kept[k]])
+    return "".join(cell)
 
 
 def tile_file(path: Path, dest: Path, columns: dict[str, list[str]], times: int) -> int:
