@@ -30,6 +30,7 @@ that no other entity trusts, else from its smallest (source, record_id);
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -39,7 +40,7 @@ from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
 __all__ = ["entities", "golden_register", "register_csv_frame", "entity_id", "carry_ids", "entity_keys",
-           "ENTITY_KEYS"]
+           "ENTITY_KEYS", "previous_entities", "unreadable_entities", "EntitiesUnreadable"]
 
 #: What a night keeps of its register for the next night's ids: each record's entity.
 ENTITY_KEYS = {"source": pl.String, "record_id": pl.String, "entity_id": pl.String, "id_basis": pl.String}
@@ -261,6 +262,47 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         .with_columns(pl.col("open_findings").fill_null(0),
                       pl.col("open_kinds").fill_null(pl.lit([], pl.List(pl.String))),
                       pl.col("open_finding_ids").fill_null(pl.lit([], pl.List(pl.String))))
+
+
+def previous_entities(path: Path) -> pl.DataFrame | None:
+    """The newest night's record → entity rows (`ENTITY_KEYS`, `state/entities.parquet`), None before the first
+    night; raises `EntitiesUnreadable` when the file is damaged."""
+    if not path.exists():
+        return None
+    try:
+        found = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise EntitiesUnreadable(path, exc) from None
+    if dict(found.schema) != ENTITY_KEYS:
+        raise EntitiesUnreadable(path, f"列为 {', '.join(found.columns)}")
+    return found
+
+
+#: What the refusal before a night says it did.
+_NOTHING_DONE = "本次运行未做任何改动。"
+
+
+def unreadable_entities(path: Path) -> str | None:
+    """Why `state/entities.parquet` cannot be used, judged from its footer (a night checks this before it writes
+    anything; damage inside the file is found when the register reads it), or None."""
+    if not path.exists():
+        return None
+    try:
+        schema = pl.read_parquet_schema(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        return str(EntitiesUnreadable(path, exc, _NOTHING_DONE))
+    return None if dict(schema) == ENTITY_KEYS else \
+        str(EntitiesUnreadable(path, f"列为 {', '.join(schema)}", _NOTHING_DONE))
+
+
+class EntitiesUnreadable(ValueError):
+    """`state/entities.parquet` is damaged: the register cannot carry its entity ids (a Chinese sentence)."""
+
+    def __init__(self, path: Path, why: object, done: str = "本次运行已停止，报告未生成。"):
+        super().__init__(
+            f"实体编号文件 {path} 已损坏，无法读取（{str(why)[:200]}）。{done}该文件保存每条记录所属实体的编号，使总名册"
+            "（register）中的实体编号逐夜不变；台账、问题和各部门清单不依赖它。请从备份恢复该文件；无法恢复时，删除该文件后"
+            "重新运行：实体编号将按首夜的规则重新生成（同一实体的编号可能改变）。")
 
 
 def entity_keys(register: pl.DataFrame, sources: list[str]) -> pl.DataFrame:

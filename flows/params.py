@@ -15,7 +15,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from checks import ledger
-from checks.catalog import ledger_path, traces_of_earlier_nights
+from checks.catalog import ENTITIES, ledger_path, traces_of_earlier_nights
+from checks.register import unreadable_entities
 from checks.settings import ConfigError, Settings, load_settings
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -131,6 +132,9 @@ def check_night(data_dir: object, run_date: object = None, config: str | None = 
     except ConfigError as exc:
         raise ParameterError(str(exc)) from None
     check_ledger(path, settings, new_ledger)
+    problem = unreadable_entities(path / ENTITIES)
+    if problem:
+        raise ParameterError(problem)
     return Night(path, night, settings, config, buckets, dask_workers, wait)
 
 

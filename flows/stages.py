@@ -39,7 +39,7 @@ from checks.detect import detect, detect_with_frame
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, regions_of, split
-from checks.register import PREPARED_COLUMNS, entity_keys, golden_register
+from checks.register import PREPARED_COLUMNS, entity_keys, golden_register, previous_entities
 from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
@@ -290,7 +290,7 @@ def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: 
                 historical: bool) -> pl.DataFrame:
     """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's."""
     path = Path(data_dir) / ENTITIES
-    previous = pl.read_parquet(path) if path.exists() else None
+    previous = previous_entities(path)  # damaged: a sentence, never a traceback or new ids for all
     prepared = pl.read_parquet(work.prepared) if work.prepared.exists() else \
         prepare(tonight.all_records(settings, work), settings)  # no record tonight, or an older work folder
     found = golden_register(prepared, findings, settings, previous)

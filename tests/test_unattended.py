@@ -606,3 +606,35 @@ def test_a_registry_missing_from_the_configuration_stops_the_night_until_fixed_o
     assert sum(1 for f, s in statuses.items() if s == "fixed") == 0  # nobody fixed anything tonight
     assert second["open_findings"] < first["open_findings"] - justice + 1
     assert "Traceback" not in str(second)
+
+
+def test_damaged_entity_ids_stop_the_night_with_a_sentence_and_a_way_out(sample_copy):
+    """state/entities.parquet carries the register's entity ids from night to night. Damaged, it crashed every
+    night with a traceback; it must stop the night saying which file and what to do, and the ledger must not
+    move on a night that then publishes nothing."""
+    from checks.register import EntitiesUnreadable
+
+    run_all(sample_copy, run_date=NIGHT1)
+    entities = sample_copy / "state" / "entities.parquet"
+    kept = entities.read_bytes()
+    before = ledger.statuses(db_of(sample_copy))
+    # cut short (a full disk, an interrupted copy from a backup): refused before anything is written
+    entities.write_bytes(kept[: len(kept) // 2])
+    cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
+                          "--date", NIGHT2], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr
+    assert f"实体编号文件 {entities} 已损坏" in cli.stderr and "本次运行未做任何改动" in cli.stderr \
+        and "请从备份恢复该文件" in cli.stderr
+    assert ledger.statuses(db_of(sample_copy)) == before and not (sample_copy / "reports" / NIGHT2).exists()
+    # damaged inside, its footer whole: found when the register reads it; nothing is published
+    blob = bytearray(kept)
+    blob[len(blob) // 2 - 64: len(blob) // 2 + 64] = b"\0" * 128
+    entities.write_bytes(bytes(blob))
+    with pytest.raises(EntitiesUnreadable, match="本次运行已停止，报告未生成"):
+        run_all(sample_copy, run_date=NIGHT2)
+    assert not (sample_copy / "reports" / NIGHT2).exists()
+    assert [h["run_date"] for h in ledger.history(db_of(sample_copy))] == [NIGHT1]
+    # the way out the sentence gives: without the file the night runs, and the register has new ids
+    entities.unlink()
+    assert run_all(sample_copy, run_date=NIGHT2)["open_findings"] > 0
+    assert pl.read_parquet(sample_copy / "reports" / NIGHT2 / "register.parquet").height > 0 and entities.exists()
