@@ -261,6 +261,17 @@ def test_lists_and_forms_follow_the_statuses(nights):
     assert "部门反馈处理" in index and "整份文件未受理" in index
 
 
+def test_the_register_counts_the_findings_the_ledger_leaves_open(nights):
+    """The register is built beside the ledger from detection's findings; its open findings are the ledger's."""
+    r2 = nights["data"] / "reports" / NIGHT2
+    register = pl.read_parquet(r2 / "register.parquet")
+    f2 = load(r2, "findings.csv")
+    unresolved = set(f2.filter(pl.col("status").is_in(list(ledger.UNRESOLVED)))["finding_id"])
+    listed = set(register["open_finding_ids"].explode().drop_nulls())
+    assert listed == unresolved and register["open_findings"].sum() == len(unresolved)
+    assert nights["waived"]["finding_id"] in set(f2["finding_id"]) - listed  # detected again, but waived
+
+
 def test_the_trend_goes_down_and_nothing_is_lost_or_counted_twice(nights):
     assert nights["second"]["open_findings"] < nights["first"]["open_findings"]
     r2 = nights["data"] / "reports" / NIGHT2
