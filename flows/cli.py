@@ -209,9 +209,7 @@ def _run(args) -> int:
         from flows.stages import run_all
 
         try:
-            result = run_all(night.data_dir, run_date=night.run_date, config=args.config, buckets=night.buckets,
-                             say=lambda line: print(line, flush=True), lock_wait=night.lock_wait,
-                             new_ledger=args.new_ledger)
+            result = run_all(night.data_dir, say=lambda line: print(line, flush=True), night=night)
         except LockBusy as exc:
             raise UsageError(str(exc)) from None
     else:

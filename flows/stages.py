@@ -430,12 +430,17 @@ class LocalSteps:
 
 
 def run_all(data_dir: Path, run_date: str | None = None, config: str | None = None, buckets: int = 0,
-            say: Callable[[str], None] = lambda line: None, lock_wait: float = 0, new_ledger: bool = False) -> dict:
+            say: Callable[[str], None] = lambda line: None, lock_wait: float = 0, new_ledger: bool = False,
+            night: Night | None = None) -> dict:
     """The whole nightly job without Prefect (same stages, in order); `say` gets a line per step.
 
     Raises `flows.params.ParameterError` for a wrong parameter and `checks.lock.LockBusy` when another run
     holds the data directory, before anything is written.
+
+    Args:
+        night: the parameters `check_night` already checked (the CLI's): the others are then not read, and the
+            ledger's integrity check (a read of the whole file) is not run twice.
     """
-    night = check_night(data_dir, run_date, config, buckets, lock_wait=lock_wait, new_ledger=new_ledger)
+    night = night or check_night(data_dir, run_date, config, buckets, lock_wait=lock_wait, new_ledger=new_ledger)
     with night_lock(night.data_dir, night.run_date, night.lock_wait, say):
         return drive(night, LocalSteps(night, say), say, say)
