@@ -59,7 +59,7 @@ def tiled_code(code: str, t: int) -> str:
     norm = compact(code)
     if len(kept) != len(norm):  # a character NFKC expands: rotate the cell as it is
         kept, norm = list(range(len(code))), code
-    if norm.isdigit() and len(norm) != 18 and len(norm) >= 3:  # a resident ID or legacy number: birth date kept
+    if norm.isdigit() and len(norm) != 18 and len(norm) >= 3:  # a legacy number: its last-but-two digit
         at = len(norm) - 3
         wanted = norm[:at] + str((int(norm[at]) + t) % 10) + norm[at + 1:]
     else:
