@@ -34,13 +34,15 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from validators.column import BIT
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
 __all__ = ["entities", "golden_register", "register_csv_frame", "entity_id", "carry_ids", "entity_keys",
-           "ENTITY_KEYS", "previous_entities", "unreadable_entities", "EntitiesUnreadable"]
+           "ENTITY_KEYS", "previous_entities", "write_entities", "unreadable_entities", "EntitiesUnreadable"]
 
 #: What a night keeps of its register for the next night's ids: each record's entity.
 ENTITY_KEYS = {"source": pl.String, "record_id": pl.String, "entity_id": pl.String, "id_basis": pl.String}
@@ -266,16 +268,40 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
 
 def previous_entities(path: Path) -> pl.DataFrame | None:
     """The newest night's record → entity rows (`ENTITY_KEYS`, `state/entities.parquet`), None before the first
-    night; raises `EntitiesUnreadable` when the file is damaged."""
+    night; raises `EntitiesUnreadable` when the file is damaged (its pages carry checksums, `write_entities`)."""
+    problem = _not_a_file(path)
+    if problem:
+        raise EntitiesUnreadable(path, problem)
     if not path.exists():
         return None
     try:
-        found = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
+        table = pq.read_table(path, page_checksum_verification=True)
+    except (pa.ArrowException, OSError) as exc:
         raise EntitiesUnreadable(path, exc) from None
+    found = pl.from_arrow(table)
+    found = found.with_columns(pl.col(c).cast(pl.String) for c, t in found.schema.items()
+                               if isinstance(t, (pl.Categorical, pl.Enum)))  # dictionary-encoded text
     if dict(found.schema) != ENTITY_KEYS:
-        raise EntitiesUnreadable(path, f"列为 {', '.join(found.columns)}")
+        raise EntitiesUnreadable(path, "列与类型为 " + "、".join(f"{c}（{t}）" for c, t in found.schema.items()) +
+                                 "，应为 " + "、".join(f"{c}（{t}）" for c, t in ENTITY_KEYS.items()))
+    empty = [c for c in ("source", "record_id", "entity_id") if found[c].null_count()]
+    if empty:
+        raise EntitiesUnreadable(path, f"{'、'.join(empty)} 列有空值")
     return found
+
+
+def write_entities(frame: pl.DataFrame, path: Path) -> None:
+    """`state/entities.parquet`, each page with a CRC: damage inside the file is found when it is read, where
+    zstd alone let about half of random one-byte damage through as other ids."""
+    pq.write_table(frame.to_arrow(), path, compression="zstd", write_page_checksum=True)
+
+
+def _not_a_file(path: Path) -> str | None:
+    if path.is_symlink():
+        return "是符号链接，不是普通文件"
+    if path.exists() and not path.is_file():
+        return "不是普通文件"
+    return None
 
 
 #: What the refusal before a night says it did.
@@ -285,14 +311,17 @@ _NOTHING_DONE = "本次运行未做任何改动。"
 def unreadable_entities(path: Path) -> str | None:
     """Why `state/entities.parquet` cannot be used, judged from its footer (a night checks this before it writes
     anything; damage inside the file is found when the register reads it), or None."""
+    problem = _not_a_file(path)
+    if problem:
+        return str(EntitiesUnreadable(path, problem, _NOTHING_DONE))
     if not path.exists():
         return None
     try:
-        schema = pl.read_parquet_schema(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as exc:
         return str(EntitiesUnreadable(path, exc, _NOTHING_DONE))
-    return None if dict(schema) == ENTITY_KEYS else \
-        str(EntitiesUnreadable(path, f"列为 {', '.join(schema)}", _NOTHING_DONE))
+    return None if sorted(names) == sorted(ENTITY_KEYS) else \
+        str(EntitiesUnreadable(path, f"列为 {'、'.join(names)}，应为 {'、'.join(ENTITY_KEYS)}", _NOTHING_DONE))
 
 
 class EntitiesUnreadable(ValueError):
@@ -300,7 +329,7 @@ class EntitiesUnreadable(ValueError):
 
     def __init__(self, path: Path, why: object, done: str = "本次运行已停止，报告未生成。"):
         super().__init__(
-            f"实体编号文件 {path} 已损坏，无法读取（{str(why)[:200]}）。{done}该文件保存每条记录所属实体的编号，使总名册"
+            f"实体编号文件 {path} 已损坏，无法读取（{str(why)[:300]}）。{done}该文件保存每条记录所属实体的编号，使总名册"
             "（register）中的实体编号逐夜不变；台账、问题和各部门清单不依赖它。请从备份恢复该文件；无法恢复时，删除该文件后"
             "重新运行：实体编号将按首夜的规则重新生成（同一实体的编号可能改变）。")
 

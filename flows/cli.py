@@ -208,9 +208,11 @@ def _run(args) -> int:
     if args.no_prefect:
         from flows.stages import run_all
 
+        from checks.register import EntitiesUnreadable
+
         try:
             result = run_all(night.data_dir, say=lambda line: print(line, flush=True), night=night)
-        except LockBusy as exc:
+        except (LockBusy, EntitiesUnreadable) as exc:  # a sentence for the steward, exit 2, never a traceback
             raise UsageError(str(exc)) from None
     else:
         import os

@@ -39,7 +39,7 @@ from checks.detect import detect, detect_with_frame
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, regions_of, split
-from checks.register import PREPARED_COLUMNS, entity_keys, golden_register, previous_entities
+from checks.register import PREPARED_COLUMNS, entity_keys, golden_register, previous_entities, write_entities
 from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
@@ -299,7 +299,7 @@ def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: 
     if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.name}.tmp")
-        entity_keys(found, [s.key for s in settings.sources]).write_parquet(staged)
+        write_entities(entity_keys(found, [s.key for s in settings.sources]), staged)
         os.replace(staged, path)
     return found
 

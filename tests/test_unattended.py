@@ -612,11 +612,12 @@ def test_damaged_entity_ids_stop_the_night_with_a_sentence_and_a_way_out(sample_
     """state/entities.parquet carries the register's entity ids from night to night. Damaged, it crashed every
     night with a traceback; it must stop the night saying which file and what to do, and the ledger must not
     move on a night that then publishes nothing."""
-    from checks.register import EntitiesUnreadable
+    from checks.register import EntitiesUnreadable, previous_entities
 
     run_all(sample_copy, run_date=NIGHT1)
     entities = sample_copy / "state" / "entities.parquet"
     kept = entities.read_bytes()
+    entities.with_name("kept.parquet").write_bytes(kept)
     before = ledger.statuses(db_of(sample_copy))
     # cut short (a full disk, an interrupted copy from a backup): refused before anything is written
     entities.write_bytes(kept[: len(kept) // 2])
@@ -626,15 +627,35 @@ def test_damaged_entity_ids_stop_the_night_with_a_sentence_and_a_way_out(sample_
     assert f"实体编号文件 {entities} 已损坏" in cli.stderr and "本次运行未做任何改动" in cli.stderr \
         and "请从备份恢复该文件" in cli.stderr
     assert ledger.statuses(db_of(sample_copy)) == before and not (sample_copy / "reports" / NIGHT2).exists()
-    # damaged inside, its footer whole: found when the register reads it; nothing is published
+    # damaged inside, its footer whole: found when the register reads it (every page has a checksum: a byte
+    # flipped anywhere is found or changes nothing that is read, never other ids); nothing is published
+    good = previous_entities(entities.with_name("kept.parquet"))
+    for offset in range(4, len(kept) - 4, 97):  # refused, or read exactly as written (a flip in the statistics)
+        blob = bytearray(kept)
+        blob[offset] ^= 0x5A
+        entities.write_bytes(bytes(blob))
+        try:
+            assert previous_entities(entities).equals(good), offset
+        except EntitiesUnreadable:
+            pass
     blob = bytearray(kept)
-    blob[len(blob) // 2 - 64: len(blob) // 2 + 64] = b"\0" * 128
+    blob[len(blob) // 2] ^= 0x5A  # in a data page
     entities.write_bytes(bytes(blob))
-    with pytest.raises(EntitiesUnreadable, match="本次运行已停止，报告未生成"):
-        run_all(sample_copy, run_date=NIGHT2)
+    cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
+                          "--date", NIGHT2], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert cli.returncode == 2 and "本次运行已停止，报告未生成" in cli.stderr and "Traceback" not in cli.stderr
     assert not (sample_copy / "reports" / NIGHT2).exists()
     assert [h["run_date"] for h in ledger.history(db_of(sample_copy))] == [NIGHT1]
-    # the way out the sentence gives: without the file the night runs, and the register has new ids
+    # not a regular file: a directory (polars would read one as a dataset) or a link, even to a good copy
     entities.unlink()
+    for odd in (lambda: entities.mkdir(), lambda: entities.symlink_to(entities.with_name("kept.parquet"))):
+        odd()
+        with pytest.raises(ParameterError, match="不是普通文件"):
+            run_all(sample_copy, run_date=NIGHT2)
+        if entities.is_symlink():
+            entities.unlink()
+        else:
+            entities.rmdir()
+    # the way out the sentence gives: without the file the night runs, and the register has new ids
     assert run_all(sample_copy, run_date=NIGHT2)["open_findings"] > 0
     assert pl.read_parquet(sample_copy / "reports" / NIGHT2 / "register.parquet").height > 0 and entities.exists()
