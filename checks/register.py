@@ -297,6 +297,7 @@ def write_entities(frame: pl.DataFrame, path: Path) -> None:
 
 
 def _not_a_file(path: Path) -> str | None:
+    """Why `path` is no file to read (a link, a directory, a FIFO that would block the night), or None."""
     if path.is_symlink():
         return "是符号链接，不是普通文件"
     if path.exists() and not path.is_file():

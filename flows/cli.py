@@ -206,9 +206,8 @@ def _run(args) -> int:
     except ParameterError as exc:
         raise UsageError(str(exc)) from None
     if args.no_prefect:
-        from flows.stages import run_all
-
         from checks.register import EntitiesUnreadable
+        from flows.stages import run_all
 
         try:
             result = run_all(night.data_dir, say=lambda line: print(line, flush=True), night=night)
