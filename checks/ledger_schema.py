@@ -227,12 +227,18 @@ def _use_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open an existing ledger to look only: nothing is created, upgraded or locked for long (checks before a
+    night writes anything)."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+
+
 def unreadable(path: Path) -> str | None:
     """Why an existing ledger file cannot be used (a sentence in Chinese), or None. Read only: nothing is
     created, upgraded or locked for long. SQLite's `quick_check` reads every page (0.2 s for a city's first
     night, seconds for a province's months): a page damaged in the middle is found before the night writes."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn = connect_read_only(path)
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
@@ -252,7 +258,7 @@ def unreadable(path: Path) -> str | None:
 def holds_no_night(path: Path) -> bool:
     """The ledger file has not recorded a single night (a new or an emptied file: a 0-byte file is an empty
     database to SQLite)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    conn = connect_read_only(path)
     try:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone():
             return True

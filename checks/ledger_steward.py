@@ -13,7 +13,8 @@ from pathlib import Path
 
 from checks.guard import Erosion
 from checks.ledger_history import audit_log
-from checks.ledger_schema import PENDING_NIGHT, UNRESOLVED, WITHDRAWN, LedgerError, _audit, _now, _Transaction, connect
+from checks.ledger_schema import (PENDING_NIGHT, UNRESOLVED, WITHDRAWN, LedgerError, _audit, _now, _Transaction, connect,
+                                  connect_read_only)
 
 
 def accepted_extract(db: Path, source: str) -> dict | None:
@@ -51,7 +52,7 @@ def untracked_sources(db: Path, configured: set[str]) -> list[dict]:
     withdrawn by the steward: source, unresolved, last_accepted. Read only (a check before a night writes
     nothing, not even a schema upgrade): a ledger from before withdrawals has none."""
     marks = ",".join("?" * len(UNRESOLVED))
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+    with closing(connect_read_only(db)) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         withdrawn = "SELECT source FROM withdrawn_sources" if "withdrawn_sources" in tables else "SELECT NULL"
         rows = conn.execute(
