@@ -4,13 +4,15 @@
 Tile 0 is the original; in tile t ≥ 1 every row is rewritten so that no two tiles share a record:
 
 - the record id gets `T<t>` appended;
-- the name, legal representative and address get a tile character in front (`甲`, `乙`, …), so
-  no cross-tile name, representative or address block forms;
+- the legal representative and address get a tile character in front (`甲`, `乙`, …), the name gets it in its
+  middle, so no cross-tile name, representative or address block forms and the blocks inside a tile are the
+  original's;
 - a code has positions 9–10 (the start of the organization code) rotated through the alphabet
   by t, as `compact` reads the cell, in the cell's own formatting (full-width, lower case,
   spaces kept); when the original code was valid, positions 17 and 18 are computed again so it
-  stays valid (an invalid code stays invalid, up to chance); an all-digit cell of another length
-  (a legacy number) has its last-but-two digit rotated instead.
+  stays valid, and an invalid code's check characters that were right are computed again too (an invalid code
+  stays invalid, up to chance); an all-digit cell that is not a code (a legacy number, a resident ID number, a
+  code Excel zeroed) has one digit rotated instead, the ID's check digit computed again when it was right.
 
 So each tile holds the same mix of findings as the original, but tiles are not a truth set:
 the numbers it gives are for time and memory, not recall. Only CSV extracts are tiled.
@@ -32,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from checks.textfile import detect_encoding  # noqa: E402
 from validators.tables import ALPHABET  # noqa: E402
-from validators.uscc import calc_check_char, calc_org_check_char, compact, is_valid  # noqa: E402
+from validators.uscc import calc_check_char, calc_org_check_char, compact, looks_like_personal_id, \
+    personal_id_checksum_ok  # noqa: E402
 
 TILE_MARKS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
 ROTATE = {ch: i for i, ch in enumerate(ALPHABET)}
@@ -59,9 +62,24 @@ def tiled_code(code: str, t: int) -> str:
     norm = compact(code)
     if len(kept) != len(norm):  # a character NFKC expands: rotate the cell as it is
         kept, norm = list(range(len(code))), code
-    if norm.isdigit() and len(norm) != 18 and len(norm) >= 3:  # a legacy number: its last-but-two digit
-        at = len(norm) - 3
+    digits = norm[:-1] if norm.endswith("X") else norm  # an ID number or an organization code may end in X
+    if len(set(norm)) == 1:  # `000…`, a placeholder: the same in every tile
+        return code
+    not_a_code = len(norm) != 18 or looks_like_personal_id(norm) or norm.endswith("000")
+    if "E+" in norm and norm.index("E+") >= 2 and norm[norm.index("E+") - 1].isdigit():
+        at = norm.index("E+") - 1  # Excel's scientific form (`9.12304E+17`): the mantissa's last digit
         wanted = norm[:at] + str((int(norm[at]) + t) % 10) + norm[at + 1:]
+    elif digits.isdigit() and len(norm) >= 3 and not_a_code and len(norm) != 9:
+        # a legacy number, a resident ID number or a code Excel zeroed: a digit stays a digit (its last-but-two; in
+        # 18 digits the fourth from the end, so an ID keeps its birth date and a zeroed code its zeros)
+        at = len(norm) - (4 if len(norm) == 18 else 3)
+        wanted = norm[:at] + str((int(norm[at]) + t) % 10) + norm[at + 1:]
+        if looks_like_personal_id(norm) and personal_id_checksum_ok(norm):
+            wanted = wanted[:17] + _id_check_char(wanted)
+    elif len(norm) == 9 and all(ch in ROTATE for ch in norm):  # an organization code: its 7th character
+        wanted = norm[:6] + ALPHABET[(ROTATE[norm[6]] + t) % len(ALPHABET)] + norm[7:]
+        if norm[8] == calc_org_check_char(norm[:8]):
+            wanted = wanted[:8] + calc_org_check_char(wanted[:8])
     else:
         spots = [k for k in (8, 9) if k < len(norm) and norm[k] in ROTATE] or \
             [k for k in range(len(norm) - 1, -1, -1) if norm[k] in ROTATE][:1]
@@ -71,14 +89,34 @@ def tiled_code(code: str, t: int) -> str:
         for k in spots:
             chars[k] = ALPHABET[(ROTATE[norm[k]] + t) % len(ALPHABET)]
         wanted = "".join(chars)
-        if is_valid(norm):
-            first17 = wanted[:16] + calc_org_check_char(wanted[8:16])
-            wanted = first17 + calc_check_char(first17)
+        # a check character that was right stays right (a wrong one stays wrong, up to chance): rotating broke
+        # the organization code's check of a third of the invalid codes, 35× the bad_org_check of the original
+        if len(norm) == 18 and all(ch in ROTATE for ch in norm[8:17]) and \
+                norm[16] == calc_org_check_char(norm[8:16]):
+            wanted = wanted[:16] + calc_org_check_char(wanted[8:16]) + wanted[17]
+        if len(norm) == 18 and all(ch in ROTATE for ch in norm) and norm[17] == calc_check_char(norm[:17]):
+            wanted = wanted[:17] + calc_check_char(wanted[:17])
     cell = list(code)
     for k, (was, now) in enumerate(zip(norm, wanted)):
         if was != now:
             cell[kept[k]] = _styled(now, code[kept[k]])
     return "".join(cell)
+
+
+def _id_check_char(digits: str) -> str:
+    """GB 11643 check character of a resident ID number's first 17 digits."""
+    return "10X98765432"[sum(int(ch) * w for ch, w in zip(digits[:17], (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5,
+                                                                         8, 4, 2))) % 11]
+
+
+def _marked(text: str, mark: str, middle: bool) -> str:
+    """`text` with the tile's mark: in front, or in the middle of a name. A mark in front of a name made its first
+    two characters (the legal-representative block's key, `checks.linking`) `甲萝` for every `萝…` name: 29× the
+    10^6 data's representative pairs instead of 10×."""
+    if not middle:
+        return mark + text
+    at = len(text) // 2
+    return text[:at] + mark + text[at:]
 
 
 def tile_file(path: Path, dest: Path, columns: dict[str, list[str]], times: int) -> int:
@@ -104,7 +142,7 @@ def tile_file(path: Path, dest: Path, columns: dict[str, list[str]], times: int)
                     row[at["uscc"]] = tiled_code(row[at["uscc"]], t)
                 for f in ("name", "legal_rep", "address"):
                     if f in at and at[f] < len(row) and row[at[f]]:
-                        row[at[f]] = mark + row[at[f]]
+                        row[at[f]] = _marked(row[at[f]], mark, middle=f == "name")
             writer.writerow(row)
             written += 1
     body = out.getvalue()
