@@ -33,8 +33,10 @@ def neighbor_pairs_from(candidates: pl.DataFrame, holders: pl.DataFrame, legacy:
 
     `holders` and `legacy` may be the whole frame or the records of one key bucket (checks.partition).
     """
-    valid = holders.filter(pl.col("valid"))
-    first = valid.filter(pl.col("code").is_not_null()).group_by("code").agg(pl.col("idx").min().alias("holder"))
+    valid = holders.select("idx", "code", "org", "valid").filter(pl.col("valid"))  # never copy the wide frame
+    # only the codes some candidate names are grouped: grouping every valid code took 8 s at 10^7
+    hit = valid.filter(pl.col("code").is_in(candidates["candidate"].implode()))
+    first = hit.group_by("code").agg(pl.col("idx").min().alias("holder"))
     near = candidates.join(first, left_on="candidate", right_on="code") \
         .select(pl.col("idx").alias("a"), pl.col("holder").alias("b"))
     old = legacy.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org") \
