@@ -207,6 +207,20 @@ def test_finding_id_is_stable_across_runs(settings):
     assert finding_id("market", "M1", "bad_check_char", "X") != finding_id("market", "M2", "bad_check_char", "X")
 
 
+def test_finding_ids_are_the_documented_hash_of_record_kind_and_code(settings):
+    """The findings frame builds its ids over whole columns; they must stay `finding_id` of (source, record_id,
+    kind, code as normalized), or every finding of the ledger would look fixed and come back under a new id."""
+    rows = frame(("market", "M1", "91110000600037340l", "甲公司", "有限责任公司", "王", ""),
+                 ("market", "M2", "", "乙公司", "有限责任公司", "李", ""),
+                 ("market", "M3", None, "丁公司", "有限责任公司", "赵", ""),
+                 ("justice", "J1", "230402199001011237", "丙", "律师事务所", "张", ""))
+    f = detect(rows, settings)
+    keys = {"M1": "91110000600037340L", "M2": "", "M3": "", "J1": "230402********1237"}
+    assert set(f["record_id"]) == set(keys)
+    for r in f.iter_rows(named=True):
+        assert r["finding_id"] == finding_id(r["source"], r["record_id"], r["kind"], keys[r["record_id"]]), r
+
+
 def test_quality_on_synthetic_truth(settings, synth_dir):
     """Recall and precision ≥ 0.98 per kind, no near-miss pair linked (the README goal)."""
     records = ingest_all(settings, synth_dir).records
