@@ -265,8 +265,9 @@ def _read_csv_polars(source: Path | bytes, delimiter: str, lines: int, encoding:
     spanning lines go to the exact (slower) Python reader.
     """
     try:
+        # glob=False: a path with `[` (a data directory `…/信用[正式]`) is a file, not a pattern that matches none
         frame = pl.read_csv(source, has_header=False, infer_schema=False, separator=delimiter,
-                            truncate_ragged_lines=False, raise_if_empty=True, skip_lines=skip)
+                            truncate_ragged_lines=False, raise_if_empty=True, skip_lines=skip, glob=False)
     except (pl.exceptions.PolarsError, ValueError):
         return None
     if frame.height != lines - skip:

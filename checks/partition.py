@@ -31,7 +31,7 @@ from pathlib import Path
 
 import polars as pl
 
-from checks import linking
+from checks import frame_files, linking
 from checks.cross_record import (
     ROW_COLUMNS,
     cross_from,
@@ -93,7 +93,7 @@ def regions_of(folder: Path) -> dict[str, list[str]]:
 
 def scan_partition(folder: Path, key: str, settings: Settings) -> dict:
     """Step 1 on one partition: prepared records, record findings, one-edit candidates (files)."""
-    records = pl.read_parquet(folder / f"part-{key}.parquet")
+    records = frame_files.read_parquet(folder / f"part-{key}.parquet")
     frame = prepare(records, settings)
     found = {"record": record_level(frame, settings.allowlist), "context": context_level(frame, settings)}
     (folder / f"findings-{key}.pickle").write_bytes(pickle.dumps(found))
@@ -110,7 +110,7 @@ def _in_bucket(column: str | pl.Expr, bucket: int, buckets: int) -> pl.Expr:
 
 def link_bucket(folder: Path, keys: list[str], bucket: int, buckets: int) -> dict:
     """Step 2 on one bucket: candidate pairs and shared codes of the keys hashing to it."""
-    prepared = pl.concat([pl.scan_parquet(folder / f"prepared-{k}.parquet").select(KEY_COLUMNS) for k in keys])
+    prepared = pl.concat([frame_files.scan_parquet(folder / f"prepared-{k}.parquet").select(KEY_COLUMNS) for k in keys])
     rep_block = linking.rep_block_expr()
     mine = prepared.filter(_in_bucket("code", bucket, buckets).fill_null(False)
                            | _in_bucket("org", bucket, buckets).fill_null(False)
@@ -132,7 +132,7 @@ def _neighbor_pairs(folder: Path, keys: list[str], holders: pl.DataFrame, legacy
                     buckets: int) -> pl.DataFrame:
     """`checks.cross_record.neighbor_pairs` for the codes looked up that hash to this bucket: `holders` are the
     records whose code or organization code hashes here, `legacy` those whose legacy code does."""
-    candidates = pl.concat([pl.scan_parquet(folder / f"neighbors-{k}.parquet") for k in keys]) \
+    candidates = pl.concat([frame_files.scan_parquet(folder / f"neighbors-{k}.parquet") for k in keys]) \
         .filter(_in_bucket("candidate", bucket, buckets)).collect()
     return neighbor_pairs_from(candidates, holders, legacy)
 
@@ -143,11 +143,11 @@ def assemble(folder: Path, keys: list[str], buckets: int, settings: Settings) ->
     by_idx = lambda f: f.idx  # noqa: E731  (stable: keeps each record's kinds in rule order)
     record_findings: list[RecordFinding] = sorted((f for x in found for f in x["record"]), key=by_idx) + \
         sorted((f for x in found for f in x["context"]), key=by_idx)
-    pairs = linking.merge_pairs(pl.concat([pl.read_parquet(folder / f"pairs-{b}.parquet") for b in range(buckets)]))
-    shared = dict(pl.concat([pl.read_parquet(folder / f"shared-{b}.parquet") for b in range(buckets)]).iter_rows())
+    pairs = linking.merge_pairs(pl.concat([frame_files.read_parquet(folder / f"pairs-{b}.parquet") for b in range(buckets)]))
+    shared = dict(pl.concat([frame_files.read_parquet(folder / f"shared-{b}.parquet") for b in range(buckets)]).iter_rows())
     involved = {f.idx for f in record_findings}
     wanted = involved | set(pairs["a"]) | set(pairs["b"]) | {i for ids in shared.values() for i in ids}
-    rows = pl.concat([pl.scan_parquet(folder / f"prepared-{k}.parquet").select(ASSEMBLY_COLUMNS) for k in keys]) \
+    rows = pl.concat([frame_files.scan_parquet(folder / f"prepared-{k}.parquet").select(ASSEMBLY_COLUMNS) for k in keys]) \
         .join(pl.LazyFrame({"idx": sorted(wanted)}, schema={"idx": pl.Int64}), on="idx", how="semi") \
         .collect().sort("idx")
     cross, ctx = cross_from(rows, settings, {f.idx for f in record_findings if f.kind in READS_ROW}, pairs, shared)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from checks import ledger
+from checks import frame_files, ledger
 from checks.catalog import WorkFolder
 from checks.guard import Extract
 from checks.counties import county_expr
@@ -22,18 +22,18 @@ from validators.column import compact_expr
 
 def scan_records(settings: Settings, work: WorkFolder) -> list[pl.LazyFrame]:
     """Each source's records taking part tonight, lazily (sources with no file tonight left out)."""
-    return [pl.scan_parquet(p) for s in settings.sources if (p := work.records(s.key)).exists()]
+    return [frame_files.scan_parquet(p) for s in settings.sources if (p := work.records(s.key)).exists()]
 
 
 def all_records(settings: Settings, work: WorkFolder) -> pl.DataFrame:
     """Every record taking part tonight, sources in configuration order."""
-    frames = [pl.read_parquet(p) for s in settings.sources if (p := work.records(s.key)).exists()]
+    frames = [frame_files.read_parquet(p) for s in settings.sources if (p := work.records(s.key)).exists()]
     return pl.concat(frames) if frames else empty_canonical()
 
 
 def quarantined(settings: Settings, work: WorkFolder) -> pl.DataFrame:
     """Every source's quarantined rows of tonight."""
-    frames = [pl.read_parquet(p) for s in settings.sources if (p := work.quarantine(s.key)).exists()]
+    frames = [frame_files.read_parquet(p) for s in settings.sources if (p := work.quarantine(s.key)).exists()]
     return pl.concat(frames) if frames else empty_quarantine()
 
 
@@ -49,7 +49,7 @@ def holders_of(settings: Settings, work: WorkFolder, codes: list[str]) -> list[H
 
 def suggestions_of(work: WorkFolder, ids: list[str]) -> dict[str, str]:
     """The code tonight's detection suggests for these findings (what an empty 更正后代码 may adopt)."""
-    found = pl.scan_parquet(work.findings) \
+    found = frame_files.scan_parquet(work.findings) \
         .filter(pl.col("finding_id").is_in(ids) & pl.col("suggested_code").is_not_null()) \
         .select("finding_id", "suggested_code").collect()
     return dict(found.rows())
@@ -60,7 +60,7 @@ def ledger_input(settings: Settings, work: WorkFolder, sources: list[dict]) -> l
     ledger to decide why a finding disappeared."""
     checked = [f.select("source", "record_id", code=compact_expr(pl.col("uscc_raw")), checked=pl.lit(True))
                for f in scan_records(settings, work)]
-    held = [pl.scan_parquet(p).filter(pl.col("record_id").is_not_null())
+    held = [frame_files.scan_parquet(p).filter(pl.col("record_id").is_not_null())
             .select("source", "record_id", code=pl.lit(None, pl.String), checked=pl.lit(False))
             for s in settings.sources if (p := work.quarantine(s.key)).exists()]
     frames = checked + held

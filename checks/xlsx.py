@@ -34,6 +34,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from checks import frame_files
 from checks.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,7 @@ def read_sheets(fd: int, name: str, limits: Limits) -> list[SheetCells]:
                                 "请在 Excel 中删除数据区域以外的行和列后另存，或另存为 CSV 后重新提交。")
         sheets = []
         for entry in json.loads(listing.read_text("utf-8")):
-            cells = pl.read_ipc(Path(out) / entry["file"]) if entry["file"] else None
+            cells = frame_files.read_ipc(Path(out) / entry["file"]) if entry["file"] else None
             sheets.append(SheetCells(entry["name"], cells))
         return sheets
 

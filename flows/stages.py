@@ -32,7 +32,7 @@ from typing import Callable, Protocol
 
 import polars as pl
 
-from checks import guard, ledger, returns, tonight
+from checks import frame_files, guard, ledger, returns, tonight
 from checks.catalog import ACCEPTED_ROOT, ENTITIES, REPORTS, WORK_ROOT, WorkFolder, accepted_path, ledger_path
 from checks.categories import unrecognized_types
 from checks.detect import detect, detect_with_frame
@@ -144,7 +144,7 @@ def _baseline(data_dir: Path, db: Path, source: Source) -> guard.Baseline | None
     if entry is None:
         return None
     try:
-        accepted = pl.read_parquet(accepted_path(data_dir, key), columns=["record_id", "uscc_raw"])
+        accepted = frame_files.read_parquet(accepted_path(data_dir, key), columns=["record_id", "uscc_raw"])
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise BaselineLost(
             f"上期已接受的数据（{entry['run_date']}，{entry['file']}，{entry['records']} 条）的副本 {ACCEPTED_ROOT}/{key}.parquet "
@@ -157,7 +157,7 @@ def _baseline(data_dir: Path, db: Path, source: Source) -> guard.Baseline | None
 def _carry_forward(data_dir: Path, work: WorkFolder, key: str) -> str | None:
     """Tonight's records of a source that was not accepted: its last accepted extract (or none)."""
     try:
-        carried = pl.read_parquet(accepted_path(data_dir, key))
+        carried = frame_files.read_parquet(accepted_path(data_dir, key))
     except (OSError, pl.exceptions.PolarsError):  # none yet, or lost (the guard has said so): nothing to carry
         carried = empty_canonical()
     carried.write_parquet(work.records(key))
@@ -201,7 +201,7 @@ def detect_all(settings: Settings, work: WorkFolder, buckets: int = 0) -> dict:
 
 def _keep_prepared(work: WorkFolder, keys: list[str]) -> None:
     """The partitions' prepared records, in `idx` order, as the single-process detection keeps them."""
-    frames = [pl.scan_parquet(work.partitions / f"prepared-{k}.parquet").select(PREPARED_COLUMNS) for k in keys]
+    frames = [frame_files.scan_parquet(work.partitions / f"prepared-{k}.parquet").select(PREPARED_COLUMNS) for k in keys]
     if frames:
         pl.concat(frames).sort("idx").sink_parquet(work.prepared)
 
@@ -217,7 +217,7 @@ def assemble_partitions(settings: Settings, work: WorkFolder, keys: list[str], b
     findings = assemble(folder, keys, buckets, settings) if keys else detect(empty_canonical(), settings)
     _keep_prepared(work, keys)
     findings.write_parquet(work.findings)
-    return {"records": sum(pl.scan_parquet(folder / f"part-{k}.parquet").select(pl.len()).collect().item()
+    return {"records": sum(frame_files.scan_parquet(folder / f"part-{k}.parquet").select(pl.len()).collect().item()
                            for k in keys), "findings": findings.height}
 
 
@@ -238,7 +238,7 @@ def update_ledger(settings: Settings, data_dir: Path, work: WorkFolder, run_date
     """Findings' lifecycle (docs/correction-loop.md) → the work folder's findings with status; tonight's
     changes, with the night's returned-file counts."""
     db = ledger_path(data_dir, settings)
-    findings = tonight.with_county(settings, work, pl.read_parquet(work.findings))
+    findings = tonight.with_county(settings, work, frame_files.read_parquet(work.findings))
     result = ledger.record_run(db, run_date, findings, tonight.ledger_input(settings, work, sources),
                                due_days=settings.due_days)
     statuses = result.pop("statuses")
@@ -260,7 +260,7 @@ def returns_counts(db: Path, run_date: str) -> dict:
 
 def findings_table(work: WorkFolder) -> list[dict]:
     """Findings by source, kind and status (the Prefect table artifact)."""
-    findings = pl.read_parquet(work.findings_status, columns=["source", "kind", "status"])
+    findings = frame_files.read_parquet(work.findings_status, columns=["source", "kind", "status"])
     return findings.group_by("source", "kind", "status").len("findings").sort("source", "kind", "status").to_dicts()
 
 
@@ -268,7 +268,7 @@ def render(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, 
            stage_seconds: dict[str, float]) -> Path:
     """Write the reports of the run; returns the run's report folder."""
     db = ledger_path(data_dir, settings)
-    findings = pl.read_parquet(work.findings_status)
+    findings = frame_files.read_parquet(work.findings_status)
     view = RunView(
         run_date=run_date, city=settings.city.name, sources=sources, findings=findings,
         quarantine=tonight.quarantined(settings, work),
@@ -282,7 +282,7 @@ def render(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, 
                                                         or [empty_canonical().lazy()])
                                               .select("source", "entity_type").collect()),
         register=register_of(settings, data_dir, work, findings, changes.get("historical", False)),
-        off_list=pl.read_parquet(work.off_list) if work.off_list.exists() else None)
+        off_list=frame_files.read_parquet(work.off_list) if work.off_list.exists() else None)
     return write_run(Path(data_dir) / REPORTS, view)
 
 
@@ -291,7 +291,7 @@ def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: 
     """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's."""
     path = Path(data_dir) / ENTITIES
     previous = previous_entities(path)  # damaged: a sentence, never a traceback or new ids for all
-    prepared = pl.read_parquet(work.prepared) if work.prepared.exists() else \
+    prepared = frame_files.read_parquet(work.prepared) if work.prepared.exists() else \
         prepare(tonight.all_records(settings, work), settings)  # no record tonight, or an older work folder
     found = golden_register(prepared, findings, settings, previous)
     del prepared, previous  # what the register's copy below no longer needs
@@ -320,7 +320,7 @@ def _compacted(register: pl.DataFrame, path: Path) -> pl.DataFrame:
     path.unlink(missing_ok=True)
     register.select(lists).write_ipc(path, compression="uncompressed")
     register = register.drop(lists)  # the joined lists are let go before their copy is read: never both at once
-    return pl.concat([register, pl.read_ipc(path)], how="horizontal").select(order)
+    return pl.concat([register, frame_files.read_ipc(path)], how="horizontal").select(order)
 
 
 def complete_night(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict],

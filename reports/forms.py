@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from checks import frame_files
 from checks.form import ANSWER_COLUMNS, ANSWERS, FORMULA_RE, READ_ONLY, TEXT_COLUMNS, neutralize, recover  # noqa: F401
 from reports.cells import form_cells, neutralized
 from reports.xlsx_rows import fill_sheets, rows_xml
@@ -202,7 +203,7 @@ def stop_xlsx_writers(children: list[subprocess.Popen]) -> None:
 def _write_planned(plan: list[dict]) -> None:
     for job in plan:
         frame = Path(job["findings"])
-        write_xlsx(Path(job["xlsx"]), pl.read_ipc(frame), job["source_name"], job["run_date"])
+        write_xlsx(Path(job["xlsx"]), frame_files.read_ipc(frame), job["source_name"], job["run_date"])
         frame.unlink()
 
 

@@ -76,6 +76,26 @@ def test_a_long_module_says_why_in_its_docstring():
     assert long == {}
 
 
+#: polars' readers that take a path as a glob pattern unless told `glob=False` (`checks.frame_files`).
+PATH_READERS = {"read_parquet", "scan_parquet", "read_ipc", "scan_ipc", "read_csv", "scan_csv"}
+
+
+def test_every_read_by_path_takes_the_path_literally():
+    """A data directory named `信用[正式]` broke every night: a read by path goes through `checks.frame_files` or
+    says `glob=False` itself."""
+    loose = []
+    for name, path in _modules().items():
+        if name == "checks.frame_files":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in PATH_READERS \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "pl" \
+                    and not any(k.arg == "glob" and isinstance(k.value, ast.Constant) and k.value.value is False
+                                for k in node.keywords):
+                loose.append(f"{name}:{node.lineno}")
+    assert loose == []
+
+
 def test_every_citation_of_the_contract_points_inside_the_repository():
     """The product's contract is docs/: no comment or page cites the outside specification, and every
     docs/ anchor cited exists (tools/cite.py --check rewrites nothing and finds nothing unmapped)."""

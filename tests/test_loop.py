@@ -108,7 +108,7 @@ def wrong(code: str) -> str:
 
 
 def load(folder: Path, name: str) -> pl.DataFrame:
-    return pl.read_csv(folder / name, infer_schema=False)
+    return pl.read_csv(folder / name, infer_schema=False, glob=False)
 
 
 # --------------------------------------------------------------------------- the nights

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -659,3 +660,30 @@ def test_damaged_entity_ids_stop_the_night_with_a_sentence_and_a_way_out(sample_
     # the way out the sentence gives: without the file the night runs, and the register has new ids
     assert run_all(sample_copy, run_date=NIGHT2)["open_findings"] > 0
     assert pl.read_parquet(sample_copy / "reports" / NIGHT2 / "register.parquet").height > 0 and entities.exists()
+
+
+def test_a_data_dir_whose_name_holds_brackets_runs_like_any_other(tmp_path):
+    """polars reads a path with `[` as a glob pattern unless told not to: a data directory named like
+    `信用[正式]` stopped every night with a traceback at its first read-back of tonight's records."""
+    data = tmp_path / "信用[正式]"
+    shutil.copytree(ROOT / "sample_data", data)
+    waive = night_one_and_three_waivers_by_cli(data)
+    assert (data / "reports" / NIGHT1 / "index.html").exists()
+    second = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(data),
+                             "--date", NIGHT2, "--buckets", "2"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert second.returncode == 0 and "Traceback" not in second.stderr, second.stderr[-2000:]
+    assert (data / "reports" / NIGHT2 / "register.parquet").exists()
+    assert {e["finding_id"] for e in ledger.audit_log(db_of(data)) if e["new_status"] == "waived"} == set(waive)
+
+
+def night_one_and_three_waivers_by_cli(data: Path) -> list[str]:
+    """`night_one_and_three_waivers`, night 1 run by the command line as an operator runs it."""
+    first = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(data),
+                            "--date", NIGHT1], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr[-2000:]
+    f1 = load(data / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
+    waive = f1.filter(pl.col("kind") == "region_outside")["finding_id"].head(3).to_list()
+    (data / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    fill_xlsx(data / "reports" / NIGHT1 / "market.xlsx", data / "returns" / "market" / "反馈.xlsx",
+              {i: {"处理结果": "确认无误", "处理说明": "已核对"} for i in waive})
+    return waive
