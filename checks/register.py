@@ -287,6 +287,13 @@ def previous_entities(path: Path) -> pl.DataFrame | None:
     empty = [c for c in ("source", "record_id", "entity_id") if found[c].null_count()]
     if empty:
         raise EntitiesUnreadable(path, f"{'、'.join(empty)} 列有空值")
+    # a night writes each record once (ingest quarantines a repeated record id): twice is an edit by hand, and
+    # which of its two ids the record's entity would keep is nobody's decision
+    twice = found.filter(pl.struct("source", "record_id").is_duplicated())
+    if twice.height:
+        first = twice.row(0, named=True)
+        raise EntitiesUnreadable(path, f"{twice.select('source', 'record_id').n_unique()} 条记录出现不止一次，"
+                                       f"如 {first['source']}:{first['record_id']}")
     return found
 
 
