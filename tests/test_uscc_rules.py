@@ -185,9 +185,13 @@ def test_compact_normalizes():
     assert compact(" ９１-1100.00600037341l ") == "91110000600037341L"
 
 
-def test_huge_exponent_is_excel_mangled_without_spelling_it_out():
-    report = check("1E100000000")  # must not build a hundred-million-digit string
-    assert report.kinds == ["excel_mangled"] and report.suggestions == ()
+def test_huge_exponent_is_not_spelled_out_nor_taken_for_excel():
+    """No spreadsheet writes an exponent of more than three digits (a double ends at E+308): `1E100000000` is
+    a wrong code, not Excel's form of a number, and must not build a hundred-million-digit string."""
+    report = check("1E100000000")
+    assert report.kinds == ["bad_length"] and report.suggestions == ()
+    assert check("9.1E+308").kinds == ["excel_mangled"]
+    assert check("1E2304020000000007").kinds == ["bad_category", "bad_check_char"]  # E in position 2: a code
 
 
 def test_scientific_form_with_15_digits_left_offers_low_candidates():

@@ -63,7 +63,7 @@ STRIP_CHARS = (
 TRIM_CHARS = " \t\r\n"
 
 #: Spreadsheet damage, matched on the cell after NFKC and space removal.
-EXCEL_SCIENTIFIC_RE = r"^[0-9](\.[0-9]+)?[eE][+]?[0-9]+$"
+EXCEL_SCIENTIFIC_RE = r"^[0-9](\.[0-9]+)?[eE][+]?[0-9]{1,3}$"
 EXCEL_FLOAT_RE = r"^[0-9]+\.0+$"
 #: An 18-digit number keeps 15 significant digits in Excel: the rest become `000`.
 EXCEL_ZEROED_SUFFIX = "000"
