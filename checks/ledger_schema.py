@@ -229,8 +229,9 @@ def _use_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
     """Open an existing ledger to look only: nothing is created, upgraded or locked for long (checks before a
-    night writes anything)."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    night writes anything). The path is percent-quoted into the URI: spelled out, a `?`, `#` or `%20` in a
+    data directory's name ended or changed it, and SQLite opened (and created) another file."""
+    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
 
 
 def unreadable(path: Path) -> str | None:

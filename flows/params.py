@@ -80,7 +80,7 @@ def check_data_dir(value: object) -> Path:
     """The data directory: given, resolved, existing, holding `extracts/`, not the checkout itself."""
     text = "" if value is None else str(value).strip()
     unresolved = _PLACEHOLDER_RE.search(text)
-    if unresolved:
+    if unresolved and not Path(text).expanduser().is_dir():  # a directory really named `信用{{v2}}` is one
         name = unresolved.group(1) or unresolved.group(2) or "USCC_DATA_DIR"
         raise ParameterError(f"数据目录参数“{_shown(text)}”中的变量 {name} 没有取值：部署时环境变量 {name} 未设置。"
                              f"请在执行 prefect deploy 的终端先 export {name}=/数据目录，然后重新部署。")

@@ -672,10 +672,12 @@ def test_damaged_entity_ids_stop_the_night_with_a_sentence_and_a_way_out(sample_
     assert pl.read_parquet(sample_copy / "reports" / NIGHT2 / "register.parquet").height > 0 and entities.exists()
 
 
-def test_a_data_dir_whose_name_holds_brackets_runs_like_any_other(tmp_path):
-    """polars reads a path with `[` as a glob pattern unless told not to: a data directory named like
-    `信用[正式]` stopped every night with a traceback at its first read-back of tonight's records."""
-    data = tmp_path / "信用[正式]"
+def test_a_data_dir_whose_name_holds_brackets_and_marks_runs_like_any_other(tmp_path):
+    """A data directory may be named anything. With `[`, polars read it as a glob pattern and every night
+    stopped with a traceback; with `?`, `#` or `%20`, the ledger's read-only check opened another file (and
+    created it beside the directory) and called the ledger empty, advising a new one; with `{{…}}` or `$NAME`
+    it was taken for a deployment variable left unset."""
+    data = tmp_path / "信用[正式] ?#%20{{v2}}$OLD"
     shutil.copytree(ROOT / "sample_data", data)
     waive = night_one_and_three_waivers_by_cli(data)
     assert (data / "reports" / NIGHT1 / "index.html").exists()
@@ -684,6 +686,7 @@ def test_a_data_dir_whose_name_holds_brackets_runs_like_any_other(tmp_path):
     assert second.returncode == 0 and "Traceback" not in second.stderr, second.stderr[-2000:]
     assert (data / "reports" / NIGHT2 / "register.parquet").exists()
     assert {e["finding_id"] for e in ledger.audit_log(db_of(data)) if e["new_status"] == "waived"} == set(waive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [data.name]  # nothing created beside it
 
 
 def night_one_and_three_waivers_by_cli(data: Path) -> list[str]:
