@@ -72,6 +72,14 @@ class Context:
     links: dict[tuple[int, int], dict]
     shared_codes: dict[str, list[int]]
 
+    def release(self) -> None:
+        """Let go of the rows, links, groups and shared codes (the repairs are their last reader): at 10^7 the
+        dicts are 2 GB that the findings frame was built beside, 3 s slower for it."""
+        self.rows.clear()
+        self.links.clear()
+        self.groups.clear()
+        self.shared_codes.clear()
+
     def link(self, a: int, b: int) -> dict | None:
         return self.links.get((min(a, b), max(a, b)))
 

@@ -32,6 +32,7 @@ def assemble(record_findings: list[RecordFinding], cross: list[RecordFinding], c
     attach_repairs(record_findings, ctx)
     findings = record_findings + cross
     attach_formatting_fixes(findings, ctx)
+    ctx.release()
     return to_frame(findings, ctx.frame, ctx.settings.source_names)
 
 
@@ -63,11 +64,12 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     findings += cross
     attach_formatting_fixes(findings, ctx)
     clock.lap("repairs")
-    result = to_frame(findings, ctx.frame, ctx.settings.source_names)
-    clock.lap("findings frame")
     if stats is not None:
         stats["pairs"] = len(ctx.links)
         stats["same_links"] = sum(1 for link in ctx.links.values() if link["same"])
+    ctx.release()
+    result = to_frame(findings, ctx.frame, ctx.settings.source_names)
+    clock.lap("findings frame")
     return result, frame
 
 
