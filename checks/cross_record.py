@@ -56,10 +56,16 @@ ROW_COLUMNS = ("idx", "source", "record_id", "code", "norm", "valid", "flags", "
                "uscc_raw", "uscc_numeric", "uscc_text", "file", "row")
 
 
+#: What the rows as dicts hold: what findings, links and repairs read of them (`Context.rows`); the findings
+#: frame reads the rest of `ROW_COLUMNS` from the frame. Five columns fewer: 0.6 GB less held across records at 10^7.
+DICT_COLUMNS = ("idx", "source", "record_id", "code", "valid", "flags", "name", "name_norm", "entity_type",
+                "uscc_raw")
+
+
 def row_store(frame: pl.DataFrame, indexes) -> dict[int, dict]:
     """The rows that are involved in something, by index (never the whole registry as dicts)."""
     wanted = pl.DataFrame({"idx": sorted(set(indexes))}, schema={"idx": pl.Int64})
-    rows = frame.select(ROW_COLUMNS).join(wanted, on="idx", how="semi")
+    rows = frame.select(DICT_COLUMNS).join(wanted, on="idx", how="semi")
     return {r["idx"]: r for r in row_dicts(rows)}
 
 
