@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from checks.textfile import detect_encoding  # noqa: E402
 from validators.tables import ALPHABET  # noqa: E402
-from validators.uscc import calc_check_char, calc_org_check_char, compact, looks_like_personal_id, \
+from validators.uscc import calc_check_char, calc_org_check_char, compact, is_valid, looks_like_personal_id, \
     personal_id_checksum_ok  # noqa: E402
 
 TILE_MARKS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
@@ -65,8 +65,8 @@ def tiled_code(code: str, t: int) -> str:
     digits = norm[:-1] if norm.endswith("X") else norm  # an ID number or an organization code may end in X
     if len(set(norm)) == 1:  # `000…`, a placeholder: the same in every tile
         return code
-    not_a_code = len(norm) != 18 or looks_like_personal_id(norm) or norm.endswith("000")
-    if "E+" in norm and norm.index("E+") >= 2 and norm[norm.index("E+") - 1].isdigit():
+    not_a_code = (len(norm) != 18 or looks_like_personal_id(norm) or norm.endswith("000")) and not is_valid(norm)
+    if "E+" in norm and norm.index("E+") >= 1 and norm[norm.index("E+") - 1].isdigit():
         at = norm.index("E+") - 1  # Excel's scientific form (`9.12304E+17`): the mantissa's last digit
         wanted = norm[:at] + str((int(norm[at]) + t) % 10) + norm[at + 1:]
     elif digits.isdigit() and len(norm) >= 3 and not_a_code and len(norm) != 9:
