@@ -38,7 +38,7 @@ stats = {}
 start = time.perf_counter()
 found = detect(records, settings, stats)
 seconds = time.perf_counter() - start
-truth = pl.read_csv(data / "truth" / "findings.csv", infer_schema=False)
+truth = pl.read_csv(data / "truth" / "findings.csv", infer_schema=False, glob=False)
 keys = ["source", "record_id", "kind"]
 got = found.select(keys + ["suggested_code", "confidence", "related"])
 hit = truth.join(got, on=keys)
@@ -56,7 +56,7 @@ high_wrong = high.filter(pl.col("suggested_code") != pl.col("expected_code")).he
 # a link says "same entity"; duplicate_code lists the other holders of a code as different entities
 related = {(r["source"] + ":" + r["record_id"], x) for r in got.filter(pl.col("kind") != "duplicate_code").iter_rows(named=True)
            for x in (r["related"] or "").split(";") if x}
-near = pl.read_csv(data / "truth" / "near_miss.csv", infer_schema=False)
+near = pl.read_csv(data / "truth" / "near_miss.csv", infer_schema=False, glob=False)
 linked = sum(1 for r in near.iter_rows(named=True)
              if (r["source_a"] + ":" + r["record_a"], r["source_b"] + ":" + r["record_b"]) in related
              or (r["source_b"] + ":" + r["record_b"], r["source_a"] + ":" + r["record_a"]) in related)

@@ -57,7 +57,7 @@ else:
 def answer_form(report: Path, dest: Path, n: int) -> int:
     rows = list(csv.reader(io.StringIO((report / "market.csv").read_text("utf-8-sig"))))
     header, body = rows[0], rows[1:]
-    findings = pl.read_csv(report / "findings.csv", infer_schema=False).filter(pl.col("source") == "market")
+    findings = pl.read_csv(report / "findings.csv", infer_schema=False, glob=False).filter(pl.col("source") == "market")
     suggested = dict(findings.filter(pl.col("confidence").is_not_null()).select("finding_id", "suggested_code").rows())
     at = {h: header.index(h) for h in ("问题编号", "处理结果", "更正后代码", "处理说明")}
     answered = 0

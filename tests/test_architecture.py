@@ -76,20 +76,28 @@ def test_a_long_module_says_why_in_its_docstring():
     assert long == {}
 
 
-#: polars' readers that take a path as a glob pattern unless told `glob=False` (`checks.frame_files`).
-PATH_READERS = {"read_parquet", "scan_parquet", "read_ipc", "scan_ipc", "read_csv", "scan_csv"}
+#: polars' readers by path (most take it as a glob pattern unless told `glob=False`: `checks.frame_files`).
+PATH_READERS = {"read_parquet", "scan_parquet", "read_ipc", "scan_ipc", "read_ipc_stream", "scan_ipc_stream",
+                "read_csv", "scan_csv", "read_ndjson", "scan_ndjson", "read_json", "read_excel", "read_ods",
+                "read_avro", "read_delta", "scan_delta", "scan_iceberg"}
 
 
 def test_every_read_by_path_takes_the_path_literally():
     """A data directory named `信用[正式]` broke every night: a read by path goes through `checks.frame_files` or
-    says `glob=False` itself."""
+    says `glob=False` itself (polars under any name it is imported as; its readers imported by name count too)."""
     loose = []
     for name, path in _modules().items():
         if name == "checks.frame_files":
             continue
-        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        tree = ast.parse(path.read_text("utf-8"))
+        aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                   for a in node.names if a.name == "polars"}
+        loose += [f"{name}:{node.lineno}" for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and node.module == "polars"
+                  and any(a.name in PATH_READERS for a in node.names)]
+        for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in PATH_READERS \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "pl" \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in aliases \
                     and not any(k.arg == "glob" and isinstance(k.value, ast.Constant) and k.value.value is False
                                 for k in node.keywords):
                 loose.append(f"{name}:{node.lineno}")
