@@ -192,6 +192,11 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_log_line(sample_copy):
 def night_one_and_three_waivers(data: Path) -> list[str]:
     """Night 1, then the market bureau's form returned with three 确认无误 answers; their finding ids."""
     run_all(data, run_date=NIGHT1)
+    return three_waivers_returned(data)
+
+
+def three_waivers_returned(data: Path) -> list[str]:
+    """Night 1's market form returned with three 确认无误 answers; their finding ids."""
     f1 = load(data / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
     waive = f1.filter(pl.col("kind") == "region_outside")["finding_id"].head(3).to_list()
     (data / "returns" / "market").mkdir(parents=True, exist_ok=True)
@@ -694,9 +699,4 @@ def night_one_and_three_waivers_by_cli(data: Path) -> list[str]:
     first = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(data),
                             "--date", NIGHT1], cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr[-2000:]
-    f1 = load(data / "reports" / NIGHT1, "findings.csv").filter(pl.col("source") == "market")
-    waive = f1.filter(pl.col("kind") == "region_outside")["finding_id"].head(3).to_list()
-    (data / "returns" / "market").mkdir(parents=True, exist_ok=True)
-    fill_xlsx(data / "reports" / NIGHT1 / "market.xlsx", data / "returns" / "market" / "反馈.xlsx",
-              {i: {"处理结果": "确认无误", "处理说明": "已核对"} for i in waive})
-    return waive
+    return three_waivers_returned(data)
