@@ -165,14 +165,29 @@ def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_get
     assert again[0] == entity_id("record:market:M9") and again[3] == entity_id("record:market:M9#2")
 
 
+def test_the_register_is_in_entity_id_order_whatever_ids_the_last_night_left(settings):
+    records = prepared([("market", f"M{i}", f"公司{i}", code(f"91230402MA{i:07d}")) for i in range(60)])
+    derived = golden_register(records, findings([]), settings)["entity_id"].to_list()
+    assert len(set(derived)) == 60 and derived == sorted(derived)  # ids from 0… to f…: sorted as their text is
+    # ids carried from the last night: two alike in their first eight digits, and (hand-edited) any text at all
+    carried = {"M0": "0123456789abcdef", "M1": "01234567000000ff", "M2": "fffffffe00000000"}
+    previous = pl.DataFrame({"source": "market", "record_id": list(carried), "entity_id": list(carried.values()),
+                             "id_basis": "uscc:x"})
+    edited = previous.with_columns(entity_id=pl.Series(["Z-手改", "ABCDEF0123456789", "0123"]))
+    for last_night in (previous, edited):
+        ids = golden_register(records, findings([]), settings, last_night)["entity_id"].to_list()
+        assert set(last_night["entity_id"]) <= set(ids) and ids == sorted(ids)
+
+
 def test_an_entity_is_the_smallest_record_index_of_its_component_however_the_links_run():
     import numpy as np
 
     from checks.register import _components
 
-    nodes = np.array([3, 7, 10, 20, 42])  # indexes with gaps, as a partition keeps them
+    nodes = np.array([3, 5, 7, 10, 20, 42, 50])  # indexes with gaps, as a partition keeps them; 5, 50 on no edge
     roots = _components(nodes, np.array([42, 20, 7]), np.array([10, 42, 3]))
-    assert roots.tolist() == [3, 3, 10, 10, 10]
+    assert roots.tolist() == [3, 5, 3, 10, 10, 10, 50]
+    assert _components(nodes, np.array([], dtype=int), np.array([], dtype=int)).tolist() == nodes.tolist()
     chain = np.arange(1000)  # a long chain, linked from its far end
     assert (_components(chain, chain[:0:-1], chain[-2::-1]) == 0).all()
 
