@@ -137,12 +137,12 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
         erosion: what the earlier nights of the window lost (None or no nights: night by night only).
     """
     # quarantined rows cannot be checked: their records take no part tonight, so they count as missing
-    present = records["record_id"].drop_nulls().unique()
     n = records.height + quarantined_ids.len()
     previous = baseline.record_ids.len() if baseline is not None else None
     lost = None
-    if baseline is not None:
-        lost = baseline.record_ids.len() - int(baseline.record_ids.is_in(present.implode()).sum())
+    if baseline is not None:  # the baseline's records tonight has no record of (10^7 ids: 1 s, as a set 4 s)
+        lost = baseline.record_ids.to_frame("record_id").join(records.select("record_id"), on="record_id",
+                                                               how="anti").height
     if steward_why:
         return Extract(source, "ok", records=n, previous_records=previous, lost=lost,
                        note=f"市信用办已确认接受本期数据：{steward_why}")
@@ -176,9 +176,11 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
         # this registry held last time; a correction gives a record a code it did not hold — a new one, or another
         # registry's (the trusted code of 一主体多码) — and never counts, however many there are
         both = tonight.join(baseline.codes, on="record_id", how="inner", suffix="_before")
-        held_before = baseline.codes.filter(pl.col("code") != "")["code"].unique().implode()
-        moved = both.filter((pl.col("code") != pl.col("code_before")) & pl.col("code").is_in(held_before))
-        changed = moved.height
+        # the few records whose code changed, then which of their new codes some record held: two passes over the
+        # baseline's 10^7 codes cost 7 s
+        new = both.filter(pl.col("code") != pl.col("code_before"))
+        held_before = baseline.codes.filter((pl.col("code") != "") & pl.col("code").is_in(new["code"].implode()))
+        changed = new.filter(pl.col("code").is_in(held_before["code"].implode())).height
         if both.height and changed >= max(MIN_HELD_RECORDS, max_lost_share * both.height):
             reasons.append(f"两期都有的 {both.height} 条记录中有 {changed} 条（{changed / both.height:.0%}）本期的代码是上期"
                            f"本单位另一条记录的代码，超过允许的 {max_lost_share:.0%}，很可能是导出时代码列错行或记录与代码错位")
