@@ -19,7 +19,7 @@ from checks.counties import UNKNOWN
 from checks.form import FORMULA_RE, READ_ONLY
 from validators.tables import CONFIDENCE_LABELS, KINDS, SEVERITY_LABELS, STATUS_LABELS
 
-__all__ = ["RELATED", "list_rows", "form_cells", "neutralized", "with_ledger_columns"]
+__all__ = ["RELATED", "FORM_READS", "list_rows", "form_cells", "form_inputs", "neutralized", "with_ledger_columns"]
 
 #: What `related_detail` holds for each related record (`checks.findings.to_frame`).
 RELATED = pl.List(pl.Struct({"source": pl.String, "source_name": pl.String, "record_id": pl.String,
@@ -148,6 +148,18 @@ def _row_html(page_size: int) -> pl.Expr:
 def neutralized(text: pl.Expr) -> pl.Expr:
     """`checks.form.neutralize` over a text column: formula-like text gets one leading `'` (a null stays null)."""
     return pl.when(text.str.contains(FORMULA_RE)).then(pl.lit("'") + text).otherwise(text)
+
+
+#: The columns of a finding `form_cells` reads (`with_ledger_columns` defaults the ledger's when missing).
+FORM_READS = ("finding_id", "source", "record_id", "name", "uscc", "kind", "severity", "message", "suggested_code",
+              "confidence", "suggestion_reason", "related_detail", "status", "response", "due_date", "overdue",
+              "owner", "county")
+
+
+def form_inputs(findings: pl.DataFrame) -> pl.DataFrame:
+    """Only what `form_cells` reads of the findings: what a form writer process is sent (the evidence, the
+    file's path and the rest are on the list pages and in findings.csv, not on the form)."""
+    return findings.select(c for c in FORM_READS if c in findings.columns)
 
 
 def form_cells(findings: pl.DataFrame) -> pl.DataFrame:

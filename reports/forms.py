@@ -22,7 +22,7 @@ import polars as pl
 
 from checks import frame_files
 from checks.form import ANSWER_COLUMNS, ANSWERS, FORMULA_RE, READ_ONLY, TEXT_COLUMNS, neutralize, recover  # noqa: F401
-from reports.cells import form_cells, neutralized
+from reports.cells import form_cells, form_inputs, neutralized
 from reports.xlsx_rows import fill_sheets, rows_xml
 
 SHEET = "更正清单"
@@ -169,7 +169,7 @@ def _spawn(folder: Path, jobs: list[tuple[int, Job]]) -> subprocess.Popen:
     plan = []
     for i, (path, findings, source_name, run_date) in jobs:
         frame = folder / f".form-{i}.arrow"
-        findings.write_ipc(frame, compression="uncompressed")
+        form_inputs(findings).write_ipc(frame, compression="uncompressed")
         plan.append({"findings": str(frame), "xlsx": str(path), "source_name": source_name, "run_date": run_date})
     plan_file = folder / f".forms-plan-{jobs[0][0]}.json"
     plan_file.write_text(json.dumps(plan, ensure_ascii=False), encoding="utf-8")

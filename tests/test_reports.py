@@ -183,11 +183,24 @@ def test_a_list_too_long_for_a_browser_shows_errors_first_and_says_where_the_res
 def test_big_runs_write_the_xlsx_forms_in_a_second_process_with_the_same_result(tmp_path, monkeypatch):
     from reports import render
 
-    frame = findings_frame(finding(), finding(finding_id="f2", record_id="SC002", name="=cmd|' /C calc'!A0"))
+    related = json.dumps([{"source": "editorial", "source_name": "市委编办", "record_id": "E9", "name": "宏发中心",
+                           "code": "12230400MB0000001"}], ensure_ascii=False)
+    frame = findings_frame(finding(), finding(finding_id="f2", record_id="SC002", name="=cmd|' /C calc'!A0",
+                                              related="editorial:E9", related_detail=related))
+    # every column a form shows, the ledger's too: the child is sent only what the form reads (`FORM_READS`)
+    frame = frame.with_columns(status=pl.Series(["rejected-response", "open"]), due_date=pl.lit("2026-11-27"),
+                               response=pl.Series(["上次答复未通过：更正后代码仍不符合校验规则", None]),
+                               overdue=pl.Series([False, True]), owner=pl.lit("market"), county=pl.lit("230404"))
     here = write_run(tmp_path / "here", view(frame))
     monkeypatch.setattr(render, "FORMS_IN_A_PROCESS", 0)
     child = write_run(tmp_path / "child", view(frame))
     assert read_return(child / "market.xlsx").equals(read_return(here / "market.xlsx"))
+    for form in ("market.xlsx", "market/230404.xlsx"):
+        sheets = [[list(ws.values) for ws in openpyxl.load_workbook(folder / form, read_only=True).worksheets]
+                  for folder in (here, child)]
+        assert sheets[0] == sheets[1]
+    shown = str(sheets[1])
+    assert "上次答复未通过" in shown and "（已逾期）" in shown and "宏发中心 12230400MB0000001" in shown
     assert not list(child.glob(".form-*"))  # the hand-over files are gone
 
 
