@@ -140,6 +140,10 @@ def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame
     if previous is None or previous.height == 0:
         return _derived(bases)
     held = members.join(previous, on=["source", "record_id"])
+    # most entities hold one registered record, whose id none of tonight's other records held: it keeps that id
+    # without a vote (the rest are a night's splits and merges)
+    alone = held.select((pl.len().over("entity") == 1) & (pl.len().over("entity_id") == 1)).to_series()
+    settled, held = held.filter(alone).select("entity", "entity_id", "id_basis"), held.filter(~alone)
     votes = held.group_by("entity", "entity_id", "id_basis").agg(n=pl.len())
     # each earlier id goes to one entity (most of its records, then the smallest record key: built only for the
     # ids several entities vote for) …
@@ -149,7 +153,8 @@ def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame
     won = _first_of_each(votes.join(keys, on=["entity", "entity_id"], how="left"), "entity_id", ["n", "key"],
                          [True, False])
     # … and each entity keeps one earlier id (the one it holds most records of, then the smallest id)
-    kept = _first_of_each(won, "entity", ["n", "entity_id"], [True, False]).select("entity", "entity_id", "id_basis")
+    kept = pl.concat([settled, _first_of_each(won, "entity", ["n", "entity_id"], [True, False])
+                      .select("entity", "entity_id", "id_basis")])
     fresh = _derived(bases.join(kept, on="entity", how="anti"))
     if fresh.height == 0 or (fresh["entity_id"].is_unique().all()
                              and fresh.join(kept, on="entity_id", how="semi").height == 0):

@@ -153,12 +153,17 @@ def test_entity_ids_are_the_same_on_the_next_night(two_nights, settings):
 def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_gets_a_new_one():
     from checks.register import carry_ids
 
-    previous = pl.DataFrame({"source": ["market"] * 3, "record_id": ["M1", "M2", "M3"], "entity_id": ["old"] * 3,
-                             "id_basis": ["uscc:X"] * 3})
-    members = pl.DataFrame({"source": ["market"] * 4, "record_id": ["M1", "M2", "M3", "M9"], "entity": [0, 0, 2, 3]})
-    bases = pl.DataFrame({"entity": [0, 2, 3], "id_basis": ["uscc:X", "record:market:M3", "record:market:M9"]})
-    ids = dict(carry_ids(members, bases, previous).select("entity", "entity_id").rows())
-    assert ids == {0: "old", 2: entity_id("record:market:M3"), 3: entity_id("record:market:M9")}
+    previous = pl.DataFrame({"source": ["market"] * 6, "record_id": ["M1", "M2", "M3", "M5", "M6", "M7"],
+                             "entity_id": ["old"] * 3 + ["alone", "id7", "id6"], "id_basis": ["uscc:X"] * 6})
+    members = pl.DataFrame({"source": ["market"] * 7, "record_id": ["M1", "M2", "M3", "M9", "M5", "M6", "M7"],
+                            "entity": [0, 0, 2, 3, 5, 6, 6]})
+    bases = pl.DataFrame({"entity": [0, 2, 3, 5, 6], "id_basis": ["uscc:X", "record:market:M3", "record:market:M9",
+                                                                   "record:market:M5", "record:market:M6"]})
+    carried = carry_ids(members, bases, previous)
+    assert sorted(carried["entity"]) == sorted(bases["entity"])  # one id for each entity
+    ids = dict(carried.select("entity", "entity_id").rows())
+    # M5 alone keeps its id; M6 and M7 merged keep the smaller of their two ids
+    assert ids == {0: "old", 2: entity_id("record:market:M3"), 3: entity_id("record:market:M9"), 5: "alone", 6: "id6"}
     # an id derived anew that an earlier entity still holds is derived again: no two entities share one
     taken = previous.with_columns(entity_id=pl.lit(entity_id("record:market:M9")))
     again = dict(carry_ids(members, bases, taken).select("entity", "entity_id").rows())
