@@ -61,7 +61,9 @@ def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight
                      "seq INTEGER) WITHOUT ROWID")
         # in finding_id order: a province's two million findings then go into every index (tonight's, the
         # ledger's, the audit log's) at its end instead of at random places; `seq` is tonight's order
-        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?,?,?)", tonight_rows.rows())
+        # rows zipped from whole columns: `rows()` built each tuple value by value (1.6 s more at 10^7)
+        conn.executemany("INSERT INTO tonight VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                         zip(*(tonight_rows[c].to_list() for c in tonight_rows.columns)))
         if not historical:  # statuses move forward in time only
             fresh = _record_extracts(conn, run_date, tonight)
             _move_seen(conn, run_date, now, actor, fresh, None if tonight is None else tonight.sources_read)
