@@ -141,8 +141,8 @@ def judge(records: pl.DataFrame, quarantined_ids: pl.Series, baseline: Baseline 
     previous = baseline.record_ids.len() if baseline is not None else None
     lost = None
     if baseline is not None:  # the baseline's records tonight has no record of (10^7 ids: 1 s, as a set 4 s)
-        lost = baseline.record_ids.to_frame("record_id").join(records.select("record_id"), on="record_id",
-                                                               how="anti").height
+        lost = baseline.record_ids.cast(pl.String).to_frame("record_id").join(
+            records.select(pl.col("record_id").cast(pl.String)), on="record_id", how="anti").height
     if steward_why:
         return Extract(source, "ok", records=n, previous_records=previous, lost=lost,
                        note=f"市信用办已确认接受本期数据：{steward_why}")
