@@ -45,9 +45,18 @@ class RecordFinding:
     medium: tuple[Suggestion, ...] = ()
 
 
+#: What joins the parts of a finding's key (`finding_id`; `to_frame` joins whole columns with it).
+_KEY_SEPARATOR = "\x1f"
+
+
 def finding_id(source: str, record_id: str, kind: str, code: str) -> str:
     """Stable id: the same problem on the same record has the same id every night."""
-    return hashlib.sha1(f"{source}\x1f{record_id}\x1f{kind}\x1f{code}".encode()).hexdigest()[:16]
+    return _hashed(_KEY_SEPARATOR.join(str(part) for part in (source, record_id, kind, code)))
+
+
+def _hashed(key: str) -> str:
+    """The id of a finding's key (its parts joined)."""
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def to_frame(findings: list[RecordFinding], records: pl.DataFrame, source_names: dict[str, str]) -> pl.DataFrame:
@@ -99,9 +108,8 @@ def to_frame(findings: list[RecordFinding], records: pl.DataFrame, source_names:
     frame = said.join(shown, on="idx", how="left").join(joined, on="_found", how="left").sort("_pos")
     # `finding_id` of each row, its text joined over whole columns (a null joins as `None`, as in the f-string)
     keys = frame.select(pl.concat_str([pl.col(c).fill_null("None") for c in ("source", "record_id", "kind", "_code_key")],
-                                      separator="\x1f"))
-    sha1 = hashlib.sha1
-    ids = [sha1(key.encode()).hexdigest()[:16] for key in keys.to_series().to_list()]
+                                      separator=_KEY_SEPARATOR))
+    ids = [_hashed(key) for key in keys.to_series().to_list()]
     return frame.select(
         finding_id=pl.Series(ids, dtype=pl.String), source="source", record_id="record_id", uscc="_shown",
         name="name", kind="kind", severity="severity", message="message", positions="positions",
