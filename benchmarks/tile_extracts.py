@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from checks.textfile import detect_encoding  # noqa: E402
 from validators.tables import ALPHABET  # noqa: E402
 from validators.uscc import calc_check_char, calc_org_check_char, compact, is_valid, looks_like_personal_id, \
-    personal_id_checksum_ok  # noqa: E402
+    personal_id_check_char, personal_id_checksum_ok  # noqa: E402
 
 TILE_MARKS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
 ROTATE = {ch: i for i, ch in enumerate(ALPHABET)}
@@ -75,7 +75,7 @@ def tiled_code(code: str, t: int) -> str:
         at = len(norm) - (4 if len(norm) == 18 else 3)
         wanted = norm[:at] + str((int(norm[at]) + t) % 10) + norm[at + 1:]
         if looks_like_personal_id(norm) and personal_id_checksum_ok(norm):
-            wanted = wanted[:17] + _id_check_char(wanted)
+            wanted = wanted[:17] + personal_id_check_char(wanted)
     elif len(norm) == 9 and all(ch in ROTATE for ch in norm):  # an organization code: its 7th character
         wanted = norm[:6] + ALPHABET[(ROTATE[norm[6]] + t) % len(ALPHABET)] + norm[7:]
         if norm[8] == calc_org_check_char(norm[:8]):
@@ -101,12 +101,6 @@ def tiled_code(code: str, t: int) -> str:
         if was != now:
             cell[kept[k]] = _styled(now, code[kept[k]])
     return "".join(cell)
-
-
-def _id_check_char(digits: str) -> str:
-    """GB 11643 check character of a resident ID number's first 17 digits."""
-    return "10X98765432"[sum(int(ch) * w for ch, w in zip(digits[:17], (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5,
-                                                                         8, 4, 2))) % 11]
 
 
 def _marked(text: str, mark: str, middle: bool) -> str:

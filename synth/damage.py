@@ -11,8 +11,8 @@ import random
 
 from synth.entities import DISTRICTS
 from synth.records import Record, Truth
-from validators.tables import ALPHABET, CONFUSABLES, DEPARTMENTS, ID_CHECK_CHARS, ID_WEIGHTS
-from validators.uscc import check
+from validators.tables import ALPHABET, CONFUSABLES, DEPARTMENTS
+from validators.uscc import check, personal_id_check_char
 
 #: A digit as a clerk may type it: the letter that looks like it (`validators.tables.CONFUSABLES`, reversed).
 LOOKALIKE_LETTER = {intended: typed for typed, intendeds in CONFUSABLES.items() for intended in intendeds
@@ -48,7 +48,7 @@ def _formatted(code: str, rng: random.Random) -> str:
 def _personal_id(rng: random.Random, region: str) -> str:
     birth = dt.date(1960, 1, 1) + dt.timedelta(days=rng.randint(0, 15000))
     first17 = f"{region}{birth:%Y%m%d}{rng.randint(0, 999):03d}"
-    return first17 + ID_CHECK_CHARS[sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS)) % 11]
+    return first17 + personal_id_check_char(first17)
 
 
 def plant_record_level(record: Record, truth: Truth, rng: random.Random, has_evidence: bool) -> None:

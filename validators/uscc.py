@@ -237,9 +237,13 @@ def looks_like_personal_id(code: str) -> bool:
     return 1900 <= year <= 2099 and 1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)
 
 
+def personal_id_check_char(first17: str) -> str:
+    """GB 11643 check character of a resident ID number's first 17 digits."""
+    return ID_CHECK_CHARS[sum(int(ch) * w for ch, w in zip(first17[:17], ID_WEIGHTS)) % 11]
+
+
 def personal_id_checksum_ok(code: str) -> bool:
-    total = sum(int(ch) * w for ch, w in zip(code[:17], ID_WEIGHTS))
-    return ID_CHECK_CHARS[total % 11] == code[17]
+    return personal_id_check_char(code) == code[17]
 
 
 def _days_in_month(year: int, month: int) -> int:
