@@ -21,7 +21,8 @@ import time
 import polars as pl
 
 from checks.cross_record import Context, cross_level
-from checks.findings import FINDING_SCHEMA, RecordFinding, to_frame
+from checks.findings import FINDING_SCHEMA, RECORD_COLUMNS, RecordFinding, to_frame
+from checks.register import PREPARED_COLUMNS
 from checks.repairs import READS_ROW, attach_formatting_fixes, attach_repairs
 from checks.rules import context_level, prepare, record_level
 from checks.settings import Settings
@@ -47,18 +48,26 @@ def detect(records: pl.DataFrame, settings: Settings, stats: dict | None = None)
 
 def detect_with_frame(records: pl.DataFrame, settings: Settings,
                       stats: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`detect`, and the prepared records (`checks.rules.prepare`) it worked on: the golden register reads
-    them instead of validating every code again."""
+    """`detect`, and the prepared records (`checks.rules.prepare`) it worked on, in the columns the golden register
+    reads (`checks.register.PREPARED_COLUMNS`) and the findings frame reads of them: the register reads them
+    instead of validating every code again.
+
+    A caller that hands over its only reference to `records` (passes them without keeping a name for them) lets
+    detection let go of every other column once the findings across records are made (at 10^7, GB less held
+    while the findings frame is built).
+    """
     if records.height == 0:
-        return pl.DataFrame(schema=FINDING_SCHEMA), prepare(records, settings)
+        return pl.DataFrame(schema=FINDING_SCHEMA), prepare(records, settings).select(KEPT_COLUMNS)
     clock = _Clock(stats)
     frame = prepare(records, settings)
+    del records
     clock.lap("prepare (validate + keys)")
     findings = record_level(frame, settings.allowlist)
     clock.lap("record level")
     findings += context_level(frame, settings)
     clock.lap("in context")
     cross, ctx = cross_level(frame, settings, {f.idx for f in findings if f.kind in READS_ROW})
+    frame = ctx.frame = frame.select(KEPT_COLUMNS)  # the addresses, names as compared and link keys are read
     clock.lap("across records")
     attach_repairs(findings, ctx)
     findings += cross
@@ -71,6 +80,11 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     result = to_frame(findings, ctx.frame, ctx.settings.source_names)
     clock.lap("findings frame")
     return result, frame
+
+
+#: The columns of the prepared records detection keeps once the findings across records are made: the findings
+#: frame's and the golden register's.
+KEPT_COLUMNS = tuple(dict.fromkeys(RECORD_COLUMNS + PREPARED_COLUMNS))
 
 
 class _Clock:

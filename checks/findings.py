@@ -95,7 +95,7 @@ def to_frame(findings: list[RecordFinding], records: pl.DataFrame, source_names:
                             "_related": [i for f in findings for i in f.related]},
                            schema={"_found": pl.UInt32, "_related": pl.Int64})
     wanted = pl.concat([said["idx"], related["_related"]]).unique().to_frame("idx")
-    shown = _shown_records(records.select(_RECORD_COLUMNS).join(wanted, on="idx", how="semi"))
+    shown = _shown_records(records.select(RECORD_COLUMNS).join(wanted, on="idx", how="semi"))
     missing = wanted.height - shown.height
     if missing:
         raise KeyError(f"{missing} records named by findings are not among the records given")
@@ -133,7 +133,7 @@ def _json_string(text: pl.Expr) -> pl.Expr:
 
 
 #: What a finding takes from its record and its related records.
-_RECORD_COLUMNS = ("idx", "source", "record_id", "name", "file", "row", "uscc_raw", "norm", "flags")
+RECORD_COLUMNS = ("idx", "source", "record_id", "name", "file", "row", "uscc_raw", "norm", "flags")
 
 
 def _shown_records(records: pl.DataFrame) -> pl.DataFrame:

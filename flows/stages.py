@@ -188,13 +188,13 @@ def detect_all(settings: Settings, work: WorkFolder, buckets: int = 0) -> dict:
         buckets: 0 for one process; else the number of key buckets of the partitioned detection
             (`checks.partition`), run here one step after another (`flows.partitioned` spreads it over Dask).
     """
-    records = tonight.all_records(settings, work)
-    if buckets and records.height:
+    if buckets and (records := tonight.all_records(settings, work)).height:
         findings = detect_partitioned(records, settings, work.partitions, buckets=buckets, parts=buckets)
         _keep_prepared(work, list(regions_of(work.partitions)))
     else:
-        findings, prepared = detect_with_frame(records, settings)
-        prepared.select(PREPARED_COLUMNS).write_parquet(work.prepared)
+        # handed over, not kept: detection lets go of the columns it has read before the findings frame
+        findings, records = detect_with_frame(tonight.all_records(settings, work), settings)
+        records.select(PREPARED_COLUMNS).write_parquet(work.prepared)
     findings.write_parquet(work.findings)
     return {"records": records.height, "findings": findings.height}
 

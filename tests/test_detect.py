@@ -442,3 +442,37 @@ def test_synth_plants_what_independent_data_revealed(settings, synth_dir):
     assert text_cells.height > 0
     wrong = truth.join(text_cells.select("source", "record_id"), on=["source", "record_id"])
     assert "excel_mangled" not in wrong["kind"].to_list() and "bad_check_char" in wrong["kind"].to_list()
+
+
+def test_detection_keeps_only_what_the_findings_frame_reads_of_records_handed_over(settings, monkeypatch):
+    """At a province the records' columns are gigabytes: handed over (no other name for them), they are let go
+    of once the findings across records are made, and the findings frame is built beside the few columns it
+    reads; the findings are the same as when the caller keeps the records."""
+    import weakref
+
+    import checks.detect as detect_module
+
+    rows = (("market", "M1", A, "甲有限公司", "有限责任公司", "王", "向阳路1号"),
+            ("editorial", "E1", A, "乙学校", "事业单位", "李", "红军路2号"),
+            ("market", "M2", B, "丙有限公司", "有限责任公司", "赵", "新兴路3号"),
+            ("market", "M3", B, "丙有限公司", "有限责任公司", "赵", "新兴路3号"))
+    kept = frame(*rows)
+    refs, seen = [], {}
+    real = detect_module.to_frame
+
+    def to_frame(findings, records, names):
+        seen["handed over alive"] = refs[0]() is not None
+        seen["columns"] = records.columns
+        return real(findings, records, names)
+
+    def handed_over():
+        records = frame(*rows)
+        refs.append(weakref.ref(records))
+        return records
+
+    monkeypatch.setattr(detect_module, "to_frame", to_frame)
+    found, prepared = detect_module.detect_with_frame(handed_over(), settings)
+    assert seen == {"handed over alive": False, "columns": list(detect_module.KEPT_COLUMNS)}
+    assert "address" not in prepared.columns and "name_norm" not in prepared.columns
+    assert found.equals(detect_module.detect_with_frame(kept, settings)[0])
+    assert {"duplicate_code", "duplicate_record"} <= set(found["kind"])

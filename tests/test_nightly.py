@@ -55,6 +55,26 @@ def test_the_stages_run_without_the_cycle_collector_and_it_is_back_after_a_night
     assert gc.isenabled()
 
 
+def test_the_night_hands_its_records_over_to_detection(sample_copy, monkeypatch):
+    """Detection lets go of the records' columns it has read only when the night keeps no other name for them
+    (at 10^7 that was 2 GB more at the night's peak)."""
+    import weakref
+
+    real = stages.detect_with_frame
+    kept_elsewhere = []
+
+    def detect_with_frame(records, settings):
+        alive = weakref.ref(records)
+        own = records.clone()
+        del records
+        kept_elsewhere.append(alive() is not None)
+        return real(own, settings)
+
+    monkeypatch.setattr(stages, "detect_with_frame", detect_with_frame)
+    run_all(sample_copy, run_date="2026-11-27")
+    assert kept_elsewhere == [False]
+
+
 def test_a_pause_of_the_cycle_collector_leaves_it_off_when_it_was_off_and_nests():
     pause = CollectorPause()
     with pause():
