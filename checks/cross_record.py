@@ -66,7 +66,7 @@ def row_store(frame: pl.DataFrame, indexes) -> dict[int, dict]:
     """The rows that are involved in something, by index (never the whole registry as dicts)."""
     wanted = pl.DataFrame({"idx": sorted(set(indexes))}, schema={"idx": pl.Int64})
     rows = frame.select(DICT_COLUMNS).join(wanted, on="idx", how="semi")
-    return {r["idx"]: r for r in row_dicts(rows)}
+    return {r["idx"]: r for r in row_dicts(rows, repeated=("source", "entity_type"))}
 
 
 @dataclass
@@ -137,7 +137,8 @@ def cross_from(frame: pl.DataFrame, settings: Settings, involved: set[int], pair
     those and for the records in a pair or sharing a code (at a province, a row per finding was gigabytes).
     """
     scored = score_pairs(frame, pairs, settings.city.name_prefixes)
-    links = {(r["a"], r["b"]): r for r in row_dicts(scored.select("a", "b", "score", "same", "reason", "blocks"))}
+    links = {(r["a"], r["b"]): r for r in row_dicts(scored.select("a", "b", "score", "same", "reason", "blocks"),
+                                                    repeated=("blocks",))}
     indexes = involved | {i for pair in links for i in pair} | {i for ids in shared_codes.values() for i in ids}
     ctx = Context(frame, settings, row_store(frame, indexes), build_groups(scored), links, shared_codes)
     findings: list[RecordFinding] = []

@@ -8,7 +8,8 @@ ledger, the reports and findings.csv read (docs/findings.md lists the kinds).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -27,9 +28,10 @@ FINDING_SCHEMA = {
 FINDING_COLUMNS = tuple(FINDING_SCHEMA)
 
 
-@dataclass
+@dataclass(slots=True)
 class RecordFinding:
-    """One problem of one record (by index), before it is a row of the findings frame."""
+    """One problem of one record (by index), before it is a row of the findings frame (slots, not a `__dict__`:
+    1.9 M of them at 10^7, each 100 bytes smaller)."""
 
     idx: int
     kind: str
@@ -37,7 +39,7 @@ class RecordFinding:
     severity: str | None = None
     positions: tuple[int, ...] = ()
     suggestion: Suggestion | None = None
-    related: list[int] = field(default_factory=list)
+    related: Sequence[int] = ()
     group_size: int | None = None
     weakest_score: float | None = None
     evidence: str = ""
