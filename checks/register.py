@@ -379,7 +379,7 @@ def entity_keys(register: pl.DataFrame, sources: list[str]) -> pl.DataFrame:
     return pl.concat(frames).select(list(ENTITY_KEYS)) if frames else pl.DataFrame(schema=ENTITY_KEYS)
 
 
-def register_csv_frame(register: pl.DataFrame) -> pl.DataFrame:
+def register_csv_frame(register: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """The register with its list columns joined by `;` (register.csv; the parquet keeps the lists)."""
-    return register.with_columns(pl.col(c).list.join(";") for c, t in register.schema.items()
+    return register.with_columns(pl.col(c).list.join(";") for c, t in register.collect_schema().items()
                                  if isinstance(t, pl.List))

@@ -277,14 +277,14 @@ def write_run(reports_root: Path, view: RunView) -> Path:
                 forms.write_csv(tmp / key / f"{c['region']}.csv", c["asked_frame"],
                                 cells.filter(asked[key]["county"] == c["region"]))
         # opened in spreadsheets too: formula-like text gets one leading ' (README: how a machine undoes it)
-        forms.neutralize_frame(view.findings.select(FINDINGS_CSV_COLUMNS)).write_csv(tmp / "findings.csv")
+        forms.write_neutralized_csv(view.findings.select(FINDINGS_CSV_COLUMNS), tmp / "findings.csv")
         if view.audit is not None:
-            forms.neutralize_frame(view.audit).write_csv(tmp / "audit.csv")
+            forms.write_neutralized_csv(view.audit, tmp / "audit.csv")
         if view.off_list is not None:
-            forms.neutralize_frame(off_list_csv_frame(view.off_list)).write_csv(tmp / "off_list.csv")
+            forms.write_neutralized_csv(off_list_csv_frame(view.off_list), tmp / "off_list.csv")
         if view.register is not None:
             view.register.write_parquet(tmp / "register.parquet")
-            forms.neutralize_frame(register_csv_frame(view.register)).write_csv(tmp / "register.csv")
+            forms.write_neutralized_csv(register_csv_frame(view.register.lazy()), tmp / "register.csv")
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
         forms.wait_xlsx_writers(writers)  # raises if a form could not be written
