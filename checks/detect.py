@@ -67,7 +67,7 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     findings += context_level(frame, settings)
     clock.lap("in context")
     cross, ctx = cross_level(frame, settings, {f.idx for f in findings if f.kind in READS_ROW})
-    frame = ctx.frame = frame.select(KEPT_COLUMNS)  # the addresses, names as compared and link keys are read
+    frame = ctx.frame = frame.select(KEPT_COLUMNS)  # linking has read the addresses, compared names and keys
     clock.lap("across records")
     attach_repairs(findings, ctx)
     findings += cross

@@ -192,7 +192,8 @@ def detect_all(settings: Settings, work: WorkFolder, buckets: int = 0) -> dict:
         findings = detect_partitioned(records, settings, work.partitions, buckets=buckets, parts=buckets)
         _keep_prepared(work, list(regions_of(work.partitions)))
     else:
-        # handed over, not kept: detection lets go of the columns it has read before the findings frame
+        # handed over, not kept: detection lets go of the columns it has read before the findings frame (what
+        # comes back are the prepared records, in the columns the register and the findings frame read)
         findings, records = detect_with_frame(tonight.all_records(settings, work), settings)
         records.select(PREPARED_COLUMNS).write_parquet(work.prepared)
     findings.write_parquet(work.findings)

@@ -57,7 +57,7 @@ def test_the_stages_run_without_the_cycle_collector_and_it_is_back_after_a_night
 
 def test_the_night_hands_its_records_over_to_detection(sample_copy, monkeypatch):
     """Detection lets go of the records' columns it has read only when the night keeps no other name for them
-    (at 10^7 that was 2 GB more at the night's peak)."""
+    (at 10^7 detection peaked 2 GB higher when it kept them)."""
     import weakref
 
     real = stages.detect_with_frame
