@@ -32,17 +32,14 @@ XLSX_MAX_ROWS = 1_048_575
 ROWS_AT_ONCE = 50_000
 
 
-def neutralize_frame(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
-    """Every text column neutralized like `neutralize` (findings.csv, audit.csv: also opened in spreadsheets)."""
-    return frame.with_columns(neutralized(pl.col(c)).alias(c) for c, dtype in frame.collect_schema().items()
-                              if dtype == pl.String)
-
-
 def write_neutralized_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
-    """`frame` as a CSV file, every text column neutralized (`neutralize_frame`), written a slice at a time: the
-    text of a province's register (10^7 rows, 2 GB of CSV) is never held whole beside it (written at once, it
-    peaked 1.8 GB higher; the same bytes, in the same time)."""
-    neutralize_frame(frame.lazy()).sink_csv(path)
+    """`frame` as a CSV file, every text column neutralized like `neutralize` (findings.csv, audit.csv and the
+    register are also opened in spreadsheets), written a slice at a time: the text of a province's register
+    (10^7 rows, 2 GB of CSV) is never held whole beside it (written at once, it peaked 1.8 GB higher; the same
+    bytes, in the same time)."""
+    lazy = frame.lazy()
+    lazy.with_columns(neutralized(pl.col(c)).alias(c) for c, dtype in lazy.collect_schema().items()
+                      if dtype == pl.String).sink_csv(path)
 
 
 def write_csv(path: Path, findings: pl.DataFrame, cells: pl.DataFrame | None = None) -> None:
