@@ -11,14 +11,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import islice
 
 import polars as pl
 
 from checks.findings import RecordFinding
-from checks.linking import MOVED, build_groups, candidate_pairs, row_dicts, score_pairs
+from checks.linking import MAX_BLOCK, MOVED, build_groups, candidate_pairs, row_dicts, score_pairs
 from checks.settings import Settings
 from validators.column import BIT, single_edit_codes_column
 from validators.uscc import Suggestion
+
+#: Holders of one code beyond which the code is crowded (a placeholder a registry filled in): as many as a block
+#: compares (`checks.linking.MAX_BLOCK`). Each holder's 重码 finding then lists only the first `CROWDED_RELATED`
+#: other holders (the message counts them all), and the golden register takes each of its holders that has a 重码
+#: finding as an entity apart from the other holders (`checks.register.entities`).
+CROWDED = MAX_BLOCK
+CROWDED_RELATED = 10
+
 
 def neighbor_candidates(frame: pl.DataFrame) -> pl.DataFrame:
     """(idx, candidate): the codes one edit away from each invalid code that pass the check."""
@@ -161,36 +170,53 @@ def _group_stats(ctx: Context, members) -> tuple[int, float | None, str]:
 
 
 def _duplicate_codes(ctx: Context) -> list[RecordFinding]:
-    """重码: one code on records that are different entities."""
+    """重码: one code on records that are different entities.
+
+    Each holder joins the first entity (in holder order) whose first holder it has a "same" link with. The links
+    are looked up from each holder's own (a few), never against every entity: a code a registry filled into
+    thousands of records (a placeholder) made that, and the evidence between every two entities, quadratic.
+    A crowded code's holders (more than `CROWDED` of them) each list only the first `CROWDED_RELATED` others.
+    """
+    same: dict[int, list[int]] = defaultdict(list)  # record → the records a "same" link joins it to
+    near: dict[int, list[int]] = defaultdict(list)  # record → the records any link joins it to
+    for (a, b), link in ctx.links.items():
+        near[a].append(b)
+        near[b].append(a)
+        if link["same"]:
+            same[a].append(b)
+            same[b].append(a)
     findings = []
     for code, holders in ctx.shared_codes.items():
         entities: list[list[int]] = []
+        first_of: dict[int, int] = {}  # an entity's first holder → the entity's place in `entities`
         for idx in holders:
-            for entity in entities:
-                link = ctx.link(entity[0], idx)
-                if link and link["same"]:
-                    entity.append(idx)
-                    break
-            else:
+            at = min((first_of[n] for n in same.get(idx, ()) if n in first_of), default=None)
+            if at is None:
+                first_of[idx] = len(entities)
                 entities.append([idx])
+            else:
+                entities[at].append(idx)
         if len(entities) < 2:
             continue
         owner = ctx.settings.owner_of_department(code[0])
         right = [e for e in entities if any(ctx.rows[i]["source"] == owner for i in e)] if owner else []
-        must_change = [e for e in entities if e not in right] if len(right) == 1 else entities
+        must_change = [e for e in entities if e is not right[0]] if len(right) == 1 else entities
         names = "；".join(f"{ctx.settings.source_names[ctx.rows[e[0]]['source']]} {ctx.rows[e[0]]['record_id']} "
                          f"{ctx.rows[e[0]]['name'] or ''}" for e in entities[:5])
-        doubt = [ctx.link(a[0], b[0]) for i, a in enumerate(entities) for b in entities[i + 1:]]
-        evidence = "；".join(sorted({d["reason"] for d in doubt if d}))[:300]
+        # the reasons of the links between two entities' first holders (the doubt that made them two)
+        reasons = {ctx.link(a, b)["reason"] for a in first_of for b in near.get(a, ()) if b in first_of}
+        evidence = "；".join(sorted(reasons))[:300]
+        note = ("本代码按第 1 位应由"
+                f"{ctx.settings.source_names[owner]}登记，以其记录为准，请核实本单位记录的正确代码"
+                if len(right) == 1 else "无法判断哪一方正确，请各持有单位核实")
+        message = f"代码同时被 {len(entities)} 个不同主体使用（{names}）。{note}"
+        crowded = len(holders) > CROWDED
         for entity in must_change:
-            for idx in entity:
-                others = [i for i in holders if i not in entity]
-                note = ("本代码按第 1 位应由"
-                        f"{ctx.settings.source_names[owner]}登记，以其记录为准，请核实本单位记录的正确代码"
-                        if len(right) == 1 else "无法判断哪一方正确，请各持有单位核实")
-                findings.append(RecordFinding(idx, "duplicate_code",
-                                        f"代码同时被 {len(entities)} 个不同主体使用（{names}）。{note}",
-                                        related=others, group_size=len(holders), evidence=evidence))
+            mine = set(entity)
+            # once per entity, shared by its holders' findings; a crowded code's first others only (never all)
+            others = tuple(islice((i for i in holders if i not in mine), CROWDED_RELATED if crowded else None))
+            findings += (RecordFinding(idx, "duplicate_code", message, related=others, group_size=len(holders),
+                                       evidence=evidence) for idx in entity)
     return findings
 
 

@@ -9,7 +9,9 @@ Entities are recomputed from what detection decided, not decided again:
 
 * records holding the same code are one entity unless a `duplicate_code`
   finding says they are different entities (its `related` lists the holders
-  that are *not* the record's entity);
+  that are *not* the record's entity; on a code held by more than
+  `checks.cross_record.CROWDED` records it lists only some, and each holder it
+  marks is an entity apart from the other holders);
 * every other finding's `related` names records of the same entity
   (`multiple_codes`, `name_mismatch`, `duplicate_record`, and the record a
   repair's evidence came from).
@@ -38,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from validators.column import BIT
+from checks.cross_record import CROWDED
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
@@ -101,11 +104,13 @@ def entities(prepared: pl.DataFrame, findings: pl.DataFrame) -> pl.DataFrame:
     marked = said.filter(pl.col("kind") == OTHER_ENTITIES)["me"].unique()
     same = named.filter(pl.col("kind") != OTHER_ENTITIES).select(a="me", b="other")
     holders = prepared.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1)) \
-        .select("code", "idx", marked=pl.col("idx").is_in(marked.implode()))
+        .select("code", "idx", marked=pl.col("idx").is_in(marked.implode()), crowded=pl.len().over("code") > CROWDED)
     # the holders detection said nothing against (the registry presumed right) are one entity …
     presumed = holders.filter(~pl.col("marked")).select(a=pl.col("idx").min().over("code"), b="idx")
-    # … and a marked holder is the entity of every holder of its code it did not name as another
-    kept = holders.filter("marked").select("code", a="idx").join(holders.select("code", b="idx"), on="code") \
+    # … and a marked holder is the entity of every holder of its code it did not name as another; a crowded code's
+    # findings name only some of the others (`checks.cross_record.CROWDED`): each of its marked holders is apart
+    kept = holders.filter(pl.col("marked") & ~pl.col("crowded")).select("code", a="idx") \
+        .join(holders.select("code", b="idx"), on="code") \
         .filter(pl.col("a") != pl.col("b")) \
         .join(apart, left_on=["a", "b"], right_on=["me", "other"], how="anti").select("a", "b")
     edges = pl.concat([same, presumed, kept])

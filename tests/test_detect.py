@@ -476,3 +476,68 @@ def test_detection_keeps_only_what_the_findings_frame_reads_of_records_handed_ov
     assert "address" not in prepared.columns and "name_norm" not in prepared.columns
     assert found.equals(detect_module.detect_with_frame(kept, settings)[0])
     assert {"duplicate_code", "duplicate_record"} <= set(found["kind"])
+
+
+def test_a_code_held_by_several_records_splits_them_into_the_entities_the_links_say(settings):
+    """Two registries' records of one school share its code with two other bodies: the school's records are one
+    entity (the registry that issued the code is presumed right), and each other holder lists every holder that
+    is not its own entity."""
+    rows = frame(("editorial", "E1", SCHOOL, "鹤岗市第一中学", "事业单位", "赵强", "向阳区红军路1号"),
+                 ("justice", "J1", SCHOOL, "鹤岗市第一中学", "事业单位", "赵强", "向阳区红军路1号"),
+                 ("market", "M1", SCHOOL, "宏发商贸有限公司", "有限责任公司", "王伟", "工农区新华街9号"),
+                 ("market", "M2", SCHOOL, "天明建筑工程有限公司", "有限责任公司", "李娜", "南山区大陆路3号"))
+    f = detect(rows, settings).filter(pl.col("kind") == "duplicate_code").sort("record_id")
+    assert f["record_id"].to_list() == ["M1", "M2"]
+    assert [set(r.split(";")) for r in f["related"]] == [{"editorial:E1", "justice:J1", "market:M2"},
+                                                         {"editorial:E1", "justice:J1", "market:M1"}]
+    assert all(m.startswith("代码同时被 3 个不同主体使用") for m in f["message"])
+
+
+PLACEHOLDER_CHILD = r"""
+import json, resource, sys, datetime as dt
+import polars as pl
+from checks.cross_record import CROWDED_RELATED
+from checks.detect import detect_with_frame
+from checks.ledger import UNRESOLVED
+from checks.register import golden_register
+from checks.schema import CANONICAL_COLUMNS
+from checks.settings import load_settings
+n = int(sys.argv[1])
+records = pl.DataFrame({"source": "editorial", "record_id": [f"E{i:06d}" for i in range(n)],
+                        "uscc_raw": "111111111111111111", "uscc_numeric": False,
+                        "name": [f"鹤岗市第{i}号服务中心" for i in range(n)], "entity_type": "事业单位",
+                        "legal_rep": [f"代表{i}" for i in range(n)], "established": dt.date(2010, 1, 1),
+                        "status": "存续", "address": [f"向阳区{i}号" for i in range(n)], "file": "e.csv",
+                        "row": range(2, n + 2)}).select(CANONICAL_COLUMNS)
+settings = load_settings()
+findings, prepared = detect_with_frame(records, settings)
+register = golden_register(prepared, findings.with_columns(status=pl.lit("open")), settings)
+dup = findings.filter(pl.col("kind") == "duplicate_code")
+print(json.dumps({"holders": dup.height, "messages": dup["message"].unique().to_list(),
+                  "most_related": int(dup["related"].str.split(";").list.len().max()),
+                  "cap": CROWDED_RELATED, "entities": register.height,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, ensure_ascii=False))
+"""
+
+
+def test_a_placeholder_code_on_thousands_of_records_is_decided_in_a_bounded_process():
+    """A registry that filled one placeholder into 30,000 records: each gets its 重码 finding counting them all,
+    naming ten of the others, and is its own entity. Every holder listing every other was 9×10^8 related records
+    (a night with 13,000 such records died at 7.8 GB under a 12 GB cap; it now takes 9 s and 0.9 GB)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def cap() -> None:  # a regression must not take the machine down with it
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    done = subprocess.run([sys.executable, "-c", PLACEHOLDER_CHILD, "30000"], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1], preexec_fn=cap)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["holders"] == 30000 and result["entities"] == 30000
+    [message] = result["messages"]
+    assert message.startswith("代码同时被 30000 个不同主体使用（市委编办 E000000 鹤岗市第0号服务中心；")
+    assert result["most_related"] == result["cap"] == 10
+    assert result["peak_mb"] < 2048, result
