@@ -261,7 +261,8 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         prepared: `checks.rules.prepare` of tonight's records (let go of once the records are sorted: passed as
             the caller's only reference, a province's 1.5 GB is not held through the joins).
         findings: tonight's findings with their ledger `status` (`findings.status.parquet`).
-        previous: the previous night's record → entity rows (`ENTITY_KEYS`, from `entity_keys`), for stable ids.
+        previous: the previous night's record → entity rows (`ENTITY_KEYS`, from `entity_keys`), for stable ids
+            (let go of once the ids are carried, when passed as the caller's only reference).
     """
     members = entities(prepared, findings)  # in `prepared`'s order: added beside it, not joined
     # sorted once: the entities' first records and every per-source list below are in (source, record_id) order
@@ -275,6 +276,7 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         .then(pl.lit("uscc:") + pl.col("trusted_code"))
         .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
     ids = carry_ids(frame.select("source", "record_id", "entity"), grouped.select("entity", "id_basis"), previous)
+    del previous  # 10^7 record → entity rows on a night after the first: not held through the lists below
     # in the register's order already: the wide rows below are joined to it once, never sorted
     rows = _in_id_order(grouped.select("entity", "trusted_code", "trusted_why").join(ids, on="entity"))
     del grouped, ids
@@ -321,6 +323,8 @@ def previous_entities(path: Path) -> pl.DataFrame | None:
     except (pa.ArrowException, OSError) as exc:
         raise EntitiesUnreadable(path, exc) from None
     found = pl.from_arrow(table)
+    del table  # copied into polars' text: pyarrow's pool is asked to give its 0.7 GB back at 10^7 (it kept them)
+    pa.default_memory_pool().release_unused()
     found = found.with_columns(pl.col(c).cast(pl.String) for c, t in found.schema.items()
                                if isinstance(t, (pl.Categorical, pl.Enum)))  # dictionary-encoded text
     if dict(found.schema) != ENTITY_KEYS:
@@ -331,7 +335,10 @@ def previous_entities(path: Path) -> pl.DataFrame | None:
         raise EntitiesUnreadable(path, f"{'、'.join(empty)} 列有空值")
     # a night writes each record once (ingest quarantines a repeated record id): twice is an edit by hand, and
     # which of its two ids the record's entity would keep is nobody's decision
-    twice = found.filter(pl.struct("source", "record_id").is_duplicated())
+    # only the rows whose key hashes like another's are compared as text: the whole key column compared so held
+    # 1.7 GB more at 10^7, which the process kept
+    suspects = found.select(pl.struct("source", "record_id").hash(seed=0).is_duplicated()).to_series()
+    twice = found.filter(suspects).filter(pl.struct("source", "record_id").is_duplicated())
     if twice.height:
         first = twice.row(0, named=True)
         raise EntitiesUnreadable(path, f"{twice.select('source', 'record_id').n_unique()} 条记录出现不止一次，"

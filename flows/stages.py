@@ -293,12 +293,12 @@ def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: 
                 historical: bool) -> pl.DataFrame:
     """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's."""
     path = Path(data_dir) / ENTITIES
-    previous = previous_entities(path)  # damaged: a sentence, never a traceback or new ids for all
-    # the records go in as the register's only reference to them: it lets go of them once they are sorted (no
-    # prepared file: no record tonight, or an older work folder)
+    # the records and the previous night's ids go in as the register's only references to them: it lets go of each
+    # once used (no prepared file: no record tonight, or an older work folder); damaged ids: a sentence, never a
+    # traceback or new ids for all
     found = golden_register(frame_files.read_parquet(work.prepared) if work.prepared.exists() else
-                            prepare(tonight.all_records(settings, work), settings), findings, settings, previous)
-    del previous  # what the register's copy below no longer needs
+                            prepare(tonight.all_records(settings, work), settings), findings, settings,
+                            previous_entities(path))
     found = _compacted(found, work.register_lists)
     if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
         path.parent.mkdir(parents=True, exist_ok=True)
