@@ -49,12 +49,14 @@ def neighbor_pairs_from(candidates: pl.DataFrame, holders: pl.DataFrame, legacy:
     near = candidates.join(first, left_on="candidate", right_on="code") \
         .select(pl.col("idx").alias("a"), pl.col("holder").alias("b"))
     # a legacy code and the valid codes it is positions 9–17 of: a block like the others, its first `MAX_BLOCK` of
-    # each side (5,000 records on either side of one organization code made 25 M pairs)
+    # each side (5,000 records on either side of one organization code made 25 M pairs); only the organization
+    # codes some legacy code names are ranked (ranking every valid code's took 5 s at 10^7)
     first = pl.col("idx").rank("ordinal")
-    old = legacy.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org") \
-        .filter(first.over("legacy_org") <= MAX_BLOCK) \
-        .join(valid.filter(pl.col("org").is_not_null()).select("idx", "org").filter(first.over("org") <= MAX_BLOCK),
-              left_on="legacy_org", right_on="org", suffix="_b") \
+    legacy = legacy.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org") \
+        .filter(first.over("legacy_org") <= MAX_BLOCK)
+    named = valid.filter(pl.col("org").is_in(legacy["legacy_org"].implode())).select("idx", "org") \
+        .filter(first.over("org") <= MAX_BLOCK)
+    old = legacy.join(named, left_on="legacy_org", right_on="org", suffix="_b") \
         .select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"))
     return pl.concat([near, old])
 

@@ -75,6 +75,29 @@ def test_the_night_hands_its_records_over_to_detection(sample_copy, monkeypatch)
     assert kept_elsewhere == [False]
 
 
+def test_the_night_hands_the_previous_nights_entity_ids_over_to_the_register(sample_copy, monkeypatch):
+    """The register lets go of the previous night's entity ids once it has carried them only when the night keeps
+    no other name for them (at 10^7, 10^7 rows that a night after the first held through the register's lists)."""
+    import weakref
+
+    real = stages.golden_register
+    kept_elsewhere = []
+
+    def golden_register(prepared, findings, settings, previous=None):
+        if previous is not None:
+            alive = weakref.ref(previous)
+            own = previous.clone()
+            del previous
+            kept_elsewhere.append(alive() is not None)
+            previous = own
+        return real(prepared, findings, settings, previous)
+
+    monkeypatch.setattr(stages, "golden_register", golden_register)
+    run_all(sample_copy, run_date="2026-11-27")
+    run_all(sample_copy, run_date="2026-11-28")
+    assert kept_elsewhere == [False]  # the first night has no previous ids; the second hands them over
+
+
 def test_a_pause_of_the_cycle_collector_leaves_it_off_when_it_was_off_and_nests():
     pause = CollectorPause()
     with pause():
