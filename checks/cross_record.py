@@ -181,7 +181,8 @@ def _duplicate_codes(ctx: Context) -> list[RecordFinding]:
     Each holder joins the first entity (in holder order) whose first holder it has a "same" link with. The links
     are looked up from each holder's own (a few), never against every entity: a code a registry filled into
     thousands of records (a placeholder) made that, and the evidence between every two entities, quadratic.
-    A crowded code's holders (more than `CROWDED` of them) each list only the first `CROWDED_RELATED` others.
+    A crowded code's holders (more than `CROWDED` of them) each list only the first `CROWDED_RELATED` others, and
+    its message counts records instead of entities.
     """
     same: dict[int, list[int]] = defaultdict(list)  # record → the records a "same" link joins it to
     near: dict[int, list[int]] = defaultdict(list)  # record → the records any link joins it to
@@ -215,8 +216,11 @@ def _duplicate_codes(ctx: Context) -> list[RecordFinding]:
         note = ("本代码按第 1 位应由"
                 f"{ctx.settings.source_names[owner]}登记，以其记录为准，请核实本单位记录的正确代码"
                 if len(right) == 1 else "无法判断哪一方正确，请各持有单位核实")
-        message = f"代码同时被 {len(entities)} 个不同主体使用（{names}）。{note}"
         crowded = len(holders) > CROWDED
+        # a crowded code's holders beyond a block were never compared with each other: counted as records, not
+        # as entities, and the clerk is told what such a code usually is
+        message = (f"代码同时被 {len(holders)} 条记录使用（如 {names}），远多于一个代码应有的持有记录，可能是占位或"
+                   f"批量误填的代码。{note}" if crowded else f"代码同时被 {len(entities)} 个不同主体使用（{names}）。{note}")
         for entity in must_change:
             mine = set(entity)
             # once per entity, shared by its holders' findings; a crowded code's first others only (never all)
