@@ -46,8 +46,11 @@ def neighbor_pairs_from(candidates: pl.DataFrame, holders: pl.DataFrame, legacy:
     # only the codes some candidate names are grouped: grouping every valid code took 8 s at 10^7
     hit = valid.filter(pl.col("code").is_in(candidates["candidate"].implode()))
     first = hit.group_by("code").agg(pl.col("idx").min().alias("holder"))
+    # a block like the others: a valid code's first `MAX_BLOCK` neighbours (a placeholder one edit from a real code
+    # on 30,000 records linked them all to its holder)
     near = candidates.join(first, left_on="candidate", right_on="code") \
-        .select(pl.col("idx").alias("a"), pl.col("holder").alias("b"))
+        .select(pl.col("idx").alias("a"), pl.col("holder").alias("b")) \
+        .filter(pl.col("a").rank("ordinal").over("b") <= MAX_BLOCK)
     # a legacy code and the valid codes it is positions 9–17 of: a block like the others, its first `MAX_BLOCK` of
     # each side (5,000 records on either side of one organization code made 25 M pairs); only the organization
     # codes some legacy code names are ranked (ranking every valid code's took 5 s at 10^7)
@@ -184,9 +187,12 @@ def _duplicate_codes(ctx: Context) -> list[RecordFinding]:
     A crowded code's holders (more than `CROWDED` of them) each list only the first `CROWDED_RELATED` others, and
     its message counts records instead of entities.
     """
-    same: dict[int, list[int]] = defaultdict(list)  # record → the records a "same" link joins it to
-    near: dict[int, list[int]] = defaultdict(list)  # record → the records any link joins it to
+    holding = {i for holders in ctx.shared_codes.values() for i in holders}
+    same: dict[int, list[int]] = defaultdict(list)  # holder → the holders a "same" link joins it to
+    near: dict[int, list[int]] = defaultdict(list)  # holder → the holders any link joins it to
     for (a, b), link in ctx.links.items():
+        if a not in holding or b not in holding:
+            continue
         near[a].append(b)
         near[b].append(a)
         if link["same"]:
