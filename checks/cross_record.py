@@ -23,7 +23,7 @@ from validators.uscc import Suggestion
 
 #: Holders of one code beyond which the code is crowded (a placeholder a registry filled in): as many as a block
 #: compares (`checks.linking.MAX_BLOCK`). Each holder's 重码 finding then lists only the first `CROWDED_RELATED`
-#: other holders (the message counts them all), and the golden register takes each of its holders that has a 重码
+#: other holders (the message counts the records), and the golden register takes each of its holders that has a 重码
 #: finding as an entity apart from the other holders (`checks.register.entities`).
 CROWDED = MAX_BLOCK
 CROWDED_RELATED = 10
@@ -54,11 +54,11 @@ def neighbor_pairs_from(candidates: pl.DataFrame, holders: pl.DataFrame, legacy:
     # a legacy code and the valid codes it is positions 9–17 of: a block like the others, its first `MAX_BLOCK` of
     # each side (5,000 records on either side of one organization code made 25 M pairs); only the organization
     # codes some legacy code names are ranked (ranking every valid code's took 5 s at 10^7)
-    first = pl.col("idx").rank("ordinal")
+    rank = pl.col("idx").rank("ordinal")
     legacy = legacy.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org") \
-        .filter(first.over("legacy_org") <= MAX_BLOCK)
+        .filter(rank.over("legacy_org") <= MAX_BLOCK)
     named = valid.filter(pl.col("org").is_in(legacy["legacy_org"].implode())).select("idx", "org") \
-        .filter(first.over("org") <= MAX_BLOCK)
+        .filter(rank.over("org") <= MAX_BLOCK)
     old = legacy.join(named, left_on="legacy_org", right_on="org", suffix="_b") \
         .select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"))
     return pl.concat([near, old])
