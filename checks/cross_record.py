@@ -38,7 +38,8 @@ def neighbor_candidates(frame: pl.DataFrame) -> pl.DataFrame:
 
 def neighbor_pairs_from(candidates: pl.DataFrame, holders: pl.DataFrame, legacy: pl.DataFrame) -> pl.DataFrame:
     """Pairs (a, b): an invalid code one edit from the code `holders` record b holds (the first
-    holder), and a legacy organization code equal to the positions 9–17 of a valid code.
+    holder), and a legacy organization code equal to the positions 9–17 of a valid code; like every block, at
+    most the first `MAX_BLOCK` records of each side.
 
     `holders` and `legacy` may be the whole frame or the records of one key bucket (checks.partition).
     """
@@ -225,8 +226,11 @@ def _duplicate_codes(ctx: Context) -> list[RecordFinding]:
         crowded = len(holders) > CROWDED
         # a crowded code's holders beyond a block were never compared with each other: counted as records, not
         # as entities, and the clerk is told what such a code usually is
-        message = (f"代码同时被 {len(holders)} 条记录使用（如 {names}），远多于一个代码应有的持有记录，可能是占位或"
-                   f"批量误填的代码。{note}" if crowded else f"代码同时被 {len(entities)} 个不同主体使用（{names}）。{note}")
+        if crowded:
+            message = (f"代码同时被 {len(holders)} 条记录使用（如 {names}），远多于一个代码应有的持有记录，"
+                       f"可能是占位或批量误填的代码。{note}")
+        else:
+            message = f"代码同时被 {len(entities)} 个不同主体使用（{names}）。{note}"
         for entity in must_change:
             mine = set(entity)
             # once per entity, shared by its holders' findings; a crowded code's first others only (never all)

@@ -336,7 +336,7 @@ def previous_entities(path: Path) -> pl.DataFrame | None:
     # a night writes each record once (ingest quarantines a repeated record id): twice is an edit by hand, and
     # which of its two ids the record's entity would keep is nobody's decision
     # only the rows whose key hashes like another's are compared as text: the whole key column compared so held
-    # 1.7 GB more at 10^7, which the process kept
+    # 1.2 GB more at 10^7, which the process kept
     suspects = found.select(pl.struct("source", "record_id").hash(seed=0).is_duplicated()).to_series()
     twice = found.filter(suspects).filter(pl.struct("source", "record_id").is_duplicated())
     if twice.height:

@@ -555,9 +555,9 @@ def crowded_night(scenario: str, n: int) -> dict:
 
 def test_a_placeholder_code_on_thousands_of_records_is_decided_in_a_bounded_process():
     """A registry that filled one placeholder into 30,000 records: each gets its 重码 finding counting them all and
-    saying what such a code usually is, naming ten of the others, and is its own entity. Every holder listing every other was 9×10^8 related records
-    (this died with a MemoryError after 202 s; a night with 13,000 such records died at 7.8 GB under a 12 GB cap
-    and now takes 9 s and 0.9 GB)."""
+    saying what such a code usually is, naming ten of the others, and is its own entity. Every holder listing
+    every other was 9×10^8 related records (this died with a MemoryError after 202 s; a night with 13,000 such
+    records died at 7.8 GB under a 12 GB cap and now takes 9 s and 0.9 GB)."""
     result = crowded_night("placeholder", 30000)
     assert result["holders"] == 30000 and result["entities"] == 30000
     [message] = result["messages"]
