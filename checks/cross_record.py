@@ -16,7 +16,7 @@ from itertools import islice
 import polars as pl
 
 from checks.findings import RecordFinding
-from checks.linking import MAX_BLOCK, MOVED, build_groups, candidate_pairs, row_dicts, score_pairs
+from checks.linking import MAX_BLOCK, MOVED, build_groups, candidate_pairs, in_block, row_dicts, score_pairs
 from checks.settings import Settings
 from validators.column import BIT, single_edit_codes_column
 from validators.uscc import Suggestion
@@ -51,15 +51,14 @@ def neighbor_pairs_from(candidates: pl.DataFrame, holders: pl.DataFrame, legacy:
     # on 30,000 records linked them all to its holder)
     near = candidates.join(first, left_on="candidate", right_on="code") \
         .select(pl.col("idx").alias("a"), pl.col("holder").alias("b")) \
-        .filter(pl.col("a").rank("ordinal").over("b") <= MAX_BLOCK)
+        .filter(in_block("b", member="a"))
     # a legacy code and the valid codes it is positions 9–17 of: a block like the others, its first `MAX_BLOCK` of
     # each side (5,000 records on either side of one organization code made 25 M pairs); only the organization
     # codes some legacy code names are ranked (ranking every valid code's took 5 s at 10^7)
-    rank = pl.col("idx").rank("ordinal")
     legacy = legacy.filter(pl.col("legacy_org").is_not_null()).select("idx", "legacy_org") \
-        .filter(rank.over("legacy_org") <= MAX_BLOCK)
+        .filter(in_block("legacy_org"))
     named = valid.filter(pl.col("org").is_in(legacy["legacy_org"].implode())).select("idx", "org") \
-        .filter(rank.over("org") <= MAX_BLOCK)
+        .filter(in_block("org"))
     old = legacy.join(named, left_on="legacy_org", right_on="org", suffix="_b") \
         .select(pl.col("idx").alias("a"), pl.col("idx_b").alias("b"))
     return pl.concat([near, old])

@@ -33,6 +33,12 @@ CODE_EVIDENCE_NAME = 60.0
 ADDRESS_SAME = 90.0
 
 
+def in_block(key: str, member: str = "idx") -> pl.Expr:
+    """Whether a row is among the first `MAX_BLOCK` (by `member`, a record index) of those sharing `key`: the rows a
+    block compares."""
+    return pl.col(member).rank("ordinal").over(key) <= MAX_BLOCK
+
+
 def pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: str) -> pl.DataFrame:
     """Index pairs (a < b) of records sharing `key`."""
     keyed = frame.select(list(dict.fromkeys(["idx", key, "code"])))  # never copy the wide frame
@@ -40,7 +46,7 @@ def pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: 
     keyed = keyed.filter(pl.len().over(key) > 1)
     if keyed.height == 0:
         return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
-    keyed = keyed.with_columns(rank=pl.col("idx").rank("ordinal").over(key)).filter(pl.col("rank") <= MAX_BLOCK)
+    keyed = keyed.filter(in_block(key))
     pairs = keyed.join(keyed, on=key, suffix="_b").filter(pl.col("idx") < pl.col("idx_b"))
     if different_code:  # a record without a code differs from every code
         pairs = pairs.filter(pl.col("code").ne_missing(pl.col("code_b")))
