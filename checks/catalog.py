@@ -114,9 +114,14 @@ class WorkFolder:
         return self.path / "prepared.parquet"
 
     @property
-    def register_lists(self) -> Path:
-        """The golden register's list columns, copied out of the frames they were joined from (`flows.stages`)."""
-        return self.path / "register.lists.arrow"
+    def register_parquet(self) -> Path:
+        """The golden register (`flows.stages.register_of`), moved into the night's report folder by the render."""
+        return self.path / "register.parquet"
+
+    @property
+    def register_csv(self) -> Path:
+        """The golden register as CSV, like `register_parquet`."""
+        return self.path / "register.csv"
 
     @property
     def partitions(self) -> Path:

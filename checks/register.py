@@ -32,6 +32,7 @@ that no other entity trusts, else from its smallest (source, record_id);
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,8 @@ from checks.cross_record import CROWDED
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
-__all__ = ["entities", "golden_register", "register_csv_frame", "entity_id", "carry_ids", "entity_keys",
-           "ENTITY_KEYS", "previous_entities", "write_entities", "unreadable_entities", "EntitiesUnreadable"]
+__all__ = ["entities", "golden_register", "register_slices", "ENTITIES_AT_ONCE", "register_csv_frame", "entity_id", "carry_ids", "entity_keys",
+           "ENTITY_KEYS", "previous_entities", "write_entities", "EntitiesWriter", "unreadable_entities", "EntitiesUnreadable"]
 
 #: What a night keeps of its register for the next night's ids: each record's entity.
 ENTITY_KEYS = {"source": pl.String, "record_id": pl.String, "entity_id": pl.String, "id_basis": pl.String}
@@ -252,10 +253,28 @@ def _summary(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
+#: Entities whose per-source lists are built and written at once: a province's 10^7 entities' lists, built whole
+#: and joined, took the night from 3 to 10 GB; a slice of them is a tenth of that.
+ENTITIES_AT_ONCE = 1_000_000
+
+
 def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
                     previous: pl.DataFrame | None = None) -> pl.DataFrame:
-    """One row per entity: `entity_id, id_basis, trusted_code, trusted_why, codes, records, sources`,
-    per configured source `<key>_record_ids` and `<key>_names` (lists), and the open findings on it.
+    """The whole register at once (`register_slices` concatenated): for a small city and for tests; a night
+    writes it a slice at a time."""
+    slices = register_slices(prepared, findings, settings, previous)
+    del prepared, previous  # the slices' only references: let go of as `register_slices` says
+    return pl.concat(list(slices))
+
+
+def register_slices(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
+                    previous: pl.DataFrame | None = None, at_once: int | None = None) -> Iterator[pl.DataFrame]:
+    """The register, one row per entity, in `entity_id` order, `at_once` entities a slice (`ENTITIES_AT_ONCE`
+    unless given; one slice, perhaps empty, when there are none): `entity_id, id_basis, trusted_code, trusted_why, codes, records, sources`, per
+    configured source `<key>_record_ids` and `<key>_names` (lists), and the open findings on it.
+
+    Only a slice's lists are ever held: a caller that writes each slice before it asks for the next holds the
+    records, each entity's id and the open findings, and one slice.
 
     Args:
         prepared: `checks.rules.prepare` of tonight's records (let go of once the records are sorted: passed as
@@ -278,21 +297,26 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
     ids = carry_ids(frame.select("source", "record_id", "entity"), grouped.select("entity", "id_basis"), previous)
     del previous  # 10^7 record → entity rows on a night after the first: not held through the lists below
     # in the register's order already: the wide rows below are joined to it once, never sorted
-    rows = _in_id_order(grouped.select("entity", "trusted_code", "trusted_why").join(ids, on="entity"))
+    rows = _in_id_order(grouped.select("entity", "trusted_code", "trusted_why").join(ids, on="entity")) \
+        .select("entity", "entity_id", "id_basis", "trusted_code", "trusted_why")
     del grouped, ids
     open_ = findings.filter(pl.col("status").is_in(UNRESOLVED)).select("source", "record_id", "kind", "finding_id") \
-        .join(frame.select("source", "record_id", "entity"), on=["source", "record_id"]) \
-        .group_by("entity").agg(open_findings=pl.len().cast(pl.Int64), open_kinds=pl.col("kind").unique().sort(),
-                                open_finding_ids=pl.col("finding_id").sort())
-    summary = _summary(frame, settings)
-    del frame  # the joins below hold the register's two halves and the result: nothing else
-    register = rows.select("entity", "entity_id", "id_basis", "trusted_code", "trusted_why") \
-        .join(summary, on="entity", maintain_order="left")
-    del rows, summary  # each step below holds its input and its result only (0.4 GB less at 10^7)
-    register = register.join(open_, on="entity", how="left", maintain_order="left").drop("entity")
-    return register.with_columns(pl.col("open_findings").fill_null(0),
-                                 pl.col("open_kinds").fill_null(pl.lit([], pl.List(pl.String))),
-                                 pl.col("open_finding_ids").fill_null(pl.lit([], pl.List(pl.String))))
+        .join(frame.select("source", "record_id", "entity"), on=["source", "record_id"]).drop("source", "record_id")
+    frame = frame.select("entity", "source", "record_id", "name", "code")  # what `_summary` reads
+    at_once = at_once or ENTITIES_AT_ONCE
+    for start in range(0, rows.height or 1, at_once):
+        part = rows.slice(start, at_once)
+        mine = pl.col("entity").is_in(part["entity"].implode())  # a filter keeps the (source, record_id) order
+        summary = _summary(frame.filter(mine), settings)
+        opened = open_.filter(mine).group_by("entity").agg(
+            open_findings=pl.len().cast(pl.Int64), open_kinds=pl.col("kind").unique().sort(),
+            open_finding_ids=pl.col("finding_id").sort())
+        register = part.join(summary, on="entity", maintain_order="left") \
+            .join(opened, on="entity", how="left", maintain_order="left").drop("entity")
+        del summary, opened
+        yield register.with_columns(pl.col("open_findings").fill_null(0),
+                                    pl.col("open_kinds").fill_null(pl.lit([], pl.List(pl.String))),
+                                    pl.col("open_finding_ids").fill_null(pl.lit([], pl.List(pl.String))))
 
 
 #: An id as `entity_id` makes it: 16 lowercase hexadecimal digits.
@@ -350,6 +374,27 @@ def write_entities(frame: pl.DataFrame, path: Path) -> None:
     """`state/entities.parquet`, each page with a CRC: damage inside the file is found when it is read, where
     zstd alone let about half of random one-byte damage through as other ids."""
     pq.write_table(frame.to_arrow(), path, compression="zstd", write_page_checksum=True)
+
+
+class EntitiesWriter:
+    """`write_entities`' file written a register slice at a time (`register_slices`): call it with each slice,
+    then `close` it. A new file: an older one at `path` is removed first."""
+
+    def __init__(self, path: Path, sources: list[str]):
+        self.path, self.sources, self.writer = Path(path), sources, None
+        self.path.unlink(missing_ok=True)
+
+    def __call__(self, register: pl.DataFrame) -> None:
+        table = entity_keys(register, self.sources).to_arrow(compat_level=pl.CompatLevel.oldest())
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", write_page_checksum=True)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is None:  # no slice: an empty file of the right columns
+            write_entities(pl.DataFrame(schema=ENTITY_KEYS), self.path)
+        else:
+            self.writer.close()
 
 
 def _not_a_file(path: Path) -> str | None:

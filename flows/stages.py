@@ -39,13 +39,14 @@ from checks.detect import detect, detect_with_frame
 from checks.ingest import SourceReport, ingest_source
 from checks.lock import night_lock
 from checks.partition import assemble, detect_partitioned, regions_of, split
-from checks.register import PREPARED_COLUMNS, entity_keys, golden_register, previous_entities, write_entities
+from checks.register import PREPARED_COLUMNS, EntitiesWriter, previous_entities, register_slices
 from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
 from flows.collector import collector_paused
 from flows.params import Night, check_night, today  # noqa: F401  (today: the flow's default night)
 from reports import console
+from reports.register_files import write_register
 from reports.render import RunView, write_run
 
 #: Stage labels as the overview shows them, in the order `drive` runs them.
@@ -290,41 +291,28 @@ def render(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, 
 
 
 def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: pl.DataFrame,
-                historical: bool) -> pl.DataFrame:
-    """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's."""
+                historical: bool) -> tuple[Path, Path]:
+    """Tonight's golden register (`checks.register`), its entity ids carried from the newest night's, written a
+    slice of entities at a time into the work folder; returns its parquet and CSV files."""
     path = Path(data_dir) / ENTITIES
     # the records and the previous night's ids go in as the register's only references to them: it lets go of each
     # once used (no prepared file: no record tonight, or an older work folder); damaged ids: a sentence, never a
     # traceback or new ids for all
-    found = golden_register(frame_files.read_parquet(work.prepared) if work.prepared.exists() else
-                            prepare(tonight.all_records(settings, work), settings), findings, settings,
-                            previous_entities(path))
-    found = _compacted(found, work.register_lists)
+    slices = register_slices(frame_files.read_parquet(work.prepared) if work.prepared.exists() else
+                             prepare(tonight.all_records(settings, work), settings), findings, settings,
+                             previous_entities(path))
+    keys = None
     if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
         path.parent.mkdir(parents=True, exist_ok=True)
-        staged = path.with_name(f".{path.name}.tmp")
-        write_entities(entity_keys(found, [s.key for s in settings.sources]), staged)
-        os.replace(staged, path)
-    return found
-
-
-def _compacted(register: pl.DataFrame, path: Path) -> pl.DataFrame:
-    """The register with its list columns read back from an uncompressed Arrow IPC file at `path`.
-
-    After the joins that build it, each list's text still points into the buffers of every frame it came
-    from, and polars' parquet writer pays for all of them again on every page it writes: a province's
-    register.parquet took 150 s to write, 15 s from this copy (made in 9 s), and its CSV half the time.
-    """
-    lists = [c for c, dtype in register.schema.items() if isinstance(dtype, pl.List)]
-    if not lists or register.height == 0:
-        return register
-    order = register.columns
-    # a new file, never one rewritten in place: polars maps the file it reads, and a register an earlier run in
-    # this process still holds may be mapped from the old one
-    path.unlink(missing_ok=True)
-    register.select(lists).lazy().sink_ipc(path, compression="uncompressed")  # a slice at a time: 0.8 GB less
-    register = register.drop(lists)  # the joined lists are let go before their copy is read: never both at once
-    return pl.concat([register, frame_files.read_ipc(path)], how="horizontal").select(order)
+        keys = EntitiesWriter(path.with_name(f".{path.name}.tmp"), [s.key for s in settings.sources])
+    try:
+        write_register(slices, work.register_parquet, work.register_csv, keys)
+    finally:
+        if keys is not None:
+            keys.close()
+    if keys is not None:
+        os.replace(keys.path, path)
+    return work.register_parquet, work.register_csv
 
 
 def complete_night(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict],

@@ -37,9 +37,13 @@ def write_neutralized_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Non
     register are also opened in spreadsheets), written a slice at a time: the text of a province's register
     (10^7 rows, 2 GB of CSV) is never held whole beside it (written at once, it peaked 1.8 GB higher; the same
     bytes, in the same time)."""
-    lazy = frame.lazy()
-    lazy.with_columns(neutralized(pl.col(c)).alias(c) for c, dtype in lazy.collect_schema().items()
-                      if dtype == pl.String).sink_csv(path)
+    neutralized_frame(frame.lazy()).sink_csv(path)
+
+
+def neutralized_frame(lazy: pl.LazyFrame) -> pl.LazyFrame:
+    """`lazy` with every text column neutralized like `neutralize` (formula-like text gets one leading ')."""
+    return lazy.with_columns(neutralized(pl.col(c)).alias(c) for c, dtype in lazy.collect_schema().items()
+                             if dtype == pl.String)
 
 
 def write_csv(path: Path, findings: pl.DataFrame, cells: pl.DataFrame | None = None) -> None:

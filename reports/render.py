@@ -19,7 +19,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from checks.counties import UNKNOWN, county_name
 from checks.ledger import ANSWERABLE, OFF_LIST_REASONS, OFF_LIST_SCHEMA, UNRESOLVED
-from checks.register import register_csv_frame
 from reports import forms
 from reports.chart import lines_svg, trend_svg
 from reports.cells import DISPLAY_ORDER, form_cells, list_rows, with_ledger_columns
@@ -65,7 +64,7 @@ class RunView:
     unfinished: list[str] = field(default_factory=list)  # earlier nights whose runs all failed (not on the trend)
     reassignments: list[dict] = field(default_factory=list)  # ledger.reassignments_of_night
     unrecognized_types: list[dict] = field(default_factory=list)  # checks.categories.unrecognized_types
-    register: pl.DataFrame | None = None  # checks.register.golden_register: register.parquet / register.csv
+    register: tuple[Path, ...] = ()  # the register's files, written beforehand (`reports.register_files`): moved in
     off_list: pl.DataFrame | None = None  # ledger.OFF_LIST_SCHEMA: unresolved findings on no list tonight, and why
 
     def __post_init__(self):
@@ -282,9 +281,8 @@ def write_run(reports_root: Path, view: RunView) -> Path:
             forms.write_neutralized_csv(view.audit, tmp / "audit.csv")
         if view.off_list is not None:
             forms.write_neutralized_csv(off_list_csv_frame(view.off_list), tmp / "off_list.csv")
-        if view.register is not None:
-            view.register.write_parquet(tmp / "register.parquet")
-            forms.write_neutralized_csv(register_csv_frame(view.register.lazy()), tmp / "register.csv")
+        for written in view.register:
+            shutil.move(written, tmp / Path(written).name)
         (tmp / "summary.json").write_text(json.dumps(summary(view), ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(view, receipts), encoding="utf-8")
         forms.wait_xlsx_writers(writers)  # raises if a form could not be written

@@ -80,10 +80,10 @@ def test_the_night_hands_the_previous_nights_entity_ids_over_to_the_register(sam
     no other name for them (at 10^7, 10^7 rows that a night after the first held through the register's lists)."""
     import weakref
 
-    real = stages.golden_register
+    real = stages.register_slices
     kept_elsewhere = []
 
-    def golden_register(prepared, findings, settings, previous=None):
+    def register_slices(prepared, findings, settings, previous=None):
         if previous is not None:
             alive = weakref.ref(previous)
             own = previous.clone()
@@ -92,7 +92,7 @@ def test_the_night_hands_the_previous_nights_entity_ids_over_to_the_register(sam
             previous = own
         return real(prepared, findings, settings, previous)
 
-    monkeypatch.setattr(stages, "golden_register", golden_register)
+    monkeypatch.setattr(stages, "register_slices", register_slices)
     run_all(sample_copy, run_date="2026-11-27")
     run_all(sample_copy, run_date="2026-11-28")
     assert kept_elsewhere == [False]  # the first night has no previous ids; the second hands them over

@@ -283,3 +283,31 @@ def test_a_night_without_a_single_record_still_writes_its_report(tmp_path):
     folder = tmp_path / "reports" / "2026-11-30"
     assert "下没有本期数据文件" in (folder / "index.html").read_text("utf-8")
     assert pl.read_parquet(folder / "register.parquet").height == 0
+    header = (folder / "register.csv").read_text("utf-8").splitlines()
+    assert header == [",".join(pl.read_parquet(folder / "register.parquet").columns)]  # the columns, no row
+
+
+def test_a_night_builds_and_writes_its_register_a_slice_of_entities_at_a_time(tmp_path, settings, monkeypatch):
+    """A province's register built whole was the night's peak (10.9 GB at 10^7): a night holds the lists of at
+    most `ENTITIES_AT_ONCE` entities at once, and its files are byte for byte those of the register built whole."""
+    from checks import register
+
+    nights, real = {}, register._summary
+    for at_once in (None, 40):  # the default (the whole sample in one slice), then slices of 40 entities
+        data = tmp_path / f"at-once-{at_once}"
+        shutil.copytree(ROOT / "sample_data", data)
+        if at_once:
+            monkeypatch.setattr(register, "ENTITIES_AT_ONCE", at_once)
+        held = []
+        monkeypatch.setattr(register, "_summary", lambda frame, settings, held=held:
+                            held.append(frame["entity"].n_unique()) or real(frame, settings))
+        run_all(data, run_date=NIGHT1)
+        nights[at_once] = data / "reports" / NIGHT1, held
+    (whole, once), (sliced, slices) = nights[None], nights[40]
+    assert len(once) == 1 and len(slices) == -(-once[0] // 40) and max(slices) == 40 and sum(slices) == once[0]
+    assert (sliced / "register.csv").read_bytes() == (whole / "register.csv").read_bytes()
+    assert pl.read_parquet(sliced / "register.parquet").equals(pl.read_parquet(whole / "register.parquet"))
+    ids = [pl.read_parquet(folder.parents[1] / "state" / "entities.parquet").sort("source", "record_id")
+           for folder in (whole, sliced)]
+    assert ids[0].equals(ids[1]) and ids[0].height == sum(
+        summary["rows_checked"] for summary in pl.read_json(whole / "summary.json")["sources"][0].values())

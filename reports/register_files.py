@@ -1,0 +1,52 @@
+"""The golden register's two files, `register.parquet` and `register.csv`, written a slice of entities at a time.
+
+A province's register is 10^7 entities with per-source lists: built and written whole it was the night's peak
+(10.2–10.9 GB at 10^7). `checks.register.register_slices` builds it a slice at a time; each slice is written
+to both files and let go of before the next is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from checks.register import register_csv_frame
+from reports.forms import neutralized_frame
+
+
+def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
+                   each: Callable[[pl.DataFrame], None] | None = None) -> int:
+    """Write every slice to `parquet` (its lists as lists) and `csv` (its lists joined by `;`, text neutralized
+    as every CSV a person may open); return the number of rows.
+
+    The files are new ones (an older file at either path is removed first, never truncated: a report folder may
+    hold a hard link to it). The CSV is byte for byte what writing the whole register at once writes.
+
+    Args:
+        each: called with every slice before it is written (the night keeps its record → entity rows).
+    """
+    for path in (parquet, csv):
+        Path(path).unlink(missing_ok=True)
+    writer, rows = None, 0
+    try:
+        with open(csv, "wb") as out:
+            for n, part in enumerate(slices):
+                if each is not None:
+                    each(part)
+                # the oldest Arrow types: text copied out of the frames the slice was joined from (polars' own
+                # views would carry all of their buffers into every page)
+                table = part.to_arrow(compat_level=pl.CompatLevel.oldest())
+                if writer is None:
+                    writer = pq.ParquetWriter(parquet, table.schema, compression="zstd")
+                writer.write_table(table)
+                del table
+                neutralized_frame(register_csv_frame(part.lazy())).collect() \
+                    .write_csv(out, include_header=n == 0)
+                rows += part.height
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
