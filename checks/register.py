@@ -289,11 +289,15 @@ def register_slices(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
     del prepared, members  # a caller that passes its only reference (`flows.stages.register_of`) lets go of it here
     grouped = frame.group_by("entity", maintain_order=True).agg(
         pl.col("idx"), first_source=pl.col("source").first(), first_record=pl.col("record_id").first())
-    grouped = trusted_codes(grouped, frame, settings).with_columns(
+    grouped = trusted_codes(grouped, frame, settings).select(
+        "entity", "trusted_code", "trusted_why",
         # a code two entities trust (a 重码 both registries may issue) identifies neither
         id_basis=pl.when(pl.col("trusted_code").is_not_null() & (pl.len().over("trusted_code") == 1))
         .then(pl.lit("uscc:") + pl.col("trusted_code"))
         .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
+    # only what the ids, the open findings and the lists read is kept through the previous night's ids (the members'
+    # indexes and first records, and the codes' validity, held 0.x GB more at 10^7)
+    frame = frame.select("entity", "source", "record_id", "name", "code")
     ids = carry_ids(frame.select("source", "record_id", "entity"), grouped.select("entity", "id_basis"), previous)
     del previous  # 10^7 record → entity rows on a night after the first: not held through the lists below
     # in the register's order already: the wide rows below are joined to it once, never sorted
@@ -302,7 +306,6 @@ def register_slices(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
     del grouped, ids
     open_ = findings.filter(pl.col("status").is_in(UNRESOLVED)).select("source", "record_id", "kind", "finding_id") \
         .join(frame.select("source", "record_id", "entity"), on=["source", "record_id"]).drop("source", "record_id")
-    frame = frame.select("entity", "source", "record_id", "name", "code")  # what `_summary` reads
     at_once = at_once or ENTITIES_AT_ONCE
     for start in range(0, rows.height or 1, at_once):
         part = rows.slice(start, at_once)
