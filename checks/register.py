@@ -146,6 +146,7 @@ def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame
     if previous is None or previous.height == 0:
         return _derived(bases)
     held = members.join(previous, on=["source", "record_id"])
+    del previous  # passed as the caller's only reference (`register_slices`), let go of here: 10^7 rows at a province
     # most entities hold one registered record, whose id none of tonight's other records held: it keeps that id
     # without a vote (the rest are a night's splits and merges)
     alone = held.select((pl.len().over("entity") == 1) & (pl.len().over("entity_id") == 1)).to_series()
@@ -296,14 +297,18 @@ def register_slices(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         .then(pl.lit("uscc:") + pl.col("trusted_code"))
         .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
     # only what the ids, the open findings and the lists read is kept through the previous night's ids (the members'
-    # indexes and first records, and the codes' validity, held 0.x GB more at 10^7)
+    # indexes and first records, and the codes' validity: the register alone on a second night at 10^7 peaked 0.7 GB
+    # higher with them)
     frame = frame.select("entity", "source", "record_id", "name", "code")
-    ids = carry_ids(frame.select("source", "record_id", "entity"), grouped.select("entity", "id_basis"), previous)
-    del previous  # 10^7 record → entity rows on a night after the first: not held through the lists below
+    # 10^7 record → entity rows on a night after the first: handed over to `carry_ids` as its only reference, let go
+    # of once joined to tonight's records, never held through the lists below
+    handed = [previous]
+    del previous
+    ids = carry_ids(frame.select("source", "record_id", "entity"), grouped.select("entity", "id_basis"), handed.pop())
+    rows = grouped.select("entity", "trusted_code", "trusted_why").join(ids, on="entity")
+    del grouped, ids  # not held beside the sorted copy
     # in the register's order already: the wide rows below are joined to it once, never sorted
-    rows = _in_id_order(grouped.select("entity", "trusted_code", "trusted_why").join(ids, on="entity")) \
-        .select("entity", "entity_id", "id_basis", "trusted_code", "trusted_why")
-    del grouped, ids
+    rows = _in_id_order(rows).select("entity", "entity_id", "id_basis", "trusted_code", "trusted_why")
     open_ = findings.filter(pl.col("status").is_in(UNRESOLVED)).select("source", "record_id", "kind", "finding_id") \
         .join(frame.select("source", "record_id", "entity"), on=["source", "record_id"]).drop("source", "record_id")
     at_once = at_once or ENTITIES_AT_ONCE
