@@ -45,8 +45,9 @@ from checks.cross_record import CROWDED
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
-__all__ = ["entities", "golden_register", "register_slices", "ENTITIES_AT_ONCE", "register_csv_frame", "entity_id", "carry_ids", "entity_keys",
-           "ENTITY_KEYS", "previous_entities", "write_entities", "EntitiesWriter", "unreadable_entities", "EntitiesUnreadable"]
+__all__ = ["entities", "golden_register", "register_slices", "ENTITIES_AT_ONCE", "entity_id", "carry_ids",
+           "entity_keys", "ENTITY_KEYS", "previous_entities", "write_entities", "EntitiesWriter", "unreadable_entities",
+           "EntitiesUnreadable"]
 
 #: What a night keeps of its register for the next night's ids: each record's entity.
 ENTITY_KEYS = {"source": pl.String, "record_id": pl.String, "entity_id": pl.String, "id_basis": pl.String}
@@ -254,15 +255,13 @@ def _summary(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-#: Entities whose per-source lists are built and written at once: a province's 10^7 entities' lists, built whole
-#: and joined, took the night from 3 to 10 GB; a slice of them is a tenth of that.
+#: Entities whose lists are built and written at once (a province's 10^7 built whole were the night's 10 GB peak).
 ENTITIES_AT_ONCE = 1_000_000
 
 
 def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
                     previous: pl.DataFrame | None = None) -> pl.DataFrame:
-    """The whole register at once (`register_slices` concatenated): for a small city and for tests; a night
-    writes it a slice at a time."""
+    """The whole register at once (`register_slices` concatenated; a night writes it a slice at a time)."""
     slices = register_slices(prepared, findings, settings, previous)
     del prepared, previous  # the slices' only references: let go of as `register_slices` says
     return pl.concat(list(slices))
@@ -271,8 +270,9 @@ def golden_register(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
 def register_slices(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Settings,
                     previous: pl.DataFrame | None = None, at_once: int | None = None) -> Iterator[pl.DataFrame]:
     """The register, one row per entity, in `entity_id` order, `at_once` entities a slice (`ENTITIES_AT_ONCE`
-    unless given; one slice, perhaps empty, when there are none): `entity_id, id_basis, trusted_code, trusted_why, codes, records, sources`, per
-    configured source `<key>_record_ids` and `<key>_names` (lists), and the open findings on it.
+    unless given; one slice, perhaps empty, when there are none): `entity_id, id_basis, trusted_code, trusted_why,
+    codes, records, sources`, per configured source `<key>_record_ids` and `<key>_names` (lists), and the open
+    findings on it.
 
     Only a slice's lists are ever held: a caller that writes each slice before it asks for the next holds the
     records, each entity's id and the open findings, and one slice.
@@ -385,8 +385,7 @@ def write_entities(frame: pl.DataFrame, path: Path) -> None:
 
 
 class EntitiesWriter:
-    """`write_entities`' file written a register slice at a time (`register_slices`): call it with each slice,
-    then `close` it. A new file: an older one at `path` is removed first."""
+    """`write_entities`' file, a new one, written a register slice at a time: call it with each, then `close` it."""
 
     def __init__(self, path: Path, sources: list[str]):
         self.path, self.sources, self.writer = Path(path), sources, None
@@ -449,9 +448,3 @@ def entity_keys(register: pl.DataFrame, sources: list[str]) -> pl.DataFrame:
     frames = [register.select("entity_id", "id_basis", record_id=f"{s}_record_ids").explode("record_id")
               .filter(pl.col("record_id").is_not_null()).with_columns(source=pl.lit(s)) for s in sources]
     return pl.concat(frames).select(list(ENTITY_KEYS)) if frames else pl.DataFrame(schema=ENTITY_KEYS)
-
-
-def register_csv_frame(register: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
-    """The register with its list columns joined by `;` (register.csv; the parquet keeps the lists)."""
-    return register.with_columns(pl.col(c).list.join(";") for c, t in register.collect_schema().items()
-                                 if isinstance(t, pl.List))

@@ -13,7 +13,6 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from checks.register import register_csv_frame
 from reports.forms import neutralized_frame
 
 
@@ -50,3 +49,9 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
         if writer is not None:
             writer.close()
     return rows
+
+
+def register_csv_frame(register: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """The register with its list columns joined by `;` (register.csv; the parquet keeps the lists)."""
+    return register.with_columns(pl.col(c).list.join(";") for c, t in register.collect_schema().items()
+                                 if isinstance(t, pl.List))

@@ -7,8 +7,9 @@ import shutil
 import polars as pl
 import pytest
 
-from checks.register import entity_id, golden_register, register_csv_frame
+from checks.register import entity_id, golden_register
 from flows.stages import run_all
+from reports.register_files import register_csv_frame
 from tests.conftest import ROOT
 from tests.test_loop import load, new_extract_xlsx
 from validators.uscc import calc_check_char
