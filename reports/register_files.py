@@ -21,8 +21,8 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
     """Write every slice to `parquet` (its lists as lists) and `csv` (its lists joined by `;`, text neutralized
     as every CSV a person may open); return the number of rows.
 
-    The files are new ones (an older file at either path is removed first, never truncated: a report folder may
-    hold a hard link to it). The CSV is byte for byte what writing the whole register at once writes.
+    The files are new ones: an older file at either path is removed first, never rewritten in place. The CSV is
+    byte for byte what writing the whole register at once wrote (`reports.forms.write_neutralized_csv`).
 
     Args:
         each: called with every slice before it is written (the night keeps its record → entity rows).
@@ -35,8 +35,8 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
             for n, part in enumerate(slices):
                 if each is not None:
                     each(part)
-                # the oldest Arrow types: text copied out of the frames the slice was joined from (polars' own
-                # views would carry all of their buffers into every page)
+                # the oldest Arrow types (large_string, not polars' string views): read back, the same types and
+                # rows as polars' own writer gave
                 table = part.to_arrow(compat_level=pl.CompatLevel.oldest())
                 if writer is None:
                     writer = pq.ParquetWriter(parquet, table.schema, compression="zstd")
