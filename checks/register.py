@@ -296,12 +296,10 @@ def register_slices(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         id_basis=pl.when(pl.col("trusted_code").is_not_null() & (pl.len().over("trusted_code") == 1))
         .then(pl.lit("uscc:") + pl.col("trusted_code"))
         .otherwise(pl.lit("record:") + pl.col("first_source") + pl.lit(":") + pl.col("first_record")))
-    # only what the ids, the open findings and the lists read is kept through the previous night's ids (the members'
-    # indexes and first records, and the codes' validity: the register alone on a second night at 10^7 peaked 0.7 GB
-    # higher with them)
+    # only what the ids, open findings and lists read is kept beside the previous night's ids (with the members,
+    # first records and validity as well, the register alone on a second night at 10^7 peaked 0.7 GB higher)
     frame = frame.select("entity", "source", "record_id", "name", "code")
-    # 10^7 record → entity rows on a night after the first: handed over to `carry_ids` as its only reference, let go
-    # of once joined to tonight's records, never held through the lists below
+    # 10^7 rows on a night after the first: `carry_ids` gets the only reference, and lets go of it once joined
     handed = [previous]
     del previous
     ids = carry_ids(frame.select("source", "record_id", "entity"), grouped.select("entity", "id_basis"), handed.pop())
@@ -322,9 +320,11 @@ def register_slices(prepared: pl.DataFrame, findings: pl.DataFrame, settings: Se
         register = part.join(summary, on="entity", maintain_order="left") \
             .join(opened, on="entity", how="left", maintain_order="left").drop("entity")
         del summary, opened
-        yield register.with_columns(pl.col("open_findings").fill_null(0),
-                                    pl.col("open_kinds").fill_null(pl.lit([], pl.List(pl.String))),
-                                    pl.col("open_finding_ids").fill_null(pl.lit([], pl.List(pl.String))))
+        register = register.with_columns(pl.col("open_findings").fill_null(0),
+                                         pl.col("open_kinds").fill_null(pl.lit([], pl.List(pl.String))),
+                                         pl.col("open_finding_ids").fill_null(pl.lit([], pl.List(pl.String))))
+        yield register
+        del register  # not held while the next slice's lists are built
 
 
 #: An id as `entity_id` makes it: 16 lowercase hexadecimal digits.

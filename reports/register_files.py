@@ -29,10 +29,11 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
     """
     for path in (parquet, csv):
         Path(path).unlink(missing_ok=True)
-    writer, rows = None, 0
+    writer, rows, header = None, 0, True
     try:
         with open(csv, "wb") as out:
-            for n, part in enumerate(slices):
+            # no `enumerate`: its tuple, kept for reuse, would hold the slice written while the next one is built
+            for part in slices:
                 if each is not None:
                     each(part)
                 # the oldest Arrow types (large_string, not polars' string views): read back, the same types and
@@ -43,8 +44,9 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
                 writer.write_table(table)
                 del table
                 neutralized_frame(register_csv_frame(part.lazy())).collect() \
-                    .write_csv(out, include_header=n == 0)
-                rows += part.height
+                    .write_csv(out, include_header=header)
+                rows, header = rows + part.height, False
+                del part  # written: not held while the next slice is built
     finally:
         if writer is not None:
             writer.close()

@@ -205,6 +205,41 @@ def test_the_register_lets_go_of_the_previous_nights_ids_before_it_builds_its_li
     assert alive_at_lists == [False]  # … and before the lists were built
 
 
+def test_a_written_slice_is_let_go_of_before_the_next_slices_lists_are_built(settings, monkeypatch, tmp_path):
+    """Only one slice's lists are held at once: the slice just written is dead, in the register and in its writer,
+    when the next slice's lists are built (at 10^7, a slice held beside the next is ~0.7 GB)."""
+    import weakref
+
+    from checks import register
+    from reports.register_files import write_register
+
+    seen, alive_at_lists = [], []
+
+    class Watched:  # passes the slices on, keeping only weak references to them
+        def __init__(self, slices):
+            self.slices = slices
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            part = next(self.slices)
+            seen.append(weakref.ref(part))
+            return part
+
+    real = register._summary
+
+    def _summary(frame, settings):
+        alive_at_lists.append([ref() is not None for ref in seen])
+        return real(frame, settings)
+
+    monkeypatch.setattr(register, "_summary", _summary)
+    records = prepared([("market", f"M{i}", f"{i}号商店", None) for i in range(4)])
+    written = write_register(Watched(register.register_slices(records, findings([]), settings, at_once=1)),
+                             tmp_path / "register.parquet", tmp_path / "register.csv")
+    assert written == 4 and alive_at_lists == [[], [False], [False, False], [False, False, False]]
+
+
 def test_the_register_is_in_entity_id_order_whatever_ids_the_last_night_left(settings):
     records = prepared([("market", f"M{i}", f"公司{i}", code(f"91230402MA{i:07d}")) for i in range(60)])
     derived = golden_register(records, findings([]), settings)["entity_id"].to_list()
