@@ -1,37 +1,32 @@
 """The golden register: one row per entity across all registries (issue 15, item 5).
 
-The clean input the credit-sharing platform and the public credit evaluation
-need: which records of which registries are one entity, the one code to trust
-for it (or none, where nobody can be presumed right), and the findings still
+The clean input the credit-sharing platform and the public credit evaluation need: which records of which registries
+are one entity, the one code to trust for it (or none, where nobody can be presumed right), and the findings still
 open on it.
 
 Entities are recomputed from what detection decided, not decided again:
 
-* records holding the same code are one entity unless a `duplicate_code`
-  finding says they are different entities (its `related` lists the holders
-  that are *not* the record's entity; on a code held by more than
-  `checks.cross_record.CROWDED` records it lists only some, and each holder it
-  marks is an entity apart from the other holders);
-* every other finding's `related` names records of the same entity
-  (`multiple_codes`, `name_mismatch`, `duplicate_record`, and the record a
-  repair's evidence came from).
+* records holding the same code are one entity unless a `duplicate_code` finding says they are different entities
+  (its `related` lists the holders that are *not* the record's entity; on a code held by more than
+  `checks.cross_record.CROWDED` records it lists only some, and each holder it marks is an entity apart from the
+  other holders);
+* every other finding's `related` names records of the same entity (`multiple_codes`, `name_mismatch`,
+  `duplicate_record`, and the record a repair's evidence came from).
 
-So the partitioned run and the single-process run give the same register, and
-the linking rules stay in `checks.linking` alone. Every record is in exactly
-one entity.
+So the partitioned run and the single-process run give the same register, and the linking rules stay in
+`checks.linking` alone. Every record is in exactly one entity.
 
-Entity ids are stable across nights. An entity that holds a record of an
-entity of the previous night's register keeps that entity's id (`carry_ids`:
-when an entity splits, the part with most of its records keeps it; when two
-merge, the bigger one's id survives). Only an entity none of whose records was
-registered before gets a new id, derived from its trusted code when it has one
-that no other entity trusts, else from its smallest (source, record_id);
-`id_basis` says which, and is kept with the id.
+Entity ids are stable across nights. An entity that holds a record of an entity of the previous night's register
+keeps that entity's id (`carry_ids`: when an entity splits, the part with most of its records keeps it; when two
+merge, the bigger one's id survives). Only an entity none of whose records was registered before gets a new id,
+derived from its trusted code when it has one that no other entity trusts, else from its smallest (source,
+record_id); `id_basis` says which, and is kept with the id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -378,30 +373,35 @@ def previous_entities(path: Path) -> pl.DataFrame | None:
     return found
 
 
+_ENTITIES_PARQUET = {"compression": "zstd", "write_page_checksum": True}  # how (`write_entities` says why)
+
+
 def write_entities(frame: pl.DataFrame, path: Path) -> None:
-    """`state/entities.parquet`, each page with a CRC: damage inside the file is found when it is read, where
-    zstd alone let about half of random one-byte damage through as other ids."""
-    pq.write_table(frame.to_arrow(), path, compression="zstd", write_page_checksum=True)
+    """`state/entities.parquet` at once (`EntitiesWriter`: a slice at a time), every page with a CRC: damage in the
+    file is found when it is read, where zstd alone let about half of random one-byte damage through as other ids."""
+    pq.write_table(frame.to_arrow(), path, **_ENTITIES_PARQUET)
 
 
 class EntitiesWriter:
-    """`write_entities`' file, a new one, written a register slice at a time: call it with each, then `close` it."""
+    """`state/entities.parquet` written a register slice at a time (call it with each) in a `with` block: staged
+    beside `path`, and put in its place only when the block ends without an exception."""
 
     def __init__(self, path: Path, sources: list[str]):
-        self.path, self.sources, self.writer = Path(path), sources, None
-        self.path.unlink(missing_ok=True)
+        self.path, self.sources = Path(path), sources
+        self.staged = self.path.with_name(f".{self.path.name}.tmp")
+
+    def __enter__(self) -> EntitiesWriter:
+        schema = pl.DataFrame(schema=ENTITY_KEYS).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
+        self.writer = pq.ParquetWriter(self.staged, schema, **_ENTITIES_PARQUET)  # without a slice: no row
+        return self
 
     def __call__(self, register: pl.DataFrame) -> None:
-        table = entity_keys(register, self.sources).to_arrow(compat_level=pl.CompatLevel.oldest())
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", write_page_checksum=True)
-        self.writer.write_table(table)
+        self.writer.write_table(entity_keys(register, self.sources).to_arrow(compat_level=pl.CompatLevel.oldest()))
 
-    def close(self) -> None:
-        if self.writer is None:  # no slice: an empty file of the right columns
-            write_entities(pl.DataFrame(schema=ENTITY_KEYS), self.path)
-        else:
-            self.writer.close()
+    def __exit__(self, failed, *_) -> None:
+        self.writer.close()
+        if failed is None:
+            os.replace(self.staged, self.path)
 
 
 def _not_a_file(path: Path) -> str | None:

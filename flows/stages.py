@@ -301,17 +301,12 @@ def register_of(settings: Settings, data_dir: Path, work: WorkFolder, findings: 
     slices = register_slices(frame_files.read_parquet(work.prepared) if work.prepared.exists() else
                              prepare(tonight.all_records(settings, work), settings), findings, settings,
                              previous_entities(path))
-    keys = None
-    if not historical:  # an older night rerun borrows the newest ids and leaves them as they are
+    if historical:  # an older night rerun borrows the newest ids and leaves them as they are
+        write_register(slices, work.register_parquet, work.register_csv)
+    else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        keys = EntitiesWriter(path.with_name(f".{path.name}.tmp"), [s.key for s in settings.sources])
-    try:
-        write_register(slices, work.register_parquet, work.register_csv, keys)
-    finally:
-        if keys is not None:
-            keys.close()
-    if keys is not None:
-        os.replace(keys.path, path)
+        with EntitiesWriter(path, [s.key for s in settings.sources]) as keys:
+            write_register(slices, work.register_parquet, work.register_csv, keys)
     return work.register_parquet, work.register_csv
 
 
