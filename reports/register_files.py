@@ -2,11 +2,13 @@
 
 A province's register is 10^7 entities with per-source lists: built and written whole it was the night's peak
 (10.2–10.9 GB at 10^7). `checks.register.register_slices` builds it a slice at a time; each slice is written
-to both files and let go of before the next is built.
+to both files and let go of before the next is built. The parquet file is written on a second thread while the
+CSV is made of the same slice: both let go of Python's lock while they work.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -25,32 +27,71 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
     byte for byte what writing the whole register at once wrote (`reports.forms.write_neutralized_csv`).
 
     Args:
-        each: called with every slice before it is written (the night keeps its record → entity rows).
+        each: called with every slice before it is written to `parquet`, on the same thread (the night keeps its
+            record → entity rows).
     """
     for path in (parquet, csv):
         Path(path).unlink(missing_ok=True)
-    writer, rows, header = None, 0, True
+    lists, rows, header, beside = _ParquetSlices(parquet, each), 0, True, None
     try:
         with open(csv, "wb") as out:
             # no `enumerate`: its tuple, kept for reuse, would hold the slice written while the next one is built
             for part in slices:
-                if each is not None:
-                    each(part)
-                # the oldest Arrow types (large_string, not polars' string views): read back, the same types and
-                # rows as polars' own writer gave
-                table = part.to_arrow(compat_level=pl.CompatLevel.oldest())
-                if writer is None:
-                    writer = pq.ParquetWriter(parquet, table.schema, compression="zstd")
-                writer.write_table(table)
-                del table
+                # the parquet file (pyarrow) beside the CSV (polars): at 10^7 the two were 40 s of the register's
+                # 90 one after the other, and a thread ends holding nothing (a pool's worker may keep a slice
+                # after its result is known)
+                beside = _Beside(lists.write, part)
                 neutralized_frame(register_csv_frame(part.lazy())).collect() \
                     .write_csv(out, include_header=header)
+                beside.wait()
                 rows, header = rows + part.height, False
                 del part  # written: not held while the next slice is built
     finally:
-        if writer is not None:
-            writer.close()
+        if beside is not None:
+            beside.thread.join()  # the CSV failed: the parquet writer is closed only once nothing writes to it
+        lists.close()
     return rows
+
+
+class _ParquetSlices:
+    """register.parquet written a slice at a time, a row group each; its columns are the first slice's."""
+
+    def __init__(self, path: Path, each: Callable[[pl.DataFrame], None] | None):
+        self.path, self.each, self.writer = path, each, None
+
+    def write(self, part: pl.DataFrame) -> None:
+        if self.each is not None:
+            self.each(part)
+        # the oldest Arrow types (large_string, not polars' string views): read back, the same types and rows as
+        # polars' own writer gave
+        table = part.to_arrow(compat_level=pl.CompatLevel.oldest())
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _Beside:
+    """`call(*args)` on another thread; `wait` joins it and raises what it raised."""
+
+    def __init__(self, call: Callable, *args):
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(call, *args), name="register-parquet", daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Callable, *args) -> None:
+        try:
+            call(*args)
+        except BaseException as exc:  # handed to the thread that waits, which stops the night with it
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def register_csv_frame(register: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:

@@ -354,3 +354,58 @@ def test_a_night_builds_and_writes_its_register_a_slice_of_entities_at_a_time(tm
            for folder in (whole, sliced)]
     assert ids[0].equals(ids[1]) and ids[0].height == sum(
         summary["rows_checked"] for summary in pl.read_json(whole / "summary.json")["sources"][0].values())
+
+
+def test_a_failure_writing_the_parquet_file_stops_the_register_and_keeps_last_nights_ids(settings, tmp_path):
+    """register.parquet is written on a second thread beside the CSV: what goes wrong there (a full disk) still
+    stops the register, and the night's ids are not put in place of the last night's."""
+    from checks import register
+    from reports.register_files import write_register
+
+    last = tmp_path / "entities.parquet"
+    last.write_bytes(b"last night's ids")
+    calls = []
+
+    def full_disk(part):
+        calls.append(part.height)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+
+    records = prepared([("market", f"M{i}", f"{i}号商店", None) for i in range(4)])
+    with pytest.raises(OSError, match="No space left"):
+        with register.EntitiesWriter(last, ["market"]) as keys:
+            write_register(register.register_slices(records, findings([]), settings, at_once=1),
+                           tmp_path / "register.parquet", tmp_path / "register.csv",
+                           lambda part: (full_disk(part), keys(part)))
+    assert calls == [1, 1]  # stopped at the slice that failed, never went on to the next
+    assert last.read_bytes() == b"last night's ids"
+
+
+def test_a_failure_writing_the_csv_waits_for_the_parquet_writer_before_closing_it(settings, tmp_path, monkeypatch):
+    """The CSV failing while the other thread still writes the same slice's parquet: the error is the CSV's, and
+    the parquet writer is closed only once that thread is done (never closed under it)."""
+    import threading
+    import time
+
+    import pyarrow.parquet as pq
+
+    from checks import register
+    from reports import register_files
+
+    done = []
+
+    def slow(part):  # the parquet side still busy when the CSV fails
+        time.sleep(0.5)
+        done.append(part.height)
+
+    def broken(frame):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(register_files, "neutralized_frame", broken)
+    records = prepared([("market", f"M{i}", f"{i}号商店", None) for i in range(4)])
+    with pytest.raises(OSError, match="Input/output error"):
+        register_files.write_register(register.register_slices(records, findings([]), settings, at_once=1),
+                                      tmp_path / "register.parquet", tmp_path / "register.csv", slow)
+    assert done == [1]  # the first slice's parquet was finished …
+    assert not [t for t in threading.enumerate() if t.name == "register-parquet"]  # … by a thread that has ended
+    assert pq.read_table(tmp_path / "register.parquet").num_rows == 1  # … and the file closed after it, whole
