@@ -139,22 +139,30 @@ def shared_codes_of(frame: pl.DataFrame) -> dict[str, list[int]]:
     return dict(shared_codes_frame(frame).iter_rows())
 
 
-def cross_level(frame: pl.DataFrame, settings: Settings, involved: set[int]) -> tuple[list[RecordFinding], Context]:
-    """Findings across records; `involved` are the records whose findings' repairs read their row
-    (`checks.repairs.READS_ROW`)."""
+def scored_pairs(frame: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, dict[str, list[int]]]:
+    """The candidate pairs of one frame, scored (`checks.linking.score_pairs`), and the codes more than one record
+    holds: the part of the findings across records that needs no record-level finding, polars for the most part
+    (`checks.detect` runs the record level beside it)."""
     pairs = candidate_pairs(frame, neighbor_pairs(frame))
-    return cross_from(frame, settings, involved, pairs, shared_codes_of(frame))
+    return score_pairs(frame, pairs, settings.city.name_prefixes), shared_codes_of(frame)
 
 
 def cross_from(frame: pl.DataFrame, settings: Settings, involved: set[int], pairs: pl.DataFrame,
                shared_codes: dict[str, list[int]]) -> tuple[list[RecordFinding], Context]:
-    """Findings across records from the candidate pairs and shared codes, however they were found.
+    """Findings across records from the candidate pairs and shared codes, however they were found (`cross_decided`
+    once the pairs are scored)."""
+    return cross_decided(frame, settings, involved, score_pairs(frame, pairs, settings.city.name_prefixes),
+                         shared_codes)
+
+
+def cross_decided(frame: pl.DataFrame, settings: Settings, involved: set[int], scored: pl.DataFrame,
+                  shared_codes: dict[str, list[int]]) -> tuple[list[RecordFinding], Context]:
+    """Findings across records from the scored pairs and shared codes.
 
     `frame` needs only the records involved: those with findings, in a pair or sharing a code. `involved`: the
     records whose findings' repairs read their row (`checks.repairs.READS_ROW`); rows are kept as dicts only for
     those and for the records in a pair or sharing a code (at a province, a row per finding was gigabytes).
     """
-    scored = score_pairs(frame, pairs, settings.city.name_prefixes)
     links = {(r["a"], r["b"]): r for r in row_dicts(scored.select("a", "b", "score", "same", "reason", "blocks"),
                                                     repeated=("blocks",))}
     indexes = involved | {i for pair in links for i in pair} | {i for ids in shared_codes.values() for i in ids}

@@ -8,13 +8,13 @@ CSV is made of the same slice: both let go of Python's lock while they work.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
+from checks.beside import Beside
 from reports.forms import neutralized_frame
 
 
@@ -38,12 +38,11 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
             # no `enumerate`: its tuple, kept for reuse, would hold the slice written while the next one is built
             for part in slices:
                 # the parquet file (pyarrow) beside the CSV (polars): at 10^7 the two were 40 s of the register's
-                # 90 one after the other, and a thread ends holding nothing (a pool's worker may keep a slice
-                # after its result is known)
-                beside = _Beside(lists.write, part)
+                # 90 one after the other
+                beside = Beside(lists.write, part, name="register-parquet")
                 neutralized_frame(register_csv_frame(part.lazy())).collect() \
                     .write_csv(out, include_header=header)
-                beside.wait()
+                beside.result()
                 rows, header = rows + part.height, False
                 del part  # written: not held while the next slice is built
     finally:
@@ -72,26 +71,6 @@ class _ParquetSlices:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-class _Beside:
-    """`call(*args)` on another thread; `wait` joins it and raises what it raised."""
-
-    def __init__(self, call: Callable, *args):
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(call, *args), name="register-parquet", daemon=True)
-        self.thread.start()
-
-    def _run(self, call: Callable, *args) -> None:
-        try:
-            call(*args)
-        except BaseException as exc:  # handed to the thread that waits, which stops the night with it
-            self.error = exc
-
-    def wait(self) -> None:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
 
 
 def register_csv_frame(register: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:

@@ -584,3 +584,44 @@ def test_a_placeholder_one_edit_from_a_real_code_on_thousands_of_records_is_deci
     result = crowded_night("neighbour", 30000)
     assert result["holders"] == 30000
     assert result["peak_mb"] < 2048, result
+
+
+def test_the_record_level_beside_the_pairs_fails_detection_with_its_own_error(settings, monkeypatch):
+    """The GB 32100 rules run on a second thread while the pairs are scored: an error there is detection's error,
+    not a night with the record-level findings missing."""
+    from checks import detect as stages
+
+    def broken(frame, allowlist):
+        raise RuntimeError("规则表损坏")
+
+    monkeypatch.setattr(stages, "record_level", broken)
+    records = frame(("market", "M1", "91230402MA1C4B0X", "鹤岗市甲公司", "有限责任公司", "张三", "向阳区1号"))
+    with pytest.raises(RuntimeError, match="规则表损坏"):
+        detect(records, settings)
+
+
+def test_when_the_pairs_fail_the_record_level_thread_is_waited_for(settings, monkeypatch):
+    """Scoring the pairs failing (memory, say) while the record level still runs: detection raises that error once
+    the other thread has ended, so nothing goes on reading the records of a failed night."""
+    import threading
+    import time
+
+    from checks import detect as stages
+
+    real, finished = stages.record_level, []
+
+    def slow(frame, allowlist):
+        time.sleep(0.5)
+        finished.append(True)
+        return real(frame, allowlist)
+
+    def out_of_memory(frame, settings):
+        raise MemoryError
+
+    monkeypatch.setattr(stages, "record_level", slow)
+    monkeypatch.setattr(stages, "scored_pairs", out_of_memory)
+    records = frame(("market", "M1", A, "鹤岗市甲公司", "有限责任公司", "张三", "向阳区1号"))
+    with pytest.raises(MemoryError):
+        detect(records, settings)
+    assert finished == [True]
+    assert not [t for t in threading.enumerate() if t.name == "record-level"]

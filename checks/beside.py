@@ -1,0 +1,33 @@
+"""A call on a second thread while the caller goes on: Python work beside work that lets go of Python's lock
+(polars, pyarrow), on a machine whose other core would otherwise wait."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class Beside:
+    """`call(*args)` started on another thread; `result` joins it and returns what it returned, or raises what it
+    raised. The thread ends holding nothing: its call and arguments are let go of once it has run (a pool's
+    worker may keep them after its result is known)."""
+
+    def __init__(self, call: Callable, *args, name: str = "beside"):
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(call, *args), name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Callable, *args) -> None:
+        try:
+            self.value = call(*args)
+        except BaseException as exc:  # handed to the thread that waits for the result
+            self.error = exc
+
+    def result(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        value, self.value = self.value, None
+        return value
