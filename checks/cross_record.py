@@ -144,7 +144,8 @@ def scored_pairs(frame: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame,
     holds: the part of the findings across records that needs no record-level finding, polars for the most part
     (`checks.detect` runs the record level beside it)."""
     pairs = candidate_pairs(frame, neighbor_pairs(frame))
-    return score_pairs(frame, pairs, settings.city.name_prefixes), shared_codes_of(frame)
+    shared = shared_codes_of(frame)  # before the scored pairs exist: after them, at 10^7 it peaked 1 GB higher
+    return score_pairs(frame, pairs, settings.city.name_prefixes), shared
 
 
 def cross_from(frame: pl.DataFrame, settings: Settings, involved: set[int], pairs: pl.DataFrame,
