@@ -71,10 +71,10 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
         context = context_level(frame, settings)
         clock.lap("in context")
         scored, shared = scored_pairs(frame, settings)
-    except BaseException:
+        findings = record.result() + context
+    except BaseException:  # an interrupt while waiting for the result, too
         record.thread.join()  # nothing goes on reading the records once detection has failed
         raise
-    findings = record.result() + context
     clock.lap("pairs scored, the record level beside them")
     cross, ctx = cross_decided(frame, settings, {f.idx for f in findings if f.kind in READS_ROW}, scored, shared)
     del scored, shared, context  # held by nothing else (`ctx` keeps the shared codes until it is released)

@@ -131,8 +131,7 @@ def _derived(bases: pl.DataFrame) -> pl.DataFrame:
 
 def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
     """(entity, entity_id, id_basis) for tonight's entities: the previous night's id where one of its records
-    was registered, else the one derived from its basis (only those are hashed: on a night after the first,
-    a few).
+    was registered, else the one derived from its basis (only those are hashed: on a night after the first, a few).
 
     Args:
         members: (source, record_id, entity) of tonight's records.
@@ -183,8 +182,7 @@ def _first_of_each(frame: pl.DataFrame, by: str, order: list[str], descending: l
     return pl.concat([frame.filter(pl.col("_rows") == 1), first]).drop("_rows")
 
 
-#: Why a code is trusted: `checks.cross_record.Context.trusted_code`'s reasons, by "issued by its own registry"
-#: (tested to agree with it).
+#: Why a code is trusted, by "issued by its own registry": `Context.trusted_code`'s reasons (tested to agree).
 _WHY = {True: "该代码的登记管理部门", False: "唯一没有警告的有效代码"}
 
 
@@ -402,6 +400,8 @@ class EntitiesWriter:
         self.writer.close()
         if failed is None:
             os.replace(self.staged, self.path)
+        else:  # a failed night leaves no partial copy of the ids (200 MB at 10^7) beside the last night's
+            self.staged.unlink(missing_ok=True)
 
 
 def _not_a_file(path: Path) -> str | None:

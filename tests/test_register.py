@@ -379,6 +379,7 @@ def test_a_failure_writing_the_parquet_file_stops_the_register_and_keeps_last_ni
                            lambda part: (full_disk(part), keys(part)))
     assert calls == [1, 1]  # stopped at the slice that failed, never went on to the next
     assert last.read_bytes() == b"last night's ids"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial copy left beside it
 
 
 def test_a_failure_writing_the_csv_waits_for_the_parquet_writer_before_closing_it(settings, tmp_path, monkeypatch):
