@@ -589,12 +589,12 @@ def test_a_placeholder_one_edit_from_a_real_code_on_thousands_of_records_is_deci
 def test_the_record_level_beside_the_pairs_fails_detection_with_its_own_error(settings, monkeypatch):
     """The GB 32100 rules run on a second thread while the pairs are scored: an error there is detection's error,
     not a night with the record-level findings missing."""
-    from checks import detect as stages
+    from checks import detect as detection
 
     def broken(frame, allowlist):
         raise RuntimeError("规则表损坏")
 
-    monkeypatch.setattr(stages, "record_level", broken)
+    monkeypatch.setattr(detection, "record_level", broken)
     records = frame(("market", "M1", "91230402MA1C4B0X", "鹤岗市甲公司", "有限责任公司", "张三", "向阳区1号"))
     with pytest.raises(RuntimeError, match="规则表损坏"):
         detect(records, settings)
@@ -606,9 +606,9 @@ def test_when_the_pairs_fail_the_record_level_thread_is_waited_for(settings, mon
     import threading
     import time
 
-    from checks import detect as stages
+    from checks import detect as detection
 
-    real, finished = stages.record_level, []
+    real, finished = detection.record_level, []
 
     def slow(frame, allowlist):
         time.sleep(0.5)
@@ -618,8 +618,8 @@ def test_when_the_pairs_fail_the_record_level_thread_is_waited_for(settings, mon
     def out_of_memory(frame, settings):
         raise MemoryError
 
-    monkeypatch.setattr(stages, "record_level", slow)
-    monkeypatch.setattr(stages, "scored_pairs", out_of_memory)
+    monkeypatch.setattr(detection, "record_level", slow)
+    monkeypatch.setattr(detection, "scored_pairs", out_of_memory)
     records = frame(("market", "M1", A, "鹤岗市甲公司", "有限责任公司", "张三", "向阳区1号"))
     with pytest.raises(MemoryError):
         detect(records, settings)
