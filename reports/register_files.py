@@ -32,14 +32,14 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
     """
     for path in (parquet, csv):
         Path(path).unlink(missing_ok=True)
-    lists, rows, header, beside = _ParquetSlices(parquet, each), 0, True, None
+    groups, rows, header, beside = _ParquetSlices(parquet, each), 0, True, None
     try:
         with open(csv, "wb") as out:
             # no `enumerate`: its tuple, kept for reuse, would hold the slice written while the next one is built
             for part in slices:
                 # the parquet file and the night's ids (pyarrow) beside the CSV (polars): at 10^7, 21 s and 26 s of
                 # the register's 92 one after the other
-                beside = Beside(lists.write, part, name="register-parquet")
+                beside = Beside(groups.write, part, name="register-parquet")
                 neutralized_frame(register_csv_frame(part.lazy())).collect() \
                     .write_csv(out, include_header=header)
                 beside.result()
@@ -48,7 +48,7 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
     finally:
         if beside is not None:
             beside.thread.join()  # the CSV failed: the parquet writer is closed only once nothing writes to it
-        lists.close()
+        groups.close()
     return rows
 
 
