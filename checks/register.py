@@ -41,7 +41,7 @@ from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
 __all__ = ["entities", "golden_register", "register_slices", "ENTITIES_AT_ONCE", "entity_id", "carry_ids",
-           "entity_keys", "ENTITY_KEYS", "previous_entities", "write_entities", "EntitiesWriter", "unreadable_entities",
+           "entity_keys", "ENTITY_KEYS", "previous_entities", "EntitiesWriter", "unreadable_entities",
            "EntitiesUnreadable"]
 
 #: What a night keeps of its register for the next night's ids: each record's entity.
@@ -337,7 +337,7 @@ def _in_id_order(rows: pl.DataFrame) -> pl.DataFrame:
 
 def previous_entities(path: Path) -> pl.DataFrame | None:
     """The newest night's record → entity rows (`ENTITY_KEYS`, `state/entities.parquet`), None before the first
-    night; raises `EntitiesUnreadable` when the file is damaged (its pages carry checksums, `write_entities`)."""
+    night; raises `EntitiesUnreadable` when the file is damaged (its pages carry checksums, `_ENTITIES_PARQUET`)."""
     problem = _not_a_file(path)
     if problem:
         raise EntitiesUnreadable(path, problem)
@@ -371,13 +371,9 @@ def previous_entities(path: Path) -> pl.DataFrame | None:
     return found
 
 
-_ENTITIES_PARQUET = {"compression": "zstd", "write_page_checksum": True}  # how (`write_entities` says why)
-
-
-def write_entities(frame: pl.DataFrame, path: Path) -> None:
-    """`state/entities.parquet` at once (`EntitiesWriter`: a slice at a time), every page with a CRC: damage in the
-    file is found when it is read, where zstd alone let about half of random one-byte damage through as other ids."""
-    pq.write_table(frame.to_arrow(), path, **_ENTITIES_PARQUET)
+#: How `state/entities.parquet` is written: every page with a CRC, so that damage in the file is found when it is
+#: read, where zstd alone let about half of random one-byte damage through as other ids.
+_ENTITIES_PARQUET = {"compression": "zstd", "write_page_checksum": True}
 
 
 class EntitiesWriter:
