@@ -8,6 +8,7 @@ import pytest
 
 from checks.ingest import (IngestError, ingest_all, ingest_source, parse_dates, read_csv, read_xlsx, select_extract,
                            to_canonical)
+from checks import textfile
 from checks.settings import parse_settings
 from tests.conftest import CORPUS
 
@@ -80,6 +81,44 @@ def test_unreadable_files_are_rejected_with_the_reason(name, words, editorial):
     with pytest.raises(IngestError) as err:
         load(name, editorial)
     assert words in str(err.value) and name in str(err.value)
+
+
+def test_a_damaged_utf8_file_names_the_line_and_byte_where_it_breaks(tmp_path, monkeypatch, editorial):
+    # chunks of 64 bytes: the fault lies chunks into the file, after a character split between two chunks
+    monkeypatch.setattr(textfile, "CHUNK", 64)
+    head = "\ufeff机构编号,统一社会信用代码,机构名称\n".encode()
+    rows = [f"BB{i:03d},12230400MA1C4B0P68,鹤岗市第一中学\n".encode() for i in range(12)]
+    fault = len(head) + sum(map(len, rows[:7])) + 20  # on line 9 (the header is line 1), in a name
+    data = bytearray(head + b"".join(rows))
+    data[fault] = 0xFF
+    path = tmp_path / "damaged.csv"
+    path.write_bytes(bytes(data))
+    with pytest.raises(IngestError) as err:
+        read_csv(path)
+    assert f"第 9 行（文件第 {fault:,} 字节）处无法解码" in str(err.value)
+    assert "damaged.csv" in str(err.value) and "请重新导出后提交" in str(err.value)
+    # cut inside its last character, the same file breaks at that character
+    path.write_bytes(head + b"".join(rows)[:-2])
+    with pytest.raises(IngestError) as err:
+        read_csv(path)
+    assert f"第 13 行（文件第 {len(head) + sum(map(len, rows)) - 4:,} 字节）处无法解码" in str(err.value)
+
+
+def test_utf8_is_told_from_other_bytes_as_python_tells_it():
+    # the validator (Arrow's) accepts exactly what Python's decoder accepts: text with every kind of character,
+    # each byte of it changed in turn, and sequences a lax decoder lets through (surrogates, overlong forms,
+    # beyond U+10FFFF, a character cut short)
+    text = "统一社会信用代码，鹤岗市向阳区䶮𫟦管理局 Ω é 😀 \U0010FFFF\x00\r\n".encode()
+    samples = [text[:i] + bytes([b]) + text[i + 1:] for i in range(len(text)) for b in (0x80, 0xBF, 0xC0, 0xE4, 0xF4, 0xFF)]
+    samples += [b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf0\x80\x80\xaf",
+                b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80", b"\xe4\xb8", text, b""]
+    for sample in samples:
+        try:
+            sample.decode("utf-8")
+            python = True
+        except UnicodeDecodeError:
+            python = False
+        assert textfile._utf8_by_arrow(b"\xef\xbb\xbf" + sample, 3) is python, sample
 
 
 def test_header_only_file_is_read_with_zero_rows(editorial):
