@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import polars as pl
 from rapidfuzz import fuzz, process
 
-from checks.names import distinctive_similarity, distinguishers, normalize_name_expr
+from checks.names import distinctive_similarity, distinguishers, normalize_name_expr, places
 
 #: Pairs from one block at most (a bigger block is sub-sampled to its first members).
 MAX_BLOCK = 200
@@ -175,7 +175,7 @@ def decide(r: dict) -> tuple[bool, str]:
     rep_conflict = bool(r["rep"]) and bool(r["rep_b"]) and r["rep"] != r["rep_b"]
     address_same = (bool(r["address_norm"]) and bool(r["address_norm_b"]) and r["address_score"] >= ADDRESS_SAME
                     and _numbers(r["address_norm"]) == _numbers(r["address_norm_b"])
-                    and distinguishers(r["address_norm"]).places == distinguishers(r["address_norm_b"]).places)
+                    and places(r["address_norm"]) == places(r["address_norm_b"]))
     date_same = r["established"] is not None and r["established"] == r["established_b"]
     contradicted = rep_conflict and not address_same  # different people at different places
     same_code = r["code"] is not None and r["code"] == r["code_b"]

@@ -28,12 +28,19 @@ LEGAL_FORMS = (
     ("有限公司", "有限公司"),
 )
 #: Suffixes that make a different entity of the same name (a branch is not its head office).
-BRANCH_RE = re.compile(r"([^()司]{0,6}?)(分公司|分店|分所|分厂|分院|分行|支行|营业部|分部|分中心|办事处|分社|门市部|经营部|分理处|服务站)")
+BRANCH_SUFFIXES = ("分公司", "分店", "分所", "分厂", "分院", "分行", "支行", "营业部", "分部", "分中心", "办事处", "分社",
+                   "门市部", "经营部", "分理处", "服务站")
+BRANCH_RE = re.compile(rf"([^()司]{{0,6}}?)({'|'.join(BRANCH_SUFFIXES)})")
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_NUM = "零〇一二两三四五六七八九十百千"
 ORDINAL_RE = re.compile(rf"第([0-9{_CN_NUM}]+)|([0-9{_CN_NUM}]+)(?=中学|小学|中(?!心|国|华|医|学)|小(?!学)|幼儿园|医院|分局|派出所|连队|大队|中队)")
 #: District and county names anywhere in the name (generic: any …区/…县/…市/…镇/…乡 before a unit word).
 PLACE_RE = re.compile(r"([\u4e00-\u9fff]{2,3}?(?:区|县|旗|镇|乡|街道))")
+#: Each match of a pattern above holds one of its characters here: a text with none of them is not searched (at
+#: 10^7 the patterns ran on millions of names and addresses, most of which hold none).
+_BRANCH_CHARS = frozenset(suffix[0] for suffix in BRANCH_SUFFIXES)
+_ORDINAL_CHARS = frozenset("0123456789" + _CN_NUM)
+_PLACE_CHARS = frozenset("区县旗镇乡街")
 
 
 def chinese_number(text: str) -> int | None:
@@ -112,13 +119,24 @@ class Distinguishers:
 
 @lru_cache(maxsize=200_000)
 def distinguishers(normalized: str) -> Distinguishers:
+    chars = set(normalized)
     branch_match = None
-    for branch_match in BRANCH_RE.finditer(normalized):
+    for branch_match in BRANCH_RE.finditer(normalized) if chars & _BRANCH_CHARS else ():
         pass  # the last branch suffix is the one that names this unit
     branch = branch_match.group(0) if branch_match else ""
-    ordinals = tuple(n for n in (chinese_number(a or b) for a, b in ORDINAL_RE.findall(normalized)) if n is not None)
-    places = tuple(sorted(set(PLACE_RE.findall(normalized))))
-    return Distinguishers(branch, ordinals, places)
+    numbers = ORDINAL_RE.findall(normalized) if chars & _ORDINAL_CHARS else ()
+    ordinals = tuple(n for n in (chinese_number(a or b) for a, b in numbers) if n is not None)
+    return Distinguishers(branch, ordinals, _places(normalized, chars))
+
+
+@lru_cache(maxsize=200_000)
+def places(normalized: str) -> tuple[str, ...]:
+    """`distinguishers(normalized).places`, alone: what an address is compared by."""
+    return _places(normalized, set(normalized))
+
+
+def _places(normalized: str, chars: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(PLACE_RE.findall(normalized)))) if chars & _PLACE_CHARS else ()
 
 
 def distinctive_similarity(a: str, b: str) -> float:
@@ -145,4 +163,4 @@ def similarity(a: str, b: str) -> float:
     return fuzz.ratio(a, b)
 
 
-__all__ = ["normalize_name", "normalize_name_expr", "name_core", "name_core_expr", "distinctive_similarity", "distinguishers", "Distinguishers", "similarity", "chinese_number"]
+__all__ = ["normalize_name", "normalize_name_expr", "name_core", "name_core_expr", "distinctive_similarity", "distinguishers", "Distinguishers", "places", "similarity", "chinese_number"]

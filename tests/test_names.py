@@ -1,8 +1,11 @@
 """Name normalization keeps what tells entities apart and drops what does not."""
 
+import re
+
 import pytest
 
-from checks.names import chinese_number, distinguishers, normalize_name, similarity
+from checks import names
+from checks.names import chinese_number, distinguishers, normalize_name, places, similarity
 
 PREFIXES = ("黑龙江省", "黑龙江", "鹤岗市", "鹤岗")
 
@@ -27,6 +30,24 @@ def test_near_miss_names_conflict(a, b, why):
     da = distinguishers(normalize_name(a, PREFIXES))
     db = distinguishers(normalize_name(b, PREFIXES))
     assert why in da.conflict(db)
+
+
+@pytest.mark.parametrize("pattern,chars", [(names.BRANCH_RE, names._BRANCH_CHARS),
+                                           (names.ORDINAL_RE, names._ORDINAL_CHARS),
+                                           (names.PLACE_RE, names._PLACE_CHARS)])
+def test_a_text_is_searched_for_a_distinguisher_whenever_it_could_hold_one(pattern, chars):
+    # names and addresses are searched only when they hold a character every match of the pattern holds: each
+    # literal the pattern knows, in a name, is found (a pattern given a new word without its character fails here)
+    words = [w for w in re.split(r"[^\u4e00-\u9fff]+", pattern.pattern) if w] + ["第1", "第十二", "12中学", "3连队"]
+    for word in words:
+        for text in (f"鹤岗市宏发{word}", f"鹤岗市宏发{word}中学", f"向阳{word}大队"):
+            if pattern.search(text):
+                assert set(text) & chars, (pattern.pattern, text)
+
+
+def test_an_address_is_compared_by_the_places_its_distinguishers_hold():
+    for text in ("鹤岗市向阳区红军路12号", "工农区", "光明街道3号", "宏发商贸", "萝北县名山镇", ""):
+        assert places(text) == distinguishers(text).places
 
 
 def test_arabic_and_chinese_ordinals_agree():
