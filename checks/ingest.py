@@ -369,7 +369,8 @@ def ingest_source(source: Source, data_dir: Path,
         else:
             raw = read_xlsx(path, source, limits, name)
         records, quarantine, report = to_canonical(raw, source, name)
-        report.sha256 = file_sha256(path)
+        # a CSV's hash is of the bytes read and checked; a workbook is read again for it
+        report.sha256 = (raw.sha256 if isinstance(raw, RawTable) else None) or file_sha256(path)
     except (IngestError, xlsx.XlsxError) as exc:
         report = SourceReport(source.key, source.name, status="rejected", reason=str(exc), file=name)
         records, quarantine = empty_canonical(), empty_quarantine()

@@ -1,14 +1,17 @@
 """Reading extracts as departments send them: every file of tests/corpus gives its documented outcome."""
 
+import hashlib
 import os
 import shutil
+import threading
+import time
 
 import polars as pl
 import pytest
 
 from checks.ingest import (IngestError, ingest_all, ingest_source, parse_dates, read_csv, read_xlsx, select_extract,
                            to_canonical)
-from checks import textfile
+from checks import extract_file, textfile
 from checks.settings import parse_settings
 from tests.conftest import CORPUS
 
@@ -191,6 +194,24 @@ def test_one_bad_file_never_stops_the_other_sources(tmp_path, settings):
     assert result.sources["editorial"].status == "ok" and result.records.height == 3
     assert result.sources["market"].status == "rejected" and "binary.csv" in result.sources["market"].reason
     assert result.sources["justice"].status == "rejected" and "没有本期数据文件" in result.sources["justice"].reason
+
+
+@pytest.mark.parametrize("name", ["utf8.csv", "utf8_bom.csv", "gbk.csv", "utf16_tab.csv", "codes_as_numbers.xlsx",
+                                  "undecodable.csv", "binary.csv"])
+def test_each_extract_is_known_by_the_hash_of_its_bytes_and_no_thread_outlives_it(name, tmp_path, settings,
+                                                                                    monkeypatch):
+    # the guard tells tonight's file from last night's by it; a CSV's is taken from the bytes read, beside the
+    # checks of their encoding, and a refused file leaves no thread behind (the hash made slow, as a large file's)
+    monkeypatch.setattr(extract_file, "_sha256", lambda data: (time.sleep(0.3), hashlib.sha256(data).hexdigest())[1])
+    folder = tmp_path / "extracts" / "editorial"
+    folder.mkdir(parents=True)
+    shutil.copy(CORPUS / name, folder / name)
+    _, _, report = ingest_source(settings.source("editorial"), tmp_path)
+    if report.status == "ok":
+        assert report.sha256 == hashlib.sha256((CORPUS / name).read_bytes()).hexdigest()
+    else:
+        assert name in ("undecodable.csv", "binary.csv")
+    assert not [t for t in threading.enumerate() if t.name == "extract-sha256"]
 
 
 def test_a_fourth_registry_is_configuration_only(tmp_path):
