@@ -40,8 +40,7 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
                 # the parquet file and the night's ids (pyarrow) beside the CSV (polars): at 10^7, 21 s and 26 s of
                 # the register's 92 one after the other
                 beside = Beside(groups.write, part, name="register-parquet")
-                neutralized_frame(register_csv_frame(part.lazy())).collect() \
-                    .write_csv(out, include_header=header)
+                neutralized_frame(register_csv_frame(part).lazy()).collect().write_csv(out, include_header=header)
                 beside.result()
                 rows, header = rows + part.height, False
                 del part  # written: not held while the next slice is built
@@ -73,7 +72,19 @@ class _ParquetSlices:
             self.writer.close()
 
 
-def register_csv_frame(register: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+def register_csv_frame(register: pl.DataFrame) -> pl.DataFrame:
     """The register with its list columns joined by `;` (register.csv; the parquet keeps the lists)."""
-    return register.with_columns(pl.col(c).list.join(";") for c, t in register.collect_schema().items()
+    return register.with_columns(_joined(register.get_column(c)) for c, t in register.schema.items()
                                  if isinstance(t, pl.List))
+
+
+def _joined(lists: pl.Series) -> pl.Series:
+    """`lists.list.join(";")`, joined only where a list holds several values: most of a register's lists hold one
+    or none (at 10^7, 10 of a slice's columns in 0.3 s instead of 0.7 s)."""
+    several = (lists.list.len() > 1).arg_true()
+    text = lists.list.first().fill_null("")  # a null value joins as nothing, as `list.join` leaves it out
+    if lists.null_count():
+        text = pl.select(pl.when(lists.is_null()).then(None).otherwise(text)).to_series()
+    if len(several):
+        text = text.scatter(several, lists.gather(several).list.join(";"))
+    return text.alias(lists.name)

@@ -101,6 +101,15 @@ def test_the_csv_joins_the_lists(small):
     assert csv.height == small.height == 5
 
 
+def test_a_list_is_joined_as_polars_joins_it_whatever_it_holds():
+    # one value, none, a missing name, several with a missing one, an empty text, a missing list
+    values = [["a"], [], [None], ["a", None], [None, None], ["a", "b", "c"], [""], ["", ""], None]
+    lists = pl.DataFrame({"names": values, "records": list(range(len(values)))},
+                         schema={"names": pl.List(pl.String), "records": pl.Int64})
+    assert register_csv_frame(lists).equals(lists.with_columns(pl.col("names").list.join(";")))
+    assert register_csv_frame(lists)["names"].to_list() == ["a", "", "", "a", "", "a;b;c", "", ";", None]
+
+
 # --------------------------------------------------------------------------- on the nightly
 
 @pytest.fixture(scope="module")
