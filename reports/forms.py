@@ -152,9 +152,10 @@ Job = tuple[Path, pl.DataFrame, str, str]  # (xlsx path, findings, department or
 def start_xlsx_writers(folder: Path, jobs: list[Job], processes: int) -> list[subprocess.Popen]:
     """The XLSX forms written by up to `processes` child processes (`python -m reports.forms`) while the caller
     goes on, each given about as many rows (the biggest forms first, each to the child with the fewest rows so
-    far). The findings go over as Arrow IPC files in `folder`, uncompressed: written and read
-    at the disk's speed (parquet took seconds a night); removed by the child; child processes, not
-    multiprocessing, so that nothing depends on how the caller's main module is guarded."""
+    far). The findings go over as Arrow IPC files in `folder`, LZ4-compressed: a province's forms' inputs were
+    2.4 GB uncompressed, 0.46 GB so, and written in 4.3 s instead of 7.9 (parquet took longer still); removed
+    by the child; child processes, not multiprocessing, so that nothing depends on how the caller's main module
+    is guarded."""
     shares: list[list[tuple[int, Job]]] = [[] for _ in range(max(1, min(processes, len(jobs))))]
     rows = [0] * len(shares)
     for i, job in sorted(enumerate(jobs), key=lambda ij: -ij[1][1].height):
@@ -178,7 +179,7 @@ def _spawn(folder: Path, jobs: list[tuple[int, Job]]) -> subprocess.Popen:
     plan = []
     for i, (path, findings, source_name, run_date) in jobs:
         frame = folder / f".form-{i}.arrow"
-        form_inputs(findings).write_ipc(frame, compression="uncompressed")
+        form_inputs(findings).write_ipc(frame, compression="lz4")
         plan.append({"findings": str(frame), "xlsx": str(path), "source_name": source_name, "run_date": run_date})
     plan_file = folder / f".forms-plan-{jobs[0][0]}.json"
     plan_file.write_text(json.dumps(plan, ensure_ascii=False), encoding="utf-8")
