@@ -217,8 +217,8 @@ def _statuses(conn: sqlite3.Connection, run_date: str, tonight: pl.DataFrame) ->
     `tonight`: the rows of the `tonight` table (`finding_id`, `source`, `seq`).
     """
     # every finding's due date and place in `tonight`; the rest of a finding's values only where it is not plainly
-    # open (most are: nobody answered or reassigned them): no text is made of those (at 10^7, the ids, statuses and
-    # owners of every finding as Python text were 3 of the ledger's 26 s)
+    # open (most are: nobody answered or reassigned them), so no Python text is made of 1.86 M ids, statuses and
+    # owners at 10^7 (the read took 3.8 s instead of 4.8 s)
     due = conn.execute("SELECT t.seq, f.due_date FROM tonight t LEFT JOIN findings f USING (finding_id)").fetchall()
     said = conn.execute(f"SELECT t.seq, {', '.join(f'f.{c}' for c in STATUS_COLUMNS)} FROM tonight t JOIN findings f "
                         "USING (finding_id) WHERE NOT (f.status = 'open' AND f.answer IS NULL AND f.answer_code IS NULL "

@@ -153,7 +153,7 @@ def start_xlsx_writers(folder: Path, jobs: list[Job], processes: int) -> list[su
     """The XLSX forms written by up to `processes` child processes (`python -m reports.forms`) while the caller
     goes on, each given about as many rows (the biggest forms first, each to the child with the fewest rows so
     far). The findings go over as Arrow IPC files in `folder`, LZ4-compressed: a province's forms' inputs were
-    2.4 GB uncompressed, 0.46 GB so, and written in 4.3 s instead of 7.9 (parquet took longer still); removed
+    2.4 GB uncompressed, 0.46 GB so, and written in 4.3 s instead of 7.9 (parquet, tried before, took longer); removed
     by the child; child processes, not multiprocessing, so that nothing depends on how the caller's main module
     is guarded."""
     shares: list[list[tuple[int, Job]]] = [[] for _ in range(max(1, min(processes, len(jobs))))]
