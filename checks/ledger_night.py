@@ -220,10 +220,10 @@ def _statuses(conn: sqlite3.Connection, run_date: str, tonight: pl.DataFrame) ->
     # open (most are: nobody answered or reassigned them), so no Python text is made of 1.86 M ids, statuses and
     # owners at 10^7 (the read took 3.8 s instead of 4.8 s)
     due = conn.execute("SELECT t.seq, f.due_date FROM tonight t LEFT JOIN findings f USING (finding_id)").fetchall()
-    said = conn.execute(f"SELECT t.seq, {', '.join(f'f.{c}' for c in STATUS_COLUMNS)} FROM tonight t JOIN findings f "
-                        "USING (finding_id) WHERE NOT (f.status = 'open' AND f.answer IS NULL AND f.answer_code IS NULL "
-                        "AND f.answer_note IS NULL AND f.answered_on IS NULL AND f.rejection IS NULL "
-                        "AND f.assigned_to IS NULL)").fetchall()
+    said = conn.execute(f"SELECT t.seq, {', '.join(f'f.{c}' for c in STATUS_COLUMNS)} FROM tonight t "
+                        "JOIN findings f USING (finding_id) WHERE NOT (f.status = 'open' AND f.answer IS NULL "
+                        "AND f.answer_code IS NULL AND f.answer_note IS NULL AND f.answered_on IS NULL "
+                        "AND f.rejection IS NULL AND f.assigned_to IS NULL)").fetchall()
     due = pl.DataFrame(due, orient="row", schema={"seq": pl.Int64, "due_date": pl.String})
     said = pl.DataFrame(said, orient="row", schema={"seq": pl.Int64, **dict.fromkeys(STATUS_COLUMNS, pl.String)})
     frame = tonight.select("finding_id", "source", "seq") \

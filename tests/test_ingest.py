@@ -112,7 +112,8 @@ def test_utf8_is_told_from_other_bytes_as_python_tells_it():
     # each byte of it changed in turn, and sequences a lax decoder lets through (surrogates, overlong forms,
     # beyond U+10FFFF, a character cut short)
     text = "统一社会信用代码，鹤岗市向阳区䶮𫟦管理局 Ω é 😀 \U0010FFFF\x00\r\n".encode()
-    samples = [text[:i] + bytes([b]) + text[i + 1:] for i in range(len(text)) for b in (0x80, 0xBF, 0xC0, 0xE4, 0xF4, 0xFF)]
+    samples = [text[:i] + bytes([b]) + text[i + 1:]
+               for i in range(len(text)) for b in (0x80, 0xBF, 0xC0, 0xE4, 0xF4, 0xFF)]
     samples += [b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf0\x80\x80\xaf",
                 b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80", b"\xe4\xb8", text, b""]
     for sample in samples:
