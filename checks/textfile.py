@@ -133,8 +133,9 @@ def _validate_utf8(data: bytes, start: int, name: str, declared: str | None) -> 
         # the error's place is in the bytes this call decoded: the chunk after those a character left pending
         pending = len(exc.object) - min(CHUNK, len(data) - at)
         offset = at - pending + exc.start
-        line = data.count(b"\n", 0, offset) + 1
-        raise TextFileError(f"{name} 声明为 {declared} 编码，但第 {line:,} 行（文件第 {offset:,} 字节）处无法解码，"
+        # a line ends at \r\n, \n or a lone \r (old Mac exports, which are read too); bytes counted from 1
+        line = data.count(b"\n", 0, offset) + data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset) + 1
+        raise TextFileError(f"{name} 声明为 {declared} 编码，但第 {line:,} 行（文件第 {offset + 1:,} 字节）处无法解码，"
                             "文件可能已损坏或被截断。请重新导出后提交。") from None
 
 

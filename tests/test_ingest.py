@@ -98,13 +98,23 @@ def test_a_damaged_utf8_file_names_the_line_and_byte_where_it_breaks(tmp_path, m
     path.write_bytes(bytes(data))
     with pytest.raises(IngestError) as err:
         read_csv(path)
-    assert f"第 9 行（文件第 {fault:,} 字节）处无法解码" in str(err.value)
+    assert f"第 9 行（文件第 {fault + 1:,} 字节）处无法解码" in str(err.value)  # bytes counted from 1
     assert "damaged.csv" in str(err.value) and "请重新导出后提交" in str(err.value)
     # cut inside its last character, the same file breaks at that character
     path.write_bytes(head + b"".join(rows)[:-2])
     with pytest.raises(IngestError) as err:
         read_csv(path)
-    assert f"第 13 行（文件第 {len(head) + sum(map(len, rows)) - 4:,} 字节）处无法解码" in str(err.value)
+    assert f"第 13 行（文件第 {len(head) + sum(map(len, rows)) - 3:,} 字节）处无法解码" in str(err.value)
+    # old Mac line breaks (a lone CR), which are read too, count lines as well
+    mac = bytearray(bytes(data).replace(b"\n", b"\r"))
+    path.write_bytes(bytes(mac))
+    with pytest.raises(IngestError) as err:
+        read_csv(path)
+    assert f"第 9 行（文件第 {fault + 1:,} 字节）处无法解码" in str(err.value)
+    path.write_bytes(bytes(data).replace(b"\n", b"\r\n"))
+    with pytest.raises(IngestError) as err:
+        read_csv(path)
+    assert f"第 9 行（文件第 {fault + 8 + 1:,} 字节）处无法解码" in str(err.value)  # 8 lines' CR before it
 
 
 def test_utf8_is_told_from_other_bytes_as_python_tells_it():
