@@ -106,8 +106,7 @@ def test_a_damaged_utf8_file_names_the_line_and_byte_where_it_breaks(tmp_path, m
         read_csv(path)
     assert f"第 13 行（文件第 {len(head) + sum(map(len, rows)) - 3:,} 字节）处无法解码" in str(err.value)
     # old Mac line breaks (a lone CR), which are read too, count lines as well
-    mac = bytearray(bytes(data).replace(b"\n", b"\r"))
-    path.write_bytes(bytes(mac))
+    path.write_bytes(bytes(data).replace(b"\n", b"\r"))
     with pytest.raises(IngestError) as err:
         read_csv(path)
     assert f"第 9 行（文件第 {fault + 1:,} 字节）处无法解码" in str(err.value)
