@@ -11,7 +11,11 @@ from typing import Any
 class Beside:
     """`call(*args)` started on another thread; `result` joins it and returns what it returned, or raises what it
     raised. The thread ends holding nothing: its call and arguments are let go of once it has run (a pool's
-    worker may keep them after its result is known)."""
+    worker may keep them after its result is known).
+
+    Used as `with Beside(...) as other:`, the block's end waits for the thread, also when the block fails (an
+    interrupt while waiting for the result too): nothing still reads what the caller's error lets go of.
+    """
 
     def __init__(self, call: Callable, *args, name: str = "beside"):
         self.value: Any = None
@@ -31,3 +35,9 @@ class Beside:
             raise self.error
         value, self.value = self.value, None
         return value
+
+    def __enter__(self) -> Beside:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.thread.join()

@@ -66,15 +66,11 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     clock.lap("prepare (validate + keys)")
     # the record level is Python over every flagged code, on a second thread beside the findings in context and
     # the candidate pairs, polars for the most part, which let go of Python's lock (at 10^7, 75 → 67 s together)
-    record = Beside(record_level, frame, settings.allowlist, name="record-level")
-    try:
+    with Beside(record_level, frame, settings.allowlist, name="record-level") as record:
         context = context_level(frame, settings)
         clock.lap("in context")
         scored, shared = scored_pairs(frame, settings)
         findings = record.result() + context
-    except BaseException:  # an interrupt while waiting for the result, too
-        record.thread.join()  # nothing goes on reading the records once detection has failed
-        raise
     clock.lap("pairs scored, the record level beside them")
     cross, ctx = cross_decided(frame, settings, {f.idx for f in findings if f.kind in READS_ROW}, scored, shared)
     del scored, shared, context  # held by nothing else (`ctx` keeps the shared codes until it is released)

@@ -116,16 +116,12 @@ def _read_csv_data(data: bytes, path: Path, name: str, source: Source | None, li
         raise IngestError(f"{name} 是空文件（0 行）。请确认导出是否成功后重新提交。")
     # the content hash of exactly these bytes (the guard's "same file as before"), on a second thread while their
     # encoding is checked: hashlib lets go of Python's lock (at 10^7, the market CSV's 1.1 s)
-    digest = Beside(_sha256, data, name="extract-sha256")
-    try:
-        encoding, text = detect_encoding(data, name)
-    except TextFileError as exc:
-        digest.thread.join()  # no thread outlives a refused file
-        raise IngestError(str(exc)) from None
-    except BaseException:
-        digest.thread.join()
-        raise
-    sha256 = digest.result()  # before the bytes are let go of
+    with Beside(_sha256, data, name="extract-sha256") as digest:  # no thread outlives a refused file
+        try:
+            encoding, text = detect_encoding(data, name)
+        except TextFileError as exc:
+            raise IngestError(str(exc)) from None
+        sha256 = digest.result()  # before the bytes are let go of
     if text is not None:
         del data
         data = text.encode("utf-8")

@@ -62,7 +62,7 @@ def detect_encoding(data: bytes, name: str = "文件") -> tuple[str, str | None]
         try:
             return "utf-16", data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise TextFileError(_bad_bytes(name, "UTF-16", exc)) from None
+            raise TextFileError(_bad_bytes(name, "UTF-16", f"第 {exc.start} 字节")) from None
     head = data[:65536]
     if b"\x00" in head:
         utf16 = _utf16_without_bom(data, head)
@@ -135,8 +135,7 @@ def _validate_utf8(data: bytes, start: int, name: str, declared: str | None) -> 
         offset = at - pending + exc.start
         # a line ends at \r\n, \n or a lone \r (old Mac exports, which are read too); bytes counted from 1
         line = data.count(b"\n", 0, offset) + data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset) + 1
-        raise TextFileError(f"{name} 声明为 {declared} 编码，但第 {line:,} 行（文件第 {offset + 1:,} 字节）处无法解码，"
-                            "文件可能已损坏或被截断。请重新导出后提交。") from None
+        raise TextFileError(_bad_bytes(name, declared, f"第 {line:,} 行（文件第 {offset + 1:,} 字节）")) from None
 
 
 def _utf8_by_arrow(data: bytes, start: int) -> bool:
@@ -158,9 +157,8 @@ def decode(data: bytes, name: str = "文件") -> tuple[str, str]:
     return text, encoding
 
 
-def _bad_bytes(name: str, encoding: str, exc: UnicodeDecodeError) -> str:
-    return (f"{name} 声明为 {encoding} 编码，但第 {exc.start} 字节处无法解码，文件可能已损坏或被截断。"
-            "请重新导出后提交。")
+def _bad_bytes(name: str, encoding: str, where: str) -> str:
+    return f"{name} 声明为 {encoding} 编码，但{where}处无法解码，文件可能已损坏或被截断。请重新导出后提交。"
 
 
 def _looks_binary(text: str) -> bool:

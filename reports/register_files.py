@@ -32,21 +32,20 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
     """
     for path in (parquet, csv):
         Path(path).unlink(missing_ok=True)
-    groups, rows, header, beside = _ParquetSlices(parquet, each), 0, True, None
+    groups, rows, header = _ParquetSlices(parquet, each), 0, True
     try:
         with open(csv, "wb") as out:
             # no `enumerate`: its tuple, kept for reuse, would hold the slice written while the next one is built
             for part in slices:
                 # the parquet file and the night's ids (pyarrow) beside the CSV (polars): at 10^7, 21 s and 26 s of
-                # the register's 92 one after the other
-                beside = Beside(groups.write, part, name="register-parquet")
-                neutralized_frame(register_csv_frame(part).lazy()).collect().write_csv(out, include_header=header)
-                beside.result()
+                # the register's 92 one after the other; a failed CSV waits for that thread, so the parquet writer
+                # is closed only once nothing writes to it
+                with Beside(groups.write, part, name="register-parquet") as beside:
+                    neutralized_frame(register_csv_frame(part).lazy()).collect().write_csv(out, include_header=header)
+                    beside.result()
                 rows, header = rows + part.height, False
                 del part  # written: not held while the next slice is built
     finally:
-        if beside is not None:
-            beside.thread.join()  # the CSV failed: the parquet writer is closed only once nothing writes to it
         groups.close()
     return rows
 
