@@ -62,7 +62,9 @@ def detect_encoding(data: bytes, name: str = "文件") -> tuple[str, str | None]
         try:
             return "utf-16", data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise TextFileError(_bad_bytes(name, "UTF-16", f"第 {exc.start} 字节")) from None
+            before = data[:exc.start].decode("utf-16", errors="replace")  # the text up to the fault
+            line = before.count("\n") + before.count("\r") - before.count("\r\n") + 1
+            raise TextFileError(_bad_bytes(name, "UTF-16", f"第 {line:,} 行（文件第 {exc.start + 1:,} 字节）")) from None
     head = data[:65536]
     if b"\x00" in head:
         utf16 = _utf16_without_bom(data, head)

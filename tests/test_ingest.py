@@ -116,6 +116,21 @@ def test_a_damaged_utf8_file_names_the_line_and_byte_where_it_breaks(tmp_path, m
     assert f"第 9 行（文件第 {fault + 8 + 1:,} 字节）处无法解码" in str(err.value)  # 8 lines' CR before it
 
 
+def test_a_damaged_utf16_file_names_the_line_and_byte_where_it_breaks(tmp_path, editorial):
+    # what Excel's "Unicode text" saves, cut short or with half a character pair: the clerk is told the line
+    rows = "机构编号\t统一社会信用代码\t机构名称\r\n" + "".join(f"BB{i:03d}\t12230400MA1C4B0P68\t鹤岗市第一中学\r\n"
+                                                        for i in range(6))
+    path = tmp_path / "damaged.csv"
+    for bom, encoding in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        data = bom + rows.encode(encoding)
+        for damaged in (data + "\ud800".encode(encoding, "surrogatepass") + "A".encode(encoding), data + b"A"):
+            path.write_bytes(damaged)
+            with pytest.raises(IngestError) as err:
+                read_csv(path)
+            assert f"第 8 行（文件第 {len(data) + 1:,} 字节）处无法解码" in str(err.value), encoding  # counted from 1
+            assert "damaged.csv" in str(err.value) and "UTF-16" in str(err.value)
+
+
 def test_utf8_is_told_from_other_bytes_as_python_tells_it():
     # the validator (Arrow's) accepts exactly what Python's decoder accepts: text with every kind of character,
     # each byte of it changed in turn, and sequences a lax decoder lets through (surrogates, overlong forms,
