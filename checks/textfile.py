@@ -83,7 +83,7 @@ def detect_encoding(data: bytes, name: str = "文件") -> tuple[str, str | None]
         text = data.decode("gb18030")
     except UnicodeDecodeError as exc:
         raise TextFileError(f"{name} 的编码无法识别：既不是 UTF-8，也不是 GB18030/GBK"
-                            f"（第 {exc.start} 字节处无法解码）。请用 Excel 另存为“CSV UTF-8”后重新提交。") from None
+                            f"（{_place(data, exc.start)}处无法解码）。请用 Excel 另存为“CSV UTF-8”后重新提交。") from None
     if _looks_binary(text):
         raise TextFileError(f"{name} 的编码无法识别：按 GB18030 解码后含大量控制字符，可能不是文本文件。"
                             "请用 Excel 另存为“CSV UTF-8”后重新提交。")
@@ -135,9 +135,15 @@ def _validate_utf8(data: bytes, start: int, name: str, declared: str | None) -> 
         # the error's place is in the bytes this call decoded: the chunk after those a character left pending
         pending = len(exc.object) - min(CHUNK, len(data) - at)
         offset = at - pending + exc.start
-        # a line ends at \r\n, \n or a lone \r (old Mac exports, which are read too); bytes counted from 1
-        line = data.count(b"\n", 0, offset) + data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset) + 1
-        raise TextFileError(_bad_bytes(name, declared, f"第 {line:,} 行（文件第 {offset + 1:,} 字节）")) from None
+        raise TextFileError(_bad_bytes(name, declared, _place(data, offset))) from None
+
+
+def _place(data: bytes, offset: int) -> str:
+    """Where byte `offset` of a UTF-8 or GB18030 file lies, as a clerk is told: its line and its byte, counted from
+    1. A line ends at \r\n, \n or a lone \r (old Mac exports, which are read too); neither encoding has those
+    bytes inside a character."""
+    line = data.count(b"\n", 0, offset) + data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset) + 1
+    return f"第 {line:,} 行（文件第 {offset + 1:,} 字节）"
 
 
 def _utf8_by_arrow(data: bytes, start: int) -> bool:

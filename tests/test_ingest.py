@@ -131,6 +131,18 @@ def test_a_damaged_utf16_file_names_the_line_and_byte_where_it_breaks(tmp_path, 
             assert "damaged.csv" in str(err.value) and "UTF-16" in str(err.value)
 
 
+def test_a_file_neither_utf8_nor_gbk_names_the_line_and_byte_where_it_breaks(tmp_path, editorial):
+    # a GBK export (Excel on Chinese Windows) with a byte no Chinese encoding has, on the fourth line
+    rows = ["机构编号,统一社会信用代码,机构名称\r\n"] + [f"BB{i:03d},12230400MA1C4B0P68,鹤岗市第一中学\r\n" for i in range(5)]
+    head = "".join(rows[:3]).encode("gbk")
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(head + "BB9,".encode("gbk") + b"\xff" + "".join(rows[3:]).encode("gbk"))
+    with pytest.raises(IngestError) as err:
+        read_csv(path)
+    assert f"第 4 行（文件第 {len(head) + 5:,} 字节）处无法解码" in str(err.value)  # counted from 1
+    assert "mixed.csv" in str(err.value) and "既不是 UTF-8，也不是 GB18030/GBK" in str(err.value)
+
+
 def test_utf8_is_told_from_other_bytes_as_python_tells_it():
     # the validator (Arrow's) accepts exactly what Python's decoder accepts: text with every kind of character,
     # each byte of it changed in turn, and sequences a lax decoder lets through (surrogates, overlong forms,
