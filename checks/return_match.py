@@ -13,7 +13,7 @@ import unicodedata
 from decimal import Decimal, InvalidOperation
 
 from checks.return_file import CODE, NAME  # noqa: F401  (NAME: the doctests)
-from validators.uscc import compact
+from validators.uscc import compact, mask_personal_ids
 
 #: Marks around the characters that differ when a read-only column was altered: brackets in the CSV receipt,
 #: highlighted in the HTML one.
@@ -96,9 +96,15 @@ def marked_pair(sent: str, returned: str, limit: int = QUOTE_LIMIT) -> tuple[str
     """Both values with the characters that differ between `MARK_OPEN` and `MARK_CLOSE`, invisible
     characters spelled out (`U+00A0`), each at most about `limit` characters around the first difference.
 
+    Resident ID numbers are masked in both first: marks inside one would split it where the masking of the
+    whole reason could no longer find it.
+
     >>> marked_pair("9123\u00a00402", "9123?0402")
     ('9123⟦U+00A0⟧0402', '9123⟦?⟧0402')
+    >>> marked_pair("12230402MAY6QU9D11", "230402199001011237")[1]  # what the clerk typed shows only the masked part
+    '⟦⟧230402⟦********⟧1⟦237⟧'
     """
+    sent, returned = mask_personal_ids(sent), mask_personal_ids(returned)
     def shown(text: str) -> str:
         text = text.replace(MARK_OPEN, "[").replace(MARK_CLOSE, "]")
         return "".join(f"U+{ord(ch):04X}" if (ch.isspace() and ch != " ") or unicodedata.category(ch) in ("Cc", "Cf")
