@@ -1,16 +1,20 @@
-"""A returned correction form, read safely (docs/correction-loop.md#returned-files): which files wait, and their rows as strings.
+"""A returned correction form, read safely (docs/correction-loop.md#returned-files): which files wait, and their
+rows as strings.
 
 A department drops its filled-in form into `DATA_DIR/returns/<source>/` (often re-saved by
 Excel in GBK, or as XLSX). Only regular files inside the data directory are opened; a workbook
 is checked against the limits before it is parsed, in a child process (`checks.xlsx`), like an
-extract. What cannot be used as a form raises `ReturnFormError` with a sentence for the clerk.
+extract, and a CSV's size and lines before it is decoded (docs/decisions.md#bounded-reading).
+What cannot be used as a form raises `ReturnFormError` with a sentence for the clerk.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import os
+import re
+import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +22,7 @@ import polars as pl
 from checks import xlsx
 from checks.form import ANSWER_COLUMNS, READ_ONLY, RECOVERABLE
 from checks.ingest import HEADER_SEARCH_ROWS, entry_refusal, folder_refusal, list_folder, name_refusal
+from checks.settings import Limits
 from checks.textfile import TextFileError, decode, quote, sniff_delimiter
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
@@ -29,6 +34,8 @@ REQUIRED_HEADERS = (KEY, RECORD, NAME, CODE) + ANSWER_COLUMNS
 #: What a spreadsheet saves a CSV in when it cannot hold every character (it writes `?` instead): a file we
 #: decode as GB18030 was saved by Excel or Calc as GBK (code page 936) as a rule.
 LOSSY_SAVES = {"gb18030": "gbk"}
+#: Rows of a form turned into columns at a time while it is read.
+ROWS_PER_CHUNK = 65_536
 
 
 class ReturnFormError(ValueError):
@@ -43,18 +50,22 @@ def clean_cell(value: object) -> str:
     return text
 
 
-def read_return(path: Path) -> pl.DataFrame:
-    """The form's rows as strings under the form's headers, with `row` (line or sheet row),
+def read_return(path: Path, limits: Limits | None = None) -> pl.DataFrame:
+    """The form's rows as strings under the form's headers, with `row` (the row a spreadsheet shows it on),
     `code_numeric` (the 更正后代码 cell was stored as a number by Excel) and `saved_as` (the encoding the
-    file was most likely saved in when that encoding cannot hold every character, else null)."""
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise ReturnFormError(f"{path.name} 是空文件。请使用下发的更正清单填写后重新报送。")
+    file was most likely saved in when that encoding cannot hold every character, else null).
+
+    Bounded whatever the file holds (`limits.return_max_bytes`, `return_max_rows`): beyond them the file is
+    refused whole before it is parsed."""
+    path, limits = Path(path), limits or Limits()
     if path.suffix.lower() == ".xlsx":
+        if path.stat().st_size == 0:
+            raise ReturnFormError(f"{path.name} 是空文件。请使用下发的更正清单填写后重新报送。")
         try:  # bounded like an extract: what the workbook declares is checked, the parser runs in a child
-            sheets = xlsx.read_workbook(path, quote(path.name, 120))
+            sheets = xlsx.read_workbook(path, quote(path.name, 120), limits)
         except xlsx.XlsxError as exc:
             raise ReturnFormError(str(exc)) from None
+        _bounded_rows(path.name, sum(s.cells.height for s in sheets if s.cells is not None), limits)
         frames = []  # a long list spans 更正清单, 更正清单(2), …: every sheet with the key column counts
         for workbook_sheet in sheets:
             sheet, frame = workbook_sheet.name, workbook_sheet.cells
@@ -74,21 +85,65 @@ def read_return(path: Path) -> pl.DataFrame:
         if not frames:
             raise ReturnFormError(f"{path.name} 中找不到含“{KEY}”列的工作表。请使用下发的更正清单填写后报送。")
         return pl.concat(frames, how="diagonal_relaxed")
+    data = _read_bounded(path, limits)
+    # physical lines: at least as many as rows, counted before anything is decoded or parsed
+    _bounded_rows(path.name, data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+                  + (not data.endswith((b"\n", b"\r"))), limits)
     try:
-        text, encoding = decode(path.read_bytes(), path.name)
+        text, encoding = decode(data, path.name)
     except TextFileError as exc:
         raise ReturnFormError(str(exc)) from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text[:65536]))
+    del data
+    reader = csv.reader(lines(text), delimiter=sniff_delimiter(text[:65536]))
     try:
         header = [clean_cell(h) for h in next(reader, [])]
-        rows = [(reader.line_num, r) for r in reader]
+        # the n-th record is on the spreadsheet's row n (a cell of several lines is still one row), streamed
+        # as (row, record) pairs: `_to_frame` keeps only the form's columns of each
+        rows = ((n, r) for n, r in enumerate(reader, start=2))
+        return _to_frame(path, header, rows, set(), saved_as=LOSSY_SAVES.get(encoding))
     except csv.Error as exc:
         raise ReturnFormError(f"{path.name} 第 {reader.line_num} 行无法按 CSV 读取（{exc}）。"
                               "请用 Excel 另存为“CSV UTF-8”或 .xlsx 后重新报送。") from None
-    return _to_frame(path, header, rows, set(), saved_as=LOSSY_SAVES.get(encoding))
 
 
-def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numeric: set[int],
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+\Z")
+
+
+def lines(text: str) -> Iterator[str]:
+    """The lines of a text as `io.StringIO(text, newline="")` gives them (each with its \r\n, \n or lone \r), for
+    `csv.reader`, without the copy of the whole text a StringIO makes (4 bytes a character: 1 GB for a
+    province's form)."""
+    return (m.group() for m in _LINE.finditer(text))
+
+
+def _read_bounded(path: Path, limits: Limits) -> bytes:
+    """A returned CSV's bytes: only a regular file (no symlink followed, checked on the open file) of at most
+    `limits.return_max_bytes`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise ReturnFormError(f"{path.name} 无法打开（可能是符号链接或已被移走），未读取。") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ReturnFormError(f"{path.name} 不是普通文件，为安全起见不读取。")
+        if info.st_size == 0:
+            raise ReturnFormError(f"{path.name} 是空文件。请使用下发的更正清单填写后重新报送。")
+        if info.st_size > limits.return_max_bytes:
+            raise ReturnFormError(
+                f"{path.name} 有 {info.st_size / (1 << 20):,.0f} MB，超过反馈文件的上限 "
+                f"{limits.return_max_bytes / (1 << 20):,.0f} MB（下发的更正清单远小于此），未处理。"
+                "请使用下发的更正清单，只填写其中的行后重新报送。")
+        return handle.read()
+
+
+def _bounded_rows(name: str, rows: int, limits: Limits) -> None:
+    if rows > limits.return_max_rows:
+        raise ReturnFormError(f"{name} 有 {rows:,} 行，超过反馈文件的上限 {limits.return_max_rows:,} 行"
+                              "（下发的更正清单不会有这么多行），未处理。请使用下发的更正清单，只填写其中的行后重新报送。")
+
+
+def _to_frame(path: Path, header: list[str], rows: Iterable[tuple[int, list]], numeric: set[int],
               sheet: str | None = None, saved_as: str | None = None) -> pl.DataFrame:
     missing = [h for h in REQUIRED_HEADERS if h not in header]
     if missing:
@@ -97,13 +152,26 @@ def _to_frame(path: Path, header: list[str], rows: list[tuple[int, list]], numer
         raise ReturnFormError(f"{where} 缺少列：{'、'.join(missing)}（文件中的列：{found}）。"
                               "请使用下发的更正清单，不要删除或改名表头，填写后重新报送。")
     positions = {h: header.index(h) for h in FORM_HEADERS if h in header}
-    kept = [(n, r) for n, r in rows if any(clean_cell(c) for c in r)]
-    data = {h: [clean_cell(r[i]) if i < len(r) else "" for _, r in kept] for h, i in positions.items()}
-    data["row"] = [n for n, _ in kept]
-    data["code_numeric"] = [n in numeric for n, _ in kept]
-    data["saved_as"] = [saved_as] * len(kept)
     schema = {h: pl.String for h in positions} | {"row": pl.Int64, "code_numeric": pl.Boolean, "saved_as": pl.String}
-    return pl.DataFrame(data, schema=schema)
+    chunks, data = [], {h: [] for h in schema}
+
+    def chunk() -> None:  # the rows so far as columns: a file's cells are not held as Python strings
+        chunks.append(pl.DataFrame(data, schema=schema))
+        for column in data.values():
+            column.clear()
+
+    for n, r in rows:  # a record at a time: only the form's columns of the rows that hold something are kept
+        if any(clean_cell(c) for c in r):
+            for h, i in positions.items():
+                data[h].append(clean_cell(r[i]) if i < len(r) else "")
+            data["row"].append(n)
+            data["code_numeric"].append(n in numeric)
+            data["saved_as"].append(saved_as)
+            if len(data["row"]) == ROWS_PER_CHUNK:
+                chunk()
+    chunk()
+    return pl.concat(chunks, rechunk=True)
+
 
 def pending_files(returns_dir: Path) -> list[Path]:
     """Files waiting in one source's returns folder, oldest first (mtime, then name).

@@ -126,7 +126,7 @@ def apply_returned_file(path: Path, source: str, data_dir: Path, db: Path, run_d
     else:
         outcome, reason = "processed", None
         try:
-            form = read_return(path)
+            form = read_return(path, settings.limits)
         except ReturnFormError as exc:
             outcome, reason = "rejected", str(exc)
         else:

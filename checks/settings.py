@@ -63,6 +63,8 @@ class Limits:
     xlsx_max_sheets: int = 100
     xlsx_parser_memory_mb: int = 6_144
     xlsx_parser_seconds: int = 600
+    return_max_bytes: int = 1 << 30
+    return_max_rows: int = 2_000_000
 
 
 @dataclass(frozen=True)

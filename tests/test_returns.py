@@ -147,6 +147,80 @@ def test_a_form_without_its_key_columns_is_refused_with_the_columns_found(tmp_pa
         read_return(empty)
 
 
+HEADER = "问题编号,记录编号,名称,当前代码,处理结果,更正后代码,处理说明\r\n"
+
+
+def test_a_clerks_row_is_the_spreadsheets_row_whatever_lines_its_cells_hold(tmp_path):
+    # a note of three lines (Alt+Enter in Excel) is one row of the sheet; receipts name the row a clerk sees
+    path = tmp_path / "回复.csv"
+    path.write_text(HEADER + 'f1,R1,甲,C1,确认无误,,"第一行\n第二行\n第三行"\r\n'
+                    "f2,R2,乙,C2,非本单位,,\r\n\r\nf3,R3,丙,C3,非本单位,,\r\n", encoding="utf-8-sig")
+    assert read_return(path).select("问题编号", "row").rows() == [("f1", 2), ("f2", 3), ("f3", 5)]  # 4 is blank
+
+
+def test_a_form_is_split_into_lines_as_python_splits_a_file_into_lines():
+    # the reader's lines (no copy of the text): the same as io.StringIO's for line breaks of every kind and
+    # characters Python's str.splitlines would break at but a CSV reader must not
+    import io
+    import random
+
+    from checks.return_file import lines
+
+    pieces = ["a", "\r", "\n", "\r\n", '"', ",", "中", "\u2028", "\x0b", "\x85", "\x1c", "😀"]
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert list(lines(text)) == list(io.StringIO(text, newline="")), repr(text)
+
+
+def test_a_form_beyond_the_limits_is_refused_whole_before_it_is_read(tmp_path):
+    # four million rows of junk (60 MB) in a real file: refused at once on the default limit, in bounded memory,
+    # and a file over the byte limit is not even read
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    path = tmp_path / "大文件.csv"
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(HEADER)
+        for _ in range(40):
+            out.write("a,b,c,d,e,f,g\r\n" * 100_000)
+    script = ("import resource, sys\nfrom checks.returns import read_return, ReturnFormError\n"
+              "try:\n    read_return(sys.argv[1])\nexcept ReturnFormError as e:\n    print(e)\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    child = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+    said, peak_kb = child.stdout.splitlines()
+    assert "大文件.csv 有 4,000,001 行，超过反馈文件的上限 2,000,000 行" in said, child.stderr
+    assert int(peak_kb) < 800_000  # reading it whole took 2.5 GB, and judging its rows 5.3 GB
+    from checks.settings import Limits
+
+    with pytest.raises(ReturnFormError, match=r"有 57 MB，超过反馈文件的上限 50 MB"):
+        read_return(path, Limits(return_max_bytes=50 << 20))
+    link = tmp_path / "链接.csv"
+    link.symlink_to(path)
+    with pytest.raises(ReturnFormError, match="无法打开"):
+        read_return(link)  # only a regular file is read, checked on the file opened
+
+
+def test_a_workbook_beyond_the_row_limit_is_refused_whole(tmp_path):
+    import xlsxwriter
+
+    from checks.settings import Limits
+
+    path = tmp_path / "回复.xlsx"
+    with xlsxwriter.Workbook(path) as book:
+        for sheet in ("更正清单", "更正清单(2)"):  # a long list spans sheets: their rows count together
+            rows = book.add_worksheet(sheet)
+            rows.write_row(0, 0, HEADER.strip().split(","))
+            for i in range(1, 16):
+                rows.write_row(i, 0, [f"f{i}", f"R{i}", "甲", "C", "确认无误", "", "已核对"])
+    assert read_return(path, Limits(return_max_rows=40)).height == 30
+    with pytest.raises(ReturnFormError, match="回复.xlsx 有 32 行，超过反馈文件的上限 20 行"):
+        read_return(path, Limits(return_max_rows=20))
+
+
 # --------------------------------------------------------------------------- whole files
 
 def test_unreadable_or_foreign_files_get_a_receipt_and_change_nothing(tmp_path, settings):
