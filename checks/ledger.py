@@ -39,7 +39,7 @@ from checks.guard import Extract
 from checks.ledger_history import (AUDIT_COLUMNS, LIFECYCLE_AUDIT, LIFECYCLE_FINDINGS, audit_log, audit_of_night,
                                    history, lifecycle, statuses)
 from checks.ledger_closing import GONE_NOTES, OFF_LIST_REASONS, OFF_LIST_SCHEMA, Tonight
-from checks.ledger_night import finish_run, latest_run, record_run, response_text_expr, unfinished_nights
+from checks.ledger_night import finish_run, latest_run, ran_on, record_run, response_text_expr, unfinished_nights
 from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_return, known_findings, pending_codes,
                                    return_counts_of_night, returns_of_night)
 from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, RETIRED, SCHEMA_VERSION,
@@ -56,7 +56,7 @@ __all__ = [
     "ANSWERABLE",
     "CLOCK_RUNS", "DEFAULT_DUE_DAYS",
     "connect", "migrate", "unreadable", "holds_no_night",
-    "record_run", "response_text_expr", "latest_run", "finish_run", "unfinished_nights",
+    "record_run", "response_text_expr", "latest_run", "ran_on", "finish_run", "unfinished_nights",
     "known_findings", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
     "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "steward_accept_extract", "finding_detail",
     "steward_reopen", "steward_reassign", "steward_withdraw", "untracked_sources", "reassignments_of_night",

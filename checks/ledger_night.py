@@ -256,6 +256,12 @@ def latest_run(db: Path) -> str | None:
         return conn.execute("SELECT MAX(run_date) FROM runs").fetchone()[0]
 
 
+def ran_on(db: Path, run_date: str) -> bool:
+    """Whether a night of `run_date` ran its ledger step (finished or not)."""
+    with closing(connect(db)) as conn:
+        return conn.execute("SELECT 1 FROM runs WHERE run_date=?", (run_date,)).fetchone() is not None
+
+
 def finish_run(db: Path, run_date: str, accepted: list[Extract] = ()) -> None:
     """Mark the night completed, and make its accepted extracts the next night's baseline (one transaction)."""
     with closing(connect(db)) as conn, _Transaction(conn):

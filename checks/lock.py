@@ -1,11 +1,15 @@
 """One night at a time per data directory: a lock held for the whole run.
 
-The lock is an `flock` on `state/nightly.lock` (beside the ledger). The kernel
+The lock is an `flock` on the `state/` folder and on `state/nightly.lock` (beside the ledger). The kernel
 releases it when its process dies, however it dies, so a lock left by a dead
 run is simply free again; the file keeps the last holder's details (pid, host,
 night, start time), which a waiting run reports and a run taking over a dead
 run's lock logs. A second run waits at most `wait` seconds, then gives up with
 `LockBusy`, whose message names the run that holds the data directory.
+
+The folder's lock is what keeps an operator who deletes a "stale" `nightly.lock` from letting a second
+run in beside the first (the file's lock is on the deleted file; a new file is free). Where the file
+system cannot lock a folder (some network mounts), the file's lock alone is used.
 """
 
 from __future__ import annotations
@@ -68,12 +72,19 @@ def night_lock(data_dir: Path, night: str, wait: float = 0.0,
     """
     path = Path(data_dir) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
+    folder = _folder(path.parent)
     handle = open(path, "a+", encoding="utf-8")
     started = time.monotonic()
     try:
         while True:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                folder = _lock_folder(folder)
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if folder is not None:  # a run of an older version holds the file alone
+                        fcntl.flock(folder, fcntl.LOCK_UN)
+                    raise
                 break
             except BlockingIOError:
                 waited = time.monotonic() - started
@@ -99,11 +110,57 @@ def night_lock(data_dir: Path, night: str, wait: float = 0.0,
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     finally:
         handle.close()
+        if folder is not None:
+            os.close(folder)  # and with it the folder's lock
+
+
+def _folder(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _lock_folder(folder: int | None) -> int | None:
+    """The folder's lock taken (BlockingIOError while another run holds it); None, the descriptor closed, where
+    the file system cannot lock a folder."""
+    if folder is None:
+        return None
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError:
+        os.close(folder)
+        return None
+    return folder
+
+
+def _closing_on_busy(folder: int | None) -> int | None:
+    """`_lock_folder` for a one-off look: the descriptor closed when the folder is held."""
+    try:
+        return _lock_folder(folder)
+    except BlockingIOError:
+        if folder is not None:
+            os.close(folder)
+        raise
 
 
 def holder_of(data_dir: Path) -> dict | None:
     """Who holds the data directory now (None when nobody does)."""
     path = Path(data_dir) / LOCK_FILE
+    if not path.parent.is_dir():
+        return None
+    try:
+        folder = _closing_on_busy(_folder(path.parent))
+    except BlockingIOError:  # another run holds the data directory
+        holder = None
+        if path.exists():
+            with open(path, encoding="utf-8") as handle:
+                holder = _read(handle)
+        return holder or {}
+    if folder is not None:
+        os.close(folder)  # free: let go of it again
     if not path.exists():
         return None
     with open(path, "a+", encoding="utf-8") as handle:

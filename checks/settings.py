@@ -7,10 +7,12 @@ Registries are data: a fourth one (say 民政局, department 5) is a new
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from validators.regions import regions
 from validators.tables import DEPARTMENTS, KINDS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "steward.toml"
@@ -114,13 +116,61 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     return parse_settings(raw, where=str(path))
 
 
+#: The keys each table of the configuration may hold: a misspelt one is an error, never a silent default (an
+#: `[gaurd]` would leave the guard at 10 % while the steward believes it at 2 %).
+KNOWN_KEYS = {"": {"city", "state", "due", "guard", "limits", "sources", "allowlist"},
+              "city": {"name", "province", "jurisdiction_prefix", "name_prefixes"},
+              "state": {"database", "keep_failed_work_nights"}, "guard": {"max_lost_share", "erosion_days"},
+              "sources": {"key", "name", "departments", "columns"}, "allowlist": {"code", "reason"}}
+#: A source key names folders and report files: letters, digits, `_` and `-`, starting with a letter.
+SOURCE_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+#: An allowlisted code: 18 characters of GB 32100's alphabet (it may fail a rule: that is why it is listed).
+ALLOWLIST_CODE_RE = re.compile(r"[0-9A-HJ-NP-RTUW-Y]{18}")
+
+
+def _unknown_keys(raw: dict, where: str) -> None:
+    def check(table: object, name: str, shown: str) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}：{shown} 应为一个表（TOML table），现为 {table!r}。")
+        unknown = sorted(set(table) - KNOWN_KEYS[name])
+        if unknown:
+            raise ConfigError(f"{where}：{shown}中有未知的配置项 {unknown}（可能是拼写错误），可用的配置项为 "
+                              f"{sorted(KNOWN_KEYS[name])}。未知项不会被忽略，请改正后再运行。")
+
+    check(raw, "", "配置文件顶层")
+    for name in ("city", "state", "guard"):
+        if name in raw:
+            check(raw[name], name, f"[{name}] ")
+    for name in ("sources", "allowlist"):
+        entries = raw.get(name, [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}：[[{name}]] 应为一组表（TOML array of tables）。")
+        for i, entry in enumerate(entries, 1):
+            check(entry, name, f"第 {i} 个 [[{name}]] ")
+
+
+def _checked_city(city: City, where: str) -> City:
+    prefix = city.jurisdiction_prefix
+    if not re.fullmatch(r"\d{2}|\d{4}|\d{6}", prefix) or not any(r.startswith(prefix) for r in regions()):
+        raise ConfigError(f"{where}：[city] jurisdiction_prefix = {prefix!r} 不是 GB/T 2260 中已有的行政区划代码前缀"
+                          "（应为 2、4 或 6 位数字，如 \"2304\" 表示鹤岗市）。辖区前缀决定哪些代码属于本市，写错会使大量"
+                          "问题被误报或误判为已更正。")
+    return city
+
+
 def parse_settings(raw: dict, where: str = "配置") -> Settings:
+    _unknown_keys(raw, where)
     try:
         c = raw["city"]
-        city = City(c["name"], c.get("province", ""), str(c["jurisdiction_prefix"]),
-                    tuple(c.get("name_prefixes", ())))
+        city = _checked_city(City(c["name"], c.get("province", ""), str(c["jurisdiction_prefix"]),
+                                  tuple(c.get("name_prefixes", ()))), where)
         sources = []
         for i, s in enumerate(raw["sources"], 1):
+            if not isinstance(s["key"], str) or not SOURCE_KEY_RE.fullmatch(s["key"]):
+                raise ConfigError(f"{where}：第 {i} 个 [[sources]] 的 key = {s['key']!r} 无效：key 用作文件夹和报告文件名，"
+                                  "只能由字母、数字、“_”、“-”组成并以字母开头（如 market），最长 40 个字符。")
+            if not isinstance(s["name"], str) or not s["name"].strip():
+                raise ConfigError(f"{where}：来源 {s['key']} 的 name（单位名称）不能为空。")
             departments = tuple(str(d) for d in s["departments"])
             unknown = [d for d in departments if d not in DEPARTMENTS]
             if unknown:
@@ -137,6 +187,10 @@ def parse_settings(raw: dict, where: str = "配置") -> Settings:
         if len(set(keys)) != len(keys):
             raise ConfigError(f"{where}：来源 key 重复：{keys}")
         allowlist = {str(e["code"]).strip().upper(): e["reason"] for e in raw.get("allowlist", [])}
+        bad = [code for code in allowlist if not ALLOWLIST_CODE_RE.fullmatch(code)]
+        if bad:
+            raise ConfigError(f"{where}：[[allowlist]] 中的 code {bad} 不是 18 位统一社会信用代码（只能用数字和"
+                              "除 I、O、Z、S、V 外的大写字母）。请改正或删除该条目。")
     except KeyError as exc:
         raise ConfigError(f"{where}：缺少配置项 {exc}。") from None
     state = raw.get("state", {})

@@ -217,7 +217,7 @@ def _run(args) -> int:
         import os
 
         holder = holder_of(night.data_dir)
-        if holder and not night.lock_wait:  # fail fast, before paying for Prefect's start-up
+        if holder is not None and not night.lock_wait:  # fail fast, before paying for Prefect's start-up
             raise UsageError(str(LockBusy(holder, 0)))
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

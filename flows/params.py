@@ -20,6 +20,8 @@ from checks.register import unreadable_entities
 from checks.settings import ConfigError, Settings, load_settings
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
+#: No night before GB 32100-2015 came into force: an earlier date is a typo (`0001-01-01`).
+FIRST_NIGHT = "2015-10-01"
 #: The project checkout: a data directory may live below it (the demo's `data/`), never be it.
 CHECKOUT = Path(__file__).resolve().parents[1]
 _PLACEHOLDER_RE = re.compile(r"\{\{\s*\$?([A-Za-z_][A-Za-z0-9_]*)?\s*\}\}|\$\{?([A-Z_][A-Z0-9_]*)\}?")
@@ -118,6 +120,8 @@ def check_night(data_dir: object, run_date: object = None, config: str | None = 
     if night > latest:  # a night not yet come would make every real night an "older night's rerun"
         raise ParameterError(f"运行日期 {night} 晚于今天（{today()}，Asia/Shanghai），很可能是笔误。"
                              "夜间任务只能运行今天或以前的日期，请改正 --date / run_date。")
+    if night < FIRST_NIGHT:
+        raise ParameterError(f"运行日期 {night} 早于 GB 32100-2015 施行之日（{FIRST_NIGHT}），很可能是笔误。请改正 --date / run_date。")
     path = check_data_dir(data_dir)
     buckets = _whole(buckets, "buckets（分桶数）", minimum=0)
     dask_workers = _whole(dask_workers, "dask_workers（Dask 进程数）", minimum=1)
@@ -132,6 +136,7 @@ def check_night(data_dir: object, run_date: object = None, config: str | None = 
     except ConfigError as exc:
         raise ParameterError(str(exc)) from None
     check_ledger(path, settings, new_ledger)
+    _check_older_night(ledger_path(path, settings), night)
     problem = unreadable_entities(path / ENTITIES)
     if problem:
         raise ParameterError(problem)
@@ -163,6 +168,17 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
             "环境变量 USCC_DATABASE 指向了别处。本次运行未做任何改动。若从新台账开始，全部问题会被当作新发现，"
             "部门的答复、确认无误的结论、清零趋势和月报都会丢失。请从备份恢复台账文件；确需从头开始时，"
             "运行 uscc run --data-dir <数据目录> --new-ledger（部署参数 new_ledger=true）。")
+
+
+def _check_older_night(db: Path, night: str) -> None:
+    """A night older than the ledger's newest is a rerun of a night that ran; one that never ran cannot be made
+    up later (its extracts are gone: it would put today's data and today's count on a past date of the trend)."""
+    latest = ledger.latest_run(db) if db.exists() else None
+    if latest is not None and night < latest and not ledger.ran_on(db, night):
+        raise ParameterError(
+            f"运行日期 {night} 早于台账中最近的一晚（{latest}），而 {night} 这一晚从未运行：那一晚的数据已无法重现，"
+            "现在补跑只会把今天的数据和待处理数记在过去的日期上。本次运行未做任何改动。重新生成某晚的报告请指定台账中"
+            f"已运行过的日期；未指定日期时请检查服务器时钟（按 Asia/Shanghai 今天是 {today()}）。")
 
 
 def _check_sources(db: Path, settings: Settings) -> None:
@@ -217,6 +233,8 @@ def check_month(data_dir: object, month: object = None, config: str | None = Non
         raise ParameterError(f"月份“{_shown(text)}”格式不对，应为 YYYY-MM（如 2026-11）。")
     if text > today()[:7]:
         raise ParameterError(f"月份 {text} 尚未开始（今天是 {today()}），无法生成月报。")
+    if text < FIRST_NIGHT[:7]:
+        raise ParameterError(f"月份 {text} 早于 GB 32100-2015 施行之月（{FIRST_NIGHT[:7]}），很可能是笔误。")
     path = check_data_dir(data_dir)
     try:
         settings = load_settings(config)

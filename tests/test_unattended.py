@@ -179,6 +179,26 @@ def test_a_second_run_on_the_same_data_dir_exits_2_and_names_the_run_that_holds_
         holder.wait()
 
 
+def test_deleting_the_lock_file_of_a_running_night_does_not_let_a_second_run_in(sample_copy):
+    # an operator clearing a "stale" nightly.lock while a night runs: the second run started both nights at once
+    # (one crashed on the other's removed work folder, the other's findings were dated a day late)
+    from checks.lock import holder_of
+
+    holder = hold_lock(sample_copy, "60")
+    try:
+        (sample_copy / "state" / "nightly.lock").unlink()
+        assert holder_of(sample_copy) is not None
+        cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(sample_copy),
+                              "--date", NIGHT1], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 2 and "数据目录正被" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr
+        assert not (sample_copy / "reports").exists() and not db_of(sample_copy).exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert holder_of(sample_copy) is None
+    assert run_all(sample_copy, run_date=NIGHT1)["open_findings"] > 0  # free again once that run is gone
+
+
 def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_log_line(sample_copy):
     dead = hold_lock(sample_copy, "die")
     dead.wait()
@@ -232,6 +252,48 @@ def test_a_malformed_run_date_is_refused_before_anything_is_written(sample_copy)
         run_all(sample_copy, run_date=NIGHT1, buckets=-1)
     with pytest.raises(ParameterError, match="晚于今天"):  # 2026 typed as 2062: every real night would be a rerun
         run_all(sample_copy, run_date="2062-12-02")
+    assert not (sample_copy / "state").exists() and not (sample_copy / "reports").exists()
+
+
+def test_a_night_that_never_ran_cannot_be_run_after_a_later_one(sample_copy, capsys):
+    # catching up 11-01 after 11-02 (a delayed schedule run out of order, a typo, a clock gone back) would put
+    # today's data and today's count on 11-01 of the trend: refused before anything is written
+    from flows.cli import main
+
+    run_all(sample_copy, run_date=NIGHT2)
+    before = ledger.history(db_of(sample_copy), including=NIGHT2)
+    reports = sorted(p.name for p in (sample_copy / "reports").iterdir())
+    assert main(["run", "--no-prefect", "--data-dir", str(sample_copy), "--date", NIGHT1]) == 2
+    assert f"运行日期 {NIGHT1} 早于台账中最近的一晚（{NIGHT2}），而 {NIGHT1} 这一晚从未运行" in capsys.readouterr().err
+    assert ledger.history(db_of(sample_copy), including=NIGHT2) == before
+    assert sorted(p.name for p in (sample_copy / "reports").iterdir()) == reports
+    run_all(sample_copy, run_date=NIGHT2)  # a night that ran is rerun as before
+    with pytest.raises(ParameterError, match="早于 GB 32100-2015 施行"):
+        run_all(sample_copy, run_date="0001-01-01")
+    assert main(["report", "month", "0001-01", "--data-dir", str(sample_copy)]) == 2
+
+
+@pytest.mark.parametrize("mistake, said", [
+    (("erosion_days = 30", "erosion_days = 30\nerosion_dayz = 5"), "[guard] 中有未知的配置项 ['erosion_dayz']"),
+    (("[guard]", "[gaurd]"), "配置文件顶层中有未知的配置项 ['gaurd']"),
+    (('key = "justice"', 'key = "justice"\nenabled = false'), "第 3 个 [[sources]] 中有未知的配置项 ['enabled']"),
+    (('jurisdiction_prefix = "2304"', 'jurisdiction_prefix = ""'), "jurisdiction_prefix = '' 不是 GB/T 2260"),
+    (('jurisdiction_prefix = "2304"', 'jurisdiction_prefix = "9999"'), "jurisdiction_prefix = '9999' 不是 GB/T 2260"),
+    (('key = "justice"', 'key = "../../justice"'), "key = '../../justice' 无效"),
+    (('code = "91350100M0001TGQXM"', 'code = "123"'), "code ['123'] 不是 18 位统一社会信用代码"),
+])
+def test_a_mistyped_configuration_is_refused_before_anything_is_written(sample_copy, tmp_path, capsys, mistake,
+                                                                      said):
+    # each was taken silently: a misspelt key left its default (the guard at 10 % where the steward set 2 %),
+    # an empty jurisdiction closed 501 warnings nobody fixed, a key of "../../x" wrote outside the data dir
+    from flows.cli import main
+
+    config = tmp_path / "steward.toml"
+    text = (ROOT / "config" / "steward.toml").read_text("utf-8")
+    assert mistake[0] in text
+    config.write_text(text.replace(mistake[0], mistake[1], 1), "utf-8")
+    assert main(["run", "--no-prefect", "--data-dir", str(sample_copy), "--date", NIGHT1, "--config", str(config)]) == 2
+    assert said in capsys.readouterr().err
     assert not (sample_copy / "state").exists() and not (sample_copy / "reports").exists()
 
 
