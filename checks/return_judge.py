@@ -27,7 +27,7 @@ from checks.form import ANSWERS, CANCELLED, CONFIRMED, CORRECTED, NOT_OURS
 from checks.names import normalize_name
 from checks.return_file import ANSWER, CODE, KEY, NAME, NEW_CODE, NOTE, RECORD, SUGGESTED, clean_cell
 from checks.return_match import marked_pair, quoted, spreadsheet_number_of, unaltered
-from validators.tables import STATUS_LABELS, TRIM_CHARS
+from validators.tables import DEPARTMENTS, STATUS_LABELS, TRIM_CHARS
 from validators.uscc import check, compact, mask_personal_ids
 
 #: Kinds whose fix is not a new code (remove the duplicate record, correct the name).
@@ -73,7 +73,8 @@ def form_for_another(form: pl.DataFrame, source: str, known: dict[str, ledger.Kn
 
 def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holders: list[Holder],
           source_names: dict[str, str], allowlist: dict[str, str] | None = None,
-          name_prefixes: tuple[str, ...] = (), suggested: dict[str, str] | None = None) -> pl.DataFrame:
+          name_prefixes: tuple[str, ...] = (), suggested: dict[str, str] | None = None,
+          departments: dict[str, tuple[str, ...]] | None = None) -> pl.DataFrame:
     """One verdict per form row (`VERDICT_SCHEMA`); pure.
 
     Args:
@@ -84,6 +85,8 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
             (the suggested codes of `suggested` included).
         suggested: the code we suggest tonight for each finding id that has one (never the form's 建议代码 cell,
             which a clerk can edit): what an `已更正` without a usable 更正后代码 may adopt.
+        departments: each registry's GB 32100 department codes (`Source.departments`): a corrected code of
+            another department is what the night would flag again (department_mismatch), and is refused.
     """
     by_code: dict[str, list[Holder]] = {}
     for h in holders:
@@ -121,7 +124,7 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
             v["reason"] = _not_answerable(f)
             continue
         reason, code, adopted = _check_answer(r, f, by_code, same_entity, source_names, allowlist,
-                                               (suggested or {}).get(fid))
+                                               (suggested or {}).get(fid), departments)
         if reason:
             v["reason"], v["new_status"] = reason, "rejected-response"
             continue
@@ -183,7 +186,8 @@ def _not_answerable(f: ledger.Known) -> str:
 
 
 def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], same_entity, source_names: dict,
-                  allowlist, ours: str | None = None) -> tuple[str | None, str | None, str | None]:
+                  allowlist, ours: str | None = None, departments: dict[str, tuple[str, ...]] | None = None
+                  ) -> tuple[str | None, str | None, str | None]:
     """(reason the row is rejected or None, the corrected code as recorded, how it was adopted or None).
 
     `ours` is the code we suggest for the finding: an `已更正` with 更正后代码 left empty, or turned into a number
@@ -231,6 +235,13 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
     if code == (f.uscc or "").strip(TRIM_CHARS):  # a lower-case or spaced current code is a formatting fix
         return "更正后代码与当前代码相同。如当前代码无误，请选择“确认无误”并写明依据。", None, None
     related = set((f.related or "").split(";"))
+    own = (departments or {}).get(f.source)
+    if own and code[0] not in own and not any(  # unless the registry of that department holds the same entity
+            code[0] in departments.get(h.source, ()) and not h.pending and (f"{h.source}:{h.record_id}" in related
+                                                        or same_entity(h.name, f.name)) for h in by_code.get(code, [])):
+        return (f"更正后代码第 1 位“{code[0]}”表示{DEPARTMENTS[code[0]][0]}部门登记，而{source_names.get(f.source, f.source)}"
+                f"登记的主体代码应以“{'、'.join(own)}”开头，更正后仍会被列为“登记管理部门与登记机关不符”。"
+                "请核对证照后重新填写；如该主体确由其他部门登记，请选择“非本单位”并在“处理说明”中写明。"), None, None
     for h in by_code.get(code, []):
         if (h.source, h.record_id) == (f.source, f.record_id) or f"{h.source}:{h.record_id}" in related \
                 or same_entity(h.name, f.name):

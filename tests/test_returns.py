@@ -71,6 +71,27 @@ def test_a_correction_to_the_code_the_same_entity_holds_elsewhere_is_accepted():
     assert v["verdict"] == "accepted"
 
 
+def test_a_correction_to_a_code_of_another_department_is_rejected_unless_that_department_holds_the_entity():
+    # a law firm (司法局, codes of department 3) "corrected" to a valid 9… code: accepted, the next night closed
+    # the finding as fixed and opened the same mismatch on the new code (found by a hostile review)
+    departments = {"market": ("9",), "justice": ("3",), "editorial": ("1",)}
+    firm = known(source="justice", kind="department_mismatch", uscc=GOOD, name="黑龙江某某律师事务所")
+    law_code = valid_code("31230402", "MA1B2C3E")
+
+    def judged(code, holders=()):
+        return judge(form({"known": firm, "处理结果": "已更正", "更正后代码": code}), "justice", {"f1": firm},
+                     list(holders), NAMES, departments=departments).to_dicts()[0]
+
+    v = judged(valid_code("91230402", "MA1B2C3F"))
+    assert v["verdict"] == "rejected" and "代码第 1 位“9”" in v["reason"] and "应以“3”开头" in v["reason"]
+    assert v["new_status"] == "rejected-response"
+    assert judged(law_code)["verdict"] == "accepted"
+    # the market bureau holds the same firm under a 9… code: the night lists no mismatch there (cross-listing)
+    other = valid_code("91230402", "MA1B2C3G")
+    assert judged(other, [Holder(other, "market", "R7", "黑龙江某某律师事务所")])["verdict"] == "accepted"
+    assert judged(other, [Holder(other, "market", "R7", "鹤岗市另一家公司")])["verdict"] == "rejected"
+
+
 def test_two_records_corrected_to_one_code_collide_even_before_the_next_extract():
     a, b = known("f1"), known("f2", name="鹤岗市另一家商贸有限公司")
     v1, v2 = verdict([{"known": a, "处理结果": "已更正", "更正后代码": GOOD},
