@@ -54,6 +54,20 @@ def traces_of_earlier_nights(data_dir: Path) -> list[str]:
     return traces
 
 
+def traces_after(data_dir: Path, night: str) -> list[str]:
+    """Report folders and archived returned files of nights after `night`, newest first: a ledger whose newest
+    night is `night` is older than the data directory (restored from an older backup, or another ledger)."""
+    root = Path(data_dir)
+    reports = root / REPORTS
+    found = [(p.name, f"{REPORTS}/{p.name}/") for p in (reports.iterdir() if reports.is_dir() else ())
+             if p.is_dir() and _is_night(p.name) and p.name > night]
+    archive = root / "archive" / "returns"
+    for folder in (archive.glob("*/*") if archive.is_dir() else ()):
+        if folder.is_dir() and _is_night(folder.name) and folder.name > night:
+            found.append((folder.name, f"{folder.relative_to(root).as_posix()}/"))
+    return [shown for _, shown in sorted(found, reverse=True)]
+
+
 def _is_night(name: str) -> bool:
     return len(name) == 10 and name[4] == name[7] == "-" and name.replace("-", "").isdigit()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from checks import ledger
-from checks.catalog import ENTITIES, ledger_path, traces_of_earlier_nights
+from checks.catalog import ENTITIES, ledger_path, traces_after, traces_of_earlier_nights
 from checks.register import unreadable_entities
 from checks.settings import ConfigError, Settings, load_settings
 
@@ -158,6 +158,8 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
             raise ParameterError(problem)
         if not ledger.holds_no_night(db):
             _check_sources(db, settings)
+            if not new_ledger:
+                _check_not_behind(data_dir, db)
             return
     traces = traces_of_earlier_nights(data_dir)
     if traces and not new_ledger:
@@ -168,6 +170,21 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
             "环境变量 USCC_DATABASE 指向了别处。本次运行未做任何改动。若从新台账开始，全部问题会被当作新发现，"
             "部门的答复、确认无误的结论、清零趋势和月报都会丢失。请从备份恢复台账文件；确需从头开始时，"
             "运行 uscc run --data-dir <数据目录> --new-ledger（部署参数 new_ledger=true）。")
+
+
+def _check_not_behind(data_dir: Path, db: Path) -> None:
+    """The ledger knows every night the data directory shows: one restored from an older backup would reopen
+    every answer given since and forget the returned files archived after it, silently."""
+    latest = ledger.latest_run(db)
+    later = traces_after(data_dir, latest) if latest else []
+    if later:
+        shown = "、".join(later[:3]) + (f" 等 {len(later)} 项" if len(later) > 3 else "")
+        raise ParameterError(
+            f"台账 {db} 的最近一晚是 {latest}，但数据目录中有更晚的 {shown}：台账可能是从较早的备份恢复的，或配置 [state] "
+            "database、环境变量 USCC_DATABASE 指向了另一本台账。本次运行未做任何改动。以这本台账继续，此后部门的答复、"
+            "确认无误的结论和清零趋势都会丢失（已归档的反馈文件不会再被处理）。请恢复最新的台账文件；确需以这本台账继续时，"
+            "先把 archive/returns/ 下这些日期的反馈文件移回 returns/<单位>/，再运行 uscc run --data-dir <数据目录> --new-ledger"
+            "（部署参数 new_ledger=true）。")
 
 
 def _check_older_night(db: Path, night: str) -> None:

@@ -633,6 +633,29 @@ def test_a_lost_ledger_is_not_silently_replaced_by_a_new_one(sample_copy):
     assert run_all(sample_copy, run_date=NIGHT2, new_ledger=True)["open_findings"] > 0
 
 
+def test_a_ledger_restored_from_an_older_backup_is_not_taken_silently(sample_copy, tmp_path):
+    # night 2 accepted three waivers and archived their form; the ledger of night 1 put back reopened them and
+    # the archived form was never read again (found by a hostile review)
+    run_all(sample_copy, run_date=NIGHT1)
+    backup = tmp_path / "backup.sqlite3"
+    with sqlite3.connect(db_of(sample_copy)) as live, sqlite3.connect(backup) as copy:
+        live.backup(copy)
+    waived = three_waivers_returned(sample_copy)
+    run_all(sample_copy, run_date=NIGHT2)
+    assert {ledger.statuses(db_of(sample_copy))[i] for i in waived} == {"waived"}
+    with sqlite3.connect(backup) as copy, sqlite3.connect(db_of(sample_copy)) as live:
+        copy.backup(live)  # the operator restores last week's backup
+    with pytest.raises(ParameterError, match=f"最近一晚是 {NIGHT1}，但数据目录中有更晚的 reports/{NIGHT2}/、"
+                                             f"archive/returns/market/{NIGHT2}/"):
+        run_all(sample_copy, run_date=NIGHT3)
+    assert not (sample_copy / "reports" / NIGHT3).exists() and ledger.latest_run(db_of(sample_copy)) == NIGHT1
+    # the steward's deliberate choice, with the archived form moved back as the message says
+    for archived in (sample_copy / "archive" / "returns" / "market" / NIGHT2).iterdir():
+        archived.rename(sample_copy / "returns" / "market" / archived.name)
+    run_all(sample_copy, run_date=NIGHT3, new_ledger=True)
+    assert {ledger.statuses(db_of(sample_copy))[i] for i in waived} == {"waived"}
+
+
 def test_the_losses_that_add_up_are_weighed_against_a_growing_registry_and_a_tiny_one():
     from checks import guard
 
