@@ -139,8 +139,15 @@ def test_a_file_neither_utf8_nor_gbk_names_the_line_and_byte_where_it_breaks(tmp
     path.write_bytes(head + "BB9,".encode("gbk") + b"\xff" + "".join(rows[3:]).encode("gbk"))
     with pytest.raises(IngestError) as err:
         read_csv(path)
-    assert f"第 4 行（文件第 {len(head) + 5:,} 字节）处无法解码" in str(err.value)  # counted from 1
-    assert "mixed.csv" in str(err.value) and "既不是 UTF-8，也不是 GB18030/GBK" in str(err.value)
+    assert f"按 GB18030/GBK 第 4 行（文件第 {len(head) + 5:,} 字节）处无法解码" in str(err.value)  # counted from 1
+    assert "按 UTF-8 第 1 行（文件第 1 字节）处无法解码" in str(err.value) and "mixed.csv" in str(err.value)
+    # half UTF-8, half GBK: the clerk is told where each breaks (the UTF-8 half's place alone named no line)
+    utf8 = "".join(rows[:4]).encode()
+    path.write_bytes(utf8 + "".join(rows[4:]).encode("gbk"))
+    with pytest.raises(IngestError) as err:
+        read_csv(path)
+    assert f"按 UTF-8 第 5 行（文件第 {len(utf8) + 26:,} 字节）" in str(err.value)  # the name's, after "BB003,<code>,"
+    assert "混用了两种编码" in str(err.value)
 
 
 def test_utf8_is_told_from_other_bytes_as_python_tells_it():
