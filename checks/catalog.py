@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from checks.settings import Settings
 
@@ -54,16 +55,20 @@ def traces_of_earlier_nights(data_dir: Path) -> list[str]:
     return traces
 
 
-def traces_after(data_dir: Path, night: str) -> list[str]:
-    """Report folders and archived returned files of nights after `night`, newest first: a ledger whose newest
-    night is `night` is older than the data directory (restored from an older backup, or another ledger)."""
+def traces_after(data_dir: Path, night: str, knows_return: Callable[[str, str], bool]) -> list[str]:
+    """Report folders of nights after `night`, and folders of returned files archived after it that the ledger
+    does not know (`knows_return(source, first 12 characters of the file's hash)`, as archived names begin),
+    newest first: a ledger whose newest night is `night` is older than the data directory (restored from an
+    older backup, or another ledger). A night killed after it applied its returns and before its ledger step
+    leaves archived files the ledger knows: no trace."""
     root = Path(data_dir)
     reports = root / REPORTS
     found = [(p.name, f"{REPORTS}/{p.name}/") for p in (reports.iterdir() if reports.is_dir() else ())
              if p.is_dir() and _is_night(p.name) and p.name > night]
     archive = root / "archive" / "returns"
     for folder in (archive.glob("*/*") if archive.is_dir() else ()):
-        if folder.is_dir() and _is_night(folder.name) and folder.name > night:
+        if folder.is_dir() and _is_night(folder.name) and folder.name > night and any(
+                not knows_return(folder.parent.name, f.name[:12]) for f in folder.iterdir() if f.is_file()):
             found.append((folder.name, f"{folder.relative_to(root).as_posix()}/"))
     return [shown for _, shown in sorted(found, reverse=True)]
 

@@ -40,12 +40,12 @@ from checks.ledger_history import (AUDIT_COLUMNS, LIFECYCLE_AUDIT, LIFECYCLE_FIN
                                    history, lifecycle, statuses)
 from checks.ledger_closing import GONE_NOTES, OFF_LIST_REASONS, OFF_LIST_SCHEMA, Tonight
 from checks.ledger_night import finish_run, latest_run, ran_on, record_run, response_text_expr, unfinished_nights
-from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_return, known_findings, pending_codes,
-                                   return_counts_of_night, returns_of_night)
+from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_return, known_findings,
+                                   known_return_prefixes, pending_codes, return_counts_of_night, returns_of_night)
 from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, RETIRED, SCHEMA_VERSION,
                                   PENDING_NIGHT, SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect,
                                   holds_no_night, migrate, unreadable)
-from checks.ledger_steward import (accepted_extract, extract_verdicts, finding_detail, reassignments_of_night, recent_losses,
+from checks.ledger_steward import (accepted_extract, extract_verdicts, extracts_of_night, finding_detail, reassignments_of_night, recent_losses,
                                    steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen,
                                    steward_withdraw, untracked_sources)
 
@@ -57,8 +57,8 @@ __all__ = [
     "CLOCK_RUNS", "DEFAULT_DUE_DAYS",
     "connect", "migrate", "unreadable", "holds_no_night",
     "record_run", "response_text_expr", "latest_run", "ran_on", "finish_run", "unfinished_nights",
-    "known_findings", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
-    "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "steward_accept_extract", "finding_detail",
+    "known_findings", "known_return_prefixes", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
+    "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "extracts_of_night", "steward_accept_extract", "finding_detail",
     "steward_reopen", "steward_reassign", "steward_withdraw", "untracked_sources", "reassignments_of_night",
     "history", "audit_log", "AUDIT_COLUMNS", "audit_of_night", "LIFECYCLE_FINDINGS", "LIFECYCLE_AUDIT", "lifecycle",
     "statuses",

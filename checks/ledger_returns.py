@@ -63,6 +63,12 @@ def pending_codes(db: Path, codes: list[str]) -> list[tuple[str, str, str, str |
                             "AND answer_code IN (%s)" % ",".join("?" * len(codes)), codes).fetchall()
 
 
+def known_return_prefixes(db: Path) -> set[tuple[str, str]]:
+    """(source, first 12 characters of the hash) of every returned file the ledger has handled."""
+    with closing(connect(db)) as conn:
+        return set(conn.execute("SELECT DISTINCT source, substr(sha256, 1, 12) FROM return_files").fetchall())
+
+
 def handled_return(db: Path, source: str, sha256: str) -> dict | None:
     """The earlier processing of this exact file for this source, if any."""
     with closing(connect(db)) as conn:

@@ -81,6 +81,13 @@ def extract_verdicts(db: Path, source: str | None = None, limit: int = 30) -> li
         return [dict(zip(keys, r)) for r in rows.fetchall()]
 
 
+def extracts_of_night(db: Path, night: str) -> dict[str, dict]:
+    """Each source's extract as a night saw it: {source: {"file", "sha256", "status"}}."""
+    with closing(connect(db)) as conn:
+        rows = conn.execute("SELECT source, file, sha256, status FROM extracts WHERE run_date = ?", (night,)).fetchall()
+    return {source: {"file": file, "sha256": sha, "status": status} for source, file, sha, status in rows}
+
+
 def steward_accept_extract(db: Path, source: str, why: str) -> dict:
     """The steward accepts the extract the guard held last for this source; the next night uses it (audited)."""
     if not why.strip():

@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo
 
 from checks import ledger
 from checks.catalog import ENTITIES, ledger_path, traces_after, traces_of_earlier_nights
+from checks.data_files import select_extract
+from checks.ingest import file_sha256
+from checks.textfile import quote
 from checks.register import unreadable_entities
 from checks.settings import ConfigError, Settings, load_settings
 
@@ -137,6 +140,7 @@ def check_night(data_dir: object, run_date: object = None, config: str | None = 
         raise ParameterError(str(exc)) from None
     check_ledger(path, settings, new_ledger)
     _check_older_night(ledger_path(path, settings), night)
+    _check_rerun_data(path, settings, night)
     problem = unreadable_entities(path / ENTITIES)
     if problem:
         raise ParameterError(problem)
@@ -176,7 +180,8 @@ def _check_not_behind(data_dir: Path, db: Path) -> None:
     """The ledger knows every night the data directory shows: one restored from an older backup would reopen
     every answer given since and forget the returned files archived after it, silently."""
     latest = ledger.latest_run(db)
-    later = traces_after(data_dir, latest) if latest else []
+    known = ledger.known_return_prefixes(db) if latest else set()
+    later = traces_after(data_dir, latest, lambda source, prefix: (source, prefix) in known) if latest else []
     if later:
         shown = "、".join(later[:3]) + (f" 等 {len(later)} 项" if len(later) > 3 else "")
         raise ParameterError(
@@ -196,6 +201,35 @@ def _check_older_night(db: Path, night: str) -> None:
             f"运行日期 {night} 早于台账中最近的一晚（{latest}），而 {night} 这一晚从未运行：那一晚的数据已无法重现，"
             "现在补跑只会把今天的数据和待处理数记在过去的日期上。本次运行未做任何改动。重新生成某晚的报告请指定台账中"
             f"已运行过的日期；未指定日期时请检查服务器时钟（按 Asia/Shanghai 今天是 {today()}）。")
+
+
+def _check_rerun_data(data_dir: Path, settings: Settings, night: str) -> None:
+    """A night older than the ledger's newest is rerun only on the very files it read: its report is written
+    again from tonight's extracts, so newer ones would put another night's data under its date (the ledger's
+    statuses never move back in time, so the report would not even agree with itself)."""
+    db = ledger_path(data_dir, settings)
+    latest = ledger.latest_run(db) if db.exists() else None
+    if latest is None or night >= latest:
+        return
+    then = ledger.extracts_of_night(db, night)
+    changed = []
+    for source in settings.sources:
+        path, _ = select_extract(data_dir / "extracts" / source.key, data_dir)
+        used = then.get(source.key, {})
+        if path is None:
+            same = not used.get("file")
+        elif used.get("sha256"):
+            same = used["sha256"] == file_sha256(path)
+        else:  # a file refused that night has no hash: the same name, refused again
+            same = used.get("file") == quote(path.name, 120)
+        if not same:
+            was = used.get("file") or "没有可用文件"
+            changed.append(f"{source.name}（当晚：{was}；现在：{path.name if path is not None else '没有文件'}）")
+    if changed:
+        raise ParameterError(
+            f"{night} 早于台账中最近的一晚（{latest}），而此后数据已更新：{'；'.join(changed)}。重跑会用现在的数据重写"
+            f" reports/{night}/，报告将与当晚的台账记录不符。本次运行未做任何改动，当晚已发布的报告保持不变。"
+            "如确需重跑，请先让 extracts/ 中每个单位的最新文件恢复为当晚使用的文件。")
 
 
 def _check_sources(db: Path, settings: Settings) -> None:
