@@ -197,10 +197,15 @@ CLOCK_RUNS = ("open", "reopened", "rejected-response")
 CACHE_KIB = 256 * 1024
 
 
+#: Seconds a connection waits for another holding the ledger's write lock (SQLite's default is 5).
+LOCKED_WAIT = 120.0
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating or upgrading) the ledger."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN/COMMIT below
+    # explicit BEGIN/COMMIT below; another writer (a steward's command, a backup) is waited for up to 2 minutes
+    conn = sqlite3.connect(path, isolation_level=None, timeout=LOCKED_WAIT)
     _use_wal(conn)
     conn.execute("PRAGMA foreign_keys=ON")
     # a night touches every finding: with SQLite's default 2 MB page cache the indexes are read again and again

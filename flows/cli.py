@@ -1,20 +1,44 @@
 """`uscc` command line: check codes, run the nightly job, make synthetic data.
 
 Exit codes: 0 all good, 1 some code invalid (check) / some source rejected or held (run),
-2 usage or input error, or another run holds the data directory (with a message, never a traceback).
+2 usage or input error, or another run holds the data directory (with a message, never a traceback),
+3 the night started and failed (a full disk, a ledger kept locked, a bug: a sentence, and the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 
 
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit 2."""
+
+
+class NightFailed(Exception):
+    """A night that started and failed (a full disk, a ledger another program kept locked, a bug): exit 3, so
+    that monitoring tells it from a refused parameter (2) and from a source held or rejected (1)."""
+
+
+def failure_message(error: BaseException) -> str:
+    """What the operator is told of a failed night, in Chinese, with the error itself."""
+    text = f"{type(error).__name__}: {str(error)[:300]}"
+    if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or any(
+            words in str(error) for words in ("disk is full", "No space left on device")):  # SQLite's, polars'
+        cause = "磁盘空间已满"
+        todo = "请清理数据目录所在磁盘（如 archive/、旧的 reports/）后重跑该日期"
+    elif "database is locked" in str(error):
+        cause = "台账文件被其他程序锁定（如备份工具或打开台账的 SQLite 客户端）超过 2 分钟"
+        todo = "请关闭该程序后重跑该日期"
+    else:
+        cause, todo = "运行出错", "请把运行日志发给运维人员，排除后重跑该日期"
+    return (f"夜间任务失败：{cause}（{text}）。本晚的报告未发布，台账未计入本晚（或只记为“运行未完成”），"
+            f"没有问题因此被关闭。{todo}。")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"uscc {args.command}: {exc}", file=sys.stderr)
         return 2
+    except NightFailed as exc:
+        print(f"uscc {args.command}: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     return 2
@@ -213,6 +240,9 @@ def _run(args) -> int:
             result = run_all(night.data_dir, say=lambda line: print(line, flush=True), night=night)
         except (LockBusy, EntitiesUnreadable) as exc:  # a sentence for the steward, exit 2, never a traceback
             raise UsageError(str(exc)) from None
+        except Exception as exc:  # the traceback for the operator's log, then the sentence and exit 3
+            traceback.print_exc()
+            raise NightFailed(failure_message(exc)) from None
     else:
         import os
 
@@ -227,9 +257,11 @@ def _run(args) -> int:
                         buckets=night.buckets, dask_address=args.dask_address, dask_workers=night.dask_workers,
                         lock_wait=night.lock_wait, new_ledger=args.new_ledger, return_state=True)
         result = state.result(raise_on_failure=False)
-        if not isinstance(result, dict) or "refused" in result:
-            message = result["refused"] if isinstance(result, dict) else (state.message or str(result))
-            raise UsageError(message)
+        if isinstance(result, dict) and "refused" in result:
+            raise UsageError(result["refused"])
+        if not isinstance(result, dict):  # the flow failed (Prefect's log has the traceback)
+            raise NightFailed(failure_message(result) if isinstance(result, BaseException) else
+                              f"夜间任务失败：{state.message or result}。本晚的报告未发布。请查看 Prefect 的运行日志后重跑该日期。")
     returns = result["returns"]
     print(f"总览：{Path(result['overview']).resolve()}")
     print(f"待处理问题（错误与警告）{result['open_findings']} 条；被拒收文件 {len(result['rejected'])} 个；"

@@ -199,6 +199,55 @@ def test_deleting_the_lock_file_of_a_running_night_does_not_let_a_second_run_in(
     assert run_all(sample_copy, run_date=NIGHT1)["open_findings"] > 0  # free again once that run is gone
 
 
+def test_a_ledger_kept_locked_by_another_program_fails_the_night_with_exit_3_and_a_sentence(sample_copy,
+                                                                                             monkeypatch, capsys):
+    # a backup tool or an open SQLite client holding the ledger's write lock: a traceback and exit 1, which
+    # monitoring read as "a source was held"
+    from checks import ledger_schema
+    from flows.cli import main
+
+    run_all(sample_copy, run_date=NIGHT1)
+    holder = subprocess.Popen([sys.executable, "-c", "import sqlite3, sys, time\n"
+                               "c = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\n"
+                               "print('held', flush=True)\ntime.sleep(60)\n", str(db_of(sample_copy))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(ledger_schema, "LOCKED_WAIT", 1.0)  # two minutes in production
+        assert main(["run", "--no-prefect", "--data-dir", str(sample_copy), "--date", NIGHT2]) == 3
+    finally:
+        holder.kill()
+        holder.wait()
+    said = capsys.readouterr().err
+    assert "夜间任务失败：台账文件被其他程序锁定" in said and "本晚的报告未发布" in said and "重跑该日期" in said
+    assert not (sample_copy / "reports" / NIGHT2).exists() and ledger.latest_run(db_of(sample_copy)) == NIGHT1
+    assert run_all(sample_copy, run_date=NIGHT2)["open_findings"] > 0  # the rerun once the lock is gone
+
+
+def test_a_full_disk_fails_the_night_with_exit_3_and_the_rerun_on_a_freed_disk_completes_it(tmp_path):
+    # a data directory on a small file system (tmpfs, where this machine may mount one): a traceback and exit 1
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here to fill: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        data = disk / "data"
+        shutil.copytree(ROOT / "sample_data", data)
+        cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(data),
+                              "--date", NIGHT1], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 3, cli.stderr[-2000:]
+        assert "夜间任务失败：磁盘空间已满" in cli.stderr and "本晚的报告未发布" in cli.stderr
+        assert not (data / "reports" / NIGHT1).exists()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir", str(data),
+                              "--date", NIGHT1], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 0, cli.stderr[-2000:]
+        assert (data / "reports" / NIGHT1 / "index.html").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
 def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_log_line(sample_copy):
     dead = hold_lock(sample_copy, "die")
     dead.wait()
@@ -271,6 +320,21 @@ def test_a_night_that_never_ran_cannot_be_run_after_a_later_one(sample_copy, cap
     with pytest.raises(ParameterError, match="早于 GB 32100-2015 施行"):
         run_all(sample_copy, run_date="0001-01-01")
     assert main(["report", "month", "0001-01", "--data-dir", str(sample_copy)]) == 2
+
+
+def test_an_older_night_is_rerun_only_on_the_files_it_read(sample_copy):
+    # rerunning 11-01 after a new market export arrived rewrote reports/2026-11-01/ from the newer file: its
+    # findings.csv lost rows while its headline kept the ledger's count (found by a hostile review)
+    run_all(sample_copy, run_date=NIGHT1)
+    run_all(sample_copy, run_date=NIGHT2)
+    run_all(sample_copy, run_date=NIGHT1)  # nothing new since: the same files, rerun as before
+    published = (sample_copy / "reports" / NIGHT1 / "findings.csv").read_bytes()
+    corrected_market(sample_copy, {})
+    run_all(sample_copy, run_date=NIGHT2)  # the newest night is rerun on whatever is newest, as before
+    with pytest.raises(ParameterError, match=f"{NIGHT1} 早于台账中最近的一晚（{NIGHT2}），而此后数据已更新：市市场监督管理局"
+                                             "（当晚：市场主体名录.*；现在：市场主体名录_new.xlsx）"):
+        run_all(sample_copy, run_date=NIGHT1)
+    assert (sample_copy / "reports" / NIGHT1 / "findings.csv").read_bytes() == published
 
 
 @pytest.mark.parametrize("mistake, said", [
