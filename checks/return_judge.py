@@ -66,8 +66,13 @@ class Holder:
 
 
 def form_for_another(form: pl.DataFrame, source: str, known: dict[str, ledger.Known]) -> str | None:
-    """The other source this whole form belongs to, when none of its findings is the returner's."""
-    owners = {known[i].answerer for i in form[KEY] if i in known}
+    """The other source this whole form belongs to, when none of its findings is the returner's (neither to
+    answer nor on its records: the returner's own older form, whose findings the steward has since handed to
+    another department, is judged row by row)."""
+    entries = [known[i] for i in form[KEY] if i in known]
+    owners = {f.answerer for f in entries}
+    if any(f.source == source for f in entries):
+        return None
     return owners.pop() if len(owners) == 1 and source not in owners else None
 
 
@@ -113,7 +118,8 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
             continue
         if f.answerer != source:  # the record's department, or the one the steward handed it to
             owner = source_names.get(f.answerer, f.answerer)
-            v["reason"] = f"该问题属于{owner}，本单位无权处理，本行未受理并已记录。如该记录确属本单位，请联系市信用办。"
+            v["reason"] = (f"该问题已由市信用办转交{owner}处理，本单位无需再答复，本行未受理。" if f.source == source else
+                           f"该问题属于{owner}，本单位无权处理，本行未受理并已记录。如该记录确属本单位，请联系市信用办。")
             v["audit_note"] = f"拒绝：{source_names.get(source, source)}报送的文件试图处理{owner}的问题（第 {r['row']} 行）"
             continue
         if fid in seen_rows:
@@ -200,8 +206,10 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
     for header, sent in ((RECORD, f.record_id), (NAME, f.name), (CODE, f.uscc)):
         if not unaltered(header, r[header], clean_cell(sent), r.get("saved_as")):
             was, now = marked_pair(clean_cell(sent), r[header])
-            return (f"只读列“{header}”被修改（下发为“{was}”，报送为“{now}”，标出的是不同之处）。请勿修改灰色列；"
-                    "记录信息如需更正，请在本单位系统中修改，并在“处理说明”中注明。"), None, None
+            # the ledger's value is tonight's: an older form of a record changed since differs without an edit
+            return (f"只读列“{header}”与市信用办的记录不一致（记录为“{was}”，报送为“{now}”，标出的是不同之处）。"
+                    "如未修改过灰色列，说明所用的是旧的清单或该记录已在本单位系统中变更，请改用最新下发的更正清单填写；"
+                    "请勿修改灰色列，记录信息如需更正，请在本单位系统中修改，并在“处理说明”中注明。"), None, None
     if answer in NEEDS_NOTE and not r[NOTE]:
         return NEEDS_NOTE[answer], None, None
     if answer != CORRECTED:

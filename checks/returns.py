@@ -139,6 +139,8 @@ def apply_returned_file(path: Path, source: str, data_dir: Path, db: Path, run_d
                     outcome, reason = "rejected", (
                         f"这是{names.get(other, other)}的更正清单，不是{names.get(source, source)}的。"
                         f"请由{names.get(other, other)}报送，或放入其对应的报送目录。")
+                    # each answered row is still an attempt on another department's finding: logged, none moves
+                    verdicts = judge(form, source, known, [], names)
                 else:
                     ours = suggestions_of(sorted(known))
                     codes = sorted(set(_typed_codes(form)) | set(ours.values()))

@@ -220,7 +220,7 @@ def test_the_market_receipt_says_why_for_every_row(nights):
     assert "不是有效的统一社会信用代码" in by_id[nights["wrong_fix"]["finding_id"]]["原因及下一步"]
     assert "正在使用" in by_id[nights["collision"]["finding_id"]]["原因及下一步"]
     assert "Excel 按数字保存" in by_id[nights["mangled"]["finding_id"]]["原因及下一步"]
-    assert "只读列“名称”被修改" in by_id[nights["renamed"]["finding_id"]]["原因及下一步"]
+    assert "只读列“名称”与市信用办的记录不一致" in by_id[nights["renamed"]["finding_id"]]["原因及下一步"]
     assert "写明依据" in by_id[nights["unexplained"]["finding_id"]]["原因及下一步"]
     assert "属于市司法局" in by_id[nights["forged"]["finding_id"]]["原因及下一步"]
     assert "不存在" in by_id["0000000000000000"]["原因及下一步"]

@@ -128,7 +128,7 @@ def test_a_waiver_needs_a_reason():
 
 def test_a_changed_read_only_column_is_rejected_not_applied():
     [v] = verdict([{"处理结果": "已更正", "更正后代码": GOOD, "名称": "鹤岗市丰昌诚商贸有限公司（改）"}], [known()])
-    assert v["verdict"] == "rejected" and "只读列“名称”被修改" in v["reason"]
+    assert v["verdict"] == "rejected" and "只读列“名称”与市信用办的记录不一致" in v["reason"]
 
 
 def test_an_answer_outside_the_four_is_rejected_and_a_blank_one_skipped():

@@ -188,6 +188,42 @@ def test_a_resident_id_anywhere_in_a_returned_form_is_masked_before_it_is_stored
     assert MASKED in findings(night1, NIGHT3).filter(pl.col("finding_id") == rows[1][0])["response"][0]
 
 
+def test_a_whole_form_of_another_departments_answers_is_refused_and_every_attempt_is_logged(night1):
+    # a department sending only other departments' rows escaped the audit log that one own row brought in
+    header, rows = form_rows(night1, "justice")
+    write_form(night1 / "returns" / "market" / "司法局的清单.csv", header,
+               [answer(header, r, 处理结果="确认无误", 处理说明="代填") for r in rows[:3]])
+    run_all(night1, run_date=NIGHT2)
+    db = night1 / "state" / "steward.sqlite3"
+    [entry] = ledger.returns_of_night(db, NIGHT2)
+    assert entry["outcome"] == "rejected" and "这是市司法局的更正清单，不是市市场监督管理局的" in entry["reason"]
+    for r in rows[:3]:
+        [attempt] = [a for a in ledger.audit_log(db, r[0]) if a["actor"] == "market"]
+        assert "试图处理市司法局的问题" in attempt["note"] and attempt["new_status"] == attempt["old_status"]
+        assert ledger.statuses(db)[r[0]] == "open"
+
+
+def test_a_departments_own_older_form_after_a_reassignment_is_judged_row_by_row(night1):
+    # the steward handed one justice finding to the market bureau; justice's own form of night 1 came back
+    # answering it and another: the whole file was refused as "the market bureau's list"
+    header, rows = form_rows(night1, "justice")
+    db = night1 / "state" / "steward.sqlite3"
+    names = {"market": "市市场监督管理局", "justice": "市司法局", "editorial": "市委编办"}
+    ledger.steward_reassign(db, rows[0][0], "market", "该所已改制为公司", names)
+    write_form(night1 / "returns" / "justice" / "反馈.csv", header,
+               [answer(header, rows[0], 处理结果="确认无误", 处理说明="已核对"),
+                answer(header, rows[1], 处理结果="确认无误", 处理说明="已核对")])
+    write_form(night1 / "returns" / "justice" / "只有转交的一行.csv", header,
+               [answer(header, rows[0], 处理结果="确认无误", 处理说明="再次核对")])
+    run_all(night1, run_date=NIGHT2)
+    entries = ledger.returns_of_night(db, NIGHT2)
+    assert [e["outcome"] for e in entries] == ["processed", "processed"]
+    verdicts = [{r["finding_id"]: r for r in e["rows"]} for e in entries]
+    assert all("已由市信用办转交市市场监督管理局处理" in v[rows[0][0]]["reason"] for v in verdicts)
+    [both] = [v for v in verdicts if rows[1][0] in v]
+    assert both[rows[1][0]]["verdict"] == "accepted" and ledger.statuses(db)[rows[1][0]] == "waived"
+
+
 # --------------------------------------------------------------------------- item 5: no live formula in any CSV
 
 def test_no_csv_a_person_may_open_carries_a_live_formula_from_a_returned_file(night1):
@@ -232,7 +268,7 @@ def test_a_gbk_save_that_turned_an_nbsp_into_a_question_mark_is_no_alteration_bu
     verdicts = {r["finding_id"]: r for r in entry["rows"]}
     assert all(verdicts[r[0]]["verdict"] == "accepted" for r in nbsp)
     refused = verdicts[other[0]]
-    assert refused["verdict"] == "rejected" and "只读列“名称”被修改" in refused["reason"]
+    assert refused["verdict"] == "rejected" and "只读列“名称”与市信用办的记录不一致" in refused["reason"]
     assert f"{name[:2]}⟦{name[2]}⟧" in refused["reason"] and f"{name[:2]}⟦某⟧" in refused["reason"]
     [page] = (night1 / "reports" / NIGHT2 / "receipts" / "market").glob("*.html")
     assert f"{name[:2]}<mark>某</mark>" in page.read_text("utf-8")
