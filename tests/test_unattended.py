@@ -494,6 +494,47 @@ def test_the_form_writer_dies_with_the_run_that_started_it(tmp_path):
     assert not _alive(child), "the XLSX writer of a killed run went on as an orphan"
 
 
+@pytest.mark.prefect
+def test_a_run_stopped_with_sigterm_stops_its_temporary_prefect_server(sample_copy, tmp_path):
+    # a scheduler's time-out or systemd stopping the job sends SIGTERM: Prefect's temporary server (~250 MB)
+    # was left running as an orphan, one more each such night
+    env = {k: v for k, v in ENV.items() if not k.startswith("PREFECT_API")} | {"PREFECT_HOME": str(tmp_path)}
+    cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--data-dir", str(sample_copy), "--date", NIGHT1],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, deadline = None, time.monotonic() + 180
+    while server is None and time.monotonic() < deadline and cli.poll() is None:
+        server = next((pid for pid in _children(cli.pid) if b"uvicorn" in _cmdline(pid)), None)
+        time.sleep(0.2)
+    assert server is not None, "the run started no temporary Prefect server"
+    cli.send_signal(signal.SIGTERM)
+    cli.wait(timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(server):
+        time.sleep(0.2)
+    alive = _alive(server)
+    if alive:
+        os.kill(server, signal.SIGKILL)
+    assert not alive, "the temporary Prefect server outlived the run stopped with SIGTERM"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split()[2]
