@@ -41,9 +41,15 @@ ROWS_PER_CHUNK = 65_536
 class ReturnFormError(ValueError):
     """The returned file is not a correction form we can use; the message says why (in Chinese)."""
 
+#: Invisible format characters a clerk never means: zero-width spaces and joiners, bidirectional overrides (which
+#: show a note reversed on the lists), the byte-order mark.
+_INVISIBLE_RE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
 def clean_cell(value: object) -> str:
-    """A cell as the department meant it: no padding, no tab, no neutralizing apostrophe."""
-    text = "" if value is None else str(value)
+    """A cell as the department meant it: no padding, no tab, no neutralizing apostrophe, no invisible format
+    character."""
+    text = "" if value is None else _INVISIBLE_RE.sub("", str(value))
     text = text.strip(" \t\r\n\u3000\u00a0\ufeff")
     if RECOVERABLE.match(text) or (text.startswith("'") and text[1:].isalnum()):
         text = text[1:]  # our formula guard, or the apostrophe a clerk types to keep a code as text

@@ -33,6 +33,8 @@ from validators.uscc import check, compact, mask_personal_ids
 #: Kinds whose fix is not a new code (remove the duplicate record, correct the name).
 FIX_WITHOUT_CODE = frozenset({"duplicate_record", "name_mismatch"})
 #: Answers that need a reason in 处理说明.
+#: Characters of a 处理说明 at most: it is stored, shown on the lists and carried into every later form.
+NOTE_LIMIT = 1_000
 NEEDS_NOTE = {CONFIRMED: f"选择“{CONFIRMED}”时请在“处理说明”写明依据（如已核对证照原件），否则无法受理。",
               NOT_OURS: f"选择“{NOT_OURS}”时请在“处理说明”写明该记录应由哪个单位处理。"}
 #: What an accepted answer does to the finding, and what the receipt says about it.
@@ -212,6 +214,9 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
                     "请勿修改灰色列，记录信息如需更正，请在本单位系统中修改，并在“处理说明”中注明。"), None, None
     if answer in NEEDS_NOTE and not r[NOTE]:
         return NEEDS_NOTE[answer], None, None
+    if len(r[NOTE] or "") > NOTE_LIMIT:
+        return (f"“处理说明”有 {len(r[NOTE]):,} 字，超过 {NOTE_LIMIT:,} 字的上限。请精简后重新报送（详细材料请另行提交"
+                "市信用办）。"), None, None
     if answer != CORRECTED:
         return None, None, None
     typed, adopted = r[NEW_CODE], None

@@ -3,6 +3,7 @@ flow's log and the Failed state's message. Chinese, for the steward and the oper
 
 from __future__ import annotations
 
+from checks.textfile import quote
 from reports.receipts import OUTCOME_LABELS
 
 
@@ -22,7 +23,8 @@ def describe_detection(counts: dict) -> str:
 
 def describe_return(h: dict) -> str:
     outcome = OUTCOME_LABELS[h["outcome"]]
-    return (f"反馈 {h['source']}/{h['file']}：{outcome}，受理 {h.get('accepted', 0)} 行，未受理 {h.get('rejected', 0)} 行"
+    # a file name may hold line breaks: one line per file in the console and the flow's log
+    return (f"反馈 {h['source']}/{quote(h['file'], 120)}：{outcome}，受理 {h.get('accepted', 0)} 行，未受理 {h.get('rejected', 0)} 行"
             + (f"（{h['reason']}）" if h["reason"] else ""))
 
 

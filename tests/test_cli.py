@@ -109,3 +109,10 @@ def test_the_steward_reads_a_findings_history_and_reopens_a_waiver(capsys, sampl
     assert code == 0 and "waived → open" in out
     code, out, _ = run(capsys, "ledger", "--data-dir", str(sample_copy), "show", "f1")
     assert code == 0 and "状态 open" in out and "steward：市信用办重新打开：证照与登记不符" in out
+
+
+def test_a_returned_files_name_with_line_breaks_stays_on_one_console_line():
+    from reports.console import describe_return
+
+    line = describe_return({"source": "justice", "file": "a\nb<x>.csv", "outcome": "processed", "reason": None})
+    assert "\n" not in line and "justice/a b<x>.csv" in line

@@ -58,6 +58,14 @@ def test_a_correction_mangled_by_excel_says_how_to_save_as_text():
     assert "Excel 按数字保存" in v["reason"]
 
 
+def test_a_note_is_kept_within_bounds_and_without_invisible_controls():
+    # a 10,000-character note went whole into the ledger, findings.csv and every later form; a right-to-left
+    # override showed a note reversed on the lists
+    [v] = verdict([{"处理结果": "确认无误", "处理说明": "已核对" * 400}], [known()])
+    assert v["verdict"] == "rejected" and "“处理说明”有 1,200 字，超过 1,000 字的上限" in v["reason"]
+    assert clean_cell("已核对\u202e证照\u200b原件") == "已核对证照原件"
+
+
 def test_a_correction_to_a_code_another_entity_holds_is_rejected():
     holder = Holder(GOOD, "editorial", "BB1", "鹤岗市向阳区人民法院")
     [v] = verdict([{"处理结果": "已更正", "更正后代码": GOOD}], [known()], [holder])
