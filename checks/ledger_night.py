@@ -21,7 +21,7 @@ from checks.guard import Extract
 from checks.ledger_closing import OFF_LIST_SCHEMA, Tonight, close_gone, unowned
 from checks.ledger_closing import off_list as off_list_of
 from checks.ledger_schema import (CLOCK_RUNS, DEFAULT_DUE_DAYS, PENDING_NIGHT, RETIRED, UNRESOLVED, _now, _Transaction,
-                                  connect)
+                                  connect, connect_read_only)
 
 
 def record_run(db: Path, run_date: str, findings: pl.DataFrame, tonight: Tonight | None = None,
@@ -257,8 +257,8 @@ def latest_run(db: Path) -> str | None:
 
 
 def ran_on(db: Path, run_date: str) -> bool:
-    """Whether a night of `run_date` ran its ledger step (finished or not)."""
-    with closing(connect(db)) as conn:
+    """Whether a night of `run_date` ran its ledger step (finished or not); read only."""
+    with closing(connect_read_only(db)) as conn:
         return conn.execute("SELECT 1 FROM runs WHERE run_date=?", (run_date,)).fetchone() is not None
 
 

@@ -10,6 +10,7 @@ What cannot be used as a form raises `ReturnFormError` with a sentence for the c
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 import re
@@ -41,15 +42,21 @@ ROWS_PER_CHUNK = 65_536
 class ReturnFormError(ValueError):
     """The returned file is not a correction form we can use; the message says why (in Chinese)."""
 
-#: Invisible format characters a clerk never means: zero-width spaces and joiners, bidirectional overrides (which
-#: show a note reversed on the lists), the byte-order mark.
+#: Invisible format characters a clerk never means in an answer: zero-width spaces and joiners, bidirectional
+#: overrides (which show a note reversed on the lists), the byte-order mark.
 _INVISIBLE_RE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
+def clean_answer(value: object) -> str:
+    """An answer cell (处理结果, 更正后代码, 处理说明) as `clean_cell`, without invisible format characters. The
+    read-only cells keep theirs: they are compared with what we sent, as a lossy save would have written it
+    (`checks.return_match.unaltered`: Excel's GBK save writes `?` for a zero-width space)."""
+    return clean_cell(_INVISIBLE_RE.sub("", "" if value is None else str(value)))
+
+
 def clean_cell(value: object) -> str:
-    """A cell as the department meant it: no padding, no tab, no neutralizing apostrophe, no invisible format
-    character."""
-    text = "" if value is None else _INVISIBLE_RE.sub("", str(value))
+    """A cell as the department meant it: no padding, no tab, no neutralizing apostrophe."""
+    text = "" if value is None else str(value)
     text = text.strip(" \t\r\n\u3000\u00a0\ufeff")
     if RECOVERABLE.match(text) or (text.startswith("'") and text[1:].isalnum()):
         text = text[1:]  # our formula guard, or the apostrophe a clerk types to keep a code as text
@@ -92,14 +99,18 @@ def read_return(path: Path, limits: Limits | None = None) -> pl.DataFrame:
             raise ReturnFormError(f"{path.name} 中找不到含“{KEY}”列的工作表。请使用下发的更正清单填写后报送。")
         return pl.concat(frames, how="diagonal_relaxed")
     data = _read_bounded(path, limits)
-    # physical lines: at least as many as rows, counted before anything is decoded or parsed
-    _bounded_rows(path.name, data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
-                  + (not data.endswith((b"\n", b"\r"))), limits)
+    # physical lines: at least as many as rows, counted before anything is decoded or parsed (UTF-16's line
+    # breaks are two bytes and other characters hold a 0A or 0D byte: its lines are counted once decoded)
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:65536]
+    if not utf16:
+        _bounded_rows(path.name, _lines_in(data, b"\n", b"\r"), limits)
     try:
         text, encoding = decode(data, path.name)
     except TextFileError as exc:
         raise ReturnFormError(str(exc)) from None
     del data
+    if utf16:
+        _bounded_rows(path.name, _lines_in(text, "\n", "\r"), limits)
     reader = csv.reader(lines(text), delimiter=sniff_delimiter(text[:65536]))
     try:
         header = [clean_cell(h) for h in next(reader, [])]
@@ -143,6 +154,11 @@ def _read_bounded(path: Path, limits: Limits) -> bytes:
         return handle.read()
 
 
+def _lines_in(data, lf, cr) -> int:
+    """Physical lines of bytes or text: \r\n, \n and a lone \r end one, and so does the end of the last."""
+    return data.count(lf) + data.count(cr) - data.count(cr + lf) + (len(data) > 0 and not data.endswith((lf, cr)))
+
+
 def _bounded_rows(name: str, rows: int, limits: Limits) -> None:
     if rows > limits.return_max_rows:
         raise ReturnFormError(f"{name} 有 {rows:,} 行，超过反馈文件的上限 {limits.return_max_rows:,} 行"
@@ -169,7 +185,7 @@ def _to_frame(path: Path, header: list[str], rows: Iterable[tuple[int, list]], n
     for n, r in rows:  # a record at a time: only the form's columns of the rows that hold something are kept
         if any(clean_cell(c) for c in r):
             for h, i in positions.items():
-                data[h].append(clean_cell(r[i]) if i < len(r) else "")
+                data[h].append((clean_answer if h in ANSWER_COLUMNS else clean_cell)(r[i]) if i < len(r) else "")
             data["row"].append(n)
             data["code_numeric"].append(n in numeric)
             data["saved_as"].append(saved_as)
@@ -215,5 +231,5 @@ def stray_files(data_dir: Path, source_keys: list[str]) -> list[dict]:
                     f"直接放在 returns/ 下，无法判断是哪个单位报送的。请移入 returns/<单位>/（{keys}）。"})
     return out
 
-__all__ = ["ReturnFormError", "read_return", "clean_cell", "pending_files", "stray_files", "SUPPORTED_SUFFIXES",
+__all__ = ["ReturnFormError", "read_return", "clean_cell", "clean_answer", "pending_files", "stray_files", "SUPPORTED_SUFFIXES",
            "FORM_HEADERS", "REQUIRED_HEADERS"]

@@ -92,8 +92,8 @@ def judge(form: pl.DataFrame, source: str, known: dict[str, ledger.Known], holde
             (the suggested codes of `suggested` included).
         suggested: the code we suggest tonight for each finding id that has one (never the form's 建议代码 cell,
             which a clerk can edit): what an `已更正` without a usable 更正后代码 may adopt.
-        departments: each registry's GB 32100 department codes (`Source.departments`): a corrected code of
-            another department is what the night would flag again (department_mismatch), and is refused.
+        departments: each registry's GB 32100 department codes (`Source.departments`): a department mismatch
+            "corrected" to a code of the same wrong department is what the night would flag again, and is refused.
     """
     by_code: dict[str, list[Holder]] = {}
     for h in holders:
@@ -248,12 +248,17 @@ def _check_answer(r: dict, f: ledger.Known, by_code: dict[str, list[Holder]], sa
     if code == (f.uscc or "").strip(TRIM_CHARS):  # a lower-case or spaced current code is a formatting fix
         return "更正后代码与当前代码相同。如当前代码无误，请选择“确认无误”并写明依据。", None, None
     related = set((f.related or "").split(";"))
+    # the night listed this record's department as wrong (it is not held by that department's registry): a
+    # "correction" keeping that department repeats the finding. Any other code may be cross-listed where the night
+    # alone can tell (docs/decisions.md#cross-listing), and is judged by the next extract as before.
     own = (departments or {}).get(f.source)
-    if own and code[0] not in own and not any(  # unless the registry of that department holds the same entity
-            code[0] in departments.get(h.source, ()) and not h.pending and (f"{h.source}:{h.record_id}" in related
-                                                        or same_entity(h.name, f.name)) for h in by_code.get(code, [])):
-        return (f"更正后代码第 1 位“{code[0]}”表示{DEPARTMENTS[code[0]][0]}部门登记，而{source_names.get(f.source, f.source)}"
-                f"登记的主体代码应以“{'、'.join(own)}”开头，更正后仍会被列为“登记管理部门与登记机关不符”。"
+    if f.kind == "department_mismatch" and own and code[0] not in own \
+            and code[0] == compact(f.uscc or "")[:1] and not any(
+                code[0] in departments.get(h.source, ()) and not h.pending and (f"{h.source}:{h.record_id}" in related
+                                                                      or same_entity(h.name, f.name))
+                for h in by_code.get(code, [])):
+        return (f"更正后代码第 1 位“{code[0]}”仍表示{DEPARTMENTS[code[0]][0]}部门登记，而{source_names.get(f.source, f.source)}"
+                f"登记的主体代码应以“{'、'.join(own)}”开头：这正是本条问题，更正后仍会被列为“登记管理部门与登记机关不符”。"
                 "请核对证照后重新填写；如该主体确由其他部门登记，请选择“非本单位”并在“处理说明”中写明。"), None, None
     for h in by_code.get(code, []):
         if (h.source, h.record_id) == (f.source, f.record_id) or f"{h.source}:{h.record_id}" in related \

@@ -26,8 +26,9 @@ class NightFailed(Exception):
     that monitoring tells it from a refused parameter (2) and from a source held or rejected (1)."""
 
 
-def failure_message(error: BaseException) -> str:
-    """What the operator is told of a failed night, in Chinese, with the error itself."""
+def failure_message(error: BaseException, ledger_moved: bool | None = None) -> str:
+    """What the operator is told of a failed night, in Chinese, with the error itself; `ledger_moved`: whether the
+    night's ledger step had committed (None: not known)."""
     text = f"{type(error).__name__}: {str(error)[:300]}"
     if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or any(
             words in str(error) for words in ("disk is full", "No space left on device")):  # SQLite's, polars'
@@ -38,8 +39,13 @@ def failure_message(error: BaseException) -> str:
         todo = "请关闭该程序后重跑该日期"
     else:
         cause, todo = "运行出错", "请把运行日志发给运维人员，排除后重跑该日期"
-    return (f"夜间任务失败：{cause}（{text}）。本晚的报告未发布，台账未计入本晚（或只记为“运行未完成”），"
-            f"没有问题因此被关闭。{todo}。")
+    ledger_said = {
+        False: "台账未更新，没有问题因此被关闭或新增",
+        True: "台账步骤已完成（问题状态已按本晚数据更新），本晚记为“运行未完成”，不计入清零趋势；重跑该日期会补出报告，"
+              "不会重复计入",
+        None: "若台账步骤已完成，本晚记为“运行未完成”，不计入清零趋势，重跑该日期会补出报告",
+    }[ledger_moved]
+    return f"夜间任务失败：{cause}（{text}）。本晚的报告未发布；{ledger_said}。{todo}。"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -224,6 +230,18 @@ def _describe(report) -> str:
 
 # --------------------------------------------------------------------------- run / synth
 
+def _ledger_moved(night) -> bool | None:
+    """Whether a failed night's ledger step had committed its run (None when the ledger cannot tell)."""
+    from checks import ledger
+    from checks.catalog import ledger_path
+
+    try:
+        db = ledger_path(night.data_dir, night.settings)
+        return db.exists() and ledger.ran_on(db, night.run_date)
+    except Exception:  # noqa: BLE001 (the ledger itself may be what failed)
+        return None
+
+
 def _interrupted(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -243,11 +261,11 @@ def _run(args) -> int:
 
         try:
             result = run_all(night.data_dir, say=lambda line: print(line, flush=True), night=night)
-        except (LockBusy, EntitiesUnreadable) as exc:  # a sentence for the steward, exit 2, never a traceback
+        except (LockBusy, EntitiesUnreadable, ParameterError) as exc:  # a sentence, exit 2, never a traceback
             raise UsageError(str(exc)) from None
         except Exception as exc:  # the traceback for the operator's log, then the sentence and exit 3
             traceback.print_exc()
-            raise NightFailed(failure_message(exc)) from None
+            raise NightFailed(failure_message(exc, _ledger_moved(night))) from None
     else:
         import os
 

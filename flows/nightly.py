@@ -19,7 +19,7 @@ from checks.catalog import WorkFolder
 from checks.lock import LockBusy, night_lock
 from checks.settings import Settings
 from flows import stages
-from flows.params import ParameterError, check_night
+from flows.params import ParameterError, check_night, check_timeline
 from reports import console
 
 
@@ -81,6 +81,7 @@ def nightly(data_dir: str = "data", run_date: dt.date | None = None, config: str
         night = check_night(data_dir, run_date, config, buckets, dask_workers, lock_wait, scheduled=_scheduled(),
                             new_ledger=new_ledger)
         with night_lock(night.data_dir, night.run_date, night.lock_wait, logger.warning):
+            check_timeline(night)  # again: the run this one waited for may have moved the ledger on
             result = _night(night, dask_address, logger)
     except (ParameterError, LockBusy) as exc:
         logger.error(str(exc))

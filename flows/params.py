@@ -45,6 +45,7 @@ class Night:
     buckets: int
     dask_workers: int
     lock_wait: float
+    new_ledger: bool = False
 
 
 def today() -> str:
@@ -139,12 +140,28 @@ def check_night(data_dir: object, run_date: object = None, config: str | None = 
     except ConfigError as exc:
         raise ParameterError(str(exc)) from None
     check_ledger(path, settings, new_ledger)
-    _check_older_night(ledger_path(path, settings), night)
-    _check_rerun_data(path, settings, night)
+    checked = Night(path, night, settings, config, buckets, dask_workers, wait, new_ledger)
+    check_timeline(checked)
     problem = unreadable_entities(path / ENTITIES)
     if problem:
         raise ParameterError(problem)
-    return Night(path, night, settings, config, buckets, dask_workers, wait)
+    return checked
+
+
+def check_timeline(night: Night) -> None:
+    """The night fits the ledger's timeline and the data directory: a ledger not older than the data directory
+    shows, no night made up after a later one, an older night rerun only on the files it read.
+
+    Checked before anything starts, and again once the night's lock is held: a run that waited for another
+    (`--wait`, the deployment's queue) is judged against the ledger that run left, not the one before it.
+    """
+    db = ledger_path(night.data_dir, night.settings)
+    if not db.exists() or ledger.holds_no_night(db):
+        return
+    if not night.new_ledger:
+        _check_not_behind(night.data_dir, db)
+    _check_older_night(db, night.run_date)
+    _check_rerun_data(night.data_dir, night.settings, night.run_date)
 
 
 def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -> None:
@@ -162,8 +179,6 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
             raise ParameterError(problem)
         if not ledger.holds_no_night(db):
             _check_sources(db, settings)
-            if not new_ledger:
-                _check_not_behind(data_dir, db)
             return
     traces = traces_of_earlier_nights(data_dir)
     if traces and not new_ledger:

@@ -44,7 +44,7 @@ from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
 from flows.collector import collector_paused
-from flows.params import Night, check_night, today  # noqa: F401  (today: the flow's default night)
+from flows.params import Night, check_night, check_timeline, today  # noqa: F401  (today: the flow's default night)
 from reports import console
 from reports.register_files import write_register
 from reports.render import RunView, write_run
@@ -430,4 +430,5 @@ def run_all(data_dir: Path, run_date: str | None = None, config: str | None = No
     """
     night = night or check_night(data_dir, run_date, config, buckets, lock_wait=lock_wait, new_ledger=new_ledger)
     with night_lock(night.data_dir, night.run_date, night.lock_wait, say):
+        check_timeline(night)  # again: the run this one waited for may have moved the ledger on
         return drive(night, LocalSteps(night, say), say, say)

@@ -1,5 +1,7 @@
 """Judging a returned form row by row: what a department may and may not do (docs/correction-loop.md#returned-files)."""
 
+import codecs
+
 import polars as pl
 import pytest
 
@@ -63,7 +65,25 @@ def test_a_note_is_kept_within_bounds_and_without_invisible_controls():
     # override showed a note reversed on the lists
     [v] = verdict([{"处理结果": "确认无误", "处理说明": "已核对" * 400}], [known()])
     assert v["verdict"] == "rejected" and "“处理说明”有 1,200 字，超过 1,000 字的上限" in v["reason"]
-    assert clean_cell("已核对\u202e证照\u200b原件") == "已核对证照原件"
+    from checks.return_file import clean_answer, read_return as read
+
+    assert clean_answer("已核对\u202e证照\u200b原件") == "已核对证照原件"
+
+
+def test_invisible_characters_are_dropped_from_answers_but_a_grey_cell_is_compared_as_saved(tmp_path):
+    # a name holding a zero-width space, saved by Excel as GBK, comes back with `?` there: no alteration
+    from checks.return_file import read_return as read
+
+    name = "鹤岗市\u200b兴安商贸有限公司"
+    path = tmp_path / "回复.csv"
+    path.write_bytes((HEADER + f"f1,R-f1,{name},91230402MA1B2C3D4X,确认无误,,已核对\r\n").encode("gbk", errors="replace"))
+    returned = read(path)
+    assert returned["名称"][0] == "鹤岗市?兴安商贸有限公司"
+    k = known(name=name)
+    v = judge(returned, "market", {"f1": k}, [], NAMES).to_dicts()[0]
+    assert v["verdict"] == "accepted", v["reason"]
+    path.write_text(HEADER + "f1,R-f1,甲,91230402MA1B2C3D4X,确认无误,,\u202e已核对\u200b\r\n", encoding="utf-8")
+    assert read(path)["处理说明"][0] == "已核对"  # an answer typed with an override reads as typed
 
 
 def test_a_correction_to_a_code_another_entity_holds_is_rejected():
@@ -79,9 +99,9 @@ def test_a_correction_to_the_code_the_same_entity_holds_elsewhere_is_accepted():
     assert v["verdict"] == "accepted"
 
 
-def test_a_correction_to_a_code_of_another_department_is_rejected_unless_that_department_holds_the_entity():
-    # a law firm (司法局, codes of department 3) "corrected" to a valid 9… code: accepted, the next night closed
-    # the finding as fixed and opened the same mismatch on the new code (found by a hostile review)
+def test_a_department_mismatch_corrected_to_the_same_wrong_department_is_rejected():
+    # a law firm (司法局, codes of department 3) listed for its 9… code, "corrected" to another valid 9… code:
+    # accepted, the next night closed the finding as fixed and opened the same mismatch on the new code
     departments = {"market": ("9",), "justice": ("3",), "editorial": ("1",)}
     firm = known(source="justice", kind="department_mismatch", uscc=GOOD, name="黑龙江某某律师事务所")
     law_code = valid_code("31230402", "MA1B2C3E")
@@ -91,13 +111,21 @@ def test_a_correction_to_a_code_of_another_department_is_rejected_unless_that_de
                      list(holders), NAMES, departments=departments).to_dicts()[0]
 
     v = judged(valid_code("91230402", "MA1B2C3F"))
-    assert v["verdict"] == "rejected" and "代码第 1 位“9”" in v["reason"] and "应以“3”开头" in v["reason"]
+    assert v["verdict"] == "rejected" and "代码第 1 位“9”仍表示" in v["reason"] and "应以“3”开头" in v["reason"]
     assert v["new_status"] == "rejected-response"
     assert judged(law_code)["verdict"] == "accepted"
     # the market bureau holds the same firm under a 9… code: the night lists no mismatch there (cross-listing)
     other = valid_code("91230402", "MA1B2C3G")
     assert judged(other, [Holder(other, "market", "R7", "黑龙江某某律师事务所")])["verdict"] == "accepted"
     assert judged(other, [Holder(other, "market", "R7", "鹤岗市另一家公司")])["verdict"] == "rejected"
+    # another department than the one the night found wrong: it may hold the entity, the next extract tells
+    assert judged(valid_code("11230402", "MA1B2C3H"))["verdict"] == "accepted"
+    # a record cross-listed with the editorial office (its code of department 1, no mismatch listed), its mistyped
+    # check character corrected: the night lists nothing for that code, so it is no mismatch here either
+    listed = known(source="justice", kind="bad_check_char", uscc="12230403MAAX070084", name="鹤岗市发发医院")
+    [v] = judge(form({"known": listed, "处理结果": "已更正", "更正后代码": valid_code("12230403", "MANX0700")}),
+                "justice", {"f1": listed}, [], NAMES, departments=departments).to_dicts()
+    assert v["verdict"] == "accepted", v["reason"]
 
 
 def test_two_records_corrected_to_one_code_collide_even_before_the_next_extract():
@@ -232,6 +260,18 @@ def test_a_form_beyond_the_limits_is_refused_whole_before_it_is_read(tmp_path):
     link.symlink_to(path)
     with pytest.raises(ReturnFormError, match="无法打开"):
         read_return(link)  # only a regular file is read, checked on the file opened
+
+
+def test_a_utf16_form_is_bounded_by_its_rows_not_its_bytes(tmp_path):
+    # CR LF is four bytes in UTF-16 and 上 (U+4E0A) holds a 0A byte: six rows were counted as 44 lines
+    from checks.settings import Limits
+
+    path = tmp_path / "回复.csv"
+    rows = "".join(f"f{i}\tR{i}\t上海路{i}号商店\tC\t确认无误\t\t已核对\r\n" for i in range(6))
+    path.write_bytes(codecs.BOM_UTF16_LE + (HEADER.replace(",", "\t") + rows).encode("utf-16-le"))
+    assert read_return(path, Limits(return_max_rows=10)).height == 6
+    with pytest.raises(ReturnFormError, match="有 7 行，超过反馈文件的上限 5 行"):
+        read_return(path, Limits(return_max_rows=5))
 
 
 def test_a_workbook_beyond_the_row_limit_is_refused_whole(tmp_path):

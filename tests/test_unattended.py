@@ -220,8 +220,21 @@ def test_a_ledger_kept_locked_by_another_program_fails_the_night_with_exit_3_and
         holder.wait()
     said = capsys.readouterr().err
     assert "夜间任务失败：台账文件被其他程序锁定" in said and "本晚的报告未发布" in said and "重跑该日期" in said
+    assert "台账未更新，没有问题因此被关闭或新增" in said
     assert not (sample_copy / "reports" / NIGHT2).exists() and ledger.latest_run(db_of(sample_copy)) == NIGHT1
     assert run_all(sample_copy, run_date=NIGHT2)["open_findings"] > 0  # the rerun once the lock is gone
+
+
+def test_a_night_failing_after_its_ledger_step_says_the_ledger_moved(sample_copy, capsys):
+    # the sentence said no finding was closed while the ledger step had committed (found by a hostile review)
+    from flows.cli import main
+
+    run_all(sample_copy, run_date=NIGHT1)
+    (sample_copy / "reports" / NIGHT2).write_text("not a folder")  # the report folder cannot be published
+    assert main(["run", "--no-prefect", "--data-dir", str(sample_copy), "--date", NIGHT2]) == 3
+    said = capsys.readouterr().err
+    assert "台账步骤已完成" in said and "本晚记为“运行未完成”" in said and "没有问题因此被关闭" not in said
+    assert ledger.unfinished_nights(db_of(sample_copy)) == [NIGHT2]
 
 
 def test_a_full_disk_fails_the_night_with_exit_3_and_the_rerun_on_a_freed_disk_completes_it(tmp_path):
@@ -320,6 +333,40 @@ def test_a_night_that_never_ran_cannot_be_run_after_a_later_one(sample_copy, cap
     with pytest.raises(ParameterError, match="早于 GB 32100-2015 施行"):
         run_all(sample_copy, run_date="0001-01-01")
     assert main(["report", "month", "0001-01", "--data-dir", str(sample_copy)]) == 2
+
+
+LATER_NIGHT_UNDER_LOCK = """
+import sys, time
+from pathlib import Path
+from checks.lock import night_lock
+from flows.params import check_night
+from flows.stages import LocalSteps, drive
+data, night = Path(sys.argv[1]), sys.argv[2]
+checked = check_night(data, night)
+with night_lock(data, night):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[3]))  # the other run starts meanwhile, passes its checks and waits for the lock
+    drive(checked, LocalSteps(checked, print), print, print)
+"""
+
+
+def test_a_run_that_waited_for_the_lock_is_checked_against_the_ledger_the_other_run_left(sample_copy):
+    # 11-02 started while 11-03 ran, passed the timeline checks against the ledger before 11-03, waited for the
+    # lock and then ran after 11-03: a night made up after a later one (found by a hostile review)
+    run_all(sample_copy, run_date=NIGHT1)
+    later = subprocess.Popen([sys.executable, "-c", LATER_NIGHT_UNDER_LOCK, str(sample_copy), NIGHT3, "12"], cwd=ROOT,
+                             env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert later.stdout.readline().strip() == "held"
+        waiting = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--no-prefect", "--data-dir",
+                                  str(sample_copy), "--date", NIGHT2, "--wait", "120"], cwd=ROOT, env=ENV,
+                                 capture_output=True, text=True, timeout=180)
+    finally:
+        later.wait(timeout=120)
+    assert later.returncode == 0 and ledger.latest_run(db_of(sample_copy)) == NIGHT3
+    assert waiting.returncode == 2, waiting.stdout + waiting.stderr
+    assert f"运行日期 {NIGHT2} 早于台账中最近的一晚（{NIGHT3}）" in waiting.stderr
+    assert not ledger.ran_on(db_of(sample_copy), NIGHT2) and not (sample_copy / "reports" / NIGHT2).exists()
 
 
 def test_an_older_night_is_rerun_only_on_the_files_it_read(sample_copy):
