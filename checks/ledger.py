@@ -45,9 +45,9 @@ from checks.ledger_returns import (Known, ReturnedFile, apply_return, handled_re
 from checks.ledger_schema import (ANSWERABLE, CLOCK_RUNS, CLOSED, DEFAULT_DUE_DAYS, MIGRATIONS, RETIRED, SCHEMA_VERSION,
                                   PENDING_NIGHT, SUPERSEDED, UNRESOLVED, WITHDRAWN, LedgerError, connect,
                                   holds_no_night, migrate, unreadable)
-from checks.ledger_steward import (accepted_extract, extract_verdicts, extracts_of_night, finding_detail, reassignments_of_night, recent_losses,
-                                   steward_accept_extract, steward_acceptance, steward_reassign, steward_reopen,
-                                   steward_withdraw, untracked_sources)
+from checks.ledger_steward import (accepted_extract, extract_verdicts, extracts_of_night, finding_detail,
+                                   reassignments_of_night, recent_losses, steward_accept_extract, steward_acceptance,
+                                   steward_reassign, steward_reopen, steward_withdraw, untracked_sources)
 
 
 __all__ = [
@@ -57,8 +57,10 @@ __all__ = [
     "CLOCK_RUNS", "DEFAULT_DUE_DAYS",
     "connect", "migrate", "unreadable", "holds_no_night",
     "record_run", "response_text_expr", "latest_run", "ran_on", "finish_run", "unfinished_nights",
-    "known_findings", "known_return_prefixes", "pending_codes", "handled_return", "apply_return", "return_counts_of_night", "returns_of_night",
-    "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "extracts_of_night", "steward_accept_extract", "finding_detail",
+    "known_findings", "known_return_prefixes", "pending_codes", "handled_return", "apply_return",
+    "return_counts_of_night", "returns_of_night",
+    "accepted_extract", "recent_losses", "steward_acceptance", "extract_verdicts", "extracts_of_night",
+    "steward_accept_extract", "finding_detail",
     "steward_reopen", "steward_reassign", "steward_withdraw", "untracked_sources", "reassignments_of_night",
     "history", "audit_log", "AUDIT_COLUMNS", "audit_of_night", "LIFECYCLE_FINDINGS", "LIFECYCLE_AUDIT", "lifecycle",
     "statuses",

@@ -72,8 +72,8 @@ def night_lock(data_dir: Path, night: str, wait: float = 0.0,
     """
     path = Path(data_dir) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    folder = _folder(path.parent)
     handle = open(path, "a+", encoding="utf-8")
+    folder = _folder(path.parent)
     started = time.monotonic()
     try:
         while True:

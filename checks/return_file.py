@@ -231,5 +231,5 @@ def stray_files(data_dir: Path, source_keys: list[str]) -> list[dict]:
                     f"直接放在 returns/ 下，无法判断是哪个单位报送的。请移入 returns/<单位>/（{keys}）。"})
     return out
 
-__all__ = ["ReturnFormError", "read_return", "clean_cell", "clean_answer", "pending_files", "stray_files", "SUPPORTED_SUFFIXES",
-           "FORM_HEADERS", "REQUIRED_HEADERS"]
+__all__ = ["ReturnFormError", "read_return", "clean_cell", "clean_answer", "pending_files", "stray_files",
+           "SUPPORTED_SUFFIXES", "FORM_HEADERS", "REQUIRED_HEADERS"]

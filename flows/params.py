@@ -18,9 +18,9 @@ from checks import ledger
 from checks.catalog import ENTITIES, ledger_path, traces_after, traces_of_earlier_nights
 from checks.data_files import select_extract
 from checks.ingest import file_sha256
-from checks.textfile import quote
 from checks.register import unreadable_entities
 from checks.settings import ConfigError, Settings, load_settings
+from checks.textfile import quote
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
 #: No night before GB 32100-2015 came into force: an earlier date is a typo (`0001-01-01`).
