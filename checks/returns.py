@@ -20,6 +20,7 @@ judges each answer; this module applies the verdicts and archives the file.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import unicodedata
@@ -34,6 +35,7 @@ from checks.return_file import (KEY, NEW_CODE, SUPPORTED_SUFFIXES, ReturnFormErr
                                 read_return, stray_files)
 from checks.return_judge import VERDICT_SCHEMA, Holder, form_for_another, judge
 from checks.return_match import MARK_CLOSE, MARK_OPEN, marked_pair
+from checks.textfile import quote
 from validators.uscc import compact, mask_personal_ids
 
 #: UTF-8 bytes of a returned file's own name kept in archive and receipt names (a file system allows 255
@@ -123,6 +125,9 @@ def apply_returned_file(path: Path, source: str, data_dir: Path, db: Path, run_d
     elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
         outcome, reason = "rejected", (f"不支持的文件类型（{path.suffix or '无扩展名'}）。"
                                        "请用 Excel 另存为 .xlsx 或 .csv 后重新报送。")
+    elif os.lstat(path).st_nlink > 1:  # a file a clerk saves has one name; another may lie outside the data dir
+        outcome, reason = "rejected", (f"{quote(path.name, 120)} 是硬链接（同一文件还有其他名称，可能在数据目录之外），"
+                                       "为安全起见不读取。请把更正清单另存一份后重新报送。")
     else:
         outcome, reason = "processed", None
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import os
 import re
 import shutil
 import sqlite3
@@ -186,6 +187,20 @@ def test_a_resident_id_anywhere_in_a_returned_form_is_masked_before_it_is_stored
     assert leaked == []
     assert MASKED in texts["ledger"] and MASKED in texts["log"] and MASKED in texts["ledger show"]
     assert MASKED in findings(night1, NIGHT3).filter(pl.col("finding_id") == rows[1][0])["response"][0]
+
+
+def test_a_hard_link_in_a_returns_folder_is_not_read(night1, tmp_path):
+    # a hard link is a regular file inside the data dir by every other test: /etc/passwd linked in had its
+    # first line quoted on the console, the receipt and the overview (found by a hostile review)
+    outside = tmp_path / "outside.csv"
+    outside.write_text("secret-header,其他\nsecret-value,1\n", encoding="utf-8")
+    (night1 / "returns" / "market").mkdir(parents=True, exist_ok=True)
+    os.link(outside, night1 / "returns" / "market" / "linked.csv")
+    run_all(night1, run_date=NIGHT2)
+    [entry] = ledger.returns_of_night(night1 / "state" / "steward.sqlite3", NIGHT2)
+    assert entry["outcome"] == "rejected" and "是硬链接" in entry["reason"]
+    texts = every_text(night1)
+    assert not [where for where, text in texts.items() if "secret" in text]
 
 
 def test_a_whole_form_of_another_departments_answers_is_refused_and_every_attempt_is_logged(night1):
