@@ -24,7 +24,7 @@ from checks import xlsx
 from checks.form import ANSWER_COLUMNS, READ_ONLY, RECOVERABLE
 from checks.ingest import HEADER_SEARCH_ROWS, entry_refusal, folder_refusal, list_folder, name_refusal
 from checks.settings import Limits
-from checks.textfile import TextFileError, decode, quote, sniff_delimiter
+from checks.textfile import TextFileError, decode, line_breaks, quote, sniff_delimiter
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 FORM_HEADERS = tuple(h for h, _ in READ_ONLY) + ANSWER_COLUMNS
@@ -103,14 +103,14 @@ def read_return(path: Path, limits: Limits | None = None) -> pl.DataFrame:
     # breaks are two bytes and other characters hold a 0A or 0D byte: its lines are counted once decoded)
     utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:65536]
     if not utf16:
-        _bounded_rows(path.name, _lines_in(data, b"\n", b"\r"), limits)
+        _bounded_rows(path.name, _lines_in(data), limits)
     try:
         text, encoding = decode(data, path.name)
     except TextFileError as exc:
         raise ReturnFormError(str(exc)) from None
     del data
     if utf16:
-        _bounded_rows(path.name, _lines_in(text, "\n", "\r"), limits)
+        _bounded_rows(path.name, _lines_in(text), limits)
     reader = csv.reader(lines(text), delimiter=sniff_delimiter(text[:65536]))
     try:
         header = [clean_cell(h) for h in next(reader, [])]
@@ -154,9 +154,10 @@ def _read_bounded(path: Path, limits: Limits) -> bytes:
         return handle.read()
 
 
-def _lines_in(data, lf, cr) -> int:
-    """Physical lines of bytes or text: \r\n, \n and a lone \r end one, and so does the end of the last."""
-    return data.count(lf) + data.count(cr) - data.count(cr + lf) + (len(data) > 0 and not data.endswith((lf, cr)))
+def _lines_in(data: bytes | str) -> int:
+    """Physical lines of bytes or text: each line break ends one, and so does the end of the last."""
+    ends = ("\n", "\r") if isinstance(data, str) else (b"\n", b"\r")
+    return line_breaks(data) + (len(data) > 0 and not data.endswith(ends))
 
 
 def _bounded_rows(name: str, rows: int, limits: Limits) -> None:

@@ -62,8 +62,7 @@ def detect_encoding(data: bytes, name: str = "文件") -> tuple[str, str | None]
         try:
             return "utf-16", data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            before = data[:exc.start].decode("utf-16", errors="replace")  # the text up to the fault
-            line = before.count("\n") + before.count("\r") - before.count("\r\n") + 1
+            line = line_breaks(data[:exc.start].decode("utf-16", errors="replace")) + 1  # the text up to the fault
             raise TextFileError(_bad_bytes(name, "UTF-16", f"第 {line:,} 行（文件第 {exc.start + 1:,} 字节）")) from None
     head = data[:65536]
     if b"\x00" in head:
@@ -142,12 +141,17 @@ def _utf8_fault(data: bytes, start: int) -> int | None:
     return None
 
 
+def line_breaks(data: bytes | str, end: int | None = None) -> int:
+    """The line breaks in `data[:end]`, bytes or text, without a copy: \r\n, \n and a lone \r (old Mac exports,
+    which are read too) each end a line."""
+    lf, cr = ("\n", "\r") if isinstance(data, str) else (b"\n", b"\r")
+    return data.count(lf, 0, end) + data.count(cr, 0, end) - data.count(cr + lf, 0, end)
+
+
 def _place(data: bytes, offset: int) -> str:
     """Where byte `offset` of a UTF-8 or GB18030 file lies, as a clerk is told: its line and its byte, counted from
-    1. A line ends at \r\n, \n or a lone \r (old Mac exports, which are read too); neither encoding has those
-    bytes inside a character."""
-    line = data.count(b"\n", 0, offset) + data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset) + 1
-    return f"第 {line:,} 行（文件第 {offset + 1:,} 字节）"
+    1 (neither encoding has the bytes of a line break inside a character)."""
+    return f"第 {line_breaks(data, offset) + 1:,} 行（文件第 {offset + 1:,} 字节）"
 
 
 def _utf8_by_arrow(data: bytes, start: int) -> bool:
