@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from checks.ledger_schema import PENDING_NIGHT, _audit, _now, _Transaction, connect
+from checks.ledger_schema import PENDING_NIGHT, _audit, _now, _Transaction, connect, connect_read_only
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ def pending_codes(db: Path, codes: list[str]) -> list[tuple[str, str, str, str |
 
 
 def known_return_prefixes(db: Path) -> set[tuple[str, str]]:
-    """(source, first 12 characters of the hash) of every returned file the ledger has handled."""
-    with closing(connect(db)) as conn:
+    """(source, first 12 characters of the hash) of every returned file the ledger has handled; read only."""
+    with closing(connect_read_only(db)) as conn:
         return set(conn.execute("SELECT DISTINCT source, substr(sha256, 1, 12) FROM return_files").fetchall())
 
 

@@ -82,8 +82,8 @@ def extract_verdicts(db: Path, source: str | None = None, limit: int = 30) -> li
 
 
 def extracts_of_night(db: Path, night: str) -> dict[str, dict]:
-    """Each source's extract as a night saw it: {source: {"file", "sha256", "status"}}."""
-    with closing(connect(db)) as conn:
+    """Each source's extract as a night saw it: {source: {"file", "sha256", "status"}}; read only."""
+    with closing(connect_read_only(db)) as conn:
         rows = conn.execute("SELECT source, file, sha256, status FROM extracts WHERE run_date = ?", (night,)).fetchall()
     return {source: {"file": file, "sha256": sha, "status": status} for source, file, sha, status in rows}
 

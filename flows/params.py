@@ -156,12 +156,14 @@ def check_timeline(night: Night) -> None:
     (`--wait`, the deployment's queue) is judged against the ledger that run left, not the one before it.
     """
     db = ledger_path(night.data_dir, night.settings)
-    if not db.exists() or ledger.holds_no_night(db):
+    if not db.exists() or ledger.holds_no_night(db):  # read only: a new or emptied file is not written to
         return
+    latest = ledger.latest_run(db)
     if not night.new_ledger:
-        _check_not_behind(night.data_dir, db)
-    _check_older_night(db, night.run_date)
-    _check_rerun_data(night.data_dir, night.settings, night.run_date)
+        _check_not_behind(night.data_dir, db, latest)
+    if night.run_date < latest:
+        _check_older_night(db, night.run_date, latest)
+        _check_rerun_data(night.data_dir, db, night.settings, night.run_date, latest)
 
 
 def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -> None:
@@ -191,12 +193,11 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
             "运行 uscc run --data-dir <数据目录> --new-ledger（部署参数 new_ledger=true）。")
 
 
-def _check_not_behind(data_dir: Path, db: Path) -> None:
+def _check_not_behind(data_dir: Path, db: Path, latest: str) -> None:
     """The ledger knows every night the data directory shows: one restored from an older backup would reopen
     every answer given since and forget the returned files archived after it, silently."""
-    latest = ledger.latest_run(db)
-    known = ledger.known_return_prefixes(db) if latest else set()
-    later = traces_after(data_dir, latest, lambda source, prefix: (source, prefix) in known) if latest else []
+    known = ledger.known_return_prefixes(db)
+    later = traces_after(data_dir, latest, lambda source, prefix: (source, prefix) in known)
     if later:
         shown = "、".join(later[:3]) + (f" 等 {len(later)} 项" if len(later) > 3 else "")
         raise ParameterError(
@@ -207,25 +208,21 @@ def _check_not_behind(data_dir: Path, db: Path) -> None:
             "（部署参数 new_ledger=true）。")
 
 
-def _check_older_night(db: Path, night: str) -> None:
-    """A night older than the ledger's newest is a rerun of a night that ran; one that never ran cannot be made
-    up later (its extracts are gone: it would put today's data and today's count on a past date of the trend)."""
-    latest = ledger.latest_run(db) if db.exists() else None
-    if latest is not None and night < latest and not ledger.ran_on(db, night):
+def _check_older_night(db: Path, night: str, latest: str) -> None:
+    """A night older than the ledger's newest (`latest`) is a rerun of a night that ran; one that never ran cannot
+    be made up later (its extracts are gone: it would put today's data and today's count on a past date of the
+    trend)."""
+    if not ledger.ran_on(db, night):
         raise ParameterError(
             f"运行日期 {night} 早于台账中最近的一晚（{latest}），而 {night} 这一晚从未运行：那一晚的数据已无法重现，"
             "现在补跑只会把今天的数据和待处理数记在过去的日期上。本次运行未做任何改动。重新生成某晚的报告请指定台账中"
             f"已运行过的日期；未指定日期时请检查服务器时钟（按 Asia/Shanghai 今天是 {today()}）。")
 
 
-def _check_rerun_data(data_dir: Path, settings: Settings, night: str) -> None:
-    """A night older than the ledger's newest is rerun only on the very files it read: its report is written
-    again from tonight's extracts, so newer ones would put another night's data under its date (the ledger's
-    statuses never move back in time, so the report would not even agree with itself)."""
-    db = ledger_path(data_dir, settings)
-    latest = ledger.latest_run(db) if db.exists() else None
-    if latest is None or night >= latest:
-        return
+def _check_rerun_data(data_dir: Path, db: Path, settings: Settings, night: str, latest: str) -> None:
+    """A night older than the ledger's newest (`latest`) is rerun only on the very files it read: its report is
+    written again from tonight's extracts, so newer ones would put another night's data under its date (the
+    ledger's statuses never move back in time, so the report would not even agree with itself)."""
     then = ledger.extracts_of_night(db, night)
     changed = []
     for source in settings.sources:
