@@ -43,10 +43,7 @@ def traces_of_earlier_nights(data_dir: Path) -> list[str]:
     """What completed nights leave besides the ledger (report folders, accepted extracts, the entity file),
     newest report first: a data directory holding any of them has had a ledger."""
     root = Path(data_dir)
-    reports = root / REPORTS
-    nights = sorted((p.name for p in reports.iterdir() if p.is_dir() and _is_night(p.name)), reverse=True) \
-        if reports.is_dir() else []
-    traces = [f"{REPORTS}/{n}/" for n in nights]
+    traces = [f"{REPORTS}/{n}/" for n in sorted(_report_nights(root), reverse=True)]
     accepted = root / ACCEPTED_ROOT
     if accepted.is_dir():
         traces += sorted(f"{ACCEPTED_ROOT}/{p.name}" for p in accepted.glob("*.parquet"))
@@ -62,15 +59,19 @@ def traces_after(data_dir: Path, night: str, knows_return: Callable[[str, str], 
     older backup, or another ledger). A night killed after it applied its returns and before its ledger step
     leaves archived files the ledger knows: no trace."""
     root = Path(data_dir)
-    reports = root / REPORTS
-    found = [(p.name, f"{REPORTS}/{p.name}/") for p in (reports.iterdir() if reports.is_dir() else ())
-             if p.is_dir() and _is_night(p.name) and p.name > night]
+    found = [(n, f"{REPORTS}/{n}/") for n in _report_nights(root) if n > night]
     archive = root / "archive" / "returns"
     for folder in (archive.glob("*/*") if archive.is_dir() else ()):
         if folder.is_dir() and _is_night(folder.name) and folder.name > night and any(
                 not knows_return(folder.parent.name, f.name[:12]) for f in folder.iterdir() if f.is_file()):
             found.append((folder.name, f"{folder.relative_to(root).as_posix()}/"))
     return [shown for _, shown in sorted(found, reverse=True)]
+
+
+def _report_nights(root: Path) -> list[str]:
+    """The nights a data directory has report folders of."""
+    reports = root / REPORTS
+    return [p.name for p in reports.iterdir() if p.is_dir() and _is_night(p.name)] if reports.is_dir() else []
 
 
 def _is_night(name: str) -> bool:

@@ -151,9 +151,8 @@ def apply_returned_file(path: Path, source: str, data_dir: Path, db: Path, run_d
                     codes = sorted(set(_typed_codes(form)) | set(ours.values()))
                     holders = holders_of(codes) + [Holder(c, s, r, n, pending=True)
                                                    for c, s, r, n in ledger.pending_codes(db, codes)]
-                    departments = {s.key: s.departments for s in settings.sources}
                     verdicts = judge(form, source, known, holders, names, settings.allowlist,
-                                     settings.city.name_prefixes, ours, departments)
+                                     settings.city.name_prefixes, ours, settings.departments)
     reason = mask_personal_ids(reason)  # a reason may quote the file's name or its header cells
     returned = ledger.ReturnedFile(source, sha, shown, outcome, reason, str(target))
     ledger.apply_return(db, run_date, returned, verdicts)

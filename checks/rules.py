@@ -104,7 +104,7 @@ def context_level(frame: pl.DataFrame, settings: Settings) -> list[RecordFinding
         _region=region.str.contains(r"^[0-9]{6}$") & ((pl.col("flags") & BIT["bad_region"]) == 0)
         & ~region.str.starts_with(prefix),
     ).filter(pl.col("_dept") | pl.col("_cat").fill_null(False) | pl.col("_region"))
-    departments = {s.key: s.departments for s in settings.sources}
+    departments = settings.departments
     findings: list[RecordFinding] = []
     for r in flagged.iter_rows(named=True):
         code, idx = r["code"], r["idx"]

@@ -96,6 +96,11 @@ class Settings:
     def source_names(self) -> dict[str, str]:
         return {s.key: s.name for s in self.sources}
 
+    @property
+    def departments(self) -> dict[str, tuple[str, ...]]:
+        """Each registry's GB 32100 department codes."""
+        return {s.key: s.departments for s in self.sources}
+
     def owner_of_department(self, dept: str) -> str | None:
         """Key of the registry that issues codes of this department, if configured."""
         for source in self.sources:
