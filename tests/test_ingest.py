@@ -1,5 +1,6 @@
 """Reading extracts as departments send them: every file of tests/corpus gives its documented outcome."""
 
+import datetime as dt
 import hashlib
 import os
 import shutil
@@ -9,8 +10,9 @@ import time
 import polars as pl
 import pytest
 
-from checks.ingest import (IngestError, ingest_all, ingest_source, parse_dates, read_csv, read_xlsx, select_extract,
-                           to_canonical)
+from checks.extract_file import FIELD_TRIM
+from checks.ingest import (IngestError, _without, ingest_all, ingest_source, parse_date_column, parse_dates, read_csv,
+                           read_xlsx, select_extract, to_canonical, trimmed)
 from checks import extract_file, textfile
 from checks.settings import parse_settings
 from tests.conftest import CORPUS
@@ -213,6 +215,32 @@ def test_date_parser_formats():
     got = frame.select(parse_dates(pl.col("d")))["d"].to_list()
     assert [str(d) for d in got[:7]] == ["2020-01-02"] * 6 + ["2020-01-01"]
     assert got[7] is None and got[8] is None
+
+
+#: Date cells a shortcut could read differently from `parse_dates`: a space inside ("2020- 01-02", which the
+#: date parser alone reads as 2020-01-02), trailing text, out-of-range years, serial numbers, blanks.
+TRAP_DATES = ["2020-01-02", "2020- 01-02", "2020-01-02.", " 2020-01-02", "2020-01-02x", "2020-1-2", "2020-13-01",
+              "2020-02-30", "1899-12-31", "2101-01-01", "0000-01-01", "43831", "20200102", "2020年1月2日", "", None]
+
+
+def test_a_date_column_reads_every_cell_as_the_date_parser_does():
+    cells = pl.Series("d", TRAP_DATES * 3, dtype=pl.String)  # a few distinct values: parsed once each
+    assert parse_date_column(cells).to_list() == pl.select(parse_dates(pl.lit(cells)))[:, 0].to_list()
+    single = pl.Series("d", ["2020- 01-02", "2020-01-02"], dtype=pl.String)
+    assert parse_date_column(single).to_list() == [None, dt.date(2020, 1, 2)]
+
+
+def test_cells_are_trimmed_of_exactly_the_spaces_at_their_ends():
+    cells = pl.DataFrame({"x": [" a", "a\u3000", "\ufeff中 文\xa0", "a b", "\t\r\n", "", "x\n\ny", "]^$", None]})
+    got = cells.select(trimmed(pl.col("x"), FIELD_TRIM))["x"].to_list()
+    assert got == ["a", "a", "中 文", "a b", "", "", "x\n\ny", "]^$", None]
+
+
+def test_blank_rows_anywhere_are_left_out_and_the_rest_keep_their_order():
+    frame = pl.DataFrame({"i": list(range(8))})
+    for blank in ([0, 1], [3], [6, 7], [0, 3, 4, 7], list(range(8)), []):
+        dropped = pl.Series([i in blank for i in range(8)])
+        assert _without(frame, dropped)["i"].to_list() == [i for i in range(8) if i not in blank]
 
 
 def test_newest_file_is_tonights_extract_and_others_are_listed(tmp_path):
