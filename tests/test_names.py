@@ -2,6 +2,7 @@
 
 import re
 
+import polars as pl
 import pytest
 
 from checks import names
@@ -17,6 +18,12 @@ PREFIXES = ("黑龙江省", "黑龙江", "鹤岗市", "鹤岗")
 ])
 def test_same_entity_spellings_normalize_equal(a, b):
     assert normalize_name(a, PREFIXES) == normalize_name(b, PREFIXES)
+
+
+def test_the_citys_prefixes_are_dropped_only_where_two_characters_are_left_in_a_whole_column():
+    column = pl.Series(["黑龙江省鹤岗市", "鹤岗市一中", "鹤岗市鹤岗一中", "鹤岗 市", None, ""], dtype=pl.String)
+    got = pl.select(names.normalize_name_expr(pl.lit(column), PREFIXES)).to_series().to_list()
+    assert got == ["黑龙江省鹤岗市", "一中", "一中", "鹤岗市", "", ""]
 
 
 @pytest.mark.parametrize("a,b,why", [
