@@ -16,7 +16,8 @@ from itertools import islice
 import polars as pl
 
 from checks.findings import RecordFinding
-from checks.linking import MAX_BLOCK, MOVED, build_groups, candidate_pairs, in_block, row_dicts, score_pairs
+from checks.linking import (MAX_BLOCK, MOVED, build_groups, candidate_pairs, in_block, repeated, row_dicts,
+                            score_pairs)
 from checks.settings import Settings
 from validators.column import BIT, single_edit_codes_column
 from validators.uscc import Suggestion
@@ -130,8 +131,7 @@ class Context:
 
 def shared_codes_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """(code, idx list): codes held by more than one record, with their holders (sorted indexes)."""
-    return (frame.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1))
-            .group_by("code").agg(pl.col("idx").sort()))
+    return repeated(frame.select("code", "idx"), "code").group_by("code").agg(pl.col("idx").sort())
 
 
 def shared_codes_of(frame: pl.DataFrame) -> dict[str, list[int]]:

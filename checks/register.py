@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from validators.column import BIT
 from checks.cross_record import CROWDED
+from checks.linking import repeated
 from checks.ledger import UNRESOLVED
 from checks.settings import Settings
 
@@ -100,7 +101,7 @@ def entities(prepared: pl.DataFrame, findings: pl.DataFrame) -> pl.DataFrame:
     apart = named.filter(pl.col("kind") == OTHER_ENTITIES).select("me", "other")
     marked = said.filter(pl.col("kind") == OTHER_ENTITIES)["me"].unique()
     same = named.filter(pl.col("kind") != OTHER_ENTITIES).select(a="me", b="other")
-    holders = prepared.filter(pl.col("code").is_not_null() & (pl.len().over("code") > 1)) \
+    holders = repeated(prepared.select("code", "idx"), "code") \
         .select("code", "idx", marked=pl.col("idx").is_in(marked.implode()), crowded=pl.len().over("code") > CROWDED)
     # the holders detection said nothing against (the registry presumed right) are one entity …
     presumed = holders.filter(~pl.col("marked")).select(a=pl.col("idx").min().over("code"), b="idx")

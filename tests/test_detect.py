@@ -8,6 +8,7 @@ import pytest
 
 from checks.detect import detect
 from checks.findings import FINDING_COLUMNS, finding_id
+from checks.linking import repeated
 from checks.ingest import ingest_all
 from checks.schema import CANONICAL_COLUMNS
 from validators import uscc
@@ -625,3 +626,9 @@ def test_when_the_pairs_fail_the_record_level_thread_is_waited_for(settings, mon
         detect(records, settings)
     assert finished == [True]
     assert not [t for t in threading.enumerate() if t.name == "record-level"]
+
+
+def test_a_block_holds_exactly_the_records_whose_key_another_record_shares():
+    keys = ["91230400MA1C4B0P6X", None, "", "鹤岗一中", "91230400MA1C4B0P6X", None, "鹤岗二中", "鹤岗一中", "", "x"]
+    frame = pl.DataFrame({"idx": list(range(len(keys))), "key": keys}, schema={"idx": pl.Int64, "key": pl.String})
+    assert repeated(frame, "key")["idx"].to_list() == [0, 2, 3, 4, 7, 8]  # no null key; an empty one is the caller's
