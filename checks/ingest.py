@@ -225,7 +225,7 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
         """The field trimmed (`FIELD_TRIM`), an empty cell null."""
         if field_name not in index:
             return pl.lit(None, dtype=pl.String)
-        # `replace`, not when/then: that copied every string of the column once more (at 10^7, 1.5 s a field)
+        # `replace`, not when/then, makes an empty cell null: at 10^7, 0.5 s a field where when/then took 1.5 s
         return trimmed(pl.col(f"column_{index[field_name]}"), FIELD_TRIM).replace("", None)
 
     numeric_rows = raw.numeric_code_rows or set()
@@ -240,8 +240,7 @@ def _table_rows(raw: RawTable, source: Source, label: str, offset: int,
         pl.lit(label).alias("file"),
         pl.col("row"),
         pl.col("_i"),
-        # no fill_null(""): it copied every cell of the file (1.4 GB at 10^7); max_horizontal passes over nulls
-        pl.max_horizontal([pl.col(c).str.len_chars() for c in data_cols]).alias("_longest"),
+        pl.max_horizontal([pl.col(c).fill_null("").str.len_chars() for c in data_cols]).alias("_longest"),
         pl.col("_i").is_in([i + offset for i in raw.overflow]).alias("_overflow"),
         pl.col("_control"),
     )
