@@ -217,8 +217,9 @@ def test_date_parser_formats():
     assert got[7] is None and got[8] is None
 
 
-#: Date cells a shortcut could read differently from `parse_dates`: a space inside ("2020- 01-02", which the
-#: date parser alone reads as 2020-01-02), trailing text, out-of-range years, serial numbers, blanks.
+#: Date cells a shortcut could read differently from `parse_dates`: a space inside ("2020- 01-02", which polars'
+#: date reader alone takes for 2020-01-02 and `parse_dates` does not), trailing text, out-of-range years, serial
+#: numbers, blanks.
 TRAP_DATES = ["2020-01-02", "2020- 01-02", "2020-01-02.", " 2020-01-02", "2020-01-02x", "2020-1-2", "2020-13-01",
               "2020-02-30", "1899-12-31", "2101-01-01", "0000-01-01", "43831", "20200102", "2020年1月2日", "", None]
 
@@ -241,6 +242,8 @@ def test_blank_rows_anywhere_are_left_out_and_the_rest_keep_their_order():
     for blank in ([0, 1], [3], [6, 7], [0, 3, 4, 7], list(range(8)), []):
         dropped = pl.Series([i in blank for i in range(8)])
         assert _without(frame, dropped)["i"].to_list() == [i for i in range(8) if i not in blank]
+    every_other = pl.Series([i % 2 == 0 for i in range(300)])  # more runs than are cut around: filtered
+    assert _without(pl.DataFrame({"i": list(range(300))}), every_other)["i"].to_list() == list(range(1, 300, 2))
 
 
 def test_newest_file_is_tonights_extract_and_others_are_listed(tmp_path):
