@@ -38,7 +38,7 @@ def repeated(frame: pl.DataFrame, key: str) -> pl.DataFrame:
 
     The keys' 64-bit hashes are sorted and the rows of a repeated hash kept first; only those few rows are then
     grouped by the key itself (two keys that share a hash are told apart there). Grouping a province's 10^7 codes
-    or names at once took 2.9 s, this 0.9 s.
+    or names at once took 2.9 s, this 1.1 s.
     """
     hashes = frame[key].hash()
     ordered = hashes.sort()
