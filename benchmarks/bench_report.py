@@ -96,7 +96,7 @@ def main() -> None:
             view = RunView("2026-11-28", "鹤岗市", [], frame, pl.DataFrame(), [], {}, {})
             path = OUT / f"list_{n}.html"
             started = time.perf_counter()
-            path.write_text(render_department(view, {"key": "market", "name": "市市场监督管理局"}, frame), "utf-8")
+            path.write_bytes(render_department(view, {"key": "market", "name": "市市场监督管理局"}, frame))
             render = time.perf_counter() - started
             r = measure(browser, path) | {"render_s": render, "bytes": path.stat().st_size}
             results[n] = r

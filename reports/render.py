@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from checks.counties import UNKNOWN, county_name
 from checks.ledger import ANSWERABLE, OFF_LIST_REASONS, OFF_LIST_SCHEMA, UNRESOLVED
@@ -35,6 +36,8 @@ FORMS_IN_A_PROCESS = 50_000
 #: Processes writing the XLSX forms at once (one per core; the forms are the slowest files of a big night).
 FORM_WRITERS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
                            4))  # the cores this process may use (a container's share, not the host's), at most 4
+#: Where a list page's rows go (markup: no text from data, which is escaped, can be it).
+ROWS_HERE = Markup("<!--rows-->")
 #: Rows a list page carries at most (20,000 open in about a second); the forms always carry every row.
 HTML_MAX_ROWS = 20_000
 #: Columns of findings.csv (docs/data-dir.md#findings-csv plus what a machine needs to explain a finding).
@@ -121,19 +124,24 @@ def shown_in_html(findings: pl.DataFrame, limit: int) -> pl.DataFrame:
 
 
 def render_department(view: RunView, source: dict, findings: pl.DataFrame, receipts: list[dict] = (),
-                      county: str | None = None, counties: list[dict] = ()) -> str:
-    """A department's list (`county` None), or one of its county lists (`<source>/<region>.html`)."""
+                      county: str | None = None, counties: list[dict] = ()) -> bytes:
+    """A department's list (`county` None), or one of its county lists (`<source>/<region>.html`), in UTF-8.
+
+    The table's rows (`list_rows`, bytes) go into the page where the template leaves `ROWS_HERE`: the rest of
+    the page is a few kilobytes, the rows up to 10 MB."""
     findings = with_ledger_columns(findings)
     by_severity = dict(findings.group_by("severity").len().rows())
     waiting = findings.filter(pl.col("status") == "responded").height
     shown = shown_in_html(findings, HTML_MAX_ROWS)
-    return _ENV.get_template("department.html.j2").render(
+    page = _ENV.get_template("department.html.j2").render(
         source=source["key"], source_name=source["name"], run_date=view.run_date, city=view.city,
         file=source.get("file"), total=findings.height, by_severity=by_severity, severity_labels=SEVERITY_LABELS,
-        by_kind=_by_kind(findings), rows=list_rows(shown, PAGE_SIZE), page_size=PAGE_SIZE, waiting=waiting,
+        by_kind=_by_kind(findings), rows=ROWS_HERE, page_size=PAGE_SIZE, waiting=waiting,
         receipts=receipts, shown=shown.height, overdue=int(findings["overdue"].sum()),
         county=county_name(county) if county else None, stem=county or source["key"], up="../" if county else "",
         counties=counties)
+    head, tail = page.split(ROWS_HERE)  # one place: anything from data is escaped, its `<` included
+    return head.encode("utf-8") + list_rows(shown, PAGE_SIZE) + tail.encode("utf-8")
 
 
 def trend_by_source(history: list[dict], sources: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
@@ -265,13 +273,12 @@ def write_run(reports_root: Path, view: RunView) -> Path:
             mine = [r for r in receipts if r["source"] == key]
             links = [{"name": c["name"], "href": f"{key}/{c['region']}", "listed": c["listed_frame"].height,
                       "asked": c["asked_frame"].height} for c in counties[key]]
-            (tmp / f"{key}.html").write_text(render_department(view, source, listed[key], mine, counties=links),
-                                             encoding="utf-8")
+            (tmp / f"{key}.html").write_bytes(render_department(view, source, listed[key], mine, counties=links))
             cells = form_cells(asked[key])
             forms.write_csv(tmp / f"{key}.csv", asked[key], cells)
             for c in counties[key]:
-                (tmp / key / f"{c['region']}.html").write_text(
-                    render_department(view, source, c["listed_frame"], mine, county=c["region"]), encoding="utf-8")
+                (tmp / key / f"{c['region']}.html").write_bytes(
+                    render_department(view, source, c["listed_frame"], mine, county=c["region"]))
                 # a county's form rows are its department's, in the same order (`_county_lists` filters)
                 forms.write_csv(tmp / key / f"{c['region']}.csv", c["asked_frame"],
                                 cells.filter(asked[key]["county"] == c["region"]))

@@ -117,7 +117,7 @@ def test_a_long_list_shows_200_rows_at_a_time_but_filters_all(browser, tmp_path)
     frame = pl.DataFrame(rows, schema=FINDING_SCHEMA)
     view = RunView("2026-11-28", "鹤岗市", [], frame, pl.DataFrame(), [], {}, {})
     path = tmp_path / "market.html"
-    path.write_text(render_department(view, {"key": "market", "name": "市场监管局"}, frame), "utf-8")
+    path.write_bytes(render_department(view, {"key": "market", "name": "市场监管局"}, frame))
     page, _, _ = open_page(browser, path)
     assert visible_rows(page).count() == PAGE_SIZE
     page.click("#f-more")

@@ -8,6 +8,7 @@ import re
 import openpyxl
 import polars as pl
 import pytest
+from markupsafe import escape
 
 from checks.findings import FINDING_SCHEMA
 from checks.returns import read_return
@@ -41,7 +42,7 @@ def view(frame, sources=None):
 
 def list_page(*rows):
     frame = findings_frame(*rows)
-    return render_department(view(frame), {"key": "market", "name": "市场监管局"}, frame)
+    return render_department(view(frame), {"key": "market", "name": "市场监管局"}, frame).decode("utf-8")
 
 
 def test_the_list_marks_the_wrong_positions_of_a_code_and_escapes_it():
@@ -53,6 +54,33 @@ def test_the_list_marks_the_wrong_positions_of_a_code_and_escapes_it():
     assert '<td class="code">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in html  # not a code: escaped whole
 
 
+def test_each_wrong_position_is_marked_alone_whatever_the_runs_and_the_characters_around_it():
+    # the obvious rule, character by character: positions are the values between the commas, 1 to 18; only a code
+    # of 18 characters is marked; every character escaped as the page escapes text
+    def expected(code, positions):
+        if code is None:
+            return ""
+        wanted = set((positions or "").split(","))
+        if len(code) != 18:
+            return str(escape(code))
+        return "".join(f"<mark>{escape(ch)}</mark>" if str(i + 1) in wanted else str(escape(ch))
+                       for i, ch in enumerate(code))
+
+    cases = [("91110000600037341X", "3,4,5,6,7,8"), ("91110000600037341X", "9,10,11,12,13,14,15,16,17"),
+             ("91110000600037341X", "1,3,5,18"), ("91110000600037341X", "18,2,2,1"),  # unordered, twice
+             ("91110000600037341X", "03,0,19,x, 4,"), ("91110000600037341X", ""), ("91110000600037341X", None),
+             ("9<&>\"'0000600037341X", "2,3,4,5,6"), ("<b>&000600037341\n4", "1,2,17,18"), ("某某某", "1"),
+             ("91110000600037341Xe\u0301", "18"), ("e\u0301110000600037341", "1,2"), (None, "1"),
+             ("9111000060003734" + "\U0001F600" + "X", "17")]
+    html = list_page(*(finding(finding_id=f"f{i}", record_id=f"R{i:02d}", uscc=code, positions=positions)
+                       for i, (code, positions) in enumerate(cases)))
+    shown = re.findall(r'<td class="num">\d+</td>\n  <td class="code">R(\d+)</td>\n  <td>[^<]*</td>\n'
+                       r'  <td class="code">(.*?)</td>\n', html, re.S)
+    assert len(shown) == len(cases)
+    for number, code_html in shown:
+        assert code_html == expected(*cases[int(number)]), cases[int(number)]
+
+
 def test_every_value_from_data_is_escaped_on_the_list_and_a_missing_one_shows_nothing():
     related = json.dumps([{"source": "editorial", "source_name": "市委编办", "record_id": XSS, "name": None,
                            "code": "<i>"}], ensure_ascii=False)
@@ -62,7 +90,7 @@ def test_every_value_from_data_is_escaped_on_the_list_and_a_missing_one_shows_no
                            finding(finding_id="f2", name=None, suggested_code=None)) \
         .with_columns(response=pl.Series([f"答复{XSS}", None]), due_date=pl.Series(["2026-12-31", None]),
                       overdue=pl.Series([True, False]), owner=pl.lit("market"), county=pl.lit(None, pl.String))
-    html = render_department(view(frame), {"key": "market", "name": "市场监管局"}, frame)
+    html = render_department(view(frame), {"key": "market", "name": "市场监管局"}, frame).decode("utf-8")
     body = html[html.index("<tbody>"):html.index("</tbody>")]
     assert "<script>" not in body and "<i>" not in body and "None" not in body
     assert '<td class="code">R&amp;1</td>' in body and "说明&lt;script&gt;" in body
@@ -82,13 +110,13 @@ def test_rows_past_a_page_are_there_for_filters_but_shown_one_click_away():
 
 def test_names_from_data_are_escaped_in_the_list():
     html = render_department(view(findings_frame(finding(name=XSS))), {"key": "market", "name": "市场监管局"},
-                             findings_frame(finding(name=XSS)))
+                             findings_frame(finding(name=XSS))).decode("utf-8")
     assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
 def test_list_has_counts_labels_and_no_external_resources():
     f = findings_frame(finding(), finding(finding_id="f2", kind="region_outside", severity="warning"))
-    html = render_department(view(f), {"key": "market", "name": "市市场监督管理局"}, f)
+    html = render_department(view(f), {"key": "market", "name": "市市场监督管理局"}, f).decode("utf-8")
     assert "市市场监督管理局" in html and "校验码错误" in html and "疑似" in html
     assert "http://" not in html and "https://" not in html and "src=" not in html
     assert "@page { size: A4 landscape" in html
@@ -175,7 +203,7 @@ def test_a_list_too_long_for_a_browser_shows_errors_first_and_says_where_the_res
     monkeypatch.setattr(render, "HTML_MAX_ROWS", 2)
     frame = findings_frame(finding(finding_id="w", severity="warning", kind="region_outside", record_id="A"),
                            finding(finding_id="e2", record_id="C"), finding(finding_id="e1", record_id="B"))
-    html = render_department(view(frame), view(frame).sources[0], frame)
+    html = render_department(view(frame), view(frame).sources[0], frame).decode("utf-8")
     assert "本页只列出前 2 条" in html and "全部 3 条见填报表" in html
     assert ">B<" in html and ">C<" in html and ">A<" not in html
 
