@@ -140,6 +140,8 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame, recei
         receipts=receipts, shown=shown.height, overdue=int(findings["overdue"].sum()),
         county=county_name(county) if county else None, stem=county or source["key"], up="../" if county else "",
         counties=counties)
+    if findings.height == 0:  # the page says so, with no table
+        return page.encode("utf-8")
     head, tail = page.split(ROWS_HERE)  # one place: anything from data is escaped, its `<` included
     return head.encode("utf-8") + list_rows(shown, PAGE_SIZE) + tail.encode("utf-8")
 

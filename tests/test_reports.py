@@ -81,6 +81,11 @@ def test_each_wrong_position_is_marked_alone_whatever_the_runs_and_the_character
         assert code_html == expected(*cases[int(number)]), cases[int(number)]
 
 
+def test_a_list_without_findings_says_so_and_has_no_table():
+    html = list_page()
+    assert "本期未发现问题。" in html and "<tbody>" not in html and "<!--rows-->" not in html
+
+
 def test_every_value_from_data_is_escaped_on_the_list_and_a_missing_one_shows_nothing():
     related = json.dumps([{"source": "editorial", "source_name": "市委编办", "record_id": XSS, "name": None,
                            "code": "<i>"}], ensure_ascii=False)
