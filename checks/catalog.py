@@ -124,6 +124,16 @@ class WorkFolder:
         return self.path / "findings.status.parquet"
 
     @property
+    def returns_seen(self) -> Path:
+        """The returned files waiting as the night began (`checks.return_file.waiting_state`, JSON)."""
+        return self.path / "returns.seen.json"
+
+    @property
+    def returns_deferred(self) -> Path:
+        """The returned files left for the next night, still arriving when they were to be judged (JSON)."""
+        return self.path / "returns.deferred.json"
+
+    @property
     def off_list(self) -> Path:
         """Unresolved findings tonight's findings do not show, and why (`checks.ledger.OFF_LIST_SCHEMA`)."""
         return self.path / "off_list.parquet"

@@ -206,6 +206,32 @@ def pending_files(returns_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: (os.lstat(p).st_mtime, p.name))
 
 
+#: Why a returned file is left where it is for the next night (`arrived_during_the_night`).
+STILL_ARRIVING = ("本次运行期间该文件仍在写入，或在运行开始后才放入：为免读到未复制完的文件，本次未处理。"
+                  "文件留在原处，下次运行时处理，无需重新报送。")
+
+
+def file_state(path: Path) -> list[int]:
+    """What a file is now, as far as a copy still writing it would change it: size, modification time (ns),
+    inode."""
+    st = os.lstat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def waiting_state(data_dir: Path, source_keys: list[str]) -> dict[str, list[int]]:
+    """Every file waiting in a department's returns folder (`<source>/<name>`) → `file_state`: taken as a night
+    starts; a file that is not the same when the returned files are judged is still arriving."""
+    return {f"{key}/{path.name}": file_state(path) for key in source_keys
+            for path in pending_files(Path(data_dir) / "returns" / key)}
+
+
+def arrived_during_the_night(path: Path, source: str, seen: dict[str, list[int]] | None) -> bool:
+    """Whether a waiting file changed since the night began, or was not there then (`seen`: `waiting_state` at
+    the start; None: not taken, every file is judged). A copy in progress grows: judged now, its rows after the
+    point reached would be lost, the file archived as it was."""
+    return seen is not None and seen.get(f"{source}/{path.name}") != file_state(path)
+
+
 def stray_files(data_dir: Path, source_keys: list[str]) -> list[dict]:
     """Entries under returns/ that are not processed, each with why: files no configured
     department's folder holds (listed, never guessed at), and in a department's folder
@@ -233,4 +259,5 @@ def stray_files(data_dir: Path, source_keys: list[str]) -> list[dict]:
     return out
 
 __all__ = ["ReturnFormError", "read_return", "clean_cell", "clean_answer", "pending_files", "stray_files",
+           "waiting_state", "arrived_during_the_night", "STILL_ARRIVING",
            "SUPPORTED_SUFFIXES", "FORM_HEADERS", "REQUIRED_HEADERS"]

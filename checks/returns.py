@@ -20,6 +20,7 @@ judges each answer; this module applies the verdicts and archives the file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,9 +31,11 @@ from typing import Callable
 import polars as pl
 
 from checks import ledger
+from checks.catalog import WorkFolder
 from checks.ingest import file_sha256
-from checks.return_file import (KEY, NEW_CODE, SUPPORTED_SUFFIXES, ReturnFormError, clean_cell, pending_files,
-                                read_return, stray_files)
+from checks.return_file import (KEY, NEW_CODE, STILL_ARRIVING, SUPPORTED_SUFFIXES, ReturnFormError,
+                                arrived_during_the_night, clean_cell, pending_files, read_return, stray_files,
+                                waiting_state)
 from checks.return_judge import VERDICT_SCHEMA, Holder, form_for_another, judge
 from checks.return_match import MARK_CLOSE, MARK_OPEN, marked_pair
 from checks.textfile import quote
@@ -82,22 +85,55 @@ def _exists(path: Path) -> bool:
 
 def apply_waiting_returns(data_dir: Path, db: Path, run_date: str, settings,
                           holders_of: Callable[[list[str]], list[Holder]],
-                          suggestions_of: Callable[[list[str]], dict[str, str]] = lambda ids: {}) -> list[dict]:
-    """Judge and apply every waiting returned file of every configured source.
+                          suggestions_of: Callable[[list[str]], dict[str, str]] = lambda ids: {},
+                          seen: dict[str, list[int]] | None = None) -> list[dict]:
+    """Judge and apply every waiting returned file of every configured source that was there, as it is now, when
+    the night began; a file still arriving is left where it is for the next night.
 
     Args:
         holders_of: tonight's records holding any of the given codes (the collision check).
         suggestions_of: the code tonight's detection suggests for each of the given finding ids that has one.
+        seen: `waiting_state` as the night began (None: every waiting file is judged).
 
     Returns:
-        One dict per file: source, file, outcome, reason, accepted, rejected, skipped.
+        One dict per file: source, file, outcome (`deferred` for a file still arriving: nothing read or
+        written), reason, accepted, rejected, skipped.
     """
     done = []
     for source in settings.sources:
         for path in pending_files(Path(data_dir) / "returns" / source.key):
+            if arrived_during_the_night(path, source.key, seen):
+                done.append({"source": source.key, "file": mask_personal_ids(path.name), "outcome": "deferred",
+                             "reason": STILL_ARRIVING, "accepted": 0, "rejected": 0, "skipped": 0})
+                continue
             done.append(apply_returned_file(path, source.key, data_dir, db, run_date, settings, holders_of,
                                             suggestions_of))
     return done
+
+
+def note_waiting(work: WorkFolder, data_dir: Path, source_keys: list[str]) -> None:
+    """Keep, in the night's work folder, the returned files waiting as the night begins, as they are
+    (`waiting_state`)."""
+    work.returns_seen.write_text(json.dumps(waiting_state(data_dir, source_keys)), "utf-8")
+
+
+def seen_at_start(work: WorkFolder) -> dict[str, list[int]] | None:
+    """What `note_waiting` kept (None: not kept, as by a caller that judges returned files alone)."""
+    return json.loads(work.returns_seen.read_text("utf-8")) if work.returns_seen.exists() else None
+
+
+def note_deferred(work: WorkFolder, handled: list[dict]) -> None:
+    """Keep the files `apply_waiting_returns` left for the next night, for the overview (`deferred_files`)."""
+    work.returns_deferred.write_text(json.dumps([h for h in handled if h["outcome"] == "deferred"],
+                                                ensure_ascii=False), "utf-8")
+
+
+def deferred_files(work: WorkFolder) -> list[dict]:
+    """The files tonight left for the next night, as the overview lists files left where they are (`stray_files`)."""
+    if not work.returns_deferred.exists():
+        return []
+    return [{"file": f"{h['source']}/{quote(h['file'], 120)}", "reason": h["reason"]}
+            for h in json.loads(work.returns_deferred.read_text("utf-8"))]
 
 
 def apply_returned_file(path: Path, source: str, data_dir: Path, db: Path, run_date: str, settings,
@@ -179,6 +215,6 @@ def _move(path: Path, target: Path) -> None:
     shutil.move(str(path), str(target))
 
 
-__all__ = ["apply_waiting_returns", "apply_returned_file", "archive_path", "bounded_name", "read_return",
-           "pending_files", "stray_files", "clean_cell", "judge", "Holder", "ReturnFormError", "VERDICT_SCHEMA",
+__all__ = ["apply_waiting_returns", "note_waiting", "seen_at_start", "note_deferred", "deferred_files", "apply_returned_file", "archive_path", "bounded_name", "read_return",
+           "pending_files", "stray_files", "waiting_state", "clean_cell", "judge", "Holder", "ReturnFormError", "VERDICT_SCHEMA",
            "marked_pair", "MARK_OPEN", "MARK_CLOSE", "file_sha256"]

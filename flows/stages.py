@@ -231,9 +231,11 @@ def judge_returns(settings: Settings, data_dir: Path, work: WorkFolder, run_date
     latest = ledger.latest_run(db)
     if latest is not None and run_date < latest:
         return []  # an older night rerun: answers are applied by the newest night only
-    return returns.apply_waiting_returns(data_dir, db, run_date, settings,
-                                   lambda codes: tonight.holders_of(settings, work, codes),
-                                   lambda ids: tonight.suggestions_of(work, ids))
+    handled = returns.apply_waiting_returns(data_dir, db, run_date, settings,
+                                            lambda codes: tonight.holders_of(settings, work, codes),
+                                            lambda ids: tonight.suggestions_of(work, ids), returns.seen_at_start(work))
+    returns.note_deferred(work, handled)
+    return handled
 
 
 def update_ledger(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict]) -> dict:
@@ -279,7 +281,7 @@ def render(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, 
         history=ledger.history(db, including=run_date), changes=changes, stage_seconds=stage_seconds,
         returns=ledger.returns_of_night(db, run_date), source_names=settings.source_names,
         audit=ledger.audit_of_night(db, run_date),
-        stray_returns=returns.stray_files(data_dir, [s.key for s in settings.sources]),
+        stray_returns=returns.deferred_files(work) + returns.stray_files(data_dir, [s.key for s in settings.sources]),
         unfinished=[d for d in ledger.unfinished_nights(db) if d != run_date],
         reassignments=ledger.reassignments_of_night(db, run_date),
         unrecognized_types=unrecognized_types(pl.concat(tonight.scan_records(settings, work)
@@ -363,6 +365,9 @@ def drive(night: Night, steps: Steps, say: Callable[[str], None], warn: Callable
     """One night, stage after stage in `STAGES` order (called holding the data directory's lock)."""
     for removed in clear_leftovers(night.settings, night.data_dir, night.run_date):
         warn(console.describe_leftover(removed))
+    # the returned files as they are now: one still arriving when they are judged waits for the next night
+    returns.note_waiting(WorkFolder.of(night.data_dir, night.run_date), night.data_dir,
+                         [s.key for s in night.settings.sources])
     clock = StageClock()
     with clock.stage(INGEST), collector_paused():
         sources = steps.ingest()

@@ -22,8 +22,10 @@ def describe_detection(counts: dict) -> str:
 
 
 def describe_return(h: dict) -> str:
-    outcome = OUTCOME_LABELS[h["outcome"]]
     # a file name may hold line breaks: one line per file in the console and the flow's log
+    if h["outcome"] == "deferred":  # still arriving: nothing was read
+        return f"反馈 {h['source']}/{quote(h['file'], 120)}：{h['reason']}"
+    outcome = OUTCOME_LABELS[h["outcome"]]
     return (f"反馈 {h['source']}/{quote(h['file'], 120)}：{outcome}，受理 {h.get('accepted', 0)} 行，"
             f"未受理 {h.get('rejected', 0)} 行" + (f"（{h['reason']}）" if h["reason"] else ""))
 
