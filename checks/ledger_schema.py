@@ -169,6 +169,10 @@ MIGRATIONS: tuple[str, ...] = (
         findings INTEGER NOT NULL
     );
     """,
+    # the data directory the ledger belongs to (`checks.ledger_home`): one row
+    """
+    CREATE TABLE IF NOT EXISTS home (id TEXT NOT NULL);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

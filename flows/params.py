@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from checks import ledger
-from checks.catalog import ENTITIES, ledger_path, traces_after, traces_of_earlier_nights
+from checks import ledger, ledger_home
+from checks.catalog import ENTITIES, REPORTS, ledger_path, traces_after, traces_of_earlier_nights
 from checks.data_files import select_extract
 from checks.ingest import file_sha256
 from checks.register import unreadable_entities
@@ -179,6 +179,7 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
         problem = ledger.unreadable(db)
         if problem:
             raise ParameterError(problem)
+        check_home(data_dir, db)
         if not ledger.holds_no_night(db):
             _check_sources(db, settings)
             return
@@ -191,6 +192,33 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
             "环境变量 USCC_DATABASE 指向了别处。本次运行未做任何改动。若从新台账开始，全部问题会被当作新发现，"
             "部门的答复、确认无误的结论、清零趋势和月报都会丢失。请从备份恢复台账文件；确需从头开始时，"
             "运行 uscc run --data-dir <数据目录> --new-ledger（部署参数 new_ledger=true）。")
+
+
+#: What running a ledger on another data directory's extracts does (`check_home`).
+_ELSEWHERE = ("用本目录的数据运行那本台账，这一晚会记在那本台账上（占用日期、写入趋势和审计记录），各部门数据会因与其上期不符而"
+              "被拦截待确认；若再确认接受，那本台账登记的问题会因本目录的数据中没有而被当作已更正，清零数字随之失真。")
+
+
+def check_home(data_dir: Path, db: Path) -> None:
+    """The ledger is this data directory's own (`checks.ledger_home`): on another directory's, named by
+    `[state] database` or $USCC_DATABASE, this directory's night would take a date of that ledger's timeline,
+    and its extracts, once accepted, close that ledger's findings."""
+    theirs, mine = ledger_home.ledger_id(db), ledger_home.directory_id(data_dir)
+    if theirs is None:
+        newest = ledger_home.newest_completed_night(db)
+        if newest is None or (Path(data_dir) / REPORTS / newest).is_dir():
+            return  # a ledger of an older version, taken by the directory of its newest night's report
+        raise ParameterError(
+            f"台账 {db} 最近完成的一晚是 {newest}，但本数据目录中没有那一晚的报告 {REPORTS}/{newest}/：这本台账可能属于另一个"
+            "数据目录，配置 [state] database 或环境变量 USCC_DATABASE 指向了别处。本次运行未做任何改动。"
+            f"{_ELSEWHERE}请让每个数据目录使用自己的台账。")
+    if theirs != mine:
+        found = f"本数据目录的标识是 {mine}" if mine else f"本数据目录没有标识文件 {ledger_home.DATA_DIR_ID}"
+        raise ParameterError(
+            f"台账 {db} 属于另一个数据目录（台账记录的数据目录标识是 {theirs}，{found}）：配置 [state] database 或环境变量 "
+            "USCC_DATABASE 可能指向了另一个数据目录的台账。本次运行未做任何改动。"
+            f"{_ELSEWHERE}请让每个数据目录使用自己的台账；若确认这本台账就是本数据目录的（例如标识文件丢失），把 {theirs} 写入 "
+            f"{ledger_home.DATA_DIR_ID} 后重新运行。")
 
 
 def _check_not_behind(data_dir: Path, db: Path, latest: str) -> None:

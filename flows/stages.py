@@ -32,7 +32,7 @@ from typing import Callable, Protocol
 
 import polars as pl
 
-from checks import frame_files, guard, ledger, returns, tonight
+from checks import frame_files, guard, ledger, ledger_home, returns, tonight
 from checks.catalog import ACCEPTED_ROOT, ENTITIES, REPORTS, WORK_ROOT, WorkFolder, accepted_path, ledger_path
 from checks.categories import unrecognized_types
 from checks.detect import detect, detect_with_frame
@@ -44,7 +44,7 @@ from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
 from flows.collector import collector_paused
-from flows.params import Night, check_night, check_timeline, today  # noqa: F401  (today: the flow's default night)
+from flows.params import Night, check_home, check_night, check_timeline, today  # noqa: F401  (today: the flow's default night)
 from reports import console
 from reports.register_files import write_register
 from reports.render import RunView, write_run
@@ -365,6 +365,10 @@ def drive(night: Night, steps: Steps, say: Callable[[str], None], warn: Callable
     """One night, stage after stage in `STAGES` order (called holding the data directory's lock)."""
     for removed in clear_leftovers(night.settings, night.data_dir, night.run_date):
         warn(console.describe_leftover(removed))
+    # the ledger and the data directory get one id where either has none; checked again, as another directory's
+    # night may have given the ledger its id since this one's checks
+    ledger_home.bind(ledger_path(night.data_dir, night.settings), night.data_dir)
+    check_home(night.data_dir, ledger_path(night.data_dir, night.settings))
     # the returned files as they are now: one still arriving when they are judged waits for the next night
     returns.note_waiting(WorkFolder.of(night.data_dir, night.run_date), night.data_dir,
                          [s.key for s in night.settings.sources])
