@@ -47,9 +47,13 @@ def directory_id(data_dir: Path) -> str | None:
 
 
 def newest_completed_night(db: Path) -> str | None:
-    """The newest night that completed on this ledger (its report folder published). Read only."""
+    """The newest night that completed on this ledger (its report folder published); None before the first (an
+    empty file has no tables). Read only."""
     with closing(connect_read_only(db)) as conn:
-        return conn.execute("SELECT MAX(run_date) FROM runs WHERE finished_at IS NOT NULL").fetchone()[0]
+        try:
+            return conn.execute("SELECT MAX(run_date) FROM runs WHERE finished_at IS NOT NULL").fetchone()[0]
+        except sqlite3.OperationalError:
+            return None
 
 
 def bind(db: Path, data_dir: Path) -> None:

@@ -316,6 +316,12 @@ def _ledger_db(args):
     problem = ledger.unreadable(db)
     if problem:
         raise UsageError(problem)
+    from flows.params import ParameterError, check_home
+
+    try:  # a steward's command on another data directory's ledger would act on that directory's findings
+        check_home(Path(args.data_dir), db)
+    except ParameterError as exc:
+        raise UsageError(str(exc)) from None
     return settings, db
 
 

@@ -335,6 +335,8 @@ def check_month(data_dir: object, month: object = None, config: str | None = Non
     problem = ledger.unreadable(db) if db.exists() else None
     if problem:
         raise ParameterError(problem)
+    if db.exists():  # another directory's ledger would give this directory that city's month
+        check_home(path, db)
     return Month(path, text, settings, config)
 
 

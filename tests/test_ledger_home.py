@@ -8,6 +8,7 @@ registry as not matching that ledger's accepted extracts, telling the steward to
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -79,3 +80,16 @@ def test_a_directory_that_lost_its_id_is_refused_with_the_id_that_lets_it_go_on(
     (a / DATA_DIR_ID).write_text(lost, "utf-8")
     run_all(a, run_date=NIGHT2)
     assert ledger.latest_run(db) == NIGHT2
+
+
+def test_the_stewards_commands_and_the_month_report_refuse_another_directorys_ledger(two_cities):
+    a, b, db = two_cities
+    run_all(a, run_date=NIGHT1)
+    (b / "state").mkdir(exist_ok=True)
+    before = statuses(db)
+    for command in (["ledger", "show", before[0][0]], ["extracts", "list"],
+                    ["report", "month", "2026-11"]):
+        done = subprocess.run([sys.executable, "-m", "flows.cli", *command, "--data-dir", str(b)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+        assert done.returncode == 2 and "属于另一个数据目录" in done.stderr, (command, done.stderr[-1500:])
+    assert statuses(db) == before and not (b / "reports").exists()
