@@ -10,22 +10,32 @@ in the directory, the `home` table in the ledger. A night whose two ids differ, 
 while the ledger has one, is refused before anything is written (`flows.params.check_ledger`); the night binds
 them, under its lock, where either is missing (`bind`).
 
-A ledger written before ledgers knew their directory has no id: it is taken by the directory holding the report
-folder of its newest completed night, and refused elsewhere.
+A ledger written before ledgers knew their directory has no id. It is the directory's own when it lies inside
+the directory (the default `state/steward.sqlite3`), or when the directory's report of the ledger's newest
+completed night shows what the ledger recorded for it (each registry's file and rows read, the open count:
+`matches_newest_night`); any other directory is refused. Two cities on one schedule both have a report folder of
+that night, so the folder alone told them apart from nothing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import uuid
 from contextlib import closing
 from pathlib import Path
 
+from checks.catalog import REPORTS
 from checks.ledger_schema import connect, connect_read_only
 
 #: The data directory's id, beside the default ledger.
 DATA_DIR_ID = "state/data-dir.id"
+
+
+def _no_table(exc: sqlite3.OperationalError) -> bool:
+    """A table a ledger of an older version (or an emptied file) does not have yet; any other error is raised."""
+    return str(exc).startswith("no such table")
 
 
 def ledger_id(db: Path) -> str | None:
@@ -33,7 +43,9 @@ def ledger_id(db: Path) -> str | None:
     with closing(connect_read_only(db)) as conn:
         try:
             row = conn.execute("SELECT id FROM home LIMIT 1").fetchone()
-        except sqlite3.OperationalError:  # a ledger of an older version: no such table until it is upgraded
+        except sqlite3.OperationalError as exc:
+            if not _no_table(exc):
+                raise
             return None
     return row[0] if row else None
 
@@ -43,7 +55,8 @@ def directory_id(data_dir: Path) -> str | None:
     path = Path(data_dir) / DATA_DIR_ID
     if not path.is_file() or path.is_symlink():
         return None
-    return path.read_text("utf-8").strip() or None
+    # as a text editor may save it: a BOM, a line break, spaces
+    return path.read_text("utf-8").replace("\ufeff", "").strip() or None
 
 
 def newest_completed_night(db: Path) -> str | None:
@@ -52,8 +65,31 @@ def newest_completed_night(db: Path) -> str | None:
     with closing(connect_read_only(db)) as conn:
         try:
             return conn.execute("SELECT MAX(run_date) FROM runs WHERE finished_at IS NOT NULL").fetchone()[0]
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if not _no_table(exc):
+                raise
             return None
+
+
+def inside(db: Path, data_dir: Path) -> bool:
+    """Whether the ledger file lies inside the data directory."""
+    return Path(db).resolve().is_relative_to(Path(data_dir).resolve())
+
+
+def matches_newest_night(db: Path, data_dir: Path, night: str) -> bool:
+    """Whether the directory's report of `night` (`summary.json`) shows what the ledger recorded for that night:
+    each registry's file and rows read, and the open count. Read only."""
+    try:
+        summary = json.loads((Path(data_dir) / REPORTS / night / "summary.json").read_text("utf-8"))
+        shown, open_count = summary["sources"], summary["open"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    with closing(connect_read_only(db)) as conn:
+        extracts = conn.execute("SELECT source, file, rows_read FROM extracts WHERE run_date = ?", (night,)).fetchall()
+        recorded = conn.execute("SELECT open_count FROM runs WHERE run_date = ?", (night,)).fetchone()
+    return (bool(extracts) and recorded is not None and recorded[0] == open_count and isinstance(shown, dict)
+            and all(isinstance(shown.get(s), dict) and (shown[s].get("file"), shown[s].get("rows_read")) == (f, n)
+                    for s, f, n in extracts))
 
 
 def bind(db: Path, data_dir: Path) -> None:
@@ -74,4 +110,5 @@ def bind(db: Path, data_dir: Path) -> None:
         conn.execute("COMMIT")
 
 
-__all__ = ["DATA_DIR_ID", "ledger_id", "directory_id", "newest_completed_night", "bind"]
+__all__ = ["DATA_DIR_ID", "ledger_id", "directory_id", "newest_completed_night", "inside", "matches_newest_night",
+           "bind"]

@@ -212,10 +212,10 @@ STILL_ARRIVING = ("本次运行期间该文件仍在写入，或在运行开始�
 
 
 def file_state(path: Path) -> list[int]:
-    """What a file is now, as far as a copy still writing it would change it: size, modification time (ns),
-    inode."""
+    """What a file is now, as far as a copy still writing it changes it: size and modification time (ns). Not the
+    inode: a network share may give a file another at every look (CIFS `noserverino`), and it would wait for ever."""
     st = os.lstat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns]
 
 
 def waiting_state(data_dir: Path, source_keys: list[str]) -> dict[str, list[int]]:

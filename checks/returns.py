@@ -217,5 +217,5 @@ def _move(path: Path, target: Path) -> None:
 
 __all__ = ["apply_waiting_returns", "note_waiting", "seen_at_start", "note_deferred", "deferred_files",
            "apply_returned_file", "archive_path", "bounded_name", "read_return", "pending_files", "stray_files",
-           "waiting_state", "clean_cell", "judge", "Holder", "ReturnFormError", "VERDICT_SCHEMA", "marked_pair",
+           "clean_cell", "judge", "Holder", "ReturnFormError", "VERDICT_SCHEMA", "marked_pair",
            "MARK_OPEN", "MARK_CLOSE", "file_sha256"]

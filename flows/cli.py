@@ -318,6 +318,8 @@ def _ledger_db(args):
         raise UsageError(problem)
     from flows.params import ParameterError, check_home
 
+    if not Path(args.data_dir).is_dir():  # the ledger says which directory it belongs to: it must be named
+        raise UsageError(f"数据目录 {args.data_dir} 不存在：请用 --data-dir 指定台账所属的数据目录。")
     try:  # a steward's command on another data directory's ledger would act on that directory's findings
         check_home(Path(args.data_dir), db)
     except ParameterError as exc:

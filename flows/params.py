@@ -194,24 +194,26 @@ def check_ledger(data_dir: Path, settings: Settings, new_ledger: bool = False) -
             "运行 uscc run --data-dir <数据目录> --new-ledger（部署参数 new_ledger=true）。")
 
 
-#: What running a ledger on another data directory's extracts does (`check_home`).
-_ELSEWHERE = ("用本目录的数据运行那本台账，这一晚会记在那本台账上（占用日期、写入趋势和审计记录），各部门数据会因与其上期不符而"
-              "被拦截待确认；若再确认接受，那本台账登记的问题会因本目录的数据中没有而被当作已更正，清零数字随之失真。")
+#: What using another data directory's ledger does (`check_home`).
+_ELSEWHERE = ("用本目录的数据运行那本台账，那本台账登记的问题凡本目录的数据中没有的，都会被当作已更正（本目录尚无上期数据时先被拦截待确认，"
+              "确认接受后同样如此），清零数字随之失真；在那本台账上处理问题、生成月报，改动和报告的也是另一个目录的问题。")
 
 
 def check_home(data_dir: Path, db: Path) -> None:
-    """The ledger is this data directory's own (`checks.ledger_home`): on another directory's, named by
-    `[state] database` or $USCC_DATABASE, this directory's night would take a date of that ledger's timeline,
-    and its extracts, once accepted, close that ledger's findings."""
+    """The ledger is this data directory's own (`checks.ledger_home`): another directory's, named by
+    `[state] database` or $USCC_DATABASE, would have its findings closed by this directory's extracts."""
     theirs, mine = ledger_home.ledger_id(db), ledger_home.directory_id(data_dir)
     if theirs is None:
         newest = ledger_home.newest_completed_night(db)
-        if newest is None or (Path(data_dir) / REPORTS / newest).is_dir():
-            return  # a ledger of an older version, taken by the directory of its newest night's report
+        if (newest is None or ledger_home.inside(db, data_dir)
+                or ledger_home.matches_newest_night(db, data_dir, newest)):
+            return  # a ledger of an older version: this directory's own
         raise ParameterError(
-            f"台账 {db} 最近完成的一晚是 {newest}，但本数据目录中没有那一晚的报告 {REPORTS}/{newest}/：这本台账可能属于另一个"
+            f"台账 {db} 在本数据目录之外，由较早版本写入，没有记录它属于哪个数据目录；它最近完成的一晚是 {newest}，而本数据目录的报告 "
+            f"{REPORTS}/{newest}/summary.json 与台账记录的那一晚（各部门的文件和读取行数、待处理数）不符或不存在：这本台账可能属于另一个"
             "数据目录，配置 [state] database 或环境变量 USCC_DATABASE 指向了别处。本次运行未做任何改动。"
-            f"{_ELSEWHERE}请让每个数据目录使用自己的台账。")
+            f"{_ELSEWHERE}请让每个数据目录使用自己的台账；若确认这本台账就是本数据目录的，把它移到本数据目录的 state/steward.sqlite3"
+            "（并取消上述设置）后重新运行。")
     if theirs != mine:
         found = f"本数据目录的标识是 {mine}" if mine else f"本数据目录没有标识文件 {ledger_home.DATA_DIR_ID}"
         raise ParameterError(

@@ -111,7 +111,7 @@ def admit(settings: Settings, data_dir: Path, work: WorkFolder, source: Source, 
     extract = guard.Extract(source.key, "rejected", report.file, report.sha256, report.rows_read, reason=report.reason)
     if report.status == "ok":
         db = ledger_path(data_dir, settings)
-        known = db.exists()  # the first night has no ledger yet: no baseline, no acceptance
+        known = db.exists()  # a ledger holding no accepted extract of the source (a first night): no baseline
         why = ledger.steward_acceptance(db, source.key, report.sha256) if known else None
         try:
             baseline = _baseline(data_dir, db, source) if known else None
@@ -229,12 +229,10 @@ def judge_returns(settings: Settings, data_dir: Path, work: WorkFolder, run_date
     """Judge and apply the departments' returned forms; one dict per file (receipts are rendered later)."""
     db = ledger_path(data_dir, settings)
     latest = ledger.latest_run(db)
-    if latest is not None and run_date < latest:
-        return []  # an older night rerun: answers are applied by the newest night only
-    handled = returns.apply_waiting_returns(data_dir, db, run_date, settings,
-                                            lambda codes: tonight.holders_of(settings, work, codes),
-                                            lambda ids: tonight.suggestions_of(work, ids), returns.seen_at_start(work))
-    returns.note_deferred(work, handled)
+    handled = [] if latest is not None and run_date < latest else returns.apply_waiting_returns(
+        data_dir, db, run_date, settings, lambda codes: tonight.holders_of(settings, work, codes),
+        lambda ids: tonight.suggestions_of(work, ids), returns.seen_at_start(work))  # an older night rerun: none
+    returns.note_deferred(work, handled)  # (an earlier attempt's list is not shown again)
     return handled
 
 

@@ -57,17 +57,34 @@ def test_another_data_directorys_night_on_a_ledger_is_refused_and_closes_nothing
     assert ledger.latest_run(db) == NIGHT2
 
 
-def test_a_ledger_from_before_ledgers_knew_their_directory_is_taken_only_by_its_own(two_cities):
-    a, b, db = two_cities
-    run_all(a, run_date=NIGHT1)
-    with sqlite3.connect(db) as conn:  # as an older version left it: no id on either side
-        conn.execute("DELETE FROM home")
-    (a / DATA_DIR_ID).unlink()
-    with pytest.raises(ParameterError, match=f"本数据目录中没有那一晚的报告 reports/{NIGHT1}/"):
+def test_a_ledger_from_before_ledgers_knew_their_directory_is_taken_only_by_its_own(two_cities, monkeypatch):
+    # two cities on one schedule, each with its own ledger in state/, as an older version left them (no ids)
+    a, b, shared = two_cities
+    monkeypatch.delenv("USCC_DATABASE")
+    for city in (a, b):
+        run_all(city, run_date=NIGHT1)
+        with sqlite3.connect(city / "state" / "steward.sqlite3") as conn:
+            conn.execute("DELETE FROM home")
+        (city / DATA_DIR_ID).unlink()
+    theirs = a / "state" / "steward.sqlite3"
+    before = statuses(theirs)
+    monkeypatch.setenv("USCC_DATABASE", str(theirs))  # b's night pointed at a's ledger: both have reports/NIGHT1/
+    with pytest.raises(ParameterError, match=f"reports/{NIGHT1}/summary.json 与台账记录的那一晚"):
         run_all(b, run_date=NIGHT2)
-    assert ledger_id(db) is None and directory_id(b) is None
+    assert statuses(theirs) == before and ledger_id(theirs) is None and directory_id(b) is None
+    # a's ledger moved out of its directory and named by the variable: its report of NIGHT1 shows what it recorded
+    shared.parent.mkdir()
+    for suffix in ("", "-wal", "-shm"):  # the file with its write-ahead log, as an operator copies a ledger
+        if Path(f"{theirs}{suffix}").exists():
+            shutil.move(f"{theirs}{suffix}", f"{shared}{suffix}")
+    monkeypatch.setenv("USCC_DATABASE", str(shared))
     run_all(a, run_date=NIGHT2)
-    assert ledger_id(db) == directory_id(a) is not None
+    assert ledger_id(shared) == directory_id(a) is not None
+    # b's own ledger, in its directory, is its own even when its report folders are gone (pruned, left behind)
+    monkeypatch.delenv("USCC_DATABASE")
+    shutil.rmtree(b / "reports")
+    run_all(b, run_date=NIGHT2)
+    assert ledger_id(b / "state" / "steward.sqlite3") == directory_id(b) is not None
 
 
 def test_a_directory_that_lost_its_id_is_refused_with_the_id_that_lets_it_go_on(two_cities):
@@ -93,3 +110,11 @@ def test_the_stewards_commands_and_the_month_report_refuse_another_directorys_le
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
         assert done.returncode == 2 and "属于另一个数据目录" in done.stderr, (command, done.stderr[-1500:])
     assert statuses(db) == before and not (b / "reports").exists()
+
+
+def test_an_id_file_saved_by_a_text_editor_with_a_bom_and_a_line_break_is_the_same_id(two_cities):
+    a, _, db = two_cities
+    run_all(a, run_date=NIGHT1)
+    (a / DATA_DIR_ID).write_bytes(b"\xef\xbb\xbf" + ledger_id(db).encode() + b"\r\n")
+    run_all(a, run_date=NIGHT2)
+    assert ledger.latest_run(db) == NIGHT2
