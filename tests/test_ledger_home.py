@@ -110,6 +110,10 @@ def test_the_stewards_commands_and_the_month_report_refuse_another_directorys_le
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
         assert done.returncode == 2 and "属于另一个数据目录" in done.stderr, (command, done.stderr[-1500:])
     assert statuses(db) == before and not (b / "reports").exists()
+    nowhere = subprocess.run([sys.executable, "-m", "flows.cli", "ledger", "show", before[0][0], "--data-dir",
+                              str(b / "no-such-dir")], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True)  # the variable alone names no directory
+    assert nowhere.returncode == 2 and "不存在：请用 --data-dir 指定台账所属的数据目录" in nowhere.stderr, nowhere.stderr
 
 
 def test_an_id_file_saved_by_a_text_editor_with_a_bom_and_a_line_break_is_the_same_id(two_cities):
