@@ -229,10 +229,13 @@ def judge_returns(settings: Settings, data_dir: Path, work: WorkFolder, run_date
     """Judge and apply the departments' returned forms; one dict per file (receipts are rendered later)."""
     db = ledger_path(data_dir, settings)
     latest = ledger.latest_run(db)
-    handled = [] if latest is not None and run_date < latest else returns.apply_waiting_returns(
-        data_dir, db, run_date, settings, lambda codes: tonight.holders_of(settings, work, codes),
-        lambda ids: tonight.suggestions_of(work, ids), returns.seen_at_start(work))  # an older night rerun: none
-    returns.note_deferred(work, handled)  # (an earlier attempt's list is not shown again)
+    handled = []  # an older night rerun: answers are applied by the newest night only
+    if latest is None or run_date >= latest:
+        handled = returns.apply_waiting_returns(data_dir, db, run_date, settings,
+                                                lambda codes: tonight.holders_of(settings, work, codes),
+                                                lambda ids: tonight.suggestions_of(work, ids),
+                                                returns.seen_at_start(work))
+    returns.note_deferred(work, handled)  # written even when empty: an earlier attempt's list is not shown again
     return handled
 
 
