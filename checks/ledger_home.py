@@ -2,11 +2,10 @@
 
 The ledger is found through `[state] database` or $USCC_DATABASE, which may name a file outside the data
 directory. Set for one city's directory while another's runs (an environment variable of a worker that runs
-two), a night ran on the other city's ledger: it took a date of that ledger's timeline and wrote its trend and
-audit log, every registry was held as not matching the ledger's last accepted extract (a steward told to
-restore a backup or accept the extract), and once accepted, every finding of the ledger's own registries missing
-from these extracts would close as fixed. So a ledger and its data directory carry one id: `state/data-dir.id`
-in the directory, the `home` table in the ledger. A night whose two ids differ, or whose directory has none
+two), a night ran on the other city's ledger: every finding of that ledger missing from this directory's
+extracts closed as fixed (a directory with no history of its own had its registries held first, the steward
+told to restore a backup or accept them, which closed them the same way). So a ledger and its data directory
+carry one id: `state/data-dir.id` in the directory, the `home` table in the ledger. A night whose two ids differ, or whose directory has none
 while the ledger has one, is refused before anything is written (`flows.params.check_ledger`); the night binds
 them, under its lock, where either is missing (`bind`).
 
