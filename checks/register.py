@@ -124,10 +124,12 @@ def entities(prepared: pl.DataFrame, findings: pl.DataFrame) -> pl.DataFrame:
 
 def _derived(bases: pl.DataFrame) -> pl.DataFrame:
     """(entity, entity_id, id_basis): the id `entity_id` derives from each entity's basis."""
-    # one comprehension: map_elements cost as much again per entity (10^7 at a province)
+    # one comprehension over the bases' UTF-8 bytes (what `entity_id` hashes), `sha1` a local name: 1.1 s for
+    # 10^6 entities on a first night, where calling `entity_id` on each text took 1.55 s (map_elements: twice that)
+    sha1 = hashlib.sha1
     return bases.select("entity", entity_id=pl.Series(
-        [None if basis is None else entity_id(basis) for basis in bases["id_basis"].to_list()], dtype=pl.String),
-        id_basis="id_basis")
+        [None if basis is None else sha1(basis).hexdigest()[:16] for basis in bases["id_basis"].cast(pl.Binary)
+         .to_list()], dtype=pl.String), id_basis="id_basis")
 
 
 def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:

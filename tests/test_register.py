@@ -74,6 +74,14 @@ def test_a_duplicate_code_is_two_entities_and_identifies_neither(small):
     assert (m2["id_basis"], m3["id_basis"]) == ("record:market:M2", "record:market:M3")  # both would trust Y
 
 
+def test_an_entity_id_is_its_basis_hashed_as_text_whatever_characters_the_record_id_holds(settings):
+    # the ids are hashed from the bases' bytes: a record id in Chinese, full-width or beyond the BMP gets the id
+    # `entity_id` gives its text, as before
+    ids = ["鹤岗-００１", "𠀀号", "plain"]
+    register = golden_register(prepared([("market", i, None, None) for i in ids]), findings([]), settings)
+    assert sorted(register["entity_id"].to_list()) == sorted(entity_id(f"record:market:{i}") for i in ids)
+
+
 def test_one_entity_under_two_codes_is_one_row_with_no_code_to_trust(small):
     row = _entity(small, "market", "M4")
     assert row["editorial_record_ids"] == ["E2"] and sorted(row["codes"]) == sorted([Z_MARKET, Z_EDITORIAL])
