@@ -277,6 +277,10 @@ def _run(args) -> int:
         # a `kill` (a scheduler's time-out, systemd stopping the job) ends the run as Ctrl-C does, so that Prefect's
         # temporary server is stopped with it: killed outright it was left running, ~250 MB a night
         signal.signal(signal.SIGTERM, _interrupted)
+        if not os.environ.get("PREFECT_API_URL"):  # the temporary server: stopped even if this run is killed
+            from flows.watchdog import watch_this_run
+
+            watch_this_run()
         from flows.nightly import nightly
 
         state = nightly(data_dir=str(night.data_dir), run_date=night.run_date, config=args.config,

@@ -547,9 +547,10 @@ def test_the_form_writer_dies_with_the_run_that_started_it(tmp_path):
 
 
 @pytest.mark.prefect
-def test_a_run_stopped_with_sigterm_stops_its_temporary_prefect_server(sample_copy, tmp_path):
-    # a scheduler's time-out or systemd stopping the job sends SIGTERM: Prefect's temporary server (~250 MB)
-    # was left running as an orphan, one more each such night
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_run_stopped_or_killed_stops_its_temporary_prefect_server(sample_copy, tmp_path, how):
+    # a scheduler's time-out or systemd stopping the job sends SIGTERM; the out-of-memory killer, SIGKILL: Prefect's
+    # temporary server (~250 MB) was left running as an orphan, one more each such night (`flows.watchdog`)
     env = {k: v for k, v in ENV.items() if not k.startswith("PREFECT_API")} | {"PREFECT_HOME": str(tmp_path)}
     cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--data-dir", str(sample_copy), "--date", NIGHT1],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -558,7 +559,7 @@ def test_a_run_stopped_with_sigterm_stops_its_temporary_prefect_server(sample_co
         server = next((pid for pid in _children(cli.pid) if b"uvicorn" in _cmdline(pid)), None)
         time.sleep(0.2)
     assert server is not None, "the run started no temporary Prefect server"
-    cli.send_signal(signal.SIGTERM)
+    cli.send_signal(how)
     cli.wait(timeout=60)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and _alive(server):
@@ -566,7 +567,7 @@ def test_a_run_stopped_with_sigterm_stops_its_temporary_prefect_server(sample_co
     alive = _alive(server)
     if alive:
         os.kill(server, signal.SIGKILL)
-    assert not alive, "the temporary Prefect server outlived the run stopped with SIGTERM"
+    assert not alive, f"the temporary Prefect server outlived the run stopped with {how.name}"
 
 
 def _cmdline(pid: int) -> bytes:
