@@ -18,7 +18,7 @@ from checks.counties import UNKNOWN
 from checks.form import FORMULA_RE, READ_ONLY
 from validators.tables import CONFIDENCE_LABELS, KINDS, SEVERITY_LABELS, STATUS_LABELS
 
-__all__ = ["RELATED", "FORM_READS", "list_rows", "form_cells", "form_inputs", "neutralized", "with_ledger_columns"]
+__all__ = ["RELATED", "FORM_READS", "list_rows", "row_pieces", "form_cells", "form_inputs", "neutralized", "with_ledger_columns"]
 
 #: What `related_detail` holds for each related record (`checks.findings.to_frame`).
 RELATED = pl.List(pl.Struct({"source": pl.String, "source_name": pl.String, "record_id": pl.String,
@@ -113,21 +113,45 @@ def _scores(weakest: pl.Series) -> pl.Series:
     return pl.Series([None if x is None else "%.0f" % x for x in weakest.to_list()], dtype=pl.String)
 
 
-def list_rows(findings: pl.DataFrame, page_size: int) -> bytes:
+def list_rows(findings: pl.DataFrame, page_size: int, built: pl.DataFrame | None = None) -> bytes:
     """The `<tr>` rows of a list page's table in UTF-8, in the findings' order; rows after `page_size` are
     `later` (shown one click away). Bytes, as the page is written: a department's rows are 10 MB of text, which
-    as a Python string took longer to make (and to encode again) than to build."""
+    as a Python string took longer to make (and to encode again) than to build.
+
+    Args:
+        built: `row_pieces` of findings another page shows too (a county page's rows are on its department's
+            page as well): those rows are taken from it, only the rest are built.
+    """
     if findings.height == 0:
         return b""
+    if built is None or built.height == 0:
+        pieces = row_pieces(findings)
+    else:
+        pieces = findings.select("finding_id").join(built, on="finding_id", how="left", maintain_order="left")
+        missing = pieces["head"].is_null().arg_true()
+        if len(missing):
+            fresh = row_pieces(findings[missing])
+            pieces = pieces.with_columns(pieces["head"].scatter(missing, fresh["head"]),
+                                         pieces["body"].scatter(missing, fresh["body"]))
+    number = pl.int_range(1, pl.len() + 1)
+    row = _cat(pl.col("head"), _when(number > page_size, ' class="later"'), '>\n  <td class="num">',
+               number.cast(pl.String), pl.col("body"))
+    return pieces.select(row.str.join("").cast(pl.Binary)).item()
+
+
+def row_pieces(findings: pl.DataFrame) -> pl.DataFrame:
+    """`finding_id`, `head` and `body` of each finding's row on a list page, in the findings' order: the row but
+    what depends on the page (its `later` class and its number), which go between the two."""
     framed = with_ledger_columns(findings).with_columns(score_text=_scores(findings["weakest_score"]),
                                                         code_html=_marked_codes(findings), **_labels())
-    return framed.select(_row_html(page_size).cast(pl.Binary)).item()
+    head, body = _row_html()
+    return framed.select("finding_id", head=head, body=body)
 
 
-@lru_cache(maxsize=4)
-def _row_html(page_size: int) -> pl.Expr:
-    """Every row of a list page as one string (built once: a night writes a page per department and county,
-    and building this expression cost more than a small county's rows)."""
+@lru_cache(maxsize=1)
+def _row_html() -> tuple[pl.Expr, pl.Expr]:
+    """A list page's row as two expressions around its `later` class and number (built once: a night writes a
+    page per department and county, and building them cost more than a small county's rows)."""
     li = _cat("<li>", _esc(pl.element().struct.field("source_name")), " ",
               _esc(pl.element().struct.field("record_id")), " ", _esc(pl.element().struct.field("name")),
               ' <span class="code">', _esc(pl.element().struct.field("code")), "</span></li>")
@@ -145,11 +169,9 @@ def _row_html(page_size: int) -> pl.Expr:
                   _when(_given("due_date"), _cat('<div class="small">期限 ', _esc(pl.col("due_date")), "</div>")),
                   _when(_given("response_text"), _cat('<div class="small">', _esc(pl.col("response_text")),
                                                       "</div>")))
-    number = pl.int_range(1, pl.len() + 1)
-    row = _cat(
-        '<tr data-kind="', _esc(pl.col("kind")), '" data-sev="', _esc(pl.col("severity")), '"',
-        _when(number > page_size, ' class="later"'), ">\n",
-        '  <td class="num">', number.cast(pl.String), "</td>\n",
+    head = _cat('<tr data-kind="', _esc(pl.col("kind")), '" data-sev="', _esc(pl.col("severity")), '"')
+    body = _cat(
+        "</td>\n",
         '  <td class="code">', _esc(pl.col("record_id")), "</td>\n",
         "  <td>", _esc(pl.col("name")), "</td>\n",
         '  <td class="code">', pl.col("code_html"), "</td>\n",
@@ -164,7 +186,7 @@ def _row_html(page_size: int) -> pl.Expr:
         "  <td>", status, "</td>\n",
         '  <td class="num">', _text(pl.col("row")), "</td>\n",
         "</tr>\n")
-    return row.str.join("")
+    return head, body
 
 
 def neutralized(text: pl.Expr) -> pl.Expr:

@@ -22,7 +22,7 @@ from checks.counties import UNKNOWN, county_name
 from checks.ledger import ANSWERABLE, OFF_LIST_REASONS, OFF_LIST_SCHEMA, UNRESOLVED
 from reports import forms
 from reports.chart import lines_svg, trend_svg
-from reports.cells import DISPLAY_ORDER, form_cells, list_rows, with_ledger_columns
+from reports.cells import DISPLAY_ORDER, form_cells, list_rows, row_pieces, with_ledger_columns
 from reports.receipts import write_receipts
 from validators.tables import KINDS, SEVERITY_LABELS, STATUS_LABELS
 
@@ -124,11 +124,12 @@ def shown_in_html(findings: pl.DataFrame, limit: int) -> pl.DataFrame:
 
 
 def render_department(view: RunView, source: dict, findings: pl.DataFrame, receipts: list[dict] = (),
-                      county: str | None = None, counties: list[dict] = ()) -> bytes:
+                      county: str | None = None, counties: list[dict] = (), built: pl.DataFrame | None = None) -> bytes:
     """A department's list (`county` None), or one of its county lists (`<source>/<region>.html`), in UTF-8.
 
     The table's rows (`list_rows`, bytes) go into the page where the template leaves `ROWS_HERE`: the rest of
-    the page is a few kilobytes, the rows up to 10 MB."""
+    the page is a few kilobytes, the rows up to 10 MB. `built`: `row_pieces` of the rows another page shows too
+    (the department page's, for it and its county pages)."""
     findings = with_ledger_columns(findings)
     by_severity = dict(findings.group_by("severity").len().rows())
     waiting = findings.filter(pl.col("status") == "responded").height
@@ -143,7 +144,7 @@ def render_department(view: RunView, source: dict, findings: pl.DataFrame, recei
     if findings.height == 0:  # the page says so, with no table
         return page.encode("utf-8")
     head, tail = page.split(ROWS_HERE)  # one place: anything from data is escaped, its `<` included
-    return head.encode("utf-8") + list_rows(shown, PAGE_SIZE) + tail.encode("utf-8")
+    return head.encode("utf-8") + list_rows(shown, PAGE_SIZE, built) + tail.encode("utf-8")
 
 
 def trend_by_source(history: list[dict], sources: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
@@ -275,15 +276,20 @@ def write_run(reports_root: Path, view: RunView) -> Path:
             mine = [r for r in receipts if r["source"] == key]
             links = [{"name": c["name"], "href": f"{key}/{c['region']}", "listed": c["listed_frame"].height,
                       "asked": c["asked_frame"].height} for c in counties[key]]
-            (tmp / f"{key}.html").write_bytes(render_department(view, source, listed[key], mine, counties=links))
+            # the department page's rows are on its county pages too: built once for all of them
+            built = row_pieces(shown_in_html(with_ledger_columns(listed[key]), HTML_MAX_ROWS)) \
+                if counties[key] and listed[key].height else None
+            (tmp / f"{key}.html").write_bytes(render_department(view, source, listed[key], mine, counties=links,
+                                                                built=built))
             cells = form_cells(asked[key])
             forms.write_csv(tmp / f"{key}.csv", asked[key], cells)
             for c in counties[key]:
                 (tmp / key / f"{c['region']}.html").write_bytes(
-                    render_department(view, source, c["listed_frame"], mine, county=c["region"]))
+                    render_department(view, source, c["listed_frame"], mine, county=c["region"], built=built))
                 # a county's form rows are its department's, in the same order (`_county_lists` filters)
                 forms.write_csv(tmp / key / f"{c['region']}.csv", c["asked_frame"],
                                 cells.filter(asked[key]["county"] == c["region"]))
+            del built
         # opened in spreadsheets too: formula-like text gets one leading ' (README: how a machine undoes it)
         forms.write_neutralized_csv(view.findings.select(FINDINGS_CSV_COLUMNS), tmp / "findings.csv")
         if view.audit is not None:

@@ -13,6 +13,7 @@ from markupsafe import escape
 from checks.findings import FINDING_SCHEMA
 from checks.returns import read_return
 from reports import forms
+from reports.cells import list_rows, row_pieces
 from reports.render import RunView, render_department, render_index, write_run
 
 XSS = "<script>alert(1)</script>"
@@ -79,6 +80,22 @@ def test_each_wrong_position_is_marked_alone_whatever_the_runs_and_the_character
     assert len(shown) == len(cases)
     for number, code_html in shown:
         assert code_html == expected(*cases[int(number)]), cases[int(number)]
+
+
+def test_a_county_page_taking_rows_its_department_page_built_reads_as_if_built_alone():
+    # a county page's rows are on its department's page too: built once, each page numbers them and marks the
+    # rows after its first `page_size` as its own; rows the department page did not show are built for the county
+    kinds = ["bad_check_char", "duplicate_code", "name_mismatch", "missing"]
+    frame = findings_frame(*(finding(finding_id=f"f{i}", record_id=f"R{i}", kind=kinds[i % 4],
+                                     severity=["error", "warning", "info"][i % 3], positions=str(i + 1),
+                                     name=f"<{i}>公司", row=i + 2) for i in range(7))) \
+        .with_columns(overdue=pl.Series([i % 2 == 0 for i in range(7)]), due_date=pl.lit("2026-12-31"))
+    department = frame[[5, 0, 3, 6]]  # another page's rows, in its order, without some of this page's
+    built = row_pieces(department)
+    for page in (frame, frame[[6, 1, 3]], frame[[2, 4]], frame[[0]], department):
+        alone = list_rows(page, 2)
+        assert list_rows(page, 2, built) == alone and alone.count(b'class="later"') == max(page.height - 2, 0)
+    assert list_rows(frame[[1]], 2, built[:0]) == list_rows(frame[[1]], 2)
 
 
 def test_a_list_without_findings_says_so_and_has_no_table():
