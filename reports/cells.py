@@ -16,6 +16,7 @@ import polars as pl
 
 from checks.counties import UNKNOWN
 from checks.form import FORMULA_RE, READ_ONLY
+from reports.joined import joined_utf8
 from validators.tables import CONFIDENCE_LABELS, KINDS, SEVERITY_LABELS, STATUS_LABELS
 
 __all__ = ["RELATED", "FORM_READS", "list_rows", "row_pieces", "form_cells", "form_inputs", "neutralized", "with_ledger_columns"]
@@ -136,7 +137,7 @@ def list_rows(findings: pl.DataFrame, page_size: int, built: pl.DataFrame | None
     number = pl.int_range(1, pl.len() + 1)
     row = _cat(pl.col("head"), _when(number > page_size, ' class="later"'), '>\n  <td class="num">',
                number.cast(pl.String), pl.col("body"))
-    return pieces.select(row.str.join("").cast(pl.Binary)).item()
+    return joined_utf8(pieces.select(row).to_series())
 
 
 def row_pieces(findings: pl.DataFrame) -> pl.DataFrame:

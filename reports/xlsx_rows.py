@@ -20,6 +20,8 @@ from pathlib import Path
 import polars as pl
 from xlsxwriter.utility import _utf16_truncate, xl_col_to_name
 
+from reports.joined import joined_utf8
+
 try:  # Intel ISA-L's deflate: the size of zlib's level 1 in a quarter of its time (a province's forms: ~5 GB of XML)
     from isal import isal_zlib as _isal
 except ImportError:  # pragma: no cover - a platform without its wheel deflates with zlib
@@ -46,12 +48,20 @@ _ESCAPED_BY_EXCEL = r"[\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9a-fA-F]{4}_"
 _ESCAPED_BY_XML = r"[&<>]"
 
 
-def _inline(text: pl.Expr, style: int, excel: bool, xml: bool) -> list[pl.Expr]:
+#: Text xlsxwriter marks `xml:space="preserve"`: white space at either end.
+_PRESERVED = r"^\s|\s$"
+
+
+def _inline(text: pl.Expr, style: int, excel: bool, xml: bool, spaced: bool) -> list[pl.Expr]:
     """The parts of an inline-string cell after its `r` attribute's value (`excel`, `xml`: whether the column
-    holds text that must be escaped so: most hold none, and the escaping is most of the time)."""
+    holds text that must be escaped so: most hold none, and the escaping is most of the time; `spaced`: whether
+    some value has white space at an end, which only matters when `excel` is not set)."""
     if excel:
         text = text.str.replace_all(r"(_x[0-9a-fA-F]{4}_)", "_x005F${1}").str.replace_many(_CONTROL, _CONTROL_ESCAPED)
-    preserve = pl.when(text.str.contains(r"^\s|\s$")).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
+    # judged on the text as written (escaping turns some white space into `_xHHHH_`); a column without such a
+    # value has no cell to mark, and is not asked again row by row
+    preserve = pl.when(text.str.contains(_PRESERVED)).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit("")) \
+        if excel or spaced else pl.lit("")
     if xml:
         text = text.str.replace_many(["&", "<", ">"], ["&amp;", "&lt;", "&gt;"])
     return [pl.lit(f'" s="{style}" t="inlineStr"><is><t'), preserve, pl.lit(">"), text, pl.lit("</t></is></c>")]
@@ -61,19 +71,20 @@ def rows_xml(cells: pl.DataFrame, first_row: int, text_style: int, blank_styles:
     """`<row>` elements for `cells` (text columns, "" for nothing) from sheet row `first_row` (1-based), then
     one empty styled cell per `blank_styles` (the answer columns)."""
     cells = _cut(cells)
-    needs = cells.select([pl.col(c).str.contains(_ESCAPED_BY_EXCEL).any().alias(f"e{i}") for i, c in enumerate(cells.columns)]
-                         + [pl.col(c).str.contains(_ESCAPED_BY_XML).any().alias(f"x{i}") for i, c in enumerate(cells.columns)]).row(0)
     width = cells.width
+    needs = cells.select([pl.col(c).str.contains(pattern).any().alias(f"{kind}{i}")
+                          for kind, pattern in (("e", _ESCAPED_BY_EXCEL), ("x", _ESCAPED_BY_XML), ("s", _PRESERVED))
+                          for i, c in enumerate(cells.columns)]).row(0)
     numbered = cells.with_columns(pl.int_range(first_row, first_row + pl.len()).cast(pl.String).alias("\0row"))
     number = pl.col("\0row")
     parts: list = [pl.lit('<row r="'), number, pl.lit('">')]
     for i, column in enumerate(cells.columns):
         parts += [pl.lit(f'<c r="{xl_col_to_name(i)}'), number,
-                  *_inline(pl.col(column), text_style, needs[i], needs[width + i])]
+                  *_inline(pl.col(column), text_style, needs[i], needs[width + i], needs[2 * width + i])]
     for j, style in enumerate(blank_styles, start=width):
         parts += [pl.lit(f'<c r="{xl_col_to_name(j)}'), number, pl.lit(f'" s="{style}"/>')]
     parts.append(pl.lit("</row>"))
-    return numbered.select(pl.concat_str(parts).str.join("").cast(pl.Binary)).item()
+    return joined_utf8(numbered.select(pl.concat_str(parts)).to_series())
 
 
 def _deflate_fast(entry) -> None:

@@ -1,5 +1,6 @@
 """A form's rows are written as the very XML xlsxwriter writes for them, and read back whole."""
 
+import random
 import re
 import zipfile
 
@@ -11,6 +12,7 @@ import xlsxwriter
 from checks.returns import read_return
 from reports import forms
 from reports.cells import form_cells
+from reports.joined import joined_utf8
 from reports.xlsx_rows import rows_xml
 from tests.test_reports import finding, findings_frame
 
@@ -33,10 +35,30 @@ def xlsxwriter_rows(values: list[str], path) -> tuple[str, int, int]:
     return re.search(r"<sheetData>(.*)</sheetData>", xml, re.S).group(1), text._get_xf_index(), blank._get_xf_index()
 
 
-def test_the_rows_are_the_xml_xlsxwriter_writes_for_the_same_text(tmp_path):
-    expected, text, blank = xlsxwriter_rows(HOSTILE, tmp_path / "x.xlsx")
-    ours = rows_xml(pl.DataFrame({"v": HOSTILE}), 2, text, [blank]).decode("utf-8")
+@pytest.mark.parametrize("values", [HOSTILE, ["鹤岗", "", "a b", "x"], ["\x0bvt", "ff\x0c", "x"], [" x", "y"]],
+                         ids=["hostile", "no-space-at-an-end", "space-only-before-escaping", "one-spaced"])
+def test_the_rows_are_the_xml_xlsxwriter_writes_for_the_same_text(tmp_path, values):
+    # a column is asked whether it holds text to escape or to mark `xml:space="preserve"` before its rows are made
+    expected, text, blank = xlsxwriter_rows(values, tmp_path / "x.xlsx")
+    ours = rows_xml(pl.DataFrame({"v": values}), 2, text, [blank]).decode("utf-8")
     assert ours == expected
+
+
+def test_a_columns_texts_joined_as_bytes_are_its_texts_joined_then_encoded():
+    # `reports.joined` reads the bytes out of the column's Arrow buffers: slices, several chunks, nulls,
+    # characters of one to four bytes
+    rng = random.Random(1)
+    alphabet = ["a", "鹤", "😀", "", "<&>", "\x00", "e\u0301"]
+    for _ in range(300):
+        n = rng.randint(0, 40)
+        values = [None if rng.random() < 0.1 else "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5)))
+                  for _ in range(n)]
+        column = pl.Series(values, dtype=pl.String)
+        if n > 4 and rng.random() < 0.3:
+            column = column.slice(2, n - 3)
+        if rng.random() < 0.3:
+            column = pl.concat([column, pl.Series(["尾", None, "x"])], rechunk=False)
+        assert joined_utf8(column) == (column.str.join("").item().encode() if column.len() else b""), values
 
 
 def test_text_that_looks_like_rich_text_markup_stays_text():
