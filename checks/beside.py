@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,9 @@ class Beside:
     worker may keep them after its result is known).
 
     Used as `with Beside(...) as other:`, the block's end waits for the thread, also when the block fails (an
-    interrupt while waiting for the result too): nothing still reads what the caller's error lets go of.
+    interrupt while waiting for the result too): nothing still reads what the caller's error lets go of. When the
+    thread failed as well, its error and traceback are added to the block's as a note (the operator's log shows
+    both: the thread's error was dropped).
     """
 
     def __init__(self, call: Callable, *args, name: str = "beside"):
@@ -39,5 +42,8 @@ class Beside:
     def __enter__(self) -> Beside:
         return self
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, kind, error, trace) -> None:
         self.thread.join()
+        if error is not None and self.error is not None and self.error is not error:
+            error.add_note(f"Meanwhile the thread {self.thread.name!r} failed too:\n"
+                           + "".join(traceback.format_exception(self.error)).rstrip())

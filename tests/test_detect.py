@@ -628,6 +628,28 @@ def test_when_the_pairs_fail_the_record_level_thread_is_waited_for(settings, mon
     assert not [t for t in threading.enumerate() if t.name == "record-level"]
 
 
+def test_when_the_pairs_and_the_record_level_both_fail_the_log_shows_both_errors(settings, monkeypatch):
+    """The error detection raises is the pairs'; the record level's own, on its thread, was dropped: it is now in
+    the traceback the operator's log prints, as a note."""
+    import traceback
+
+    from checks import detect as detection
+
+    def broken(frame, allowlist):
+        raise ValueError("规则表损坏")
+
+    def out_of_memory(frame, settings):
+        raise MemoryError("候选对")
+
+    monkeypatch.setattr(detection, "record_level", broken)
+    monkeypatch.setattr(detection, "scored_pairs", out_of_memory)
+    records = frame(("market", "M1", A, "鹤岗市甲公司", "有限责任公司", "张三", "向阳区1号"))
+    with pytest.raises(MemoryError, match="候选对") as raised:
+        detect(records, settings)
+    logged = "".join(traceback.format_exception(raised.value))
+    assert "'record-level' failed too" in logged and "ValueError: 规则表损坏" in logged and "in broken" in logged
+
+
 def test_a_block_holds_exactly_the_records_whose_key_another_record_shares():
     keys = ["91230400MA1C4B0P6X", None, "", "鹤岗一中", "91230400MA1C4B0P6X", None, "鹤岗二中", "鹤岗一中", "", "x"]
     frame = pl.DataFrame({"idx": list(range(len(keys))), "key": keys}, schema={"idx": pl.Int64, "key": pl.String})
