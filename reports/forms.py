@@ -37,13 +37,20 @@ def write_neutralized_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Non
     register are also opened in spreadsheets), written a slice at a time: the text of a province's register
     (10^7 rows, 2 GB of CSV) is never held whole beside it (written at once, it peaked 1.8 GB higher; the same
     bytes, in the same time)."""
-    neutralized_frame(frame.lazy()).sink_csv(path)
+    neutralized_frame(frame).sink_csv(path)
 
 
-def neutralized_frame(lazy: pl.LazyFrame) -> pl.LazyFrame:
-    """`lazy` with every text column neutralized like `neutralize` (formula-like text gets one leading ')."""
-    return lazy.with_columns(neutralized(pl.col(c)).alias(c) for c, dtype in lazy.collect_schema().items()
-                             if dtype == pl.String)
+def neutralized_frame(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """`frame` with every text column neutralized like `neutralize` (formula-like text gets one leading ').
+
+    Of a DataFrame only the columns holding such text are rewritten, the others asked first and left as they are
+    (most hold none: rewriting every text column was 1.3 of the 10^6 register CSV's 5 s on one core)."""
+    if isinstance(frame, pl.DataFrame):
+        text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+        holds = frame.select(pl.col(c).str.contains(FORMULA_RE).any() for c in text).row(0) if text else ()
+        return frame.lazy().with_columns(neutralized(pl.col(c)).alias(c) for c, held in zip(text, holds) if held)
+    return frame.with_columns(neutralized(pl.col(c)).alias(c) for c, dtype in frame.collect_schema().items()
+                              if dtype == pl.String)
 
 
 def write_csv(path: Path, findings: pl.DataFrame, cells: pl.DataFrame | None = None) -> None:

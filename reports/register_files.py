@@ -41,7 +41,7 @@ def write_register(slices: Iterable[pl.DataFrame], parquet: Path, csv: Path,
                 # the register's 92 one after the other; a failed CSV waits for that thread, so the parquet writer
                 # is closed only once nothing writes to it
                 with Beside(groups.write, part, name="register-parquet") as beside:
-                    neutralized_frame(register_csv_frame(part).lazy()).collect().write_csv(out, include_header=header)
+                    neutralized_frame(register_csv_frame(part)).collect().write_csv(out, include_header=header)
                     beside.result()
                 rows, header = rows + part.height, False
                 del part  # written: not held while the next slice is built

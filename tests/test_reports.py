@@ -144,6 +144,26 @@ def test_list_has_counts_labels_and_no_external_resources():
     assert "@page { size: A4 landscape" in html
 
 
+def test_every_text_cell_of_a_machine_csv_is_neutralized_as_one_cell_alone_would_be(tmp_path):
+    # findings.csv, audit.csv and the register: a column is asked first whether it holds formula-like text, and only
+    # such columns are rewritten; what a spreadsheet opens is each cell as `neutralize` makes it
+    from checks.form import neutralize
+
+    frame = pl.DataFrame({"clean": ["鹤岗", "a=b", None, ""], "one": ["x", "=1+1", None, "y"],
+                          "quoted": ["'=x", "'abc", "@SUM(A1)", "\tz"], "number": [1, -2, 3, 4],
+                          "empty": pl.Series([None] * 4, dtype=pl.String), "minus": ["-", "+", "\r", "ok"]})
+    path = tmp_path / "machine.csv"
+    forms.write_neutralized_csv(frame, path)
+    back = pl.read_csv(path, infer_schema=False)
+    for column in ("clean", "one", "quoted", "minus", "empty"):
+        expected = [None if v is None else neutralize(v) for v in frame[column].to_list()]
+        assert back[column].to_list() == expected, column
+    assert back["number"].to_list() == ["1", "-2", "3", "4"]  # numbers are not text: written as they are
+    lazy_path = tmp_path / "lazy.csv"
+    forms.write_neutralized_csv(frame.lazy(), lazy_path)
+    assert lazy_path.read_bytes() == path.read_bytes()
+
+
 def test_csv_form_keeps_codes_as_text_and_neutralizes_formulas(tmp_path):
     path = tmp_path / "market.csv"
     f = findings_frame(finding(name="=HYPERLINK(\"http://evil\")"), finding(finding_id="f2", uscc="-1"))
