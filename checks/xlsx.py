@@ -51,6 +51,15 @@ _FIRST_ROW_RE = re.compile(rb'<row\b[^>]*?\br="(\d+)"[^>]*>(?:(?!</row>).)*?<(?:
 _DIMENSION_RE = re.compile(rb'<dimension\b[^>]*?\bref="([A-Za-z]*)(\d*)(?::([A-Za-z]+)(\d+))?"')
 #: Cell references past column ZZ (703+): rare enough to look at each one (a literal first, for speed).
 _WIDE_REF_RE = re.compile(rb'r="([A-Z]{3,})(\d+)"')
+#: A formula cell without its result: Excel, WPS and LibreOffice save each formula's result in `<v>` beside it; a
+#: program that writes formulas without computing them (openpyxl, say) leaves no `<v>` or an empty one, and the
+#: reader would take the cell as empty. An empty `<v>` is a result only for text (`t="str"`: a formula giving "").
+_UNCOMPUTED_RE = re.compile(rb"<(?:\w{1,16}:)?c\b([^>]{0,400})>(?:<(?:\w{1,16}:)?f\b[^>]{0,400}/>|<(?:\w{1,16}:)?f\b"
+                            rb"[^>]{0,400}>[^<]{0,30000}</(?:\w{1,16}:)?f>)(<(?:\w{1,16}:)?v\s*/>|<(?:\w{1,16}:)?v>"
+                            rb"\s*</(?:\w{1,16}:)?v>)?</(?:\w{1,16}:)?c>")
+_TEXT_RESULT_RE, _CELL_REF_RE = re.compile(rb'\bt="(?:str|s|inlineStr)"'), re.compile(rb'\br="([A-Z]+\d+)"')
+_SHEET_DATA_RE = re.compile(rb"<(\w{1,16}:)?sheetData\b")
+_CARRY = 32 << 10  # bytes before a block kept to find a cell cut at its start (longer than any match)
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 #: Members read whole by the preflight (workbook, relationships): never more than this.
 _SMALL_MEMBER = 16 << 20
@@ -181,6 +190,12 @@ def _stream(handle, info: zipfile.ZipInfo, name: str):
                 except zlib.error:
                     raise XlsxError(_broken(name, f"部件 {info.filename[:80]} 的压缩数据损坏")) from None
                 pending = inflate.unconsumed_tail
+        elif inflate is not None and not inflate.eof:
+            # all input is in, and zlib may still hold output (a match cut where the last block filled): asked
+            # for it until the stream's end; nothing more is a truncated stream, refused below
+            block = inflate.decompress(b"", _BLOCK)
+            if not block:
+                break
         else:
             break
         produced += len(block)
@@ -225,9 +240,10 @@ def _sheets(handle, by_name: dict[str, zipfile.ZipInfo], name: str) -> list[Shee
 
 
 def _check_sheet(handle, info: zipfile.ZipInfo, name: str, sheet: str, limits: Limits) -> None:
-    """A sheet's declared range and its cell references against the limits, streaming."""
+    """A sheet's declared range, cell references and formulas without a result (`_UNCOMPUTED_RE`), streaming."""
     where = f"{name} 的工作表“{sheet[:40]}”"
     cells, tail, first = 0, b"", True
+    uncomputed, first_uncomputed, carry, tags = 0, None, b"", [b"<f", b":f"]
     for block in _stream(handle, info, name):
         data = tail + block
         cut = data.rfind(b"<")
@@ -237,6 +253,9 @@ def _check_sheet(handle, info: zipfile.ZipInfo, name: str, sheet: str, limits: L
             dim = _DIMENSION_RE.search(data[:65536])
             if dim and dim.group(4):
                 _check_range(where, "声明的范围", column_number(dim.group(3)), int(dim.group(4)), limits)
+            found = _SHEET_DATA_RE.search(data)  # the sheet's element prefix (`x:` from some .NET writers)
+            if found:
+                tags = [b"<" + (found.group(1) or b"") + b"f"]
         cells += data.count(b"<c")  # one pass; the few <cols>/<cfRule> it also counts don't matter to a limit
         for letters, row in _WIDE_REF_RE.findall(data):
             _check_range(where, f"单元格 {letters.decode()}{int(row)}", column_number(letters), int(row), limits,
@@ -244,6 +263,22 @@ def _check_sheet(handle, info: zipfile.ZipInfo, name: str, sheet: str, limits: L
         if cells > limits.xlsx_max_cells:
             raise XlsxError(f"{where}含有超过 {limits.xlsx_max_cells:,} 个单元格，超过上限，未读取。"
                             "请确认导出内容，或拆分为 CSV 后重新提交。")
+        # only a block with a formula's tag is searched (most exports hold none; a literal search, where the
+        # pattern over every cell took 5× this whole pass); `carry`, the bytes before the block, holds a cell cut
+        # at the block's start, and a match ending inside it was counted with the block before
+        if any(tag in data or tag in carry for tag in tags):
+            looked = carry + data
+            for match in _UNCOMPUTED_RE.finditer(looked):
+                if match.end() > len(carry) and not (match.group(2) and _TEXT_RESULT_RE.search(match.group(1))):
+                    uncomputed += 1
+                    if first_uncomputed is None:
+                        ref = _CELL_REF_RE.search(match.group(1))
+                        first_uncomputed = ref.group(1).decode() if ref else "?"
+        carry = data[-_CARRY:] if len(data) >= _CARRY else (carry + data)[-_CARRY:]
+    if uncomputed:
+        raise XlsxError(f"{where}有 {uncomputed:,} 个公式单元格没有保存计算结果（如单元格 {first_uncomputed}），"
+                        "读取时这些单元格只能当作空白，数据会丢失，因此未读取。这通常是由程序生成、未经 Excel 打开保存的文件："
+                        "请用 Excel 或 WPS 打开该文件并保存（或将公式所在列复制后“选择性粘贴为数值”）后重新提交。")
 
 
 def _check_range(where: str, what: str, columns: int, rows: int, limits: Limits, area: bool = True) -> None:

@@ -347,6 +347,60 @@ def test_every_sheet_that_carries_the_header_is_read_and_counted_per_sheet(tmp_p
     assert records.filter(pl.col("record_id") == "S19-29")["file"].item() == "名录.xlsx（工作表“第20册”）"
 
 
+def test_a_workbook_whose_formulas_were_never_computed_is_refused_naming_a_cell_until_a_spreadsheet_saves_it(
+        tmp_path, settings):
+    # a registry export written by a program: its code column holds formulas without the results Excel, WPS and
+    # LibreOffice save beside them; read, every such code was empty (a false `missing` on each record)
+    import openpyxl
+    import subprocess
+
+    folder = tmp_path / "extracts" / "editorial"
+    folder.mkdir(parents=True)
+    book = openpyxl.Workbook()
+    book.active.append(HEADER)
+    for row in ROWS:
+        book.active.append([row[0], f'="{row[1][:8]}"&"{row[1][8:]}"', *row[2:]])
+    book.save(folder / "名录.xlsx")
+    records, _, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert report.status == "rejected" and records.height == 0
+    assert "2 个公式单元格没有保存计算结果（如单元格 B2）" in report.reason and "用 Excel 或 WPS 打开该文件并保存" in report.reason
+    if shutil.which("soffice") is None:
+        pytest.skip("no LibreOffice here to save the workbook as a person would")
+    # what the message says to do, done by a real spreadsheet application: it saves each formula's result
+    subprocess.run(["soffice", "--headless", "--convert-to", "xlsx", "--outdir", str(tmp_path / "saved"),
+                    str(folder / "名录.xlsx")], check=True, timeout=180, capture_output=True,
+                   env={**os.environ, "HOME": str(tmp_path)})
+    shutil.move(tmp_path / "saved" / "名录.xlsx", folder / "名录.xlsx")
+    records, _, report = ingest_source(settings.source("editorial"), tmp_path)
+    assert report.status == "ok" and records["uscc_raw"].to_list() == [ROWS[0][1], ROWS[1][1]]
+
+
+def test_every_formula_cell_without_a_result_is_counted_wherever_the_blocks_of_the_sheet_end(monkeypatch):
+    # the sheet is read in blocks: a cell cut across two blocks is counted once, in every shape writers use
+    import io
+    import zipfile
+
+    from checks import xlsx
+    from checks.settings import Limits
+
+    cells = ['<c r="A{n}" t="s"><v>1</v></c>', '<c r="B{n}"><f>A{n}*2</f></c>',  # counted
+             '<c r="C{n}"><f>A{n}</f><v>3</v></c>', '<c r="D{n}"><f t="shared" si="0"/></c>',  # not; counted
+             '<x:c r="E{n}"><x:f>1+1</x:f></x:c>', '<c r="F{n}" t="str"><f>"a"</f><v>a</v></c>',  # counted; not
+             '<c r="G{n}"><f>1</f><v /></c>', '<c r="H{n}" t="str"><f>""</f><v></v></c>']  # counted; not (a "")
+    rows = "".join(f'<row r="{n}">' + "".join(c.format(n=n) for c in cells) + "</row>" for n in range(2, 40))
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/workbook.xml", '<workbook><sheets><sheet name="表" sheetId="1" r:id="rId1"/></sheets></workbook>')
+        z.writestr("xl/_rels/workbook.xml.rels",
+                   '<Relationships><Relationship Id="rId1" Target="worksheets/sheet1.xml"/></Relationships>')
+        z.writestr("xl/worksheets/sheet1.xml", f'<worksheet><sheetData>{rows}</sheetData></worksheet>')
+    for block in (7, 13, 64, 1000, 4 << 20):
+        monkeypatch.setattr(xlsx, "_BLOCK", block)
+        with pytest.raises(xlsx.XlsxError) as refused:
+            xlsx.preflight(data, "名录.xlsx", Limits())
+        assert "有 152 个公式单元格没有保存计算结果（如单元格 B2）" in str(refused.value), block
+
+
 def test_an_empty_code_column_before_the_real_one_is_passed_over_and_the_overview_says_so(tmp_path, settings):
     header = HEADER[:1] + ["统一社会信用代码"] + HEADER[2:] + ["统一社会信用代码"]
     write_csv(tmp_path / "extracts" / "editorial", "a.csv", header, [[r[0], ""] + r[2:] + [r[1]] for r in ROWS])
