@@ -158,25 +158,30 @@ def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, cha
                          description="The overview page of the run (open from the reports folder)")
     create_table_artifact(key="uscc-findings-by-kind", table=stages.findings_table(work),
                           description="Findings by department, kind and status")
-    create_markdown_artifact(
-        key="uscc-overview",
-        markdown=(f"# 统一社会信用代码重错码 {run_date}\n\n"
-                  f"- 待处理问题（错误与警告）：**{result['open_findings']}**\n"
-                  f"- 本期新发现 {changes['new']}，已更正 {changes['fixed']}，重新出现 {changes['reopened']}\n"
-                  f"- 部门反馈文件 {changes['return_files']} 份：受理 {changes['returns_accepted']} 行，"
-                  f"未受理 {changes['returns_rejected']} 行\n"
-                  f"- 检查记录 {counts['records']} 条，发现 {counts['findings']} 条\n"
-                  f"- 被拒收文件：{len(result['rejected'])}；待确认数据：{len(result['held'])}\n"
-                  + "".join(f"  - {k}：{v}\n" for k, v in {**result["rejected"], **result["held"]}.items())
-                  + "".join(f"- 整份未受理的反馈文件：{h['source']}/{h['file']}（{h['reason']}）\n"
-                            for h in result.get("returns_refused", []))
-                  + f"\n[打开总览]({overview})\n"),
-        description="USCC Steward nightly summary")
+    create_markdown_artifact(key="uscc-overview", markdown=summary_markdown(run_date, result, counts, changes, overview),
+                             description="USCC Steward nightly summary")
     create_table_artifact(
         key="uscc-sources",
         table=[{k: s[k] for k in ("key", "name", "status", "file", "rows_read", "rows_checked",
                                   "rows_quarantined", "rows_blank", "reason")} for s in sources],
         description="Row accounting per source")
+
+
+def summary_markdown(run_date: str, result: dict, counts: dict, changes: dict, overview: str) -> str:
+    """The run's summary as the operator reads it in Prefect's UI (the `uscc-overview` artifact)."""
+    return (f"# 统一社会信用代码重错码 {run_date}\n\n"
+            f"- 待处理问题（错误与警告）：**{result['open_findings']}**\n"
+            f"- 本期新发现 {changes['new']}，已更正 {changes['fixed']}，重新出现 {changes['reopened']}\n"
+            f"- 部门反馈文件 {changes['return_files']} 份：受理 {changes['returns_accepted']} 行，"
+            f"未受理 {changes['returns_rejected']} 行\n"
+            f"- 检查记录 {counts['records']} 条，发现 {counts['findings']} 条\n"
+            f"- 被拒收文件：{len(result['rejected'])}；待确认数据：{len(result['held'])}\n"
+            + "".join(f"  - {k}：{v}\n" for k, v in {**result["rejected"], **result["held"]}.items())
+            + "".join(f"- 整份未受理的反馈文件：{h['source']}/{h['file']}（{h['reason']}）\n"
+                      for h in result.get("returns_refused", []))
+            + "".join(f"- 留待下次运行处理的反馈文件（本次运行期间仍在写入或在运行开始后才放入）："
+                      f"{h['source']}/{h['file']}\n" for h in result.get("returns_deferred", []))
+            + f"\n[打开总览]({overview})\n")
 
 
 if __name__ == "__main__":

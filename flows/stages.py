@@ -330,7 +330,7 @@ def complete_night(settings: Settings, data_dir: Path, work: WorkFolder, run_dat
 
 def result_of(folder: Path, sources: list[dict], changes: dict, handled: list[dict] = ()) -> dict:
     """What the run tells its caller; the open count is the ledger's. Returned files refused whole are
-    named (the department gets its receipt; they do not fail the night)."""
+    named (the department gets its receipt; they do not fail the night), and those left for the next night."""
     return {
         "run_date": folder.name,
         "overview": str(folder / "index.html"),
@@ -341,6 +341,8 @@ def result_of(folder: Path, sources: list[dict], changes: dict, handled: list[di
         "returns": {k: changes.get(k, 0) for k in ("returns_accepted", "returns_rejected", "return_files")},
         "returns_refused": [{"source": h["source"], "file": h["file"], "reason": h["reason"]}
                             for h in handled if h["outcome"] == "rejected"],
+        # still arriving when they were judged: left where they are for the next night
+        "returns_deferred": [{"source": h["source"], "file": h["file"]} for h in handled if h["outcome"] == "deferred"],
     }
 
 

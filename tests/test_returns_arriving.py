@@ -19,6 +19,7 @@ from checks.catalog import WorkFolder
 from checks.return_file import STILL_ARRIVING
 from checks.returns import apply_waiting_returns, archive_path, deferred_files, note_deferred, note_waiting, seen_at_start
 from checks.settings import load_settings
+from flows.nightly import summary_markdown
 from flows.stages import run_all
 from tests.test_loop import fill_csv, load
 
@@ -56,8 +57,13 @@ def test_a_returned_form_still_being_copied_waits_and_is_judged_whole_the_next_n
     try:
         assert copy.stdout.readline().strip() == "started"
         said: list[str] = []
-        run_all(sample_copy, run_date=NIGHT2, say=said.append)
+        result = run_all(sample_copy, run_date=NIGHT2, say=said.append)
         assert copy.poll() is None, "the copy ended before the night judged the returned files"
+        # the run's result names it, and so does the summary an operator reads in Prefect's UI
+        assert result["returns_deferred"] == [{"source": "market", "file": "反馈.csv"}]
+        summary = summary_markdown(NIGHT2, result, {"records": 1, "findings": 1}, {**result["returns"], "new": 0,
+                                   "fixed": 0, "reopened": 0}, "file:///x")
+        assert "留待下次运行处理的反馈文件（本次运行期间仍在写入或在运行开始后才放入）：market/反馈.csv" in summary
         db = sample_copy / "state" / "steward.sqlite3"
         assert ledger.returns_of_night(db, NIGHT2) == []  # nothing judged, nothing recorded
         assert [line for line in said if "反馈.csv" in line] == [f"反馈 market/反馈.csv：{STILL_ARRIVING}"]
