@@ -66,7 +66,7 @@ def detect_encoding(data: bytes, name: str = "文件") -> tuple[str, str | None]
             raise TextFileError(_bad_bytes(name, "UTF-16", f"第 {line:,} 行（文件第 {exc.start + 1:,} 字节）")) from None
     head = data[:65536]
     if b"\x00" in head:
-        utf16 = _utf16_without_bom(data, head)
+        utf16 = _utf16_without_bom(data, head, name)
         if utf16 is not None:
             return utf16
         if _binary_head(head):
@@ -88,17 +88,25 @@ def detect_encoding(data: bytes, name: str = "文件") -> tuple[str, str | None]
     return "gb18030", text
 
 
-def _utf16_without_bom(data: bytes, head: bytes) -> tuple[str, str] | None:
+def _utf16_without_bom(data: bytes, head: bytes, name: str) -> tuple[str, str] | None:
     """UTF-16 LE or BE without a BOM: the NUL bytes of ASCII text (digits, delimiters, line
-    breaks) fall on one side of each byte pair; Chinese characters rarely have one (U+4E00 一)."""
+    breaks) fall on one side of each byte pair; Chinese characters rarely have one (U+4E00 一).
+
+    Such a file that does not decode (cut short, half a character pair) is refused naming the line and byte, as
+    one with a BOM is: it was called binary, and the clerk looked for the wrong fault."""
     even, odd = head[0::2].count(0), head[1::2].count(0)
-    if len(head) < 4 or len(data) % 2 or max(even, odd) < len(head) // 16 or min(even, odd) > max(even, odd) // 10:
+    if len(head) < 4 or max(even, odd) < len(head) // 16 or min(even, odd) > max(even, odd) // 10:
         return None
     encoding = "utf-16-le" if odd > even else "utf-16-be"
     try:
         text = data.decode(encoding)
-    except UnicodeDecodeError:
-        return None
+    except UnicodeDecodeError as exc:
+        readable = data[:exc.start].decode(encoding, errors="replace")
+        if "\x00" in readable[:32768] or _looks_binary(readable):
+            return None  # not text in the first place
+        where = f"第 {line_breaks(readable) + 1:,} 行（文件第 {exc.start + 1:,} 字节）"
+        raise TextFileError(f"{name} 看来是 UTF-16 编码（无 BOM）的文本，但{where}处无法解码，文件可能已损坏或被截断。"
+                            "请重新导出后提交。") from None
     if "\x00" in text[:32768] or _looks_binary(text):
         return None
     return encoding, text

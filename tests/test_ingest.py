@@ -123,14 +123,17 @@ def test_a_damaged_utf16_file_names_the_line_and_byte_where_it_breaks(tmp_path, 
     rows = "机构编号\t统一社会信用代码\t机构名称\r\n" + "".join(f"BB{i:03d}\t12230400MA1C4B0P68\t鹤岗市第一中学\r\n"
                                                         for i in range(6))
     path = tmp_path / "damaged.csv"
-    for bom, encoding in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+    # with a BOM, and without one (Excel's "Unicode text" has one; other exporters write none): without, the same
+    # file was called binary ("含有二进制内容（NUL 字节），不是文本文件")
+    for bom, encoding in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"), (b"", "utf-16-le"),
+                          (b"", "utf-16-be")):
         data = bom + rows.encode(encoding)
         for damaged in (data + "\ud800".encode(encoding, "surrogatepass") + "A".encode(encoding), data + b"A"):
             path.write_bytes(damaged)
             with pytest.raises(IngestError) as err:
                 read_csv(path)
-            assert f"第 8 行（文件第 {len(data) + 1:,} 字节）处无法解码" in str(err.value), encoding  # counted from 1
-            assert "damaged.csv" in str(err.value) and "UTF-16" in str(err.value)
+            assert f"第 8 行（文件第 {len(data) + 1:,} 字节）处无法解码" in str(err.value), (bom, encoding)  # from 1
+            assert "damaged.csv" in str(err.value) and "UTF-16" in str(err.value) and "二进制" not in str(err.value)
 
 
 def test_a_file_neither_utf8_nor_gbk_names_the_line_and_byte_where_it_breaks(tmp_path, editorial):
