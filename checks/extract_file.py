@@ -25,6 +25,7 @@ import polars as pl
 from checks import xlsx
 from checks.beside import Beside
 from checks.data_files import IngestError, _fd_path, open_regular
+from checks.formula_cells import uncomputed_reason
 from checks.settings import REQUIRED_FIELDS, Limits, Source
 from checks.textfile import TextFileError, detect_encoding, quote, sniff_delimiter
 from validators.tables import TRIM_CHARS
@@ -309,7 +310,7 @@ def read_xlsx(path: Path, source: Source, limits: Limits | None = None, name: st
         size = os.fstat(handle.fileno()).st_size
         if size > limits.max_file_bytes:
             raise IngestError(f"{name} 有 {size / (1 << 30):.1f} GB，超过上限，未读取。请确认导出内容后重新提交。")
-        declared = {s.name: s.member for s in xlsx.preflight(handle, name, limits)}
+        declared = {s.name: s for s in xlsx.preflight(handle, name, limits)}
         sheets = xlsx.read_sheets(handle.fileno(), name, limits)
         tables, tried, skipped = [], [], []
         for sheet in sheets:
@@ -321,7 +322,10 @@ def read_xlsx(path: Path, source: Source, limits: Limits | None = None, name: st
                 header = ["" if v is None else str(v) for v in top.row(r)]
                 index, _ = _field_index(header, source)
                 if not _missing_required(index, source):
-                    xml = _member(handle, declared.get(sheet.name))
+                    found = declared.get(sheet.name)
+                    if found is not None and found.uncomputed:  # data read as empty cells: refused, named
+                        raise IngestError(uncomputed_reason(name, sheet.name, found.uncomputed, found.first_uncomputed))
+                    xml = _member(handle, found.member if found is not None else None)
                     tables.append(_sheet_table(sheet, r, header, index["uscc"], xml))
                     break
             else:

@@ -22,6 +22,7 @@ import polars as pl
 
 from checks import xlsx
 from checks.form import ANSWER_COLUMNS, READ_ONLY, RECOVERABLE
+from checks.formula_cells import uncomputed_reason
 from checks.ingest import HEADER_SEARCH_ROWS, entry_refusal, folder_refusal, list_folder, name_refusal
 from checks.settings import Limits
 from checks.textfile import TextFileError, decode, line_breaks, quote, sniff_delimiter
@@ -87,6 +88,9 @@ def read_return(path: Path, limits: Limits | None = None) -> pl.DataFrame:
             for at in range(min(frame.height, HEADER_SEARCH_ROWS)):
                 header = [clean_cell(v) for v in frame.row(at)]
                 if KEY in header:
+                    if workbook_sheet.uncomputed:  # answers read as empty cells: refused, named
+                        raise ReturnFormError(uncomputed_reason(quote(path.name, 120), sheet, workbook_sheet.uncomputed,
+                                                                workbook_sheet.first_uncomputed))
                     xml = xlsx.sheet_xml(path, sheet)
                     first = xlsx.first_used_row(xml) if xml is not None else 1
                     numeric = set()

@@ -28,13 +28,14 @@ import sys
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import polars as pl
 
 from checks import frame_files
+from checks.formula_cells import UncomputedCells
 from checks.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,6 @@ _FIRST_ROW_RE = re.compile(rb'<row\b[^>]*?\br="(\d+)"[^>]*>(?:(?!</row>).)*?<(?:
 _DIMENSION_RE = re.compile(rb'<dimension\b[^>]*?\bref="([A-Za-z]*)(\d*)(?::([A-Za-z]+)(\d+))?"')
 #: Cell references past column ZZ (703+): rare enough to look at each one (a literal first, for speed).
 _WIDE_REF_RE = re.compile(rb'r="([A-Z]{3,})(\d+)"')
-#: A formula cell without its result: Excel, WPS and LibreOffice save each formula's result in `<v>` beside it; a
-#: program that writes formulas without computing them (openpyxl, say) leaves no `<v>` or an empty one, and the
-#: reader would take the cell as empty. An empty `<v>` is a result only for text (`t="str"`: a formula giving "").
-_UNCOMPUTED_RE = re.compile(rb"<(?:\w{1,16}:)?c\b([^>]{0,400})>(?:<(?:\w{1,16}:)?f\b[^>]{0,400}/>|<(?:\w{1,16}:)?f\b"
-                            rb"[^>]{0,400}>[^<]{0,30000}</(?:\w{1,16}:)?f>)(<(?:\w{1,16}:)?v\s*/>|<(?:\w{1,16}:)?v>"
-                            rb"\s*</(?:\w{1,16}:)?v>)?</(?:\w{1,16}:)?c>")
-_TEXT_RESULT_RE, _CELL_REF_RE = re.compile(rb'\bt="(?:str|s|inlineStr)"'), re.compile(rb'\br="([A-Z]+\d+)"')
-_SHEET_DATA_RE = re.compile(rb"<(\w{1,16}:)?sheetData\b")
-_CARRY = 32 << 10  # bytes before a block kept to find a cell cut at its start (longer than any match)
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 #: Members read whole by the preflight (workbook, relationships): never more than this.
 _SMALL_MEMBER = 16 << 20
@@ -76,6 +68,8 @@ class XlsxError(ValueError):
 class Sheet:
     name: str
     member: str | None  # the worksheet XML inside the zip, when the workbook says where
+    uncomputed: int = 0  # formula cells without a saved result (`_UNCOMPUTED_RE`)
+    first_uncomputed: str | None = None  # the first one's reference (B2)
 
 
 # --------------------------------------------------------------------------- preflight (no parser)
@@ -107,10 +101,10 @@ def preflight(handle: BinaryIO, name: str, limits: Limits) -> list[Sheet]:
     if len(sheets) > limits.xlsx_max_sheets:
         raise XlsxError(f"{name} 有 {len(sheets)} 个工作表，超过上限 {limits.xlsx_max_sheets} 个，未读取。"
                         "请只保留数据所在的工作表后重新提交。")
-    for sheet in sheets:
+    for i, sheet in enumerate(sheets):
         info = by_name.get(sheet.member or "")
         if info is not None:
-            _check_sheet(handle, info, name, sheet.name, limits)
+            sheets[i] = _check_sheet(handle, info, name, sheet, limits)
     strings = by_name.get("xl/sharedStrings.xml")
     if strings is not None:
         count = sum(block.count(b"<si>") + block.count(b"<si ") for block in _stream(handle, strings, name))
@@ -239,11 +233,11 @@ def _sheets(handle, by_name: dict[str, zipfile.ZipInfo], name: str) -> list[Shee
     return list(sheets.values())
 
 
-def _check_sheet(handle, info: zipfile.ZipInfo, name: str, sheet: str, limits: Limits) -> None:
-    """A sheet's declared range, cell references and formulas without a result (`_UNCOMPUTED_RE`), streaming."""
-    where = f"{name} 的工作表“{sheet[:40]}”"
-    cells, tail, first = 0, b"", True
-    uncomputed, first_uncomputed, carry, tags = 0, None, b"", [b"<f", b":f"]
+def _check_sheet(handle, info: zipfile.ZipInfo, name: str, sheet: Sheet, limits: Limits) -> Sheet:
+    """A sheet's declared range and cell references against the limits, streaming; the sheet with its formula
+    cells without a result counted (`_UNCOMPUTED_RE`: refused only where the sheet is read as data)."""
+    where = f"{name} 的工作表“{sheet.name[:40]}”"
+    cells, tail, first, formulas = 0, b"", True, UncomputedCells()
     for block in _stream(handle, info, name):
         data = tail + block
         cut = data.rfind(b"<")
@@ -253,9 +247,6 @@ def _check_sheet(handle, info: zipfile.ZipInfo, name: str, sheet: str, limits: L
             dim = _DIMENSION_RE.search(data[:65536])
             if dim and dim.group(4):
                 _check_range(where, "声明的范围", column_number(dim.group(3)), int(dim.group(4)), limits)
-            found = _SHEET_DATA_RE.search(data)  # the sheet's element prefix (`x:` from some .NET writers)
-            if found:
-                tags = [b"<" + (found.group(1) or b"") + b"f"]
         cells += data.count(b"<c")  # one pass; the few <cols>/<cfRule> it also counts don't matter to a limit
         for letters, row in _WIDE_REF_RE.findall(data):
             _check_range(where, f"单元格 {letters.decode()}{int(row)}", column_number(letters), int(row), limits,
@@ -263,22 +254,8 @@ def _check_sheet(handle, info: zipfile.ZipInfo, name: str, sheet: str, limits: L
         if cells > limits.xlsx_max_cells:
             raise XlsxError(f"{where}含有超过 {limits.xlsx_max_cells:,} 个单元格，超过上限，未读取。"
                             "请确认导出内容，或拆分为 CSV 后重新提交。")
-        # only a block with a formula's tag is searched (most exports hold none; a literal search, where the
-        # pattern over every cell took 5× this whole pass); `carry`, the bytes before the block, holds a cell cut
-        # at the block's start, and a match ending inside it was counted with the block before
-        if any(tag in data or tag in carry for tag in tags):
-            looked = carry + data
-            for match in _UNCOMPUTED_RE.finditer(looked):
-                if match.end() > len(carry) and not (match.group(2) and _TEXT_RESULT_RE.search(match.group(1))):
-                    uncomputed += 1
-                    if first_uncomputed is None:
-                        ref = _CELL_REF_RE.search(match.group(1))
-                        first_uncomputed = ref.group(1).decode() if ref else "?"
-        carry = data[-_CARRY:] if len(data) >= _CARRY else (carry + data)[-_CARRY:]
-    if uncomputed:
-        raise XlsxError(f"{where}有 {uncomputed:,} 个公式单元格没有保存计算结果（如单元格 {first_uncomputed}），"
-                        "读取时这些单元格只能当作空白，数据会丢失，因此未读取。这通常是由程序生成、未经 Excel 打开保存的文件："
-                        "请用 Excel 或 WPS 打开该文件并保存（或将公式所在列复制后“选择性粘贴为数值”）后重新提交。")
+        formulas.feed(data)
+    return replace(sheet, uncomputed=formulas.count, first_uncomputed=formulas.first)
 
 
 def _check_range(where: str, what: str, columns: int, rows: int, limits: Limits, area: bool = True) -> None:
@@ -303,6 +280,8 @@ def column_number(letters: bytes) -> int:
 class SheetCells:
     name: str
     cells: pl.DataFrame | None  # every cell as a string (column_0 …), None if the sheet can't be read
+    uncomputed: int = 0  # formula cells without a saved result (`Sheet`; set by `read_workbook`)
+    first_uncomputed: str | None = None
 
 
 class ParserAborted(XlsxError):
@@ -381,8 +360,9 @@ def read_workbook(path: Path, name: str | None = None, limits: Limits | None = N
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise XlsxError(f"{name} 不是普通文件，为安全起见不读取。")
-        preflight(handle, name, limits)
-        return read_sheets(fd, name, limits)
+        declared = {s.name: s for s in preflight(handle, name, limits)}
+        return [replace(c, uncomputed=declared[c.name].uncomputed, first_uncomputed=declared[c.name].first_uncomputed)
+                if c.name in declared else c for c in read_sheets(fd, name, limits)]
 
 
 # --------------------------------------------------------------------------- in-process helpers

@@ -204,6 +204,20 @@ def test_a_form_without_its_key_columns_is_refused_with_the_columns_found(tmp_pa
         read_return(empty)
 
 
+def test_a_form_whose_answers_are_formulas_never_computed_is_refused_naming_a_cell(tmp_path):
+    # a form filled by a script: its 更正后代码 written as formulas without results read as empty answers
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = "更正清单"
+    book.active.append(["问题编号", "记录编号", "名称", "当前代码", "处理结果", "更正后代码", "处理说明"])
+    book.active.append(["f1", "M1", "甲公司", "91230402MA1B2C3D4Y", "已更正", '="91230402"&"MA1B2C3D4X"', ""])
+    book.create_sheet("填写说明")["A1"] = "=1+1"  # not the form's sheet: not what refuses it
+    book.save(tmp_path / "回复.xlsx")
+    with pytest.raises(ReturnFormError, match="工作表“更正清单”有 1 个公式单元格没有保存计算结果（如单元格 F2）"):
+        read_return(tmp_path / "回复.xlsx")
+
+
 HEADER = "问题编号,记录编号,名称,当前代码,处理结果,更正后代码,处理说明\r\n"
 
 
