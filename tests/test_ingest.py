@@ -422,13 +422,15 @@ def test_only_a_sheet_read_as_data_is_refused_for_formulas_without_results(tmp_p
 
 
 def test_a_sheet_of_cell_tags_without_end_is_judged_at_once(tmp_path):
-    # 16 KB of `<c<c<c…<f`, a formula's tag in every block: the pattern looking for formulas without a result
-    # scanned 400 bytes back from each `<c` (a minute for this file, hours for one within the limits)
+    # 17 KB of `<c<c<c…<f>1</f></c>`, a formula's tag and a cell's end in every block: the pattern looking for
+    # formulas without a result scanned 400 bytes on from each `<c` (a minute for this file, hours for one within
+    # the limits)
     import subprocess
     import sys
     import zipfile
 
-    sheet = b'<worksheet><sheetData><row r="1">' + (b"<c" * (1 << 19) + b"<f") * 16 + b"</row></sheetData></worksheet>"
+    sheet = b'<worksheet><sheetData><row r="1">' + (b"<c" * (1 << 19) + b"<f>1</f></c>") * 16 + \
+        b"</row></sheetData></worksheet>"
     path = tmp_path / "cpu.xlsx"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("xl/workbook.xml", '<workbook><sheets><sheet name="t" sheetId="1" r:id="rId1"/></sheets></workbook>')
