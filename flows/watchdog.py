@@ -65,14 +65,16 @@ def marked_servers(mark: str) -> list[int]:
     return found
 
 
-def stop(pids: list[int]) -> None:
-    """SIGTERM to each, SIGKILL to those still running after `GRACE` seconds."""
+def stop(mark: str) -> None:
+    """SIGTERM to each Prefect server carrying `mark`, SIGKILL to those still carrying it after `GRACE` seconds
+    (looked up again: a process id freed meanwhile may be another process's)."""
+    pids = marked_servers(mark)
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + GRACE
     while time.monotonic() < deadline and any(_running(pid) for pid in pids):
         time.sleep(0.1)
-    for pid in pids:
+    for pid in marked_servers(mark) if pids else ():
         if _running(pid):
             _signal(pid, signal.SIGKILL)
 
@@ -95,7 +97,7 @@ def main(mark: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the run's end ends the watch
     while os.read(0, 4096):  # nothing is ever written: b"" when the run's end of the pipe is closed
         pass
-    stop(marked_servers(mark))
+    stop(mark)
 
 
 if __name__ == "__main__":

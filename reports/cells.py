@@ -128,7 +128,9 @@ def list_rows(findings: pl.DataFrame, page_size: int, built: pl.DataFrame | None
     if built is None or built.height == 0:
         pieces = row_pieces(findings)
     else:
-        pieces = findings.select("finding_id").join(built, on="finding_id", how="left", maintain_order="left")
+        # one row per finding in `built` (a finding id twice would repeat a row): checked, not assumed
+        pieces = findings.select("finding_id").join(built, on="finding_id", how="left", maintain_order="left",
+                                                    validate="m:1")
         missing = pieces["head"].is_null().arg_true()
         if len(missing):
             fresh = row_pieces(findings[missing])

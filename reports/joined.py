@@ -17,6 +17,8 @@ __all__ = ["joined_utf8"]
 
 def joined_utf8(column: pl.Series) -> bytes:
     """`column.str.join("")` as UTF-8 bytes (a null value adds nothing, as `str.join` leaves it out)."""
+    if column.dtype != pl.String:  # a categorical column, say: its text, not its dictionary's codes
+        column = column.cast(pl.String)
     if column.null_count():
         column = column.fill_null("")  # a null slot's bytes in the buffer are not its value
     array = column.to_arrow(compat_level=pl.CompatLevel.oldest())  # one chunk, `large_string`

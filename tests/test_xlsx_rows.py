@@ -46,7 +46,7 @@ def test_the_rows_are_the_xml_xlsxwriter_writes_for_the_same_text(tmp_path, valu
 
 def test_a_columns_texts_joined_as_bytes_are_its_texts_joined_then_encoded():
     # `reports.joined` reads the bytes out of the column's Arrow buffers: slices, several chunks, nulls,
-    # characters of one to four bytes
+    # characters of one to four bytes, a categorical column
     rng = random.Random(1)
     alphabet = ["a", "鹤", "😀", "", "<&>", "\x00", "e\u0301"]
     for _ in range(300):
@@ -58,7 +58,8 @@ def test_a_columns_texts_joined_as_bytes_are_its_texts_joined_then_encoded():
             column = column.slice(2, n - 3)
         if rng.random() < 0.3:
             column = pl.concat([column, pl.Series(["尾", None, "x"])], rechunk=False)
-        assert joined_utf8(column) == (column.str.join("").item().encode() if column.len() else b""), values
+        expected = column.str.join("").item().encode() if column.len() else b""
+        assert joined_utf8(column) == expected and joined_utf8(column.cast(pl.Categorical)) == expected, values
 
 
 def test_text_that_looks_like_rich_text_markup_stays_text():
