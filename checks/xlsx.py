@@ -68,7 +68,7 @@ class XlsxError(ValueError):
 class Sheet:
     name: str
     member: str | None  # the worksheet XML inside the zip, when the workbook says where
-    uncomputed: int = 0  # formula cells without a saved result (`_UNCOMPUTED_RE`)
+    uncomputed: int = 0  # formula cells without a saved result (`checks.formula_cells`)
     first_uncomputed: str | None = None  # the first one's reference (B2)
 
 
@@ -235,7 +235,7 @@ def _sheets(handle, by_name: dict[str, zipfile.ZipInfo], name: str) -> list[Shee
 
 def _check_sheet(handle, info: zipfile.ZipInfo, name: str, sheet: Sheet, limits: Limits) -> Sheet:
     """A sheet's declared range and cell references against the limits, streaming; the sheet with its formula
-    cells without a result counted (`_UNCOMPUTED_RE`: refused only where the sheet is read as data)."""
+    cells without a result counted (`checks.formula_cells`: refused only where the sheet is read as data)."""
     where = f"{name} 的工作表“{sheet.name[:40]}”"
     cells, tail, first, formulas = 0, b"", True, UncomputedCells()
     for block in _stream(handle, info, name):
