@@ -32,21 +32,22 @@ from checks.ledger_schema import connect, connect_read_only
 DATA_DIR_ID = "state/data-dir.id"
 
 
-def _no_table(exc: sqlite3.OperationalError) -> bool:
-    """A table a ledger of an older version (or an emptied file) does not have yet; any other error is raised."""
-    return str(exc).startswith("no such table")
+def _value(db: Path, sql: str) -> str | None:
+    """The first column of the query's first row, read only; None without a row, or when the ledger has no such
+    table yet (an older version's ledger, an emptied file). Any other error is raised."""
+    with closing(connect_read_only(db)) as conn:
+        try:
+            row = conn.execute(sql).fetchone()
+        except sqlite3.OperationalError as exc:
+            if not str(exc).startswith("no such table"):
+                raise
+            return None
+    return row[0] if row else None
 
 
 def ledger_id(db: Path) -> str | None:
     """The id of the data directory the ledger belongs to; None when it has none yet. Read only."""
-    with closing(connect_read_only(db)) as conn:
-        try:
-            row = conn.execute("SELECT id FROM home LIMIT 1").fetchone()
-        except sqlite3.OperationalError as exc:
-            if not _no_table(exc):
-                raise
-            return None
-    return row[0] if row else None
+    return _value(db, "SELECT id FROM home LIMIT 1")
 
 
 def directory_id(data_dir: Path) -> str | None:
@@ -61,13 +62,7 @@ def directory_id(data_dir: Path) -> str | None:
 def newest_completed_night(db: Path) -> str | None:
     """The newest night that completed on this ledger (its report folder published); None before the first (an
     empty file has no tables). Read only."""
-    with closing(connect_read_only(db)) as conn:
-        try:
-            return conn.execute("SELECT MAX(run_date) FROM runs WHERE finished_at IS NOT NULL").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if not _no_table(exc):
-                raise
-            return None
+    return _value(db, "SELECT MAX(run_date) FROM runs WHERE finished_at IS NOT NULL")
 
 
 def inside(db: Path, data_dir: Path) -> bool:
