@@ -145,7 +145,12 @@ def scored_pairs(frame: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame,
     (`checks.detect` runs the record level beside it)."""
     pairs = candidate_pairs(frame, neighbor_pairs(frame))
     shared = shared_codes_of(frame)  # before the scored pairs exist: after them, at 10^7 it peaked 1 GB higher
-    return score_pairs(frame, pairs, settings.city.name_prefixes), shared
+    # what the findings read of them, not both records' evidence (held through the findings across records)
+    return score_pairs(frame, pairs, settings.city.name_prefixes).select(SCORED_COLUMNS), shared
+
+
+#: What the findings across records read of a scored pair (`cross_decided`, `checks.linking.build_groups`).
+SCORED_COLUMNS = ("a", "b", "score", "same", "reason", "blocks")
 
 
 def cross_from(frame: pl.DataFrame, settings: Settings, involved: set[int], pairs: pl.DataFrame,
@@ -164,8 +169,7 @@ def cross_decided(frame: pl.DataFrame, settings: Settings, involved: set[int], s
     records whose findings' repairs read their row (`checks.repairs.READS_ROW`); rows are kept as dicts only for
     those and for the records in a pair or sharing a code (at a province, a row per finding was gigabytes).
     """
-    links = {(r["a"], r["b"]): r for r in row_dicts(scored.select("a", "b", "score", "same", "reason", "blocks"),
-                                                    repeated=("blocks",))}
+    links = {(r["a"], r["b"]): r for r in row_dicts(scored.select(SCORED_COLUMNS), repeated=("blocks",))}
     indexes = involved | {i for pair in links for i in pair} | {i for ids in shared_codes.values() for i in ids}
     ctx = Context(frame, settings, row_store(frame, indexes), build_groups(scored), links, shared_codes)
     findings: list[RecordFinding] = []

@@ -56,7 +56,9 @@ def in_block(key: str, member: str = "idx") -> pl.Expr:
 def pairs_within(frame: pl.DataFrame, key: str, *, different_code: bool, block: str) -> pl.DataFrame:
     """Index pairs (a < b) of records sharing `key`."""
     keyed = frame.select(list(dict.fromkeys(["idx", key, "code"])))  # never copy the wide frame
-    keyed = repeated(keyed.filter(pl.col(key) != ""), key)
+    # the empty key is no key: dropped from the repeated rows (the keys another row holds are the same without them),
+    # not from the whole frame first (a copy of it: at 10^7, hundreds of MB more held)
+    keyed = repeated(keyed, key).filter(pl.col(key) != "")
     if keyed.height == 0:
         return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "block": pl.String})
     keyed = keyed.filter(in_block(key))
@@ -79,9 +81,9 @@ def fuzzy_rep_pairs(frame: pl.DataFrame) -> pl.DataFrame:
     of the name. A link across different codes needs the 字号 and the whole name to
     agree at 85 or more (`decide`), which such names do at both ends.
     """
-    keyed = frame.select("idx", "code", "rep", "name_core").filter(
-        pl.col("rep").is_not_null() & (pl.col("rep") != "") & (pl.col("name_core").str.len_chars() >= 4)
-    ).with_columns(_block=rep_block_expr())
+    # the block key of every record (null where it has none) rather than the records with one copied first
+    eligible = pl.col("rep").is_not_null() & (pl.col("rep") != "") & (pl.col("name_core").str.len_chars() >= 4)
+    keyed = frame.select("idx", "code", _block=pl.when(eligible).then(rep_block_expr()))
     pairs = pairs_within(keyed, "_block", different_code=True, block="rep")
     if pairs.height == 0:
         return pairs
@@ -127,8 +129,10 @@ def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame, prefixes: tuple[str, .
     """Evidence of every pair and the decision "same entity" with its reason (`prefixes`: the city's name
     prefixes, `normalize_name_expr`)."""
     cols = ["idx", "code", "name_norm", "name_core", "rep", "address_norm", "established", "org", "weak", "source"]
-    # addresses are compared for the records in a pair only: normalizing every address took a tenth of detection
-    paired = frame.filter(pl.col("idx").is_in(pl.concat([pairs["a"], pairs["b"]]).unique().implode())) \
+    # addresses are compared for the records in a pair only: normalizing every address took a tenth of detection;
+    # only the columns compared are taken of them (the wide frame's rows were copied whole)
+    paired = frame.select(*[c for c in cols if c != "address_norm"], "address") \
+        .filter(pl.col("idx").is_in(pl.concat([pairs["a"], pairs["b"]]).unique().implode())) \
         .with_columns(address_norm=normalize_name_expr(pl.col("address"), prefixes))
     left = paired.select(cols)
     right = paired.select(cols).rename({c: f"{c}_b" for c in cols})
@@ -143,10 +147,13 @@ def score_pairs(frame: pl.DataFrame, pairs: pl.DataFrame, prefixes: tuple[str, .
     joined = joined.with_columns(score=pl.Series(name_score, dtype=pl.Float64),
                                  address_score=pl.Series(address_score, dtype=pl.Float64))
     same, reasons = [], []
-    for r in row_dicts(joined.select(_DECIDE_READS)):
-        decision, reason = decide(r)
-        same.append(decision)
-        reasons.append(reason)
+    decided = joined.select(_DECIDE_READS)
+    # a slice's rows as dicts at a time: every row's values as Python objects at once were 0.9 GB at 10^7
+    for start in range(0, decided.height, _DECIDED_AT_ONCE):
+        for r in row_dicts(decided.slice(start, _DECIDED_AT_ONCE)):
+            decision, reason = decide(r)
+            same.append(decision)
+            reasons.append(reason)
     return joined.with_columns(same=pl.Series(same, dtype=pl.Boolean), reason=pl.Series(reasons, dtype=pl.String))
 
 
@@ -168,6 +175,8 @@ def _shared(values: list) -> list:
     return [one.setdefault(v, v) for v in values]
 
 
+#: Pairs whose values `score_pairs` holds as Python objects at once.
+_DECIDED_AT_ONCE = 50_000
 #: What `decide` reads of a scored pair.
 _DECIDE_READS = ("name_norm", "name_norm_b", "name_core", "name_core_b", "score", "rep", "rep_b", "address_norm",
                  "address_norm_b", "address_score", "established", "established_b", "code", "code_b", "org",
