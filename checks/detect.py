@@ -22,7 +22,7 @@ import time
 import polars as pl
 
 from checks.beside import Beside
-from checks.cross_record import Context, cross_decided, scored_pairs
+from checks.cross_record import DICT_COLUMNS, Context, cross_decided, scored_pairs
 from checks.findings import FINDING_SCHEMA, RECORD_COLUMNS, RecordFinding, to_frame
 from checks.register import PREPARED_COLUMNS
 from checks.repairs import READS_ROW, attach_formatting_fixes, attach_repairs
@@ -61,8 +61,11 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     if records.height == 0:
         return pl.DataFrame(schema=FINDING_SCHEMA), prepare(records, settings).select(KEPT_COLUMNS)
     clock = _Clock(stats)
-    frame = prepare(records, settings)
+    # handed over in turn: the prepared records are new columns (the records' row groups made one chunk), and with
+    # the records kept here through `prepare` a province's detection peaked there (6.4 → 4.8 GB at 10^7)
+    handed = [records]
     del records
+    frame = prepare(handed.pop(), settings)
     clock.lap("prepare (validate + keys)")
     # the record level is Python over every flagged code, on a second thread beside the findings in context and
     # the candidate pairs, polars for the most part, which let go of Python's lock (at 10^7, 75 → 67 s together)
@@ -72,19 +75,26 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
         scored, shared = scored_pairs(frame, settings)
         findings = record.result() + context
     clock.lap("pairs scored, the record level beside them")
+    # the addresses, names' cores and other keys are read: let go of before the rows and links become dicts (at
+    # 10^7, 1.1 GB of the 7.4 GB this stage peaked at)
+    frame = frame.select(_CROSS_COLUMNS)
     cross, ctx = cross_decided(frame, settings, {f.idx for f in findings if f.kind in READS_ROW}, scored, shared)
     del scored, shared, context  # held by nothing else (`ctx` keeps the shared codes until it is released)
     frame = ctx.frame = frame.select(KEPT_COLUMNS)  # linking has read the addresses, compared names and keys
     clock.lap("across records")
     attach_repairs(findings, ctx)
     findings += cross
+    del cross
     attach_formatting_fixes(findings, ctx)
     clock.lap("repairs")
     if stats is not None:
         stats["pairs"] = len(ctx.links)
         stats["same_links"] = sum(1 for link in ctx.links.values() if link["same"])
     ctx.release()
-    result = to_frame(findings, ctx.frame, ctx.settings.source_names)
+    # handed over: `to_frame` lets go of the findings as objects once it has their columns
+    handed = [findings]
+    del findings
+    result = to_frame(handed.pop(), ctx.frame, ctx.settings.source_names)
     clock.lap("findings frame")
     return result, frame
 
@@ -92,6 +102,8 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
 #: The columns of the prepared records detection keeps once the findings across records are made: the findings
 #: frame's and the golden register's.
 KEPT_COLUMNS = tuple(dict.fromkeys(RECORD_COLUMNS + PREPARED_COLUMNS))
+#: … and what the findings across records read of them besides (their rows as dicts, `Context.rows`).
+_CROSS_COLUMNS = tuple(dict.fromkeys(KEPT_COLUMNS + DICT_COLUMNS))
 
 
 class _Clock:

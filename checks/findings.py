@@ -96,6 +96,9 @@ def to_frame(findings: list[RecordFinding], records: pl.DataFrame, source_names:
     related = pl.DataFrame({"_found": [n for n, f in enumerate(findings) for _ in f.related],
                             "_related": [i for f in findings for i in f.related]},
                            schema={"_found": pl.UInt32, "_related": pl.Int64})
+    # nothing more is read of the objects: a caller that passes its only reference to the list (`checks.detect`)
+    # lets go of them here, before the frame is joined and its ids made (at 10^7, 1.9 M objects)
+    del findings, suggestions
     wanted = pl.concat([said["idx"], related["_related"]]).unique().to_frame("idx")
     shown = _shown_records(records.select(RECORD_COLUMNS).join(wanted, on="idx", how="semi"))
     missing = wanted.height - shown.height
