@@ -109,7 +109,7 @@ def context_level(frame: pl.DataFrame, settings: Settings) -> list[RecordFinding
         & ((pl.col("flags") & BIT["bad_category"]) == 0) & pl.col("code").str.slice(0, 2).is_in(valid_pairs),
         _region=coded & region.str.contains(r"^[0-9]{6}$") & ((pl.col("flags") & BIT["bad_region"]) == 0)
         & ~region.str.starts_with(prefix),
-    ).filter(pl.col("_dept").fill_null(False) | pl.col("_cat").fill_null(False) | pl.col("_region").fill_null(False))
+    ).filter(pl.col("_dept") | pl.col("_cat").fill_null(False) | pl.col("_region"))
     departments = settings.departments
     findings: list[RecordFinding] = []
     for r in flagged.iter_rows(named=True):
