@@ -67,6 +67,7 @@ class Limits:
     xlsx_parser_seconds: int = 600
     return_max_bytes: int = 1 << 30
     return_max_rows: int = 2_000_000
+    render_apart_records: int = 2_000_000
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from checks import frame_files
 from checks.catalog import WorkFolder
 from checks.lock import LockBusy, night_lock
 from checks.settings import Settings
@@ -156,7 +157,7 @@ def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, cha
     overview = Path(result["overview"]).resolve().as_uri()
     create_link_artifact(key="uscc-overview-link", link=overview, link_text=f"总览 {run_date}",
                          description="The overview page of the run (open from the reports folder)")
-    create_table_artifact(key="uscc-findings-by-kind", table=stages.findings_table(work),
+    create_table_artifact(key="uscc-findings-by-kind", table=findings_table(work),
                           description="Findings by department, kind and status")
     create_markdown_artifact(key="uscc-overview", markdown=summary_markdown(run_date, result, counts, changes, overview),
                              description="USCC Steward nightly summary")
@@ -165,6 +166,12 @@ def _publish(run_date: str, result: dict, sources: list[dict], counts: dict, cha
         table=[{k: s[k] for k in ("key", "name", "status", "file", "rows_read", "rows_checked",
                                   "rows_quarantined", "rows_blank", "reason")} for s in sources],
         description="Row accounting per source")
+
+
+def findings_table(work: WorkFolder) -> list[dict]:
+    """Findings by source, kind and status (the Prefect table artifact)."""
+    findings = frame_files.read_parquet(work.findings_status, columns=["source", "kind", "status"])
+    return findings.group_by("source", "kind", "status").len("findings").sort("source", "kind", "status").to_dicts()
 
 
 def summary_markdown(run_date: str, result: dict, counts: dict, changes: dict, overview: str) -> str:

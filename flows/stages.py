@@ -43,6 +43,7 @@ from checks.register import PREPARED_COLUMNS, EntitiesWriter, previous_entities,
 from checks.rules import prepare
 from checks.schema import empty_canonical, empty_quarantine
 from checks.settings import Settings, Source
+from flows.apart import in_a_child
 from flows.collector import collector_paused
 from flows.params import Night, check_home, check_night, check_timeline, today  # noqa: F401  (today: the flow's default night)
 from reports import console
@@ -263,15 +264,18 @@ def returns_counts(db: Path, run_date: str) -> dict:
             "returns_rejected": sum(e["rejected"] for e in entries)}
 
 
-def findings_table(work: WorkFolder) -> list[dict]:
-    """Findings by source, kind and status (the Prefect table artifact)."""
-    findings = frame_files.read_parquet(work.findings_status, columns=["source", "kind", "status"])
-    return findings.group_by("source", "kind", "status").len("findings").sort("source", "kind", "status").to_dicts()
+def render(settings: Settings, data_dir: Path, work: WorkFolder, *rest) -> Path:
+    """Write the reports of the run (`render_here`'s arguments), from `[limits] render_apart_records` records in a
+    process of its own (`flows.apart`); returns the run's report folder."""
+    if sum(f.select(pl.len()).collect().item() for f in tonight.scan_records(settings, work)) \
+            >= settings.limits.render_apart_records:
+        return in_a_child("flows.stages:render_here", "生成报告", settings, data_dir, work, *rest)
+    return render_here(settings, data_dir, work, *rest)
 
 
-def render(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict], changes: dict,
-           stage_seconds: dict[str, float]) -> Path:
-    """Write the reports of the run; returns the run's report folder."""
+def render_here(settings: Settings, data_dir: Path, work: WorkFolder, run_date: str, sources: list[dict],
+                changes: dict, stage_seconds: dict[str, float]) -> Path:
+    """Write the reports of the run in this process; returns the run's report folder."""
     db = ledger_path(data_dir, settings)
     findings = frame_files.read_parquet(work.findings_status)
     # the register first: building it is the render's peak, and nothing the pages read is held beside it yet

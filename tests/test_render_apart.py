@@ -1,0 +1,131 @@
+"""A large night's render in a process of its own (`flows.apart`): the same reports, a sentence when it dies, and
+never a render left running after its night died. `render_apart_records = 1` makes the sample night a large one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from checks import ledger
+from flows.apart import ChildDied
+from flows.stages import run_all
+from tests.conftest import ROOT
+from tests.test_unattended import ENV, NIGHT1, _alive, _children, _cmdline, db_of
+
+
+def apart_config(tmp_path: Path) -> Path:
+    """The shipped configuration with every night rendered apart."""
+    text, changed = re.subn(r"(?m)^render_apart_records = .*$", "render_apart_records = 1",
+                            (ROOT / "config" / "steward.toml").read_text("utf-8"))
+    assert changed == 1
+    path = tmp_path / "apart.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def render_child(parent: int) -> int | None:
+    return next((pid for pid in _children(parent) if b"flows.apart" in _cmdline(pid)), None)
+
+
+def test_a_large_night_is_rendered_by_another_process_into_the_same_reports(sample_copy, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    shutil.copytree(sample_copy, here)
+    small = run_all(here, run_date=NIGHT1)
+    from flows import stages
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a large night was rendered in the night's own process")
+
+    monkeypatch.setattr(stages, "render_here", not_here)
+    large = run_all(sample_copy, run_date=NIGHT1, config=str(apart_config(tmp_path)))
+    assert large["open_findings"] == small["open_findings"] > 0
+    a, b = here / "reports" / NIGHT1, sample_copy / "reports" / NIGHT1
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and len(files) > 20
+    for name in files:
+        if name.suffix == ".csv" and name.name != "audit.csv":  # the audit's lines say when each change was made
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    timed = ("stage_seconds",)
+    summary_a, summary_b = (json.loads((d / "summary.json").read_text("utf-8")) for d in (a, b))
+    assert {k: v for k, v in summary_a.items() if k not in timed} == {k: v for k, v in summary_b.items() if k not in timed}
+    assert pl.read_parquet(here / "state" / "entities.parquet").equals(pl.read_parquet(sample_copy / "state" / "entities.parquet"))
+    assert not ledger.unfinished_nights(db_of(sample_copy))
+
+
+NIGHT = """
+import sys
+from flows.stages import run_all
+run_all(sys.argv[1], run_date="2026-11-01", config=sys.argv[2])
+"""
+
+
+def test_a_night_killed_while_its_render_runs_apart_leaves_no_render_running(sample_copy, tmp_path):
+    # the out-of-memory killer takes the largest process, the night's or the render's: a render going on after its
+    # night died would write reports and the register's ids with the data directory's lock released
+    night = subprocess.Popen([sys.executable, "-c", NIGHT, str(sample_copy), str(apart_config(tmp_path))], cwd=ROOT,
+                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    render, deadline = None, time.monotonic() + 120
+    while render is None and night.poll() is None and time.monotonic() < deadline:
+        render = render_child(night.pid)
+        time.sleep(0.01)
+    assert render is not None, "the night rendered in its own process"
+    night.kill()
+    night.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(render):
+        time.sleep(0.1)
+    alive = _alive(render)
+    if alive:
+        os.kill(render, signal.SIGKILL)
+    assert not alive, "the render went on after its night was killed"
+    time.sleep(1)
+    assert not (sample_copy / "reports" / NIGHT1).exists()
+    result = run_all(sample_copy, run_date=NIGHT1)  # the operator reruns the night
+    assert (Path(result["overview"])).is_file() and not ledger.unfinished_nights(db_of(sample_copy))
+
+
+def test_a_render_killed_by_the_system_fails_the_night_with_a_sentence_and_the_rerun_completes_it(sample_copy,
+                                                                                                    tmp_path):
+    killed = []
+
+    def kill_the_render():
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            if (pid := render_child(os.getpid())) is not None:
+                os.kill(pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+                killed.append(pid)
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_the_render, daemon=True)
+    killer.start()
+    with pytest.raises(ChildDied, match="SIGKILL.*内存不足"):
+        run_all(sample_copy, run_date=NIGHT1, config=str(apart_config(tmp_path)))
+    killer.join()
+    assert killed
+    db = db_of(sample_copy)
+    assert ledger.unfinished_nights(db) == [NIGHT1] and not (sample_copy / "reports" / NIGHT1).exists()
+    from flows.cli import failure_message
+
+    said = failure_message(ChildDied("x", "生成报告"), True)
+    assert "内存" in said and "重跑该日期" in said
+    run_all(sample_copy, run_date=NIGHT1, config=str(apart_config(tmp_path)))
+    assert not ledger.unfinished_nights(db) and (sample_copy / "reports" / NIGHT1 / "index.html").is_file()
+
+
+def test_an_error_in_the_render_apart_is_raised_in_the_night_as_it_was_raised(sample_copy, tmp_path):
+    (sample_copy / "reports").write_text("not a folder")  # an operator's mistake: a file where the reports go
+    with pytest.raises(OSError) as raised:
+        run_all(sample_copy, run_date=NIGHT1, config=str(apart_config(tmp_path)))
+    assert "reports" in str(raised.value)
+    assert ledger.unfinished_nights(db_of(sample_copy)) == [NIGHT1]
