@@ -43,8 +43,10 @@ from checks.settings import Settings
 
 __all__ = ["entities", "golden_register", "register_slices", "ENTITIES_AT_ONCE", "entity_id", "carry_ids",
            "entity_keys", "ENTITY_KEYS", "previous_entities", "EntitiesWriter", "unreadable_entities",
-           "EntitiesUnreadable"]
+           "EntitiesUnreadable", "REGISTER_READS"]
 
+#: The findings' columns `register_slices` reads (a caller may hand it only these).
+REGISTER_READS = ("source", "record_id", "kind", "related", "status", "finding_id")
 #: What a night keeps of its register for the next night's ids: each record's entity.
 ENTITY_KEYS = {"source": pl.String, "record_id": pl.String, "entity_id": pl.String, "id_basis": pl.String}
 
@@ -363,8 +365,7 @@ def previous_entities(path: Path) -> pl.DataFrame | None:
         raise EntitiesUnreadable(path, f"{'、'.join(empty)} 列有空值")
     # a night writes each record once (ingest quarantines a repeated record id): twice is an edit by hand, and
     # which of its two ids the record's entity would keep is nobody's decision
-    # only the rows whose key hashes like another's are compared as text: the whole key column compared so held
-    # 1.2 GB more at 10^7, which the process kept
+    # only the rows whose key hashes like another's are compared as text (the whole key column: 1.2 GB more at 10^7)
     suspects = found.select(pl.struct("source", "record_id").hash(seed=0).is_duplicated()).to_series()
     twice = found.filter(suspects).filter(pl.struct("source", "record_id").is_duplicated())
     if twice.height:

@@ -63,7 +63,10 @@ def in_a_child(target: str, what: str, *args):
 
 def _how(code: int) -> str:
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
         hint = "，常见原因是服务器内存不足" if -code == signal.SIGKILL else ""
         return f"被信号 {name} 终止{hint}"
     return f"退出码 {code}"
