@@ -214,9 +214,12 @@ def main() -> None:
     for r in results:
         if r["night"]["stages"]["records"] >= 9_000_000:
             night = r["night"]
-            verdict = "met" if night["seconds"] <= GOAL_10M_SECONDS and night["peak_mb"] <= GOAL_10M_MB else "NOT met"
+            peak = max(r[label]["peak_mb"] for label in ("night", "second") if label in r)
+            said = {True: "met", False: "NOT met"}
             print(f"\ngoal (b) at {night['stages']['records']:,} records: night {night['seconds']:.0f} s "
-                  f"(goal ≤ {GOAL_10M_SECONDS} s), peak {night['peak_mb']:,.0f} MB (goal ≤ {GOAL_10M_MB:,}): {verdict}")
+                  f"(goal ≤ {GOAL_10M_SECONDS} s: {said[night['seconds'] <= GOAL_10M_SECONDS]}), largest process "
+                  f"{peak:,.0f} MB{' over both nights' if 'second' in r else ''} (goal ≤ {GOAL_10M_MB:,}: "
+                  f"{said[peak <= GOAL_10M_MB]}): {said[night['seconds'] <= GOAL_10M_SECONDS and peak <= GOAL_10M_MB]}")
     if len(results) > 1:  # goal (d): each stage's µs per record, smallest size to biggest
         small, big = results[0]["night"]["stages"], results[-1]["night"]["stages"]
         print(f"\ngrowth from {small['records']:,} to {big['records']:,} records, µs per record (linear: 1.00×):")

@@ -3,22 +3,28 @@
 At 10^7 records the render (the register of every record first) peaked at 6.8 GB in the night's process, yet at
 5.4 GB in a fresh one reading the same work folder: what ingest, detection and the ledger left in the night's heap
 is not given back to the system. So from `[limits] render_apart_records` records a night, `flows.stages.render`
-calls `in_a_child("flows.stages:render_here", …)`: a child (`python -m flows.apart`) imports the function, gets its
-arguments and sends back its answer through pipes, and writes the same files; below that, the render runs in the
-night's process (a child costs ~3 s to start, nothing a small night needs).
+calls `in_a_child("flows.stages:render_here", …)`: a child (`python -m flows.apart`, the night's code, working
+directory and environment) imports the function, gets its arguments on its standard input and sends back its answer
+on a pipe of its own (what anything prints goes where the night's output goes), and writes the same files; below
+that, the render runs in the night's process (a child costs ~3 s to start, nothing a small night needs).
 
 The child is killed when the night's process dies, however it dies (Linux: `PR_SET_PDEATHSIG`): the data
 directory's lock is the night's process's, and nothing may go on writing reports or the register's ids once it is
-released. An exception in the child is raised again in the night, as it was raised; a child that dies without one
-(the kernel's out-of-memory killer) raises `ChildDied`, which the CLI words for the operator.
+released; a night stopped (Ctrl-C, SIGTERM, a cancelled task) stops it as Ctrl-C would, then kills it after
+`GRACE` seconds. An exception in the child is raised again in the night as it was raised, of its own type (one
+whose arguments do not make it again — `EntitiesUnreadable(path, why)` — is rebuilt from its message and
+attributes), so the operator reads the same sentence and exit code as in the night's process; a child that dies
+without one (the kernel's out-of-memory killer) raises `ChildDied`, which the CLI words for the operator.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -27,38 +33,88 @@ from pathlib import Path
 
 from flows.collector import collector_paused
 
-__all__ = ["ChildDied", "in_a_child"]
+__all__ = ["ChildDied", "in_a_child", "GRACE"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
+#: Seconds a stopped night gives its child to stop as on Ctrl-C (staged files removed) before killing it.
+GRACE = 10.0
 
 
 class ChildDied(RuntimeError):
-    """The child ended without writing its answer; `what` names its work (“生成报告”)."""
+    """The child ended without an answer; `what` names its work (“生成报告”), `code` is its exit code (−N: signal N)."""
 
-    def __init__(self, message: str, what: str):
+    def __init__(self, message: str, what: str, code: int):
         super().__init__(message)
-        self.what = what
+        self.what, self.code = what, code
+
+    def __reduce__(self):
+        return type(self), (str(self), self.what, self.code)
+
+    @property
+    def killed(self) -> bool:
+        """Killed outright (SIGKILL): the kernel's out-of-memory killer, most likely."""
+        return self.code == -signal.SIGKILL
 
 
 def in_a_child(target: str, what: str, *args):
     """`target(*args)` (`"module:function"`, imported by the child) in a child process: its answer, or its exception
     raised here; `what` names the work in the sentence of a child that dies."""
     job = pickle.dumps((target, args), protocol=pickle.HIGHEST_PROTOCOL)
-    child = subprocess.Popen([sys.executable, "-m", "flows.apart", str(os.getpid())], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, cwd=_ROOT)
+    read, write = os.pipe()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
     try:
-        answer, _ = child.communicate(job)
-    except BaseException:  # Ctrl-C, SIGTERM, a cancelled task: the child never outlives the stage
-        child.kill()
-        child.wait()
+        child = subprocess.Popen([sys.executable, "-m", "flows.apart", str(os.getpid()), str(write)],
+                                 stdin=subprocess.PIPE, pass_fds=(write,), env=env)
+    except BaseException:
+        os.close(read)
         raise
-    if child.returncode != 0 or not answer:
-        raise ChildDied(f"{what}的子进程异常退出（{_how(child.returncode)}），未完成", what)
+    finally:
+        os.close(write)  # the child holds the only write end: the answer pipe closes when the child ends
+    try:
+        try:
+            child.stdin.write(job)
+            child.stdin.close()
+        except BrokenPipeError:  # died before it read its job: said below
+            pass
+        answer = _answer(read)
+        code = child.wait()
+    except BaseException:  # Ctrl-C, SIGTERM, a cancelled task: the child never outlives the stage
+        _stop(child)
+        raise
+    finally:
+        os.close(read)
+    if code != 0 or not answer:
+        raise ChildDied(f"{what}的子进程异常退出（{_how(code)}），未完成", what, code)
     done, value = pickle.loads(answer)  # our own child's answer, through its own pipe
     if done:
         return value
-    raise value
+    raise value.rebuilt() if isinstance(value, _Raised) else value
+
+
+def _answer(read: int) -> bytes:
+    """Everything the child writes on its answer pipe, up to its end. Read in turns of at most half a second: a
+    signal the kernel hands to another of the night's threads (polars' own) does not interrupt a blocking read, and
+    Ctrl-C would be handled only once the child had finished."""
+    chunks = []
+    while True:
+        ready, _, _ = select.select([read], [], [], 0.5)
+        if ready:
+            chunk = os.read(read, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """Stop the child as Ctrl-C would (its staged files removed), killed if it has not ended after `GRACE` s."""
+    if child.poll() is None:
+        child.terminate()  # the child takes SIGTERM as Ctrl-C
+        try:
+            child.wait(GRACE)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    child.wait()
 
 
 def _how(code: int) -> str:
@@ -72,6 +128,33 @@ def _how(code: int) -> str:
     return f"退出码 {code}"
 
 
+class _Raised:
+    """An exception that pickle cannot make again (its `__init__` takes other arguments than its message): its
+    class's name, `args` and attributes, made again without calling `__init__`."""
+
+    def __init__(self, exc: BaseException):
+        self.module, self.name, self.args = type(exc).__module__, type(exc).__qualname__, exc.args
+        self.state = {k: v for k, v in vars(exc).items() if _sendable(v)}
+
+    def rebuilt(self) -> BaseException:
+        try:
+            cls = functools.reduce(getattr, self.name.split("."), importlib.import_module(self.module))
+            exc = cls.__new__(cls)
+            exc.args = self.args
+            exc.__dict__.update(self.state)
+            return exc
+        except Exception:  # a class the night cannot import (defined in a script): its name and message
+            return RuntimeError(f"{self.name}: {self.args[0] if self.args else ''}")
+
+
+def _sendable(value) -> bool:
+    try:
+        pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        return True
+    except Exception:
+        return False
+
+
 def _die_with_parent(parent: int) -> None:
     """SIGKILL this process when its parent dies (Linux); exits at once if the parent is already gone."""
     try:
@@ -82,10 +165,12 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _child(parent: int) -> int:
+def _child(parent: int, answers: int) -> int:
     _die_with_parent(parent)
-    answer = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to the night's error stream, not into the answer
+    # the night stops it (`_stop`): SIGTERM ends it as Ctrl-C does, staged files removed; Ctrl-C at the terminal
+    # reaches the night, which then stops it so, once
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     target, args = pickle.load(sys.stdin.buffer)
     module, name = target.split(":")
     try:
@@ -94,17 +179,13 @@ def _child(parent: int) -> int:
             result = (True, function(*args))
     except BaseException as exc:  # noqa: BLE001 — every exception goes back to the night, as it was raised
         traceback.print_exc()
-        result = (False, exc)
-    try:
-        payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(payload)  # an exception whose arguments do not make it again fails here, not in the night
-    except Exception:  # an exception that cannot be sent: its message, the type named
-        exc = result[1]
-        payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
-    answer.write(payload)
-    answer.close()
+        result = (False, exc if _sendable(exc) else _Raised(exc))
+    with os.fdopen(answers, "wb") as out:
+        out.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(_child(int(sys.argv[1])))
+if __name__ == "__main__":  # by its module's name: what the child pickles (`_Raised`) is then found in the night
+    from flows.apart import _child as child
+
+    sys.exit(child(int(sys.argv[1]), int(sys.argv[2])))

@@ -39,8 +39,8 @@ def failure_message(error: BaseException, ledger_moved: bool | None = None) -> s
     elif "database is locked" in str(error):
         cause = "台账文件被其他程序锁定（如备份工具或打开台账的 SQLite 客户端）超过 2 分钟"
         todo = "请关闭该程序后重跑该日期"
-    elif isinstance(error, ChildDied):  # a stage's own process died (`flows.apart`)
-        cause = f"{error.what}的进程意外退出"
+    elif isinstance(error, ChildDied) and error.killed:  # a stage's own process killed (`flows.apart`): memory
+        cause = f"{error.what}的进程被系统终止"
         todo = "请确认服务器空闲内存充足（一千万条记录的夜间任务约需 6 GB）后重跑该日期"
     else:
         cause, todo = "运行出错", "请把运行日志发给运维人员，排除后重跑该日期"

@@ -21,7 +21,7 @@ from checks import ledger
 from flows.apart import ChildDied
 from flows.stages import run_all
 from tests.conftest import ROOT
-from tests.test_unattended import ENV, NIGHT1, _alive, _children, _cmdline, db_of
+from tests.test_unattended import ENV, NIGHT1, NIGHT2, _alive, _children, _cmdline, db_of
 
 
 def apart_config(tmp_path: Path) -> Path:
@@ -109,7 +109,7 @@ def test_a_render_killed_by_the_system_fails_the_night_with_a_sentence_and_the_r
 
     killer = threading.Thread(target=kill_the_render, daemon=True)
     killer.start()
-    with pytest.raises(ChildDied, match="SIGKILL.*内存不足"):
+    with pytest.raises(ChildDied, match="SIGKILL.*内存不足") as died:
         run_all(sample_copy, run_date=NIGHT1, config=str(apart_config(tmp_path)))
     killer.join()
     assert killed
@@ -117,8 +117,8 @@ def test_a_render_killed_by_the_system_fails_the_night_with_a_sentence_and_the_r
     assert ledger.unfinished_nights(db) == [NIGHT1] and not (sample_copy / "reports" / NIGHT1).exists()
     from flows.cli import failure_message
 
-    said = failure_message(ChildDied("x", "生成报告"), True)
-    assert "内存" in said and "重跑该日期" in said
+    said = failure_message(died.value, True)
+    assert "生成报告的进程被系统终止" in said and "内存充足" in said and "重跑该日期" in said
     run_all(sample_copy, run_date=NIGHT1, config=str(apart_config(tmp_path)))
     assert not ledger.unfinished_nights(db) and (sample_copy / "reports" / NIGHT1 / "index.html").is_file()
 
@@ -129,3 +129,67 @@ def test_an_error_in_the_render_apart_is_raised_in_the_night_as_it_was_raised(sa
         run_all(sample_copy, run_date=NIGHT1, config=str(apart_config(tmp_path)))
     assert "reports" in str(raised.value)
     assert ledger.unfinished_nights(db_of(sample_copy)) == [NIGHT1]
+
+
+def test_a_large_night_of_a_data_directory_named_relative_to_where_the_night_runs(sample_copy, tmp_path, monkeypatch):
+    # `uscc run --data-dir data` (the default) from the folder a scheduler starts it in: the render's child looked for
+    # `data` in the checkout, and every large night failed
+    monkeypatch.chdir(sample_copy.parent)
+    result = run_all(Path(sample_copy.name), run_date=NIGHT1, config=str(apart_config(tmp_path)))
+    assert (sample_copy / "reports" / NIGHT1 / "index.html").is_file() and result["open_findings"] > 0
+
+
+def test_a_damaged_register_file_rendered_apart_says_the_same_sentence_as_in_the_nights_process(sample_copy,
+                                                                                                  tmp_path):
+    from checks.register import EntitiesUnreadable
+
+    run_all(sample_copy, run_date=NIGHT1)
+    path = sample_copy / "state" / "entities.parquet"
+    ids = pl.read_parquet(path)
+    pl.concat([ids, ids.head(1)]).write_parquet(path)  # a record twice: an edit by hand, found as the ids are read
+    here = tmp_path / "here"
+    shutil.copytree(sample_copy, here)
+    with pytest.raises(EntitiesUnreadable) as in_process:
+        run_all(here, run_date=NIGHT2)
+    with pytest.raises(EntitiesUnreadable) as apart:  # its own type: the CLI's sentence and exit 2, not a traceback
+        run_all(sample_copy, run_date=NIGHT2, config=str(apart_config(tmp_path)))
+    assert str(apart.value) == str(in_process.value).replace(str(here), str(sample_copy)) and "已损坏" in str(apart.value)
+
+
+def test_what_the_environment_prints_as_a_python_starts_does_not_garble_the_renders_answer(sample_copy, tmp_path,
+                                                                                              monkeypatch):
+    chatty = tmp_path / "chatty"
+    chatty.mkdir()
+    (chatty / "sitecustomize.py").write_text("print('a site that greets every python it starts')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(chatty), str(ROOT)]))
+    result = run_all(sample_copy, run_date=NIGHT1, config=str(apart_config(tmp_path)))
+    assert (Path(result["overview"])).is_file() and not ledger.unfinished_nights(db_of(sample_copy))
+
+
+SLOW_REGISTER = """
+import checks.register as register
+import time
+write = register.EntitiesWriter.__call__
+def slowly(self, slice_):
+    write(self, slice_)
+    time.sleep(4)  # the register's ids half written: the moment the night is stopped (less than GRACE)
+register.EntitiesWriter.__call__ = slowly
+"""
+
+
+def test_a_night_stopped_while_its_render_writes_apart_leaves_no_half_written_file(sample_copy, tmp_path):
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_REGISTER)
+    env = ENV | {"PYTHONPATH": os.pathsep.join([str(slow), str(ROOT)])}
+    night = subprocess.Popen([sys.executable, "-c", NIGHT, str(sample_copy), str(apart_config(tmp_path))], cwd=ROOT,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    staged, deadline = sample_copy / "state" / ".entities.parquet.tmp", time.monotonic() + 120
+    while not staged.exists() and night.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert staged.exists(), night.stderr.read() if night.poll() is not None else "no register written"
+    render = render_child(night.pid)
+    night.send_signal(signal.SIGINT)  # Ctrl-C at the terminal reaches the night's process
+    night.wait(timeout=60)
+    assert not _alive(render) and not staged.exists(), "the stopped render left its staged ids behind"
+    assert not (sample_copy / "reports" / NIGHT1).exists()
