@@ -11,10 +11,11 @@ that, the render runs in the night's process (a child costs ~3 s to start, nothi
 The child is killed when the night's process dies, however it dies (Linux: `PR_SET_PDEATHSIG`): the data
 directory's lock is the night's process's, and nothing may go on writing reports or the register's ids once it is
 released; a night stopped (Ctrl-C, SIGTERM, a cancelled task) stops it as Ctrl-C would, then kills it after
-`GRACE` seconds. An exception in the child is raised again in the night as it was raised, of its own type (one
-whose arguments do not make it again — `EntitiesUnreadable(path, why)` — is rebuilt from its message and
-attributes), so the operator reads the same sentence and exit code as in the night's process; a child that dies
-without one (the kernel's out-of-memory killer) raises `ChildDied`, which the CLI words for the operator.
+`GRACE` seconds or on a second Ctrl-C. An exception in the child is raised again in the night as it was raised, of
+its own type (one pickle does not make again as it was — `EntitiesUnreadable(path, why)` — is rebuilt from its
+message and attributes), so the operator reads the same sentence and exit code as in the night's process, with the
+child's traceback as a note; a child that ends without an answer (the kernel's out-of-memory killer) raises
+`ChildDied`, which the CLI words for the operator.
 """
 
 from __future__ import annotations
@@ -84,22 +85,25 @@ def in_a_child(target: str, what: str, *args):
         raise
     finally:
         os.close(read)
-    if code != 0 or not answer:
-        raise ChildDied(f"{what}的子进程异常退出（{_how(code)}），未完成", what, code)
-    done, value = pickle.loads(answer)  # our own child's answer, through its own pipe
+    try:
+        done, value, trace = pickle.loads(answer)  # our own child's answer, through its own pipe
+    except Exception:  # none, or cut short: the child died writing it
+        raise ChildDied(f"{what}的子进程异常退出（{_how(code)}），未完成", what, code) from None
     if done:
         return value
-    raise value.rebuilt() if isinstance(value, _Raised) else value
+    error = value.rebuilt() if isinstance(value, _Raised) else value
+    error.add_note(f"Raised in the child process (flows.apart) that ran {target}:\n{trace.rstrip()}")
+    raise error
 
 
 def _answer(read: int) -> bytes:
     """Everything the child writes on its answer pipe, up to its end. Read in turns of at most half a second: a
     signal the kernel hands to another of the night's threads (polars' own) does not interrupt a blocking read, and
     Ctrl-C would be handled only once the child had finished."""
-    chunks = []
+    chunks, waiting = [], select.poll()  # poll, not select: any descriptor number (a night may hold 1,024 open)
+    waiting.register(read, select.POLLIN)
     while True:
-        ready, _, _ = select.select([read], [], [], 0.5)
-        if ready:
+        if waiting.poll(500):
             chunk = os.read(read, 1 << 20)
             if not chunk:
                 return b"".join(chunks)
@@ -107,14 +111,18 @@ def _answer(read: int) -> bytes:
 
 
 def _stop(child: subprocess.Popen) -> None:
-    """Stop the child as Ctrl-C would (its staged files removed), killed if it has not ended after `GRACE` s."""
-    if child.poll() is None:
-        child.terminate()  # the child takes SIGTERM as Ctrl-C
-        try:
+    """Stop the child as Ctrl-C would (its staged files removed), killed if it has not ended after `GRACE` s — or
+    at once on a second Ctrl-C meanwhile: it never outlives this call."""
+    try:
+        if child.poll() is None:
+            child.terminate()  # the child takes SIGTERM as Ctrl-C
             child.wait(GRACE)
-        except subprocess.TimeoutExpired:
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass
+    finally:
+        if child.poll() is None:
             child.kill()
-    child.wait()
+        child.wait()
 
 
 def _how(code: int) -> str:
@@ -133,13 +141,14 @@ class _Raised:
     class's name, `args` and attributes, made again without calling `__init__`."""
 
     def __init__(self, exc: BaseException):
-        self.module, self.name, self.args = type(exc).__module__, type(exc).__qualname__, exc.args
+        self.module, self.name = type(exc).__module__, type(exc).__qualname__
+        self.args = tuple(a if _sendable(a) else str(a) for a in exc.args)
         self.state = {k: v for k, v in vars(exc).items() if _sendable(v)}
 
     def rebuilt(self) -> BaseException:
         try:
             cls = functools.reduce(getattr, self.name.split("."), importlib.import_module(self.module))
-            exc = cls.__new__(cls)
+            exc = cls.__new__(cls, *self.args)  # OSError's __new__ takes errno, text and file name from them
             exc.args = self.args
             exc.__dict__.update(self.state)
             return exc
@@ -153,6 +162,16 @@ def _sendable(value) -> bool:
         return True
     except Exception:
         return False
+
+
+def _same_again(exc: BaseException) -> bool:
+    """Whether pickle makes `exc` again as it is (an `__init__` whose other arguments have defaults makes another
+    message from the message alone)."""
+    try:
+        again = pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:
+        return False
+    return type(again) is type(exc) and str(again) == str(exc)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -176,10 +195,10 @@ def _child(parent: int, answers: int) -> int:
     try:
         function = getattr(importlib.import_module(module), name)
         with collector_paused():
-            result = (True, function(*args))
-    except BaseException as exc:  # noqa: BLE001 — every exception goes back to the night, as it was raised
-        traceback.print_exc()
-        result = (False, exc if _sendable(exc) else _Raised(exc))
+            result = (True, function(*args), "")
+    except BaseException as exc:  # noqa: BLE001 — every exception goes back to the night, as it was raised, its
+        # traceback a note on it (the night's log, Prefect's too, shows where in the child it was raised)
+        result = (False, exc if _same_again(exc) else _Raised(exc), traceback.format_exc())
     with os.fdopen(answers, "wb") as out:
         out.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     return 0

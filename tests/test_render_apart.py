@@ -193,3 +193,62 @@ def test_a_night_stopped_while_its_render_writes_apart_leaves_no_half_written_fi
     night.wait(timeout=60)
     assert not _alive(render) and not staged.exists(), "the stopped render left its staged ids behind"
     assert not (sample_copy / "reports" / NIGHT1).exists()
+
+
+def test_an_exception_the_child_raises_reaches_the_night_with_its_own_message_and_where_it_was_raised():
+    from flows.apart import in_a_child
+    from tests.apart_targets import Refused
+
+    assert in_a_child("tests.apart_targets:answer", "测试", {"路径": Path("/tmp")}) == {"路径": Path("/tmp")}
+    with pytest.raises(Refused) as raised:  # pickle alone made "甲（乙）（未说明）" of it
+        in_a_child("tests.apart_targets:refuse", "测试", "甲", "乙")
+    assert str(raised.value) == "甲（乙）"
+    assert any("apart_targets.py" in note and "refuse" in note for note in raised.value.__notes__)
+
+
+def test_a_night_holding_over_a_thousand_open_files_still_hears_its_render(tmp_path):
+    import resource
+
+    from flows.apart import in_a_child
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the answer pipe's number is now above 1,024
+    try:
+        assert in_a_child("tests.apart_targets:answer", "测试", 42) == 42
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+STOPPED_TWICE = """
+import sys, time
+from flows.apart import in_a_child
+try:
+    in_a_child("tests.apart_targets:slow_to_stop", "测试", sys.argv[1], 60)
+except KeyboardInterrupt:
+    print("stopped", flush=True)  # a process that lives on (a Prefect worker, a notebook)
+    time.sleep(60)
+"""
+
+
+def test_a_second_ctrl_c_while_the_child_cleans_up_kills_it_before_the_night_goes_on(tmp_path):
+    started = tmp_path / "started"
+    night = subprocess.Popen([sys.executable, "-c", STOPPED_TWICE, str(started)], cwd=ROOT, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(started.read_text())
+    night.send_signal(signal.SIGINT)  # the child is asked to stop, and takes a minute to clean up …
+    time.sleep(1)
+    night.send_signal(signal.SIGINT)  # … the operator presses Ctrl-C again
+    try:
+        assert night.stdout.readline() == "stopped\n"
+        assert not _alive(child), "the child went on after the night gave up on it"
+    finally:
+        night.kill()
+        night.wait()
