@@ -252,3 +252,18 @@ def test_a_second_ctrl_c_while_the_child_cleans_up_kills_it_before_the_night_goe
     finally:
         night.kill()
         night.wait()
+
+
+@pytest.mark.prefect
+def test_the_prefect_flow_renders_a_large_night_apart(prefect_server, sample_copy, tmp_path, monkeypatch):
+    # the flow's render task (a Prefect task, on the flow's thread) waits for the child as `run_all` does
+    from flows import stages
+    from flows.nightly import nightly
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a large night was rendered in the flow's own process")
+
+    monkeypatch.setattr(stages, "render_here", not_here)
+    state = nightly(data_dir=str(sample_copy), run_date=NIGHT1, config=str(apart_config(tmp_path)), return_state=True)
+    assert state.is_completed(), state.message
+    assert (sample_copy / "reports" / NIGHT1 / "index.html").is_file() and not ledger.unfinished_nights(db_of(sample_copy))
