@@ -561,13 +561,7 @@ def test_a_run_stopped_or_killed_stops_its_temporary_prefect_server(sample_copy,
     assert server is not None, "the run started no temporary Prefect server"
     cli.send_signal(how)
     cli.wait(timeout=60)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _alive(server):
-        time.sleep(0.2)
-    alive = _alive(server)
-    if alive:
-        os.kill(server, signal.SIGKILL)
-    assert not alive, f"the temporary Prefect server outlived the run stopped with {how.name}"
+    assert not _outlives(server, 20), f"the temporary Prefect server outlived the run stopped with {how.name}"
 
 
 def _cmdline(pid: int) -> bytes:
@@ -594,6 +588,17 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def _outlives(pid: int, seconds: float) -> bool:
+    """Whether process `pid` is still running after `seconds` (then it is killed: a test leaves no orphan)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    alive = _alive(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    return alive
 
 
 def test_a_rerun_after_a_crash_between_commit_and_archive_counts_what_summary_json_says(sample_copy):
