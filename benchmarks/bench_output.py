@@ -103,6 +103,8 @@ def timed(name, fn):
 
 
 stages.update_ledger = timed("ledger", stages.update_ledger)
+# the render in this process, where its stages are timed (from `render_apart_records` it would run in a child)
+stages.render = getattr(stages, "render_here", stages.render)
 stages.register_of = timed("register", stages.register_of)
 stages.write_run = timed("render", stages.write_run)
 started = time.perf_counter()
