@@ -14,11 +14,13 @@ system cannot lock a folder (some network mounts), the file's lock alone is used
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import errno
 import fcntl
 import json
 import os
+import signal
 import socket
 import time
 from contextlib import contextmanager
@@ -170,3 +172,19 @@ def holder_of(data_dir: Path) -> dict | None:
             return _read(handle)
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     return None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent: int) -> None:
+    """End this process (SIGKILL, from the kernel) as soon as `parent`, the night's process that started it, is
+    gone — killed, crashed, however: a child writing into the data directory (the render's, a form writer) must not
+    go on once the night's lock is released. Exits at once if `parent` is already gone. Linux (`PR_SET_PDEATHSIG`);
+    elsewhere nothing is done."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no `prctl`: the child may then outlive a killed night
+        pass
+    if os.getppid() != parent:
+        os._exit(1)

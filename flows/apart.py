@@ -20,7 +20,6 @@ child's traceback as a note; a child that ends without an answer (the kernel's o
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import importlib
 import os
@@ -32,12 +31,12 @@ import sys
 import traceback
 from pathlib import Path
 
+from checks.lock import die_with
 from flows.collector import collector_paused
 
 __all__ = ["ChildDied", "in_a_child", "GRACE"]
 
 _ROOT = Path(__file__).resolve().parents[1]
-_PR_SET_PDEATHSIG = 1
 #: Seconds a stopped night gives its child to stop as on Ctrl-C (staged files removed) before killing it.
 GRACE = 10.0
 
@@ -174,18 +173,8 @@ def _same_again(exc: BaseException) -> bool:
     return type(again) is type(exc) and str(again) == str(exc)
 
 
-def _die_with_parent(parent: int) -> None:
-    """SIGKILL this process when its parent dies (Linux); exits at once if the parent is already gone."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the child may then outlive a killed night
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-
 def _child(parent: int, answers: int) -> int:
-    _die_with_parent(parent)
+    die_with(parent)
     # the night stops it (`_stop`): SIGTERM ends it as Ctrl-C does, staged files removed; Ctrl-C at the terminal
     # reaches the night, which then stops it so, once
     signal.signal(signal.SIGTERM, signal.default_int_handler)

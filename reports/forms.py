@@ -13,14 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 
 from checks import frame_files
+from checks.lock import die_with
 from checks.form import ANSWER_COLUMNS, ANSWERS, FORMULA_RE, READ_ONLY, TEXT_COLUMNS, neutralize, recover  # noqa: F401
 from reports.cells import form_cells, form_inputs, neutralized
 from reports.xlsx_rows import fill_sheets, rows_xml
@@ -224,20 +223,9 @@ def _write_planned(plan: list[dict]) -> None:
         frame.unlink()
 
 
-def _die_with(parent: int) -> None:
-    """End this process as soon as `parent` is gone (killed, crashed): a writer of a dead run is an orphan
-    that would go on filling a folder nobody will move into place."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 if __name__ == "__main__":
     if len(sys.argv) > 2:
-        _die_with(int(sys.argv[2]))
+        die_with(int(sys.argv[2]))
     plan_file = Path(sys.argv[1])
     _write_planned(json.loads(plan_file.read_text("utf-8")))
     plan_file.unlink(missing_ok=True)
