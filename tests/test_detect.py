@@ -479,6 +479,27 @@ def test_detection_keeps_only_what_the_findings_frame_reads_of_records_handed_ov
     assert {"duplicate_code", "duplicate_record"} <= set(found["kind"])
 
 
+def test_detection_holds_no_column_as_text_that_only_the_findings_frame_or_nothing_reads(settings, monkeypatch):
+    """From the candidate pairs on (where a province's detection peaks), the records' status and representative as
+    written are gone and the file's name is a category; the findings still name each record's file as text."""
+    import checks.detect as detect_module
+
+    seen = {}
+    real = detect_module.scored_pairs
+
+    def scored_pairs(frame, settings):
+        seen.update(frame.schema)
+        return real(frame, settings)
+
+    monkeypatch.setattr(detect_module, "scored_pairs", scored_pairs)
+    rows = frame(("market", "M1", A, "甲有限公司", "有限责任公司", "王", "向阳路1号"),
+                 ("market", "M2", A, "甲有限公司", "有限责任公司", "王", "向阳路1号"))
+    found = detect_module.detect(rows, settings)
+    assert "legal_rep" not in seen and "status" not in seen and seen["rep"] == pl.String
+    assert seen["file"] == pl.Categorical
+    assert found.schema["file"] == pl.String and set(found["file"]) == set(rows["file"])
+
+
 def test_a_code_held_by_several_records_splits_them_into_the_entities_the_links_say(settings):
     """Two registries' records of one school share its code with two other bodies: the school's records are one
     entity (the registry that issued the code is presumed right), and each other holder lists every holder that
