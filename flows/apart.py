@@ -86,7 +86,11 @@ def in_a_child(target: str, what: str, *args):
         os.close(read)
     try:
         done, value, trace = pickle.loads(answer)  # our own child's answer, through its own pipe
-    except Exception:  # none, or cut short: the child died writing it
+    except Exception as exc:
+        if answer and code == 0:  # whole (the child wrote it and ended well), yet not to be made here
+            raise ChildDied(f"{what}的子进程已结束，但其结果在主进程中无法读取（{type(exc).__name__}: {exc}），"
+                            "未完成", what, code) from None
+        # none, or cut short: the child died writing it
         raise ChildDied(f"{what}的子进程异常退出（{_how(code)}），未完成", what, code) from None
     if done:
         return value

@@ -29,3 +29,12 @@ def slow_to_stop(started: str, seconds: float) -> None:
         time.sleep(3600)
     finally:
         time.sleep(seconds)
+
+
+def only_here():
+    """An answer of a class only the child has (made in its `__main__`, which the night's is not)."""
+    import __main__
+
+    kind = type("OnlyInTheChild", (), {"__module__": "__main__"})
+    __main__.OnlyInTheChild = kind
+    return kind()

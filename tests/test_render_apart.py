@@ -200,6 +200,17 @@ def test_an_exception_the_child_raises_reaches_the_night_with_its_own_message_an
     assert any("apart_targets.py" in note and "refuse" in note for note in raised.value.__notes__)
 
 
+def test_an_answer_the_night_cannot_read_is_not_said_to_be_a_child_that_died():
+    """A child that ended well with a whole answer the night cannot make again: the sentence says so, and names no
+    exit code as if the child had failed."""
+    from flows.apart import ChildDied, in_a_child
+
+    with pytest.raises(ChildDied) as raised:
+        in_a_child("tests.apart_targets:only_here", "测试")
+    assert "子进程已结束，但其结果在主进程中无法读取" in str(raised.value) and "OnlyInTheChild" in str(raised.value)
+    assert "异常退出" not in str(raised.value) and not raised.value.killed
+
+
 def test_a_night_holding_over_a_thousand_open_files_still_hears_its_render(tmp_path):
     import resource
 
