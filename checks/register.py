@@ -21,6 +21,9 @@ keeps that entity's id (`carry_ids`: when an entity splits, the part with most o
 merge, the bigger one's id survives). Only an entity none of whose records was registered before gets a new id,
 derived from its trusted code when it has one that no other entity trusts, else from its smallest (source,
 record_id); `id_basis` says which, and is kept with the id.
+
+Why this module is long: the register and the file that carries its ids to the next night (`state/entities.parquet`,
+read, checked and written here) are one schema and one rule about ids; apart, each would reach into the other.
 """
 
 from __future__ import annotations
@@ -147,17 +150,20 @@ def carry_ids(members: pl.DataFrame, bases: pl.DataFrame, previous: pl.DataFrame
         return _derived(bases)
     kinds = pl.Enum(sorted(set(members["source"].unique()) | set(previous["source"].unique())))
     previous = previous.with_columns(pl.col("source").cast(kinds))  # joined as an Enum, not text: 0.25 GB less at 10^7
-    held = members.with_columns(pl.col("source").cast(kinds)).join(previous, on=["source", "record_id"])
+    members = members.with_columns(pl.col("source").cast(kinds)).with_row_index("_member")
+    # of each joined row what the votes read and its member (the keys beside, read for the contested ids: 0.6 GB)
+    held = members.lazy().join(previous.lazy(), on=["source", "record_id"]).select(
+        "entity", "entity_id", "id_basis", "_member").collect()
     del previous  # passed as the caller's only reference (`register_slices`), let go of here: 10^7 rows at a province
     # an entity holding the one registered record of its id keeps the id without a vote (most; the rest: splits…)
     alone = held.select((pl.len().over("entity") == 1) & (pl.len().over("entity_id") == 1)).to_series()
     settled, held = held.filter(alone).select("entity", "entity_id", "id_basis"), held.filter(~alone)
     votes = held.group_by("entity", "entity_id", "id_basis").agg(n=pl.len())
-    # each earlier id goes to one entity (most of its records, then the smallest record key: built only for the
-    # ids several entities vote for) …
+    # each earlier id goes to one entity (most of its records, then the smallest record key, for contested ids) …
     contested = votes.filter(pl.len().over("entity_id") > 1).select("entity", "entity_id")
-    keys = held.join(contested, on=["entity", "entity_id"], how="semi").group_by("entity", "entity_id") \
-        .agg(key=(pl.col("source").cast(pl.String) + ":" + pl.col("record_id")).min())
+    at = held.join(contested, on=["entity", "entity_id"], how="semi")
+    key = members["source"].gather(at["_member"]).cast(pl.String) + ":" + members["record_id"].gather(at["_member"])
+    keys = at.select("entity", "entity_id", key=key).group_by("entity", "entity_id").agg(pl.col("key").min())
     won = _first_of_each(votes.join(keys, on=["entity", "entity_id"], how="left"), "entity_id", ["n", "key"],
                          [True, False])
     # … and each entity keeps one earlier id (the one it holds most records of, then the smallest id)

@@ -188,6 +188,25 @@ def test_an_entity_that_splits_keeps_its_id_on_its_bigger_part_and_the_other_get
     assert again[0] == entity_id("record:market:M9") and again[3] == entity_id("record:market:M9#2")
 
 
+def test_an_id_two_entities_hold_as_many_records_of_goes_to_the_one_with_the_smallest_record_key():
+    """A tie in records goes to the record key (`source:record_id` as text): across sources, and whatever the
+    entities' own numbers; the other entity's id is derived anew."""
+    from checks.register import carry_ids
+
+    previous = pl.DataFrame({"source": ["market", "editorial", "market", "market"],
+                             "record_id": ["M1", "E1", "M2", "M3"], "entity_id": ["old"] * 2 + ["two"] * 2,
+                             "id_basis": ["uscc:X"] * 2 + ["uscc:Y"] * 2})
+    members = pl.DataFrame({"source": ["market", "editorial", "market", "market"], "record_id": ["M1", "E1", "M3", "M2"],
+                            "entity": [1, 7, 4, 9]})
+    bases = pl.DataFrame({"entity": [1, 7, 4, 9], "id_basis": ["record:market:M1", "record:editorial:E1",
+                                                               "record:market:M3", "record:market:M2"]})
+    carried = carry_ids(members, bases, previous)
+    ids = dict(carried.select("entity", "entity_id").rows())
+    basis = dict(carried.select("entity", "id_basis").rows())
+    assert ids == {7: "old", 1: entity_id("record:market:M1"), 9: "two", 4: entity_id("record:market:M3")}
+    assert basis[7] == "uscc:X" and basis[9] == "uscc:Y"
+
+
 def test_the_register_lets_go_of_the_previous_nights_ids_before_it_builds_its_lists(settings, monkeypatch):
     """Handed over, the previous night's ids are let go of once joined to tonight's records: not held while the ids
     are voted on, nor beside the per-entity lists, the register's biggest part (a night after the first peaked
