@@ -14,8 +14,8 @@ released; a night stopped (Ctrl-C, SIGTERM, a cancelled task) stops it as Ctrl-C
 `GRACE` seconds or on a second Ctrl-C. An exception in the child is raised again in the night as it was raised, of
 its own type (one pickle does not make again as it was — `EntitiesUnreadable(path, why)` — is rebuilt from its
 message and attributes), so the operator reads the same sentence and exit code as in the night's process, with the
-child's traceback as a note; a child that ends without an answer (the kernel's out-of-memory killer) raises
-`ChildDied`, which the CLI words for the operator.
+child's traceback as a note; a child that ends without an answer (the kernel's out-of-memory killer), or with one
+the night cannot read, raises `ChildDied`, which the CLI words for the operator.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ GRACE = 10.0
 
 
 class ChildDied(RuntimeError):
-    """The child ended without an answer; `what` names its work (“生成报告”), `code` is its exit code (−N: signal N)."""
+    """The child ended without an answer, or with one the night cannot read; `what` names its work (“生成报告”),
+    `code` is its exit code (−N: signal N)."""
 
     def __init__(self, message: str, what: str, code: int):
         super().__init__(message)
