@@ -58,9 +58,6 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     detection let go of every other column once the findings across records are made (at 10^7, GB less held
     while the findings frame is built). The prepared records' `file` is a Categorical (the findings' is text).
     """
-    if records.height == 0:
-        return pl.DataFrame(schema=FINDING_SCHEMA), prepare(records, settings).select(KEPT_COLUMNS) \
-            .with_columns(pl.col("file").cast(pl.Categorical))
     clock = _Clock(stats)
     # handed over in turn: the prepared records are new columns (the records' row groups made one chunk), and with
     # the records kept here through `prepare` a province's detection peaked there (6.4 → 4.8 GB at 10^7)
@@ -71,6 +68,8 @@ def detect_with_frame(records: pl.DataFrame, settings: Settings,
     # detection peaked 0.3 GB lower without them as text (5.88 → 5.59 GB at 10^7, the same findings)
     frame = prepare(handed.pop(), settings).drop("legal_rep", "status", strict=False) \
         .with_columns(pl.col("file").cast(pl.Categorical))
+    if frame.height == 0:
+        return pl.DataFrame(schema=FINDING_SCHEMA), frame.select(KEPT_COLUMNS)
     clock.lap("prepare (validate + keys)")
     # the record level is Python over every flagged code, on a second thread beside the findings in context and
     # the candidate pairs, polars for the most part, which let go of Python's lock (at 10^7, 75 → 67 s together)
